@@ -1,0 +1,3 @@
+from keyadmin.cli.main import run
+
+run()

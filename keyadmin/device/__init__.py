@@ -1,0 +1,1 @@
+"""Talking to keys through python-fido2: discovery, sessions, ceremonies."""
