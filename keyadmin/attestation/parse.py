@@ -1,0 +1,223 @@
+"""Step 1: parse a registration into a ``ParsedRegistration``, or raise ``AttestationMalformed``.
+
+Nothing here is trusted yet: parsing only establishes that every field has the shape the
+WebAuthn spec gives it (CBOR with no trailing bytes, authenticator data with attested
+credential data and nothing after the extensions, a loadable COSE key, DER certificates).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from cryptography import x509
+from fido2 import cbor
+
+from keyadmin.attestation.errors import AttestationMalformed
+from keyadmin.attestation.model import ClientData, Flags, ParsedRegistration
+from keyadmin.attestation.signatures import load_cose_key
+
+# What fido2's CBOR decoder and struct unpacking raise on bad input.
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError)
+
+_ATT_OBJ_KEYS = frozenset({"fmt", "attStmt", "authData"})
+_MAX_INPUT = 64 * 1024
+
+
+def parse_registration(attestation_object: bytes, client_data_json: bytes) -> ParsedRegistration:
+    """Parse an attestationObject and the clientDataJSON it was made over."""
+    client_data = parse_client_data(client_data_json)
+    return parse_attestation_object(
+        attestation_object, hashlib.sha256(client_data_json).digest(), client_data=client_data
+    )
+
+
+def parse_client_data(client_data_json: bytes) -> ClientData:
+    """Parse clientDataJSON of a create() ceremony."""
+    if not isinstance(client_data_json, bytes):
+        raise AttestationMalformed("clientDataJSON must be bytes")
+    if len(client_data_json) > _MAX_INPUT:
+        raise AttestationMalformed("clientDataJSON is larger than 64 KiB")
+    try:
+        data = json.loads(client_data_json.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise AttestationMalformed(f"clientDataJSON is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise AttestationMalformed("clientDataJSON is not a JSON object")
+    kind = data.get("type")
+    if kind != "webauthn.create":
+        raise AttestationMalformed(f"clientDataJSON type is {kind!r}, not 'webauthn.create'")
+    challenge = data.get("challenge")
+    origin = data.get("origin")
+    if not isinstance(challenge, str) or not isinstance(origin, str):
+        raise AttestationMalformed("clientDataJSON lacks a string challenge or origin")
+    try:
+        raw_challenge = _b64url_decode(challenge)
+    except (ValueError, binascii.Error):
+        raise AttestationMalformed("clientDataJSON challenge is not base64url") from None
+    cross = data.get("crossOrigin", False)
+    return ClientData(
+        type=kind,
+        challenge=raw_challenge,
+        origin=origin,
+        cross_origin=cross is True,
+        raw=client_data_json,
+    )
+
+
+def parse_attestation_object(
+    attestation_object: bytes, client_data_hash: bytes, *, client_data: ClientData | None = None
+) -> ParsedRegistration:
+    """Parse a CBOR attestationObject given the SHA-256 of its clientDataJSON."""
+    if not isinstance(attestation_object, bytes):
+        raise AttestationMalformed("attestationObject must be bytes")
+    if len(attestation_object) > _MAX_INPUT:
+        raise AttestationMalformed("attestationObject is larger than 64 KiB")
+    if not isinstance(client_data_hash, bytes) or len(client_data_hash) != 32:
+        raise AttestationMalformed("clientDataHash must be 32 bytes")
+    try:
+        obj = cbor.decode(attestation_object)
+    except _DECODE_ERRORS as e:
+        raise AttestationMalformed(f"attestationObject is not valid CBOR: {e}") from None
+    if not isinstance(obj, dict):
+        raise AttestationMalformed("attestationObject is not a CBOR map")
+    keys = set(obj)
+    if keys != _ATT_OBJ_KEYS:
+        raise AttestationMalformed(
+            f"attestationObject must have exactly fmt, attStmt and authData; it has "
+            f"{sorted(map(repr, keys))}"
+        )
+    fmt, att_stmt, auth_data = obj["fmt"], obj["attStmt"], obj["authData"]
+    if not isinstance(fmt, str) or not fmt:
+        raise AttestationMalformed("attestationObject fmt is not a text string")
+    if not isinstance(att_stmt, dict) or not all(isinstance(k, str) for k in att_stmt):
+        raise AttestationMalformed("attStmt is not a map with text keys")
+    if not isinstance(auth_data, bytes):
+        raise AttestationMalformed("authData is not a byte string")
+    return parse_parts(fmt, att_stmt, auth_data, client_data_hash, client_data=client_data)
+
+
+def parse_parts(
+    fmt: str,
+    att_stmt: Mapping[str, Any],
+    auth_data: bytes,
+    client_data_hash: bytes,
+    *,
+    client_data: ClientData | None = None,
+) -> ParsedRegistration:
+    """Parse an already-split registration (fmt, attStmt, authData, clientDataHash)."""
+    parts = _parse_auth_data(auth_data)
+    x5c = parse_x5c(att_stmt.get("x5c"))
+    key, alg = load_cose_key(parts["cose"])
+    return ParsedRegistration(
+        fmt=fmt,
+        att_stmt=att_stmt,
+        auth_data=auth_data,
+        client_data_hash=client_data_hash,
+        client_data=client_data,
+        rp_id_hash=parts["rp_id_hash"],
+        flags=parts["flags"],
+        sign_count=parts["sign_count"],
+        aaguid=parts["aaguid"],
+        credential_id=parts["credential_id"],
+        credential_public_key=parts["cose"],
+        credential_public_key_cbor=parts["cose_cbor"],
+        credential_key=key,
+        algorithm=alg,
+        extensions=parts["extensions"],
+        x5c=x5c,
+    )
+
+
+def _parse_auth_data(auth_data: bytes) -> dict[str, Any]:
+    """Split authenticator data (WebAuthn 6.1); require AT, refuse trailing bytes."""
+    if len(auth_data) < 37:
+        raise AttestationMalformed(f"authData is {len(auth_data)} bytes, shorter than 37")
+    rp_id_hash = auth_data[:32]
+    flags = Flags.from_byte(auth_data[32])
+    sign_count = int.from_bytes(auth_data[33:37], "big")
+    if not flags.at:
+        raise AttestationMalformed("authData has no attested credential data (AT flag clear)")
+    rest = auth_data[37:]
+    if len(rest) < 18:
+        raise AttestationMalformed(
+            "attested credential data is truncated before the AAGUID and credential ID length"
+        )
+    aaguid = UUID(bytes=rest[:16])
+    cred_len = int.from_bytes(rest[16:18], "big")
+    if cred_len == 0 or cred_len > 1023:
+        raise AttestationMalformed(f"credential ID length {cred_len} is outside 1..1023")
+    if len(rest) < 18 + cred_len:
+        raise AttestationMalformed(
+            f"credential ID length says {cred_len} bytes but only {len(rest) - 18} follow"
+        )
+    credential_id = rest[18 : 18 + cred_len]
+    rest = rest[18 + cred_len :]
+    try:
+        cose, after_key = cbor.decode_from(rest)
+    except _DECODE_ERRORS as e:
+        raise AttestationMalformed(f"credential public key is not valid CBOR: {e}") from None
+    if not isinstance(cose, dict) or not all(
+        isinstance(k, int) and not isinstance(k, bool) for k in cose
+    ):
+        raise AttestationMalformed("credential public key is not a COSE_Key map")
+    cose_cbor = rest[: len(rest) - len(after_key)]
+    extensions: dict[str, Any] = {}
+    if flags.ed:
+        try:
+            ext, after_ext = cbor.decode_from(after_key)
+        except _DECODE_ERRORS as e:
+            raise AttestationMalformed(f"authData extensions are not valid CBOR: {e}") from None
+        if not isinstance(ext, dict) or not all(isinstance(k, str) for k in ext):
+            raise AttestationMalformed("authData extensions are not a map with text keys")
+        extensions = ext
+        after_key = after_ext
+    if after_key:
+        raise AttestationMalformed(
+            f"{len(after_key)} unexpected bytes after the "
+            + ("extensions" if flags.ed else "credential public key (ED flag clear)")
+            + " in authData"
+        )
+    return {
+        "rp_id_hash": rp_id_hash,
+        "flags": flags,
+        "sign_count": sign_count,
+        "aaguid": aaguid,
+        "credential_id": credential_id,
+        "cose": cose,
+        "cose_cbor": cose_cbor,
+        "extensions": extensions,
+    }
+
+
+def parse_x5c(value: Any) -> tuple[x509.Certificate, ...]:
+    """Load an attStmt ``x5c`` array (absent means an empty tuple)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise AttestationMalformed("x5c is not a non-empty array")
+    certs = []
+    for i, der in enumerate(value):
+        if not isinstance(der, bytes):
+            raise AttestationMalformed(f"x5c[{i}] is not a byte string")
+        certs.append(load_certificate(der, f"x5c[{i}]"))
+    return tuple(certs)
+
+
+def load_certificate(der: bytes, what: str) -> x509.Certificate:
+    """Load one DER certificate; refuse one ``cryptography`` cannot read."""
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as e:
+        raise AttestationMalformed(f"{what} is not a DER X.509 certificate: {e}") from None
+
+
+def _b64url_decode(text: str) -> bytes:
+    stripped = text.rstrip("=")
+    return base64.b64decode(stripped + "=" * (-len(stripped) % 4), altchars=b"-_", validate=True)
