@@ -26,6 +26,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -74,7 +75,55 @@ def validate_path(
     else:
         path = _verify(leaf, intermediates, anchors, at, leaf_is_ca=False)
     check_path_lengths(path)
+    check_all_presented_used(chain, path, anchors)
     return path
+
+
+def check_all_presented_used(
+    chain: Sequence[x509.Certificate],
+    path: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+) -> None:
+    """Every certificate the statement presents must be verified by something.
+
+    Certificates on the validated path are. Real statements also carry a CA in another form
+    than the path used: a cross-signed root (SafetyNet's GTS Root R1 signed by GlobalSign) or
+    a re-issued self-signed root (Android's Google root). Such a certificate is accepted when
+    it has the subject and key of a CA on the path and its own signature verifies under a
+    presented, path or anchor certificate. Anything else is refused, so no byte of the
+    statement goes unchecked.
+    """
+    used = {c.public_bytes(Encoding.DER) for c in path}
+    issuers = [*chain, *path, *anchors]
+    for i, cert in enumerate(chain):
+        if cert.public_bytes(Encoding.DER) in used:
+            continue
+        if not _same_ca_as_path(cert, path[1:]) or not _signed_by_any(cert, issuers):
+            raise AttestationUntrusted(
+                f"presented certificate {i} {describe(cert)} is not on the validated path "
+                "to the trust anchor and is not a verified form of a CA on it"
+            )
+
+
+def _same_ca_as_path(cert: x509.Certificate, cas: Sequence[x509.Certificate]) -> bool:
+    key = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return any(
+        ca.subject == cert.subject
+        and ca.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == key
+        for ca in cas
+    )
+
+
+def _signed_by_any(cert: x509.Certificate, issuers: Sequence[x509.Certificate]) -> bool:
+    for issuer in issuers:
+        if issuer.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return True
+    return False
 
 
 def check_validity(chain: Sequence[x509.Certificate], at: datetime) -> None:
@@ -109,8 +158,6 @@ def check_path_lengths(path: Sequence[x509.Certificate]) -> None:
 
 def has_legacy_rsa_algorithm(cert: x509.Certificate) -> bool:
     """True when the outer signatureAlgorithm is RSA PKCS#1 v1.5 with the NULL omitted."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     try:
         outer = children(parse_one(cert.public_bytes(Encoding.DER)))
         if len(outer) != 3 or not outer[1].is_universal(TAG_SEQUENCE):

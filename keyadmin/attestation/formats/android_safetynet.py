@@ -121,6 +121,11 @@ def _b64decode(text: str, what: str) -> bytes:
     padded = stripped + "=" * (-len(stripped) % 4)
     altchars = b"-_" if ("-" in text or "_" in text) else None
     try:
-        return base64.b64decode(padded, altchars=altchars, validate=True)
+        raw = base64.b64decode(padded, altchars=altchars, validate=True)
     except (binascii.Error, ValueError):
         raise AttestationMalformed(f"android-safetynet {what} is not base64") from None
+    # Refuse non-canonical encodings (stray low bits in the last character): two texts
+    # must not decode to the same signed bytes.
+    if base64.b64encode(raw, altchars=altchars).rstrip(b"=").decode("ascii") != stripped:
+        raise AttestationMalformed(f"android-safetynet {what} is not canonical base64")
+    return raw

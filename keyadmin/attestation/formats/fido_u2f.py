@@ -2,6 +2,10 @@
 
 Beyond python-fido2: exactly one certificate in x5c, the attestation key and the
 credential key both required to be EC P-256 (ES256), and the credential not a CA.
+
+The U2F signature covers only the RP ID hash, clientDataHash, credential ID and key; the
+client builds the rest of authenticator data itself (flags UP|AT, counter 0, AAGUID zeros).
+Anything else there is an unsigned claim, so it is refused rather than reported as proved.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def verify_fido_u2f(parsed: ParsedRegistration, at: datetime) -> StatementResult
         raise AttestationMalformed(
             f"fido-u2f x5c must hold exactly one certificate, it holds {len(parsed.x5c)}"
         )
+    check_client_built_auth_data(parsed)
     cert = parsed.x5c[0]
     check_not_ca(cert, FMT)
     cert_key = cert.public_key()
@@ -45,3 +50,24 @@ def verify_fido_u2f(parsed: ParsedRegistration, at: datetime) -> StatementResult
         cert_key, ES256, verification_data, sig, what="fido-u2f registration signature"
     )
     return StatementResult(AttestationType.BASIC, parsed.x5c)
+
+
+def check_client_built_auth_data(parsed: ParsedRegistration) -> None:
+    """Refuse authData fields the U2F signature does not cover but that claim something."""
+    if parsed.aaguid.int != 0:
+        raise AttestationInvalid(
+            f"fido-u2f authData AAGUID {parsed.aaguid} is not zeros; the U2F signature does "
+            "not cover it"
+        )
+    if parsed.flags.uv or parsed.flags.be or parsed.flags.bs or parsed.flags.ed:
+        raise AttestationInvalid(
+            f"fido-u2f authData flags 0x{parsed.flags.raw:02x} claim UV, BE, BS or ED, "
+            "which the U2F signature does not cover"
+        )
+    if not parsed.flags.up:
+        raise AttestationInvalid("fido-u2f authData lacks the UP flag")
+    if parsed.sign_count != 0:
+        raise AttestationInvalid(
+            f"fido-u2f authData counter {parsed.sign_count} is not 0; the U2F signature "
+            "does not cover it"
+        )
