@@ -13,7 +13,9 @@ ENV_DB = "KEYADMIN_DATABASE_URL"
 
 
 def data_dir() -> Path:
-    """The data directory: $KEYADMIN_HOME, else $XDG_DATA_HOME/keyadmin, else ~/.local/share/keyadmin.
+    """The data directory.
+
+    $KEYADMIN_HOME, else $XDG_DATA_HOME/keyadmin, else ~/.local/share/keyadmin.
 
     Created with mode 0700 when missing.
     """
@@ -28,7 +30,7 @@ def data_dir() -> Path:
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The registry database: --db, else $KEYADMIN_DATABASE_URL, else a SQLite file in data_dir()."""
+    """The registry: --db, else $KEYADMIN_DATABASE_URL, else a SQLite file in data_dir()."""
     if explicit:
         return explicit
     env = os.environ.get(ENV_DB)

@@ -78,19 +78,15 @@ def _report(err: KeyadminError) -> None:
 
 
 def run(argv: list[str] | None = None) -> Any:
-    """Entry point of the ``keyadmin`` console script."""
-    import click
+    """Entry point of the ``keyadmin`` console script.
 
+    typer handles usage errors (exit 2) and ``typer.Exit``; everything a command
+    raises lands here and is reported once, without a traceback unless --debug.
+    """
     try:
-        rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("aborted\n")
-        sys.exit(ExitCode.ERROR)
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(ExitCode.USAGE if isinstance(e, click.UsageError) else ExitCode.ERROR)
+        app(args=argv, prog_name="keyadmin")
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
@@ -111,7 +107,7 @@ def run(argv: list[str] | None = None) -> Any:
             _report(mapped)
             sys.exit(mapped.exit_code)
         sys.stderr.write(
-            f"error: unexpected {type(e).__name__}: {e}\nhint: rerun with --debug for the traceback\n"
+            f"error: unexpected {type(e).__name__}: {e}\n"
+            "hint: rerun with --debug for the traceback\n"
         )
         sys.exit(ExitCode.ERROR)
-    sys.exit(rv if isinstance(rv, int) else 0)

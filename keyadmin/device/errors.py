@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from keyadmin.errors import (
     DeviceError,
     DeviceProtocolError,
@@ -10,6 +14,29 @@ from keyadmin.errors import (
     PinError,
     PinInvalid,
 )
+
+
+@contextmanager
+def device_errors() -> Iterator[None]:
+    """Turn whatever python-fido2 raises on a broken device reply into a keyadmin error.
+
+    python-fido2 raises CtapError for status codes, but plain ValueError, IndexError,
+    KeyError or TypeError from its CBOR and authenticator-data parsers when a reply is
+    malformed or truncated; callers wrap device calls in this.
+    """
+    try:
+        yield
+    except KeyadminError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, struct.error) as e:
+        raise DeviceProtocolError(
+            f"the key sent a malformed reply ({type(e).__name__}: {e})",
+            hint="retry; if it persists the key or its firmware is faulty",
+        ) from e
+    except Exception as e:
+        if (type(e).__module__ or "").startswith("fido2"):
+            raise from_fido2(e) from e
+        raise
 
 
 def from_fido2(exc: BaseException) -> KeyadminError:
@@ -26,7 +53,7 @@ def from_fido2(exc: BaseException) -> KeyadminError:
         if code == err.PIN_BLOCKED:
             return PinBlocked(
                 "the PIN is locked after too many wrong attempts",
-                hint="the key must be reset (keyadmin device reset), which destroys its credentials",
+                hint="only a reset helps (keyadmin device reset), and it destroys every credential",
             )
         if code == err.PIN_AUTH_BLOCKED:
             return PinBlocked(
@@ -44,7 +71,11 @@ def from_fido2(exc: BaseException) -> KeyadminError:
         if code == err.KEEPALIVE_CANCEL:
             return DeviceError("the operation was cancelled")
         if code in (err.USER_ACTION_TIMEOUT, err.ACTION_TIMEOUT):
-            return DeviceError("the key was not touched in time", hint="touch the key when it blinks")
+            return DeviceError(
+                "the key was not touched in time", hint="touch the key when it blinks"
+            )
         name = getattr(code, "name", None) or f"0x{int(code):02X}"
-        return DeviceProtocolError(f"the key refused the request: CTAP error {name}", ctap=int(code))
+        return DeviceProtocolError(
+            f"the key refused the request: CTAP error {name}", ctap=int(code)
+        )
     return DeviceProtocolError(f"the key's reply could not be used ({type(exc).__name__}: {exc})")

@@ -73,7 +73,13 @@ Keepalive = Callable[[int], None]
 def _cose_public(alg: int, key: Any) -> dict[int, Any]:
     if alg == ES256:
         nums = key.public_key().public_numbers()
-        return {1: 2, 3: ES256, -1: 1, -2: nums.x.to_bytes(32, "big"), -3: nums.y.to_bytes(32, "big")}
+        return {
+            1: 2,
+            3: ES256,
+            -1: 1,
+            -2: nums.x.to_bytes(32, "big"),
+            -3: nums.y.to_bytes(32, "big"),
+        }
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return {1: 1, 3: EDDSA, -1: 6, -2: raw}
 
@@ -212,7 +218,7 @@ class SoftKey:
             state.firmware = firmware
         if transports:
             state.transports = list(transports)
-        pki = generate_lab_pki(state.aaguid)
+        pki = generate_lab_pki(state.aaguid, leaf_under_root=attestation == "fido-u2f")
         state.root_cert_pem, state.root_key_pem = pki.root_cert_pem, pki.root_key_pem
         state.intermediate_cert_pem = pki.intermediate_cert_pem
         state.intermediate_key_pem = pki.intermediate_key_pem
@@ -404,7 +410,7 @@ class SoftKey:
                 raise CtapFailure(Err.PIN_AUTH_INVALID, "token is bound to another RP ID")
 
     def _uv_gate(self, params: dict[int, Any], param_key: int, probe: bool) -> None:
-        """Empty pinUvAuthParam is the platform's 'touch to select' probe (CTAP 2.1 §6.1.2 step 1)."""
+        """An empty pinUvAuthParam is a 'touch to select' probe (CTAP 2.1 §6.1.2 step 1)."""
         auth = params.get(param_key)
         if probe and isinstance(auth, bytes) and len(auth) == 0:
             if self.state.pin_hash is not None:
@@ -433,7 +439,8 @@ class SoftKey:
             (
                 p.get("alg")
                 for p in cred_params
-                if isinstance(p, dict) and p.get("type") == "public-key"
+                if isinstance(p, dict)
+                and p.get("type") == "public-key"
                 and p.get("alg") in SUPPORTED_ALGS
             ),
             None,
@@ -466,15 +473,17 @@ class SoftKey:
         if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
             raise CtapFailure(Err.INVALID_OPTION, "credProtect must be 1, 2 or 3")
         if rk:
-            same_user = [c for c in self._discoverable()
-                         if c.rp_id == rp_id and c.user_id_bytes == user_id]
+            same_user = [
+                c for c in self._discoverable() if c.rp_id == rp_id and c.user_id_bytes == user_id
+            ]
             if not same_user and len(self._discoverable()) >= s.max_discoverable:
                 raise CtapFailure(Err.KEY_STORE_FULL, "no room for another discoverable credential")
             for old in same_user:  # one discoverable credential per (RP, user)
                 s.credentials.remove(old)
 
         key: Any = (
-            ec.generate_private_key(ec.SECP256R1()) if alg == ES256
+            ec.generate_private_key(ec.SECP256R1())
+            if alg == ES256
             else ed25519.Ed25519PrivateKey.generate()
         )
         cred = Credential(
@@ -501,7 +510,9 @@ class SoftKey:
             flags |= FLAG_ED
         aaguid = b"\0" * 16 if s.attestation == "fido-u2f" else self.aaguid
         cose = _cose_public(alg, key)
-        att_cred = aaguid + len(cred.id_bytes).to_bytes(2, "big") + cred.id_bytes + cbor.encode(cose)
+        att_cred = (
+            aaguid + len(cred.id_bytes).to_bytes(2, "big") + cred.id_bytes + cbor.encode(cose)
+        )
         auth_data = self._auth_data(rp_id, flags, counter) + att_cred
         if ext_out:
             auth_data += cbor.encode(ext_out)
@@ -858,7 +869,8 @@ class SoftKey:
             if not isinstance(rp_hash_param, bytes):
                 raise CtapFailure(Err.MISSING_PARAMETER, "rpIDHash missing")
             creds = [
-                c for c in self._discoverable()
+                c
+                for c in self._discoverable()
                 if hmac.compare_digest(hashlib.sha256(c.rp_id.encode()).digest(), rp_hash_param)
             ]
             if not creds:
@@ -896,7 +908,9 @@ class SoftKey:
 
     def _rp_entry(self, rp_id: str) -> dict[int, Any]:
         rp: dict[str, Any] = {"id": rp_id}
-        name = next((c.rp_name for c in self._discoverable() if c.rp_id == rp_id and c.rp_name), None)
+        name = next(
+            (c.rp_name for c in self._discoverable() if c.rp_id == rp_id and c.rp_name), None
+        )
         if name:
             rp["name"] = name
         return {0x03: rp, 0x04: hashlib.sha256(rp_id.encode()).digest()}

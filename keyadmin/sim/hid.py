@@ -15,6 +15,7 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -200,19 +201,24 @@ class SimHidConnection(CtapHidConnection):
         else:  # MSG (CTAP1/U2F) is not offered: the NMSG capability says so
             self._error(cid, HidErr.INVALID_CMD)
 
+    def _keepalive_sender(self, cid: int) -> Callable[[int], None]:
+        last = [0.0]
+
+        def keepalive(status: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= KEEPALIVE_EVERY:
+                last[0] = now
+                self._send(cid, HidCmd.KEEPALIVE, bytes([status]))
+
+        return keepalive
+
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
             if job is None:
                 return
             cid, data = job
-            last = [0.0]
-
-            def keepalive(status: int, cid: int = cid) -> None:
-                now = time.monotonic()
-                if now - last[0] >= KEEPALIVE_EVERY:
-                    last[0] = now
-                    self._send(cid, HidCmd.KEEPALIVE, bytes([status]))
+            keepalive = self._keepalive_sender(cid)
 
             try:
                 reply = self.key.process(data, keepalive=keepalive, cancel=self._cancel)

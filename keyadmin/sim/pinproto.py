@@ -29,7 +29,12 @@ def _platform_public(cose: object) -> ec.EllipticCurvePublicKey:
     if not isinstance(cose, dict):
         raise PinProtocolError("keyAgreement is not a COSE key map")
     x, y = cose.get(-2), cose.get(-3)
-    if cose.get(1) != 2 or cose.get(-1) != 1 or not isinstance(x, bytes) or not isinstance(y, bytes):
+    if (
+        cose.get(1) != 2
+        or cose.get(-1) != 1
+        or not isinstance(x, bytes)
+        or not isinstance(y, bytes)
+    ):
         raise PinProtocolError("keyAgreement is not a P-256 COSE key")
     try:
         return ec.EllipticCurvePublicNumbers(

@@ -90,9 +90,15 @@ def issue_leaf(
     )
 
 
-def generate_lab_pki(aaguid: str, *, now: dt.datetime | None = None) -> LabPki:
-    """A fresh root (20 years), intermediate (15 years) and attestation leaf (10 years)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+def generate_lab_pki(
+    aaguid: str, *, now: dt.datetime | None = None, leaf_under_root: bool = False
+) -> LabPki:
+    """A fresh root (20 years), intermediate (15 years) and attestation leaf (10 years).
+
+    ``leaf_under_root`` issues the leaf straight from the root, for fido-u2f
+    attestation, whose x5c carries exactly one certificate.
+    """
+    now = now or dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(days=1)
     root_key = ec.generate_private_key(ec.SECP256R1())
     inter_key = ec.generate_private_key(ec.SECP256R1())
@@ -130,8 +136,8 @@ def generate_lab_pki(aaguid: str, *, now: dt.datetime | None = None) -> LabPki:
     )
     leaf = issue_leaf(
         uuid.UUID(aaguid).bytes,
-        inter,
-        inter_key,
+        root if leaf_under_root else inter,
+        root_key if leaf_under_root else inter_key,
         leaf_key,
         not_before=start,
         not_after=start + dt.timedelta(days=365 * 10),

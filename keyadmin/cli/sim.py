@@ -1,0 +1,240 @@
+"""keyadmin sim: the SOFTWARE security key for tests, demos and operator training."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.errors import UsageError
+
+app = typer.Typer(
+    help=(
+        "A SOFTWARE security key (not hardware) that speaks real CTAP 2.1 over USB HID "
+        "(in-process) and PC/SC (pcscd + vpcd). For tests, demos and training only: its "
+        "attestation root is never trusted unless a policy names it."
+    ),
+    no_args_is_help=True,
+)
+
+STATE_OPT = typer.Option(..., "--state", help="The key's state file (credentials, PIN, counters).")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
+
+FAULT_COMMANDS = {
+    "makeCredential": 0x01,
+    "getAssertion": 0x02,
+    "getInfo": 0x04,
+    "clientPIN": 0x06,
+    "reset": 0x07,
+    "getNextAssertion": 0x08,
+    "credentialManagement": 0x0A,
+    "selection": 0x0B,
+    "config": 0x0D,
+}
+
+
+def _firmware(text: str) -> int:
+    parts = text.split(".")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) != 3 or any(not 0 <= n <= 255 for n in nums):
+        raise UsageError(
+            f"bad firmware version {text!r}", hint="write it as MAJOR.MINOR.PATCH, e.g. 5.7.1"
+        )
+    return (nums[0] << 16) | (nums[1] << 8) | nums[2]
+
+
+def _firmware_text(value: int) -> str:
+    return f"{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
+
+
+def _int_auto(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise UsageError(f"not a number: {text!r}") from None
+
+
+@app.command("init")
+def init(
+    state: Path = STATE_OPT,
+    aaguid: str = typer.Option(None, help="AAGUID to report (default: keyadmin's softkey AAGUID)."),
+    firmware: str = typer.Option("5.7.0", help="Firmware version reported in getInfo."),
+    counter_mode: str = typer.Option(
+        "per-credential", help="per-credential, global, zero or rollback."
+    ),
+    rollback_after: int = typer.Option(
+        0, help="With --counter-mode rollback: fall back after N uses."
+    ),
+    attestation: str = typer.Option("packed", help="packed, self, none or fido-u2f."),
+    backup_eligible: bool = typer.Option(False, help="Set the BE flag (not device-bound)."),
+    backed_up: bool = typer.Option(False, help="Set the BS flag (implies BE)."),
+    fault: list[str] = typer.Option(  # noqa: B008 - typer's idiom
+        [],
+        help="Inject a fault (repeatable): malformed-cbor, truncated, wrong-rpid-hash, "
+        "bad-signature, cert-aaguid-mismatch, clear-up-uv, ctap-error, slow.",
+    ),
+    fault_command: list[str] = typer.Option(  # noqa: B008
+        [], help="Commands the reply faults apply to (default makeCredential, getAssertion)."
+    ),
+    fault_ctap_error: str = typer.Option("0x7F", help="With --fault ctap-error: the status byte."),
+    fault_delay: float = typer.Option(0.0, help="With --fault slow: seconds per reply."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing state file."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Create a SOFTWARE key in a new state file, with its own lab attestation PKI.
+
+    Example: keyadmin sim init --state lab.key --firmware 5.4.3 --counter-mode global
+    """
+    from keyadmin.sim.authenticator import SoftKey
+
+    if state.exists() and not force:
+        raise UsageError(f"{state} exists", hint="pass --force to replace that software key")
+    commands = []
+    for name in fault_command:
+        if name not in FAULT_COMMANDS:
+            raise UsageError(f"unknown command {name!r}", hint=", ".join(FAULT_COMMANDS))
+        commands.append(FAULT_COMMANDS[name])
+    try:
+        key = SoftKey.create(
+            state,
+            aaguid=aaguid,
+            firmware=_firmware(firmware),
+            counter_mode=counter_mode,
+            rollback_after=rollback_after,
+            attestation=attestation,
+            backup_eligible=backup_eligible,
+            backed_up=backed_up,
+            faults=fault,
+            fault_commands=commands,
+            fault_ctap_error=_int_auto(fault_ctap_error),
+            fault_delay=fault_delay,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    _show(key, json_out, title=f"Created a SOFTWARE key (not hardware) in {state}")
+
+
+def _show(key: object, json_out: bool, title: str) -> None:
+    from keyadmin.sim.authenticator import SoftKey
+
+    assert isinstance(key, SoftKey)
+    s = key.state
+    info = {
+        "kind": "software key (not hardware)",
+        "state_file": str(key.path),
+        "aaguid": s.aaguid,
+        "firmware": _firmware_text(s.firmware),
+        "attestation": s.attestation,
+        "counter_mode": s.counter_mode
+        + (f" (after {s.rollback_after})" if s.rollback_after else ""),
+        "backup_eligible": s.backup_eligible,
+        "backed_up": s.backed_up,
+        "pin_set": s.pin_hash is not None,
+        "pin_retries": s.pin_retries,
+        "min_pin_length": s.min_pin_length,
+        "always_uv": s.always_uv,
+        "enterprise_attestation": s.ep_enabled,
+        "credentials": len(s.credentials),
+        "discoverable_credentials": sum(1 for c in s.credentials if c.discoverable),
+        "faults": s.faults,
+    }
+    if json_out:
+        emit_json(info)
+    else:
+        emit_kv(title, list(info.items()))
+
+
+@app.command("show")
+def show(state: Path = STATE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Show a SOFTWARE key's settings and how many credentials it holds.
+
+    Example: keyadmin sim show --state lab.key --json
+    """
+    from keyadmin.sim.authenticator import SoftKey
+
+    _show(SoftKey.open(state), json_out, title=f"SOFTWARE key (not hardware) in {state}")
+
+
+@app.command("root")
+def root(state: Path = STATE_OPT) -> None:
+    """Print the SOFTWARE key's lab attestation root certificate (PEM).
+
+    A policy trusts it only when it names it (policies/lab-softkey.toml).
+    Example: keyadmin sim root --state lab.key > lab-root.pem
+    """
+    from keyadmin.sim.authenticator import SoftKey
+
+    key = SoftKey.open(state)
+    say("# lab root of a SOFTWARE key (not hardware); never trust it for real accounts")
+    sys.stdout.write(key.root_certificate_pem())
+
+
+@app.command("serve")
+def serve(
+    state: Path = STATE_OPT,
+    transport: str = typer.Option("pcsc", help="Only pcsc: a contactless card for pcscd via vpcd."),
+    host: str = typer.Option("127.0.0.1", help="Where vpcd listens."),
+    port: int = typer.Option(35963, help="vpcd's port (35963 is the first reader)."),
+) -> None:
+    """Put the SOFTWARE key on a virtual NFC reader (vpcd), until Ctrl-C.
+
+    Example: keyadmin sim serve --state lab.key --transport pcsc --port 35963
+    """
+    if transport != "pcsc":
+        raise UsageError(
+            f"unknown transport {transport!r}",
+            hint="only 'pcsc' is served; USB HID is used in-process with --device sim:FILE",
+        )
+    from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.pcsc import serve_pcsc
+
+    key = SoftKey.open(state)
+    say(f"Serving the SOFTWARE key {state} on vpcd {host}:{port} (Ctrl-C to stop)")
+    try:
+        serve_pcsc(key, host, port)
+    except KeyboardInterrupt:
+        say("stopped")
+
+
+@app.command("selftest")
+def selftest(
+    state: Path = STATE_OPT,
+    rp_id: str = typer.Option("keyadmin.example", help="RP ID for the test credential."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Register and authenticate once with the SOFTWARE key through python-fido2's client.
+
+    Sets a PIN first when the key has none (read from the prompt, or from stdin).
+    Example: printf '%s\\n' "$PIN" | keyadmin sim selftest --state lab.key
+    """
+    from fido2.ctap2 import ClientPin, Ctap2
+
+    from keyadmin.cli.interact import CliInteraction, read_pin
+    from keyadmin.flows.selftest import run_selftest
+    from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.hid import open_hid
+
+    key = SoftKey.open(state)
+    device = open_hid(key, str(state))
+    interaction = CliInteraction()
+    if key.state.pin_hash is None:
+        pin = read_pin("New PIN for the software key: ")
+        ClientPin(Ctap2(device)).set_pin(pin)
+        interaction = CliInteraction(pin)
+        say("PIN set on the software key")
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root_der = x509.load_pem_x509_certificate(key.root_certificate_pem().encode()).public_bytes(
+        Encoding.DER
+    )
+    result = run_selftest(device, f"sim:{state}", interaction, rp_id=rp_id, trust_root_der=root_der)
+    if json_out:
+        emit_json(result)
+    else:
+        emit_kv("Selftest passed on a SOFTWARE key (not hardware)", list(vars(result).items()))

@@ -1,0 +1,113 @@
+"""Find and open FIDO devices: USB HID, PC/SC readers, and the software key.
+
+``--device`` takes ``hid:PATH``, ``nfc:READER`` (a substring of the reader
+name) or ``sim:STATEFILE``. With no selector, the one device present is used;
+several is an error that lists them; none is an error that points to doctor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from keyadmin.errors import DeviceError, UsageError
+
+log = logging.getLogger(__name__)
+
+NO_DEVICE_HINT = (
+    "plug in a FIDO2 key (or put it on the NFC reader) and retry; run 'keyadmin doctor' "
+    "to check USB permissions (udev/70-keyadmin-fido.rules) and the PC/SC service"
+)
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    transport: str  # "hid", "nfc" or "sim"
+    path: str
+    product: str | None
+
+    @property
+    def selector(self) -> str:
+        return f"{self.transport}:{self.path}"
+
+
+def parse_selector(selector: str) -> tuple[str, str]:
+    kind, sep, rest = selector.partition(":")
+    if not sep or kind not in ("hid", "nfc", "sim") or not rest:
+        raise UsageError(
+            f"bad --device value {selector!r}",
+            hint="use hid:PATH, nfc:READER or sim:STATEFILE (see 'keyadmin device list')",
+        )
+    return kind, rest
+
+
+def open_device(selector: str | None) -> tuple[DeviceRef, Any]:
+    """Open the selected device and return python-fido2's CtapDevice for it."""
+    if selector is None:
+        found = list_devices()
+        if not found:
+            raise DeviceError("no FIDO device found", hint=NO_DEVICE_HINT)
+        if len(found) > 1:
+            names = "; ".join(f"{d.selector} ({d.product or 'unknown'})" for d in found)
+            raise DeviceError(
+                f"{len(found)} FIDO devices found: {names}",
+                hint="choose one with --device",
+            )
+        selector = found[0].selector
+    kind, rest = parse_selector(selector)
+    if kind == "sim":
+        from keyadmin.sim.authenticator import SoftKey
+        from keyadmin.sim.hid import open_hid
+
+        key = SoftKey.open(rest)
+        return DeviceRef("sim", rest, key.product_name), open_hid(key, rest)
+    if kind == "hid":
+        from fido2.hid import open_device as open_hid_path
+
+        try:
+            dev = open_hid_path(rest)
+        except OSError as e:
+            raise DeviceError(
+                f"cannot open {rest}: {e.strerror or e}", hint=NO_DEVICE_HINT
+            ) from None
+        return DeviceRef("hid", rest, dev.product_name), dev
+    return _open_nfc(rest)
+
+
+def _open_nfc(reader: str) -> tuple[DeviceRef, Any]:
+    try:
+        from fido2.pcsc import CtapPcscDevice
+    except ImportError:
+        raise DeviceError(
+            "PC/SC support is not installed",
+            hint="install the extra: pip install 'keyadmin[pcsc]' (needs pcscd and libpcsclite)",
+        ) from None
+    devs = list(CtapPcscDevice.list_devices(reader))
+    if not devs:
+        raise DeviceError(f"no FIDO card on a reader matching {reader!r}", hint=NO_DEVICE_HINT)
+    if len(devs) > 1:
+        raise DeviceError(f"several readers match {reader!r}", hint="give more of the reader name")
+    dev = devs[0]
+    name = getattr(dev, "_name", reader)
+    return DeviceRef("nfc", name, None), dev
+
+
+def list_devices() -> list[DeviceRef]:
+    """Every FIDO device on USB HID and on PC/SC readers (software keys are opened by path)."""
+    found: list[DeviceRef] = []
+    from fido2.hid import list_descriptors
+
+    for desc in list_descriptors():
+        found.append(DeviceRef("hid", str(desc.path), desc.product_name))
+    try:
+        from fido2.pcsc import CtapPcscDevice
+    except ImportError:
+        return found
+    try:
+        for dev in CtapPcscDevice.list_devices():
+            found.append(DeviceRef("nfc", getattr(dev, "_name", "?"), None))
+            dev.close()
+    except Exception as e:  # noqa: BLE001 - no PC/SC service means no NFC devices
+        log.debug("PC/SC listing failed: %r", e)
+    return found

@@ -1,0 +1,1 @@
+"""Use cases: plain functions that take their collaborators and return result dataclasses."""
