@@ -38,6 +38,11 @@ def collect_trust_anchors(
     trust_anchors: Sequence[x509.Certificate | bytes], metadata_entry: Any
 ) -> TrustAnchors:
     """Explicit anchors (must all load) plus the metadata entry's roots (bad ones skipped)."""
+    if isinstance(trust_anchors, (x509.Certificate, bytes, str)):
+        raise ConfigError(
+            "trust_anchors must be a list of certificates, not a single certificate",
+            hint="pass [root] rather than root",
+        )
     certs: list[x509.Certificate] = []
     for i, anchor in enumerate(trust_anchors):
         if isinstance(anchor, x509.Certificate):
