@@ -11,20 +11,18 @@ import base64
 import binascii
 import hashlib
 import json
-import struct
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from cryptography import x509
-from fido2 import cbor
 
+from keyadmin.attestation import cbor
 from keyadmin.attestation.errors import AttestationMalformed
 from keyadmin.attestation.model import ClientData, Flags, ParsedRegistration
 from keyadmin.attestation.signatures import load_cose_key
 
-# What fido2's CBOR decoder and struct unpacking raise on bad input.
-_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError)
+_DECODE_ERRORS = (cbor.CborError,)
 
 _ATT_OBJ_KEYS = frozenset({"fmt", "attStmt", "authData"})
 _MAX_INPUT = 64 * 1024
@@ -160,24 +158,25 @@ def _parse_auth_data(auth_data: bytes) -> dict[str, Any]:
     credential_id = rest[18 : 18 + cred_len]
     rest = rest[18 + cred_len :]
     try:
-        cose, after_key = cbor.decode_from(rest)
+        cose, key_end = cbor.decode_from(rest, 0)
     except _DECODE_ERRORS as e:
         raise AttestationMalformed(f"credential public key is not valid CBOR: {e}") from None
     if not isinstance(cose, dict) or not all(
         isinstance(k, int) and not isinstance(k, bool) for k in cose
     ):
         raise AttestationMalformed("credential public key is not a COSE_Key map")
-    cose_cbor = rest[: len(rest) - len(after_key)]
+    cose_cbor = rest[:key_end]
+    after_key = rest[key_end:]
     extensions: dict[str, Any] = {}
     if flags.ed:
         try:
-            ext, after_ext = cbor.decode_from(after_key)
+            ext, ext_end = cbor.decode_from(after_key, 0)
         except _DECODE_ERRORS as e:
             raise AttestationMalformed(f"authData extensions are not valid CBOR: {e}") from None
         if not isinstance(ext, dict) or not all(isinstance(k, str) for k in ext):
             raise AttestationMalformed("authData extensions are not a map with text keys")
         extensions = ext
-        after_key = after_ext
+        after_key = after_key[ext_end:]
     if after_key:
         raise AttestationMalformed(
             f"{len(after_key)} unexpected bytes after the "
