@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from keyadmin.attestation import cbor
 from keyadmin.attestation.errors import AttestationMalformed
@@ -210,11 +211,22 @@ def parse_x5c(value: Any) -> tuple[x509.Certificate, ...]:
 
 
 def load_certificate(der: bytes, what: str) -> x509.Certificate:
-    """Load one DER certificate; refuse one ``cryptography`` cannot read."""
+    """Load one DER certificate; refuse one ``cryptography`` cannot read.
+
+    ``cryptography`` parses some parts lazily; they are touched here so that a bad key,
+    name, extension or algorithm is a parse failure now rather than a surprise later.
+    """
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as e:
-        raise AttestationMalformed(f"{what} is not a DER X.509 certificate: {e}") from None
+        cert = x509.load_der_x509_certificate(der)
+        cert.version  # noqa: B018
+        cert.public_key()
+        cert.extensions  # noqa: B018 - forces parsing
+        cert.subject  # noqa: B018
+        cert.issuer  # noqa: B018
+        cert.signature_hash_algorithm  # noqa: B018
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
+        raise AttestationMalformed(f"{what} is not a usable X.509 certificate: {e}") from None
+    return cert
 
 
 def _b64url_decode(text: str) -> bytes:

@@ -82,7 +82,7 @@ ATT_OBJ_CASES: list[tuple[str, Callable[[], bytes], str]] = [
     (
         "x5c garbage",
         lambda: _edit(lambda o: o["attStmt"].update(x5c=[b"\x30\x03\x02\x01\x01"])),
-        "x5c[0] is not a DER X.509 certificate",
+        "x5c[0] is not a usable X.509 certificate",
     ),
     ("x5c empty", lambda: _edit(lambda o: o["attStmt"].update(x5c=[])), "x5c is not a non-empty"),
     ("sig missing", lambda: _edit(lambda o: o["attStmt"].pop("sig")), "packed attStmt lacks sig"),

@@ -21,6 +21,7 @@ from keyadmin.attestation.model import AttestationType, ParsedRegistration, Stat
 from keyadmin.attestation.signatures import ES256, verify_signature
 
 FMT = "fido-u2f"
+U2F_FLAGS = 0x41  # UP | AT: what a client writes for a U2F registration
 
 
 def verify_fido_u2f(parsed: ParsedRegistration, at: datetime) -> StatementResult:
@@ -59,13 +60,11 @@ def check_client_built_auth_data(parsed: ParsedRegistration) -> None:
             f"fido-u2f authData AAGUID {parsed.aaguid} is not zeros; the U2F signature does "
             "not cover it"
         )
-    if parsed.flags.uv or parsed.flags.be or parsed.flags.bs or parsed.flags.ed:
+    if parsed.flags.raw != U2F_FLAGS:
         raise AttestationInvalid(
-            f"fido-u2f authData flags 0x{parsed.flags.raw:02x} claim UV, BE, BS or ED, "
-            "which the U2F signature does not cover"
+            f"fido-u2f authData flags are 0x{parsed.flags.raw:02x}, not UP|AT (0x41); the U2F "
+            "signature does not cover them"
         )
-    if not parsed.flags.up:
-        raise AttestationInvalid("fido-u2f authData lacks the UP flag")
     if parsed.sign_count != 0:
         raise AttestationInvalid(
             f"fido-u2f authData counter {parsed.sign_count} is not 0; the U2F signature "
