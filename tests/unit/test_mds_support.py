@@ -160,9 +160,13 @@ class TestPki:
         header = {
             "alg": "ES256",
             "typ": "JWT",
-            "x5c": [base64.b64encode(self.signer.public_bytes(serialization.Encoding.DER)).decode()],
+            "x5c": [
+                base64.b64encode(self.signer.public_bytes(serialization.Encoding.DER)).decode()
+            ],
         }
-        signing_input = b64u(json.dumps(header).encode()) + b"." + b64u(json.dumps(payload).encode())
+        signing_input = (
+            b64u(json.dumps(header).encode()) + b"." + b64u(json.dumps(payload).encode())
+        )
         r, s = decode_dss_signature(self.signer_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
         return signing_input + b"." + b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 

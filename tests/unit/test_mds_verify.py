@@ -70,8 +70,9 @@ def test_production_blob_is_refused_today_because_its_signer_expired(
     assert "--at" in (err.hint or "")
 
 
-@pytest.mark.parametrize(("path", "at", "no", "entries"), [(PROD9, AT_NO9, 9, 98),
-                                                           (PROD23, AT_NO23, 23, 148)])
+@pytest.mark.parametrize(
+    ("path", "at", "no", "entries"), [(PROD9, AT_NO9, 9, 98), (PROD23, AT_NO23, 23, 148)]
+)
 def test_production_blob_is_accepted_at_a_moment_inside_its_validity(
     path: Path, at, no: int, entries: int
 ) -> None:
