@@ -12,7 +12,11 @@ from typing import Any
 
 from fido2.client import UserInteraction
 
-from keyadmin.errors import PinError
+from keyadmin.errors import KeyadminError, PinError
+
+
+class Cancelled(KeyadminError):
+    """The operator said no."""
 
 
 def read_pin(prompt: str = "PIN: ") -> str:
@@ -24,6 +28,27 @@ def read_pin(prompt: str = "PIN: ") -> str:
     if not pin:
         raise PinError("no PIN given", hint="type it at the prompt, or pipe it on stdin")
     return pin
+
+
+def read_new_pin() -> str:
+    """A new PIN: typed twice at a terminal, or one line of stdin."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        first = getpass.getpass("New PIN: ", stream=sys.stderr)
+        if getpass.getpass("New PIN again: ", stream=sys.stderr) != first:
+            raise PinError("the two PINs differ; nothing was changed")
+        if not first:
+            raise PinError("no PIN given")
+        return first
+    return read_pin()
+
+
+def confirm(question: str) -> None:
+    """Ask yes/no on stderr; anything but yes aborts with nothing done."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Cancelled("cancelled; nothing was changed")
 
 
 class CliInteraction(UserInteraction):

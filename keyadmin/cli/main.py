@@ -12,12 +12,29 @@ import sys
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from keyadmin import __version__
+from keyadmin.cli import device as device_cli
+from keyadmin.cli import doctor as doctor_cli
 from keyadmin.cli import sim as sim_cli
 from keyadmin.errors import ExitCode, KeyadminError
 
+
+class KeyadminGroup(TyperGroup):
+    """The root command group: every error a command raises is reported here, once."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer's own: usage errors (exit 2), explicit exits
+        except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the one place for all
+            raise typer.Exit(exit_code_for(e)) from None
+
+
 app = typer.Typer(
+    cls=KeyadminGroup,
     name="keyadmin",
     help=(
         "Enrol, verify and audit FIDO2 hardware security keys.\n\n"
@@ -33,6 +50,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
+app.add_typer(device_cli.app, name="device")
+app.command("doctor")(doctor_cli.doctor)
 app.add_typer(sim_cli.app, name="sim")
 
 _state: dict[str, bool] = {"debug": False}
@@ -71,43 +90,28 @@ def _translate(exc: BaseException) -> KeyadminError | None:
     return None
 
 
-def _report(err: KeyadminError) -> None:
+def exit_code_for(exc: BaseException) -> int:
+    """Report an exception on stderr, once, and return its exit code (the published table)."""
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("interrupted; nothing more was done\n")
+        return 130
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    err = exc if isinstance(exc, KeyadminError) else _translate(exc)
+    if err is None:
+        sys.stderr.write(
+            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            "hint: rerun with --debug for the traceback\n"
+        )
+        return int(ExitCode.ERROR)
     sys.stderr.write(f"error: {err.message}\n")
     if err.hint:
         sys.stderr.write(f"hint: {err.hint}\n")
+    return int(err.exit_code)
 
 
 def run(argv: list[str] | None = None) -> Any:
-    """Entry point of the ``keyadmin`` console script.
-
-    typer handles usage errors (exit 2) and ``typer.Exit``; everything a command
-    raises lands here and is reported once, without a traceback unless --debug.
-    """
-    try:
-        app(args=argv, prog_name="keyadmin")
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except KeyadminError as e:
-        if _state["debug"]:
-            import traceback
-
-            traceback.print_exc()
-        _report(e)
-        sys.exit(e.exit_code)
-    except Exception as e:  # noqa: BLE001 - the one place that catches everything
-        if _state["debug"]:
-            import traceback
-
-            traceback.print_exc()
-        mapped = _translate(e)
-        if mapped is not None:
-            _report(mapped)
-            sys.exit(mapped.exit_code)
-        sys.stderr.write(
-            f"error: unexpected {type(e).__name__}: {e}\n"
-            "hint: rerun with --debug for the traceback\n"
-        )
-        sys.exit(ExitCode.ERROR)
+    """Entry point of the ``keyadmin`` console script."""
+    app(args=argv, prog_name="keyadmin")

@@ -57,10 +57,14 @@ def open_device(selector: str | None) -> tuple[DeviceRef, Any]:
         selector = found[0].selector
     kind, rest = parse_selector(selector)
     if kind == "sim":
+        from keyadmin.errors import StateFileError
         from keyadmin.sim.authenticator import SoftKey
         from keyadmin.sim.hid import open_hid
 
-        key = SoftKey.open(rest)
+        try:
+            key = SoftKey.open(rest)
+        except StateFileError as e:
+            raise DeviceError(e.message, hint=e.hint) from None
         return DeviceRef("sim", rest, key.product_name), open_hid(key, rest)
     if kind == "hid":
         from fido2.hid import open_device as open_hid_path

@@ -1,0 +1,298 @@
+"""keyadmin device: see and prepare any FIDO2 key over USB HID, NFC (PC/SC) or the software key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.errors import UsageError
+
+app = typer.Typer(
+    help="See exactly what a FIDO2 key is and bring it to a known state (USB, NFC, software key).",
+    no_args_is_help=True,
+)
+pin_app = typer.Typer(help="Set, change, verify the key's PIN, or show its retries.")
+config_app = typer.Typer(help="authenticatorConfig: always-UV, minimum PIN length, enterprise att.")
+creds_app = typer.Typer(help="Discoverable credentials stored on the key.")
+app.add_typer(pin_app, name="pin")
+app.add_typer(config_app, name="config")
+app.add_typer(creds_app, name="credentials")
+
+DEVICE_OPT = typer.Option(
+    None,
+    "--device",
+    "-d",
+    envvar="KEYADMIN_DEVICE",
+    help="hid:PATH, nfc:READER or sim:STATEFILE. Default: the one device present.",
+)
+JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
+
+
+def _session(selector: str | None) -> Any:
+    from keyadmin.device.discovery import open_device
+    from keyadmin.device.session import DeviceSession
+
+    ref, dev = open_device(selector)
+    return DeviceSession(ref, dev)
+
+
+def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any) -> None:
+    result = {"action": action, "changed": changed, "device": device, **detail}
+    if json_out:
+        emit_json(result)
+    else:
+        emit_kv(f"{action}: {'done' if changed else 'nothing to change'}", list(result.items()))
+
+
+def _pin_if_set(session: Any) -> str | None:
+    from keyadmin.cli.interact import read_pin
+
+    if session.ctap.get_info().options.get("clientPin"):
+        return read_pin("Current PIN: ")
+    return None
+
+
+@app.command("list")
+def list_cmd(json_out: bool = JSON_OPT) -> None:
+    """List every FIDO device on USB HID and on PC/SC readers.
+
+    Software keys are not listed (they are files): use --device sim:FILE.
+    Example: keyadmin device list --json
+    """
+    from keyadmin.device.discovery import list_devices
+
+    found = list_devices()
+    rows = [{"device": d.selector, "transport": d.transport, "product": d.product} for d in found]
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        say("no FIDO device found; run 'keyadmin doctor' if a key is plugged in")
+        return
+    emit_kv(f"{len(rows)} FIDO device(s)", [(str(r["device"]), r["product"] or "-") for r in rows])
+
+
+@app.command("info")
+def info(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Show the decoded getInfo of a key and its PIN retries.
+
+    Example: keyadmin device info --device sim:lab.key --json
+    """
+    with _session(device) as s:
+        result = s.info()
+    if json_out:
+        emit_json(result)
+        return
+    rows = [
+        ("device", f"{result.transport}:{result.path}"),
+        ("product", result.product),
+        ("aaguid", result.aaguid),
+        ("firmware", result.firmware),
+        ("versions", list(result.versions)),
+        ("extensions", list(result.extensions)),
+        ("options", result.options),
+        ("PIN set", result.pin_set),
+        ("PIN retries", result.pin_retries),
+        ("blocked until re-plug", result.pin_blocked_until_power_cycle),
+        ("min PIN length", result.min_pin_length),
+        ("force PIN change", result.force_pin_change),
+        ("remaining disc. creds", result.remaining_discoverable_credentials),
+        ("algorithms", list(result.algorithms)),
+        ("transports", list(result.transports)),
+        ("PIN/UV protocols", list(result.pin_uv_protocols)),
+        ("certifications", result.certifications),
+    ]
+    emit_kv("FIDO2 key", rows)
+
+
+# ---------------------------------------------------------------------------- PIN
+@pin_app.command("set")
+def pin_set(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Set the PIN of a key that has none (hidden prompt, or one line on stdin).
+
+    Example: keyadmin device pin set --device sim:lab.key
+    """
+    from keyadmin.cli.interact import read_new_pin
+
+    with _session(device) as s:
+        s.set_pin(read_new_pin())
+        _done("pin set", True, s.ref.selector, json_out)
+
+
+@pin_app.command("change")
+def pin_change(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Change the PIN (current, then new: prompts, or two lines on stdin).
+
+    Example: printf '%s\\n%s\\n' "$OLD" "$NEW" | keyadmin device pin change
+    """
+    from keyadmin.cli.interact import read_new_pin, read_pin
+
+    with _session(device) as s:
+        old = read_pin("Current PIN: ")
+        s.change_pin(old, read_new_pin())
+        _done("pin change", True, s.ref.selector, json_out)
+
+
+@pin_app.command("verify")
+def pin_verify(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Check a PIN against the key (a wrong PIN costs one retry).
+
+    Example: keyadmin device pin verify --device nfc:vpcd
+    """
+    from keyadmin.cli.interact import read_pin
+
+    with _session(device) as s:
+        s.verify_pin(read_pin())
+        retries, _ = s.pin_retries()
+        _done("pin verify", False, s.ref.selector, json_out, verified=True, retries=retries)
+
+
+@pin_app.command("retries")
+def pin_retries(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Show how many PIN attempts are left, and whether the key needs re-plugging.
+
+    Example: keyadmin device pin retries --json
+    """
+    with _session(device) as s:
+        retries, power_cycle = s.pin_retries()
+        result = {"device": s.ref.selector, "retries": retries, "power_cycle_needed": power_cycle}
+    if json_out:
+        emit_json(result)
+    else:
+        emit_kv("PIN retries", list(result.items()))
+
+
+# ---------------------------------------------------------------------------- config
+@config_app.command("always-uv")
+def config_always_uv(
+    state: str = typer.Argument(..., help="on or off"),
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Require user verification (PIN) for every operation, or stop requiring it.
+
+    Example: keyadmin device config always-uv on --device sim:lab.key
+    """
+    if state not in ("on", "off"):
+        raise UsageError(f"always-uv takes 'on' or 'off', not {state!r}")
+    with _session(device) as s:
+        changed = s.set_always_uv(state == "on", _pin_if_set(s))
+        _done(f"always-uv {state}", changed, s.ref.selector, json_out)
+
+
+@config_app.command("min-pin-length")
+def config_min_pin_length(
+    length: int = typer.Argument(..., help="New minimum PIN length (can only grow)."),
+    rp_id: list[str] = typer.Option(  # noqa: B008 - typer's idiom
+        [], "--rp-id", help="RP ID allowed to read the minimum PIN length (repeatable)."
+    ),
+    force_change: bool = typer.Option(False, "--force-change", help="Force a PIN change."),
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Raise the key's minimum PIN length, optionally forcing a PIN change.
+
+    Example: keyadmin device config min-pin-length 8 --force-change
+    """
+    with _session(device) as s:
+        changed = s.set_min_pin_length(length, _pin_if_set(s), list(rp_id), force_change)
+        _done("min-pin-length", changed, s.ref.selector, json_out, length=length)
+
+
+@config_app.command("enable-ep")
+def config_enable_ep(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+    """Enable enterprise attestation on the key.
+
+    Example: keyadmin device config enable-ep --device sim:lab.key
+    """
+    with _session(device) as s:
+        changed = s.enable_enterprise_attestation(_pin_if_set(s))
+        _done("enable-ep", changed, s.ref.selector, json_out)
+
+
+# ---------------------------------------------------------------------------- credentials
+@creds_app.command("list")
+def creds_list(
+    rp_id: str = typer.Option(None, "--rp-id", help="Only this relying party."),
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List the discoverable credentials on the key (needs the PIN).
+
+    Example: keyadmin device credentials list --rp-id example.com --json
+    """
+    from keyadmin.cli.interact import read_pin
+
+    with _session(device) as s:
+        creds = s.list_credentials(read_pin(), rp_id)
+    if json_out:
+        emit_json(creds)
+        return
+    if not creds:
+        say("no discoverable credentials")
+        return
+    for c in creds:
+        emit_kv(
+            f"{c.rp_id}  {c.credential_id[:16]}…",
+            [
+                ("user", c.user_name),
+                ("display name", c.display_name),
+                ("credential id", c.credential_id),
+                ("credProtect", c.cred_protect),
+                ("algorithm", c.algorithm),
+            ],
+        )
+
+
+@creds_app.command("delete")
+def creds_delete(
+    credential_id: str = typer.Argument(..., help="Credential ID in hex ('credentials list')."),
+    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Delete one credential from the key (asks first unless --force).
+
+    Example: keyadmin device credentials delete 9b66eba9… --force
+    """
+    from keyadmin.cli.interact import confirm, read_pin
+
+    try:
+        cred_id = bytes.fromhex(credential_id)
+    except ValueError:
+        raise UsageError("the credential ID must be hex") from None
+    with _session(device) as s:
+        if not force:
+            confirm(f"Delete credential {credential_id[:16]}… from {s.ref.selector}?")
+        s.delete_credential(read_pin(), cred_id)
+        _done("credential delete", True, s.ref.selector, json_out, credential_id=credential_id)
+
+
+# ---------------------------------------------------------------------------- reset
+@app.command("reset")
+def reset(
+    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Factory-reset the key: destroys EVERY credential on it and removes the PIN.
+
+    Asks for confirmation unless --force, and checks it is still the same key before acting.
+    Example: keyadmin device reset --device sim:lab.key
+    """
+    from keyadmin.cli.interact import confirm
+
+    with _session(device) as s:
+        selector = s.ref.selector
+        fingerprint = s.fingerprint()
+    if not force:
+        confirm(
+            f"Reset {selector}? This destroys EVERY credential on the key, for every "
+            "account, and removes its PIN. It cannot be undone."
+        )
+    with _session(selector) as s:  # reopened: it must still be the same key
+        say("Touch your security key to confirm the reset...")
+        s.reset(fingerprint)
+    _done("reset", True, selector, json_out)

@@ -1,0 +1,34 @@
+"""keyadmin doctor: check that this station can reach keys, readers, the database and metadata."""
+
+from __future__ import annotations
+
+import typer
+
+from keyadmin.cli.render import emit_json
+
+
+def doctor(
+    db: str = typer.Option(None, "--db", help="Registry database URL (default: the SQLite file)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Check USB HID access (udev), pcscd and readers, the database and the metadata.
+
+    Each problem comes with the exact command that fixes it. Exit 1 when a check fails.
+    Example: keyadmin doctor --json
+    """
+    import sys
+
+    from keyadmin.config import database_url
+    from keyadmin.flows.doctor import run_doctor
+
+    report = run_doctor(database_url(db))
+    if json_out:
+        emit_json({"ok": report.ok, "checks": report.checks})
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        for c in report.checks:
+            sys.stdout.write(f"[{marks[c.status]}] {c.name}: {c.detail}\n")
+            if c.fix:
+                sys.stdout.write(f"       fix: {c.fix}\n")
+    if not report.ok:
+        raise typer.Exit(1)

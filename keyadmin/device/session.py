@@ -1,0 +1,313 @@
+"""A session with one FIDO2 key: info, PIN, configuration, credentials, reset.
+
+Built on python-fido2 (Ctap2, ClientPin, Config, CredentialManagement). Every
+method returns frozen dataclasses and raises keyadmin errors (never python-fido2's
+own), so the CLI and the flows above never see a CtapError. PINs are arguments,
+never stored on the session longer than the call, never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from keyadmin.device.discovery import DeviceRef
+from keyadmin.device.errors import device_errors
+from keyadmin.errors import DeviceError, PinError, PinInvalid
+
+
+def firmware_text(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return f"{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The decoded getInfo of a key, plus its PIN state."""
+
+    transport: str
+    path: str
+    product: str | None
+    aaguid: str
+    versions: tuple[str, ...]
+    extensions: tuple[str, ...]
+    options: dict[str, bool]
+    firmware: str | None
+    min_pin_length: int
+    force_pin_change: bool
+    remaining_discoverable_credentials: int | None
+    algorithms: tuple[int, ...]
+    transports: tuple[str, ...]
+    certifications: dict[str, int]
+    pin_uv_protocols: tuple[int, ...]
+    pin_set: bool
+    pin_retries: int | None
+    pin_blocked_until_power_cycle: bool
+
+    @property
+    def always_uv(self) -> bool:
+        return bool(self.options.get("alwaysUv"))
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """A discoverable credential as the key's credential management reports it."""
+
+    rp_id: str
+    credential_id: str  # hex
+    user_id: str  # hex
+    user_name: str | None
+    display_name: str | None
+    cred_protect: int | None
+    algorithm: int | None
+
+
+class DeviceSession:
+    """One open key. Use as a context manager so the transport is closed."""
+
+    def __init__(self, ref: DeviceRef, device: Any) -> None:
+        from fido2.ctap2 import Ctap2
+
+        self.ref = ref
+        self.device = device
+        with device_errors():
+            self.ctap = Ctap2(device)
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.device.close()
+        except Exception:  # noqa: BLE001,S110 - closing a vanished device is not an error
+            pass
+
+    # ------------------------------------------------------------------ info
+    def info(self) -> DeviceInfo:
+        from fido2.ctap2 import ClientPin
+
+        with device_errors():
+            info = self.ctap.get_info()
+            pin_set = bool(info.options.get("clientPin"))
+            retries: int | None = None
+            power_cycle = False
+            if "clientPin" in info.options:
+                retries, pc = ClientPin(self.ctap).get_pin_retries()
+                power_cycle = bool(pc)
+        return DeviceInfo(
+            transport=self.ref.transport,
+            path=self.ref.path,
+            product=self.ref.product,
+            aaguid=str(info.aaguid),
+            versions=tuple(info.versions),
+            extensions=tuple(info.extensions),
+            options=dict(info.options),
+            firmware=firmware_text(info.firmware_version),
+            min_pin_length=info.min_pin_length,
+            force_pin_change=bool(info.force_pin_change),
+            remaining_discoverable_credentials=info.remaining_disc_creds,
+            algorithms=tuple(int(a["alg"]) for a in info.algorithms or [] if "alg" in a),
+            transports=tuple(info.transports),
+            certifications=dict(info.certifications or {}),
+            pin_uv_protocols=tuple(info.pin_uv_protocols),
+            pin_set=pin_set,
+            pin_retries=retries,
+            pin_blocked_until_power_cycle=power_cycle,
+        )
+
+    # ------------------------------------------------------------------ PIN
+    def _client_pin(self) -> Any:
+        from fido2.ctap2 import ClientPin
+
+        if not ClientPin.is_supported(self.ctap.info):
+            raise PinError("this key does not support a PIN (clientPin)")
+        return ClientPin(self.ctap)
+
+    def _pin_call(self, fn: Any, *args: Any) -> Any:
+        """Call a PIN operation; a wrong PIN becomes PinInvalid with the retries left."""
+        from fido2.ctap import CtapError
+
+        try:
+            with device_errors():
+                return fn(*args)
+        except PinError as e:
+            cause = e.__cause__
+            if isinstance(e, PinInvalid) or (
+                isinstance(cause, CtapError) and cause.code == CtapError.ERR.PIN_INVALID
+            ):
+                raise PinInvalid(retries_left=self.pin_retries()[0]) from None
+            raise
+
+    def pin_retries(self) -> tuple[int, bool]:
+        with device_errors():
+            retries, power_cycle = self._client_pin().get_pin_retries()
+        return retries, bool(power_cycle)
+
+    def set_pin(self, pin: str) -> None:
+        if self.ctap.get_info().options.get("clientPin"):
+            raise PinError(
+                "the key already has a PIN", hint="change it with: keyadmin device pin change"
+            )
+        self._check_length(pin)
+        self._pin_call(self._client_pin().set_pin, pin)
+
+    def change_pin(self, old_pin: str, new_pin: str) -> None:
+        self._check_length(new_pin)
+        self._pin_call(self._client_pin().change_pin, old_pin, new_pin)
+
+    def verify_pin(self, pin: str) -> None:
+        """Prove the PIN by obtaining a token (and dropping it)."""
+        self.token(pin)
+
+    def token(self, pin: str, permissions: int | None = None, rp_id: str | None = None) -> bytes:
+        from fido2.ctap2 import ClientPin
+
+        if not self.ctap.get_info().options.get("clientPin"):
+            raise PinError("the key has no PIN", hint="set one with: keyadmin device pin set")
+        perms = permissions if permissions is not None else ClientPin.PERMISSION.GET_ASSERTION
+        if perms & (ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.GET_ASSERTION):
+            rp_id = rp_id or "keyadmin.invalid"
+        cp = self._client_pin()
+        token: bytes = self._pin_call(cp.get_pin_token, pin, ClientPin.PERMISSION(perms), rp_id)
+        self._last_protocol = cp.protocol
+        return token
+
+    def _check_length(self, pin: str) -> None:
+        minimum = self.ctap.get_info().min_pin_length
+        if len(pin) < minimum:
+            raise PinError(
+                f"the PIN is shorter than the key's minimum of {minimum} characters",
+                hint="choose a longer PIN",
+            )
+        if len(pin.encode()) > 63:
+            raise PinError("the PIN is longer than 63 bytes", hint="choose a shorter PIN")
+
+    # ------------------------------------------------------------------ config
+    def _config(self, pin: str | None) -> Any:
+        from fido2.ctap2 import ClientPin, Config
+
+        info = self.ctap.get_info()
+        if not Config.is_supported(info):
+            raise DeviceError("this key does not support authenticatorConfig (CTAP 2.1)")
+        if not info.options.get("clientPin"):
+            if info.options.get("alwaysUv"):
+                raise PinError("alwaysUv is on but no PIN is set")
+            return Config(self.ctap)
+        if pin is None:
+            raise PinError("the key has a PIN: it is needed to change the configuration")
+        token = self.token(pin, ClientPin.PERMISSION.AUTHENTICATOR_CFG)
+        return Config(self.ctap, self._last_protocol, token)
+
+    def set_always_uv(self, enabled: bool, pin: str | None) -> bool:
+        """Turn alwaysUv on or off. Returns True when it changed."""
+        if bool(self.ctap.get_info().options.get("alwaysUv")) == enabled:
+            return False
+        config = self._config(pin)
+        with device_errors():
+            config.toggle_always_uv()
+        return True
+
+    def set_min_pin_length(
+        self, length: int, pin: str | None, rp_ids: list[str] | None = None, force: bool = False
+    ) -> bool:
+        info = self.ctap.get_info()
+        if length < info.min_pin_length:
+            raise PinError(
+                f"the key's minimum PIN length is {info.min_pin_length}; it can only grow",
+                hint="only a reset lowers it",
+            )
+        if length == info.min_pin_length and not rp_ids and not force:
+            return False
+        config = self._config(pin)
+        with device_errors():
+            config.set_min_pin_length(
+                min_pin_length=length, rp_ids=rp_ids or None, force_change_pin=force
+            )
+        return True
+
+    def enable_enterprise_attestation(self, pin: str | None) -> bool:
+        info = self.ctap.get_info()
+        if "ep" not in info.options:
+            raise DeviceError("this key does not support enterprise attestation")
+        if info.options.get("ep"):
+            return False
+        config = self._config(pin)
+        with device_errors():
+            config.enable_enterprise_attestation()
+        return True
+
+    # ------------------------------------------------------------------ credentials
+    def _credman(self, pin: str) -> Any:
+        from fido2.ctap2 import ClientPin, CredentialManagement
+
+        if not CredentialManagement.is_supported(self.ctap.get_info()):
+            raise DeviceError("this key does not support credential management")
+        token = self.token(pin, ClientPin.PERMISSION.CREDENTIAL_MGMT)
+        return CredentialManagement(self.ctap, self._last_protocol, token)
+
+    def list_credentials(self, pin: str, rp_id: str | None = None) -> list[StoredCredential]:
+        from fido2.ctap import CtapError
+        from fido2.ctap2 import CredentialManagement
+
+        r = CredentialManagement.RESULT
+        cm = self._credman(pin)
+        out: list[StoredCredential] = []
+        with device_errors():
+            try:
+                rps = cm.enumerate_rps()
+            except CtapError as e:
+                if e.code == CtapError.ERR.NO_CREDENTIALS:
+                    return []
+                raise
+            for rp in rps:
+                rid = rp[r.RP]["id"]
+                if rp_id is not None and rid != rp_id:
+                    continue
+                for cred in cm.enumerate_creds(rp[r.RP_ID_HASH]):
+                    user = cred[r.USER]
+                    key = cred.get(r.PUBLIC_KEY) or {}
+                    out.append(
+                        StoredCredential(
+                            rp_id=rid,
+                            credential_id=bytes(cred[r.CREDENTIAL_ID]["id"]).hex(),
+                            user_id=bytes(user["id"]).hex(),
+                            user_name=user.get("name"),
+                            display_name=user.get("displayName"),
+                            cred_protect=cred.get(r.CRED_PROTECT),
+                            algorithm=key.get(3),
+                        )
+                    )
+        return out
+
+    def delete_credential(self, pin: str, credential_id: bytes) -> None:
+        from fido2.ctap import CtapError
+
+        cm = self._credman(pin)
+        try:
+            with device_errors():
+                cm.delete_cred({"type": "public-key", "id": credential_id})
+        except DeviceError as e:
+            cause = e.__cause__
+            if isinstance(cause, CtapError) and cause.code == CtapError.ERR.NO_CREDENTIALS:
+                raise DeviceError(f"no credential {credential_id.hex()} on this key") from None
+            raise
+
+    # ------------------------------------------------------------------ reset
+    def fingerprint(self) -> str:
+        """What identifies this key between two commands: transport, path and AAGUID."""
+        info = self.ctap.get_info()
+        return hashlib.sha256(f"{self.ref.selector}|{info.aaguid}".encode()).hexdigest()[:16]
+
+    def reset(self, expected_fingerprint: str) -> None:
+        if self.fingerprint() != expected_fingerprint:
+            raise DeviceError(
+                "the key changed since the confirmation; nothing was reset",
+                hint="run the reset again with the key you mean to wipe",
+            )
+        with device_errors():
+            self.ctap.reset()

@@ -1,0 +1,194 @@
+"""keyadmin device … and doctor, against the SOFTWARE key over python-fido2's CTAPHID code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keyadmin.sim.authenticator import SoftKey
+from tests.e2e.cli import invoke, run
+
+PIN = "4821-lab"
+
+
+@pytest.fixture
+def dev(key_path) -> str:
+    SoftKey.create(key_path)
+    return f"sim:{key_path}"
+
+
+def _set_pin(dev: str, pin: str = PIN) -> None:
+    out = invoke("device", "pin", "set", "-d", dev, input=f"{pin}\n")
+    assert out.code == 0, out.stderr
+
+
+def test_info_json_decodes_get_info(dev) -> None:
+    out = invoke("device", "info", "-d", dev, "--json")
+    assert out.code == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["aaguid"] == "6b657961-646d-4e00-8000-736f66746b79"
+    assert info["versions"] == ["FIDO_2_0", "FIDO_2_1"]
+    assert info["firmware"] == "5.7.0"
+    assert info["pin_set"] is False and info["pin_retries"] == 8
+    assert info["options"]["credMgmt"] is True
+    assert info["algorithms"] == [-7, -8]
+    assert "SOFTWARE" in info["product"]
+
+
+def test_info_human_output(dev) -> None:
+    out = invoke("device", "info", "-d", dev)
+    assert out.code == 0
+    assert "aaguid" in out.stdout and "6b657961-646d-4e00-8000-736f66746b79" in out.stdout
+
+
+def test_pin_set_verify_and_wrong_pin_shows_retries(dev) -> None:
+    _set_pin(dev)
+    ok = invoke("device", "pin", "verify", "-d", dev, "--json", input=f"{PIN}\n")
+    assert ok.code == 0 and json.loads(ok.stdout)["retries"] == 8
+    bad = invoke("device", "pin", "verify", "-d", dev, input="wrong-pin\n")
+    assert bad.code == 5
+    assert "wrong PIN (7 attempts left" in bad.stderr
+    retries = invoke("device", "pin", "retries", "-d", dev, "--json")
+    assert json.loads(retries.stdout) == {"device": dev, "retries": 7, "power_cycle_needed": False}
+
+
+def test_pin_set_twice_is_refused(dev) -> None:
+    _set_pin(dev)
+    again = invoke("device", "pin", "set", "-d", dev, input="another-pin\n")
+    assert again.code == 5
+    assert "already has a PIN" in again.stderr
+
+
+def test_pin_change(dev) -> None:
+    _set_pin(dev)
+    out = invoke("device", "pin", "change", "-d", dev, input=f"{PIN}\nnew-pin-9\n")
+    assert out.code == 0, out.stderr
+    assert invoke("device", "pin", "verify", "-d", dev, input="new-pin-9\n").code == 0
+
+
+def test_temporary_block_and_lock(dev, key_path) -> None:
+    _set_pin(dev)
+    codes = [invoke("device", "pin", "verify", "-d", dev, input="wrong\n") for _ in range(3)]
+    # each CLI run re-opens the state file: a power cycle for the software key, so the
+    # 3-in-a-row block never triggers across processes; in one session it does:
+    from fido2.ctap import CtapError
+    from fido2.ctap2 import ClientPin, Ctap2
+
+    from keyadmin.sim.hid import open_hid
+
+    assert [c.code for c in codes] == [5, 5, 5]
+    cp = ClientPin(Ctap2(open_hid(SoftKey.open(key_path))))
+    errors = []
+    for _ in range(3):
+        try:
+            cp.get_pin_token("wrong")
+        except CtapError as e:
+            errors.append(e.code)
+    assert errors[-1] == CtapError.ERR.PIN_AUTH_BLOCKED
+    # two retries left: exhaust them from the CLI, then the lock is reported with the fix
+    for _ in range(2):
+        invoke("device", "pin", "verify", "-d", dev, input="wrong\n")
+    locked = invoke("device", "pin", "verify", "-d", dev, input=f"{PIN}\n")
+    assert locked.code == 5
+    assert "locked" in locked.stderr and "reset" in locked.stderr
+
+
+def test_config_commands_are_idempotent(dev) -> None:
+    _set_pin(dev)
+    first = invoke("device", "config", "always-uv", "on", "-d", dev, "--json", input=f"{PIN}\n")
+    assert json.loads(first.stdout)["changed"] is True
+    second = invoke("device", "config", "always-uv", "on", "-d", dev, "--json", input=f"{PIN}\n")
+    assert json.loads(second.stdout)["changed"] is False
+    mpl = invoke("device", "config", "min-pin-length", "6", "-d", dev, "--json", input=f"{PIN}\n")
+    assert mpl.code == 0 and json.loads(mpl.stdout)["changed"] is True
+    shrink = invoke("device", "config", "min-pin-length", "4", "-d", dev, input=f"{PIN}\n")
+    assert shrink.code == 5 and "can only grow" in shrink.stderr
+    ep = invoke("device", "config", "enable-ep", "-d", dev, "--json", input=f"{PIN}\n")
+    assert json.loads(ep.stdout)["changed"] is True
+    info = json.loads(invoke("device", "info", "-d", dev, "--json").stdout)
+    assert info["options"]["alwaysUv"] and info["options"]["ep"] and info["min_pin_length"] == 6
+
+
+def test_credentials_list_and_delete(dev, key_path) -> None:
+    from tests.webauthn_helpers import register
+
+    _set_pin(dev)
+    from keyadmin.sim.hid import open_hid
+
+    hid = open_hid(SoftKey.open(key_path))
+    register(hid, PIN, user_name="alice")
+    register(hid, PIN, user_name="bob")
+    listed = invoke("device", "credentials", "list", "-d", dev, "--json", input=f"{PIN}\n")
+    creds = json.loads(listed.stdout)
+    assert sorted(c["user_name"] for c in creds) == ["alice", "bob"]
+    victim = next(c for c in creds if c["user_name"] == "bob")["credential_id"]
+    no = invoke("device", "credentials", "delete", victim, "-d", dev, input=f"n\n{PIN}\n")
+    assert no.code == 1 and "cancelled" in no.stderr
+    yes = invoke("device", "credentials", "delete", victim, "-d", dev, input=f"y\n{PIN}\n")
+    assert yes.code == 0, yes.stderr
+    left = json.loads(
+        invoke("device", "credentials", "list", "-d", dev, "--json", input=f"{PIN}\n").stdout
+    )
+    assert [c["user_name"] for c in left] == ["alice"]
+    gone = invoke("device", "credentials", "delete", victim, "-d", dev, "--force", input=f"{PIN}\n")
+    assert gone.code == 4 and "no credential" in gone.stderr
+
+
+def test_reset_cancelled_then_confirmed(dev, key_path) -> None:
+    _set_pin(dev)
+    no = invoke("device", "reset", "-d", dev, input="n\n")
+    assert no.code == 1 and "destroys EVERY credential" in no.stderr
+    assert SoftKey.open(key_path).state.pin_hash is not None  # nothing happened
+    yes = invoke("device", "reset", "-d", dev, "--json", input="y\n")
+    assert yes.code == 0 and json.loads(yes.stdout)["action"] == "reset"
+    assert SoftKey.open(key_path).state.pin_hash is None
+
+
+def test_reset_refuses_when_the_key_changed(dev, key_path) -> None:
+    """The key is swapped between the confirmation and the reset: nothing is wiped."""
+    from keyadmin.device.discovery import open_device
+    from keyadmin.device.session import DeviceSession
+    from keyadmin.errors import DeviceError
+
+    with DeviceSession(*open_device(dev)) as s:
+        fingerprint = s.fingerprint()
+    SoftKey.create(key_path, aaguid="11111111-2222-3333-4444-555555555555")  # another key
+    with DeviceSession(*open_device(dev)) as s, pytest.raises(DeviceError, match="changed"):
+        s.reset(fingerprint)
+
+
+def test_bad_selector_and_missing_state_file(tmp_path) -> None:
+    bad = invoke("device", "info", "-d", "usb:whatever")
+    assert bad.code == 2 and "hid:PATH" in bad.stderr
+    missing = invoke("device", "info", "-d", f"sim:{tmp_path / 'nope.json'}")
+    assert missing.code == 4 and "keyadmin sim init" in missing.stderr
+
+
+def test_real_process_json_on_stdout_prompts_on_stderr(dev) -> None:
+    out = run("device", "pin", "set", "-d", dev, "--json", input=f"{PIN}\n")
+    assert out.code == 0, out.stderr
+    assert json.loads(out.stdout)["action"] == "pin set"
+    assert PIN not in out.stdout + out.stderr  # the PIN is never echoed
+    wrong = run("device", "pin", "verify", "-d", dev, input="nope-nope\n")
+    assert wrong.code == 5 and "Traceback" not in wrong.stderr
+
+
+def test_doctor_reports_each_check(tmp_path) -> None:
+    out = invoke("doctor", "--json", "--db", f"sqlite:///{tmp_path / 'r.db'}")
+    report = json.loads(out.stdout)
+    names = {c["name"] for c in report["checks"]}
+    assert {"usb-hid", "pcsc", "database", "metadata"} <= names
+    meta = next(c for c in report["checks"] if c["name"] == "metadata")
+    assert meta["status"] == "fail" and "keyadmin mds" in meta["fix"]
+    assert out.code == 1 and report["ok"] is False
+
+
+def test_hidraw_descriptor_detection() -> None:
+    from keyadmin.device.hidraw import is_fido_descriptor
+
+    # The start of a YubiKey 5's FIDO interface report descriptor (usage page 0xF1D0, usage 1)
+    yubikey_fido = bytes.fromhex("06d0f10901a1010920150026ff007508954081020921")
+    keyboard = bytes.fromhex("05010906a101050719e029e7")
+    assert is_fido_descriptor(yubikey_fido)
+    assert not is_fido_descriptor(keyboard)
