@@ -1,4 +1,4 @@
-"""keyadmin device … over NFC: the installed CLI, the real pcscd + vpcd, the software key as a card."""
+"""keyadmin device … over NFC: the installed CLI, real pcscd + vpcd, the software key as a card."""
 
 from __future__ import annotations
 
