@@ -1,0 +1,163 @@
+"""The tamper-evident log: every state change appends a row chained by hash to the one before.
+
+hash(n) = SHA-256(hash(n-1) || "\\n" || canonical JSON of row n's fields). The head row
+(ka_audit_head) is updated in the same transaction and locked while appending, so
+concurrent writers never fork the chain. ``verify`` recomputes the chain and names the first
+row that was edited, deleted, inserted or moved. What the chain cannot show: someone who can
+rewrite the whole table and the head together; export the head hash (``keyadmin log verify
+--json``) to somewhere else to anchor it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def _canonical(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _utc_text(at: datetime) -> str:
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    return at.isoformat(timespec="microseconds")
+
+
+def row_hash(
+    prev: str, seq: int, at: datetime, actor: str, action: str, subject: str | None, details: str
+) -> str:
+    body = _canonical(
+        {
+            "seq": seq,
+            "at": _utc_text(at),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": details,
+        }
+    )
+    return hashlib.sha256(f"{prev}\n{body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str | None
+    details: dict[str, Any]
+    hash: str
+
+
+@dataclass(frozen=True)
+class LogVerification:
+    ok: bool
+    rows_checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def append(
+    session: Any,
+    *,
+    actor: str,
+    action: str,
+    subject: str | None,
+    details: dict[str, Any],
+    at: datetime | None = None,
+) -> LogEntry:
+    """Append one row inside the caller's transaction (so it commits or rolls back with it)."""
+    from sqlmodel import select
+
+    from keyadmin.store.models import AuditHeadRow, AuditRow
+
+    head = session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()).one()
+    now = (at or datetime.now(UTC)).astimezone(UTC)
+    seq = head.seq + 1
+    text = _canonical(details)
+    digest = row_hash(head.hash, seq, now, actor, action, subject, text)
+    session.add(
+        AuditRow(
+            seq=seq,
+            at=now,
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=text,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    head.seq, head.hash = seq, digest
+    session.add(head)
+    session.flush()
+    return LogEntry(seq, _utc_text(now), actor, action, subject, details, digest)
+
+
+def entries(
+    session: Any, since: datetime | None = None, action: str | None = None, limit: int | None = None
+) -> list[LogEntry]:
+    from sqlmodel import select
+
+    from keyadmin.store.models import AuditRow
+
+    q = select(AuditRow).order_by(AuditRow.seq)  # type: ignore[arg-type]
+    if since is not None:
+        q = q.where(AuditRow.at >= since.astimezone(UTC))
+    if action is not None:
+        q = q.where(AuditRow.action == action)
+    rows = session.exec(q).all()
+    if limit is not None:
+        rows = rows[-limit:]
+    return [
+        LogEntry(
+            r.seq, _utc_text(r.at), r.actor, r.action, r.subject, json.loads(r.details), r.hash
+        )
+        for r in rows
+    ]
+
+
+def verify(session: Any) -> LogVerification:
+    """Recompute the chain from the first row; stop at the first row that does not hold."""
+    from sqlmodel import select
+
+    from keyadmin.store.models import AuditHeadRow, AuditRow
+
+    head = session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1)).one()
+    prev, expected_seq, checked = GENESIS, 1, 0
+    for r in session.exec(select(AuditRow).order_by(AuditRow.seq)):  # type: ignore[arg-type]
+
+        def bad(problem: str, seq: int) -> LogVerification:
+            return LogVerification(False, checked, head.seq, head.hash, seq, problem)
+
+        if r.seq != expected_seq:
+            if r.seq > expected_seq:
+                return bad(f"row {expected_seq} is missing (deleted)", expected_seq)
+            return bad(f"row {r.seq} appears out of order", r.seq)
+        if not hmac.compare_digest(r.prev_hash, prev):
+            return bad(f"row {r.seq} does not follow row {r.seq - 1} (inserted or moved)", r.seq)
+        digest = row_hash(prev, r.seq, r.at, r.actor, r.action, r.subject, r.details)
+        if not hmac.compare_digest(digest, r.hash):
+            return bad(f"row {r.seq} was edited after it was written", r.seq)
+        prev, expected_seq, checked = r.hash, expected_seq + 1, checked + 1
+    if head.seq != checked or not hmac.compare_digest(head.hash, prev):
+        return LogVerification(
+            False,
+            checked,
+            head.seq,
+            head.hash,
+            checked + 1,
+            f"the log ends at row {checked} but its head says row {head.seq} "
+            "(rows were deleted from the end, or the head was edited)",
+        )
+    return LogVerification(True, checked, head.seq, head.hash)

@@ -1,0 +1,91 @@
+"""The registry's tables (sqlmodel). Only keyadmin.store imports this module.
+
+Migrations in keyadmin/store/migrations must match these definitions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "ka_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    display_name: str | None = None
+    user_handle: bytes = Field(sa_column=Column(LargeBinary, unique=True, nullable=False))
+    created_at: datetime
+
+
+class PolicyVersionRow(SQLModel, table=True):
+    __tablename__ = "ka_policy_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(unique=True, index=True)
+    name: str
+    path: str
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    first_seen: datetime
+
+
+class EvidenceRow(SQLModel, table=True):
+    __tablename__ = "ka_evidence"
+
+    id: int | None = Field(default=None, primary_key=True)
+    attestation_object: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    client_data_json: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    evidence_json: str = Field(sa_column=Column(Text, nullable=False))
+    decision_json: str = Field(sa_column=Column(Text, nullable=False))
+    verified_at: datetime
+
+
+class CredentialRow(SQLModel, table=True):
+    __tablename__ = "ka_credential"
+
+    id: int | None = Field(default=None, primary_key=True)
+    credential_id: bytes = Field(sa_column=Column(LargeBinary, unique=True, nullable=False))
+    user_id: int = Field(foreign_key="ka_user.id", index=True)
+    public_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # COSE
+    sign_count: int = 0
+    aaguid: str = Field(index=True)
+    transports: str = "[]"  # JSON list
+    backup_eligible: bool = False
+    backed_up: bool = False
+    status: str = Field(default="active", index=True)
+    status_reason: str | None = None
+    nickname: str | None = None
+    created_at: datetime
+    last_used_at: datetime | None = None
+    updated_at: datetime
+    evidence_id: int | None = Field(default=None, foreign_key="ka_evidence.id")
+    policy_version_id: int | None = Field(default=None, foreign_key="ka_policy_version.id")
+    metadata_no: int | None = None
+    operator: str
+    witness: str | None = None
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "ka_audit"
+
+    seq: int = Field(primary_key=True)
+    at: datetime
+    actor: str
+    action: str = Field(index=True)
+    subject: str | None = None
+    details: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON
+    prev_hash: str
+    hash: str
+
+
+class AuditHeadRow(SQLModel, table=True):
+    """One row: the newest log entry. Appends lock it, so the chain never forks."""
+
+    __tablename__ = "ka_audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str

@@ -1,0 +1,364 @@
+"""The registry's operations: users, credentials, evidence, policy versions, status changes.
+
+Each function takes a session from ``keyadmin.store.db.transaction`` (so the caller decides
+what commits together) and returns frozen records, never ORM rows. Every state change
+appends to the audit log in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from keyadmin.errors import KeyadminError, UsageError
+from keyadmin.store import audit
+
+STATUSES = ("active", "suspended", "revoked", "quarantined")
+
+
+class NotFound(KeyadminError):
+    pass
+
+
+class DuplicateCredential(KeyadminError):
+    """The credential (or the same key) is registered already."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    display_name: str | None
+    user_handle: bytes
+    created_at: str
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    id: int
+    credential_id: str  # hex
+    user: str
+    user_handle: str  # hex
+    aaguid: str
+    sign_count: int
+    status: str
+    status_reason: str | None
+    nickname: str | None
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backed_up: bool
+    created_at: str
+    last_used_at: str | None
+    metadata_no: int | None
+    policy_sha256: str | None
+    operator: str
+    witness: str | None
+    public_key_cose: str  # hex
+
+
+def _user_record(row: Any) -> UserRecord:
+    return UserRecord(
+        row.id, row.name, row.display_name, row.user_handle, _iso(row.created_at) or ""
+    )
+
+
+def _cred_record(row: Any, user: Any, policy_sha: str | None) -> CredentialRecord:
+    return CredentialRecord(
+        id=row.id,
+        credential_id=row.credential_id.hex(),
+        user=user.name,
+        user_handle=user.user_handle.hex(),
+        aaguid=row.aaguid,
+        sign_count=row.sign_count,
+        status=row.status,
+        status_reason=row.status_reason,
+        nickname=row.nickname,
+        transports=tuple(json.loads(row.transports or "[]")),
+        backup_eligible=row.backup_eligible,
+        backed_up=row.backed_up,
+        created_at=_iso(row.created_at) or "",
+        last_used_at=_iso(row.last_used_at),
+        metadata_no=row.metadata_no,
+        policy_sha256=policy_sha,
+        operator=row.operator,
+        witness=row.witness,
+        public_key_cose=row.public_key.hex(),
+    )
+
+
+# ----------------------------------------------------------------------------- users
+def find_user(session: Any, name: str) -> UserRecord | None:
+    from sqlmodel import select
+
+    from keyadmin.store.models import UserRow
+
+    row = session.exec(select(UserRow).where(UserRow.name == name)).first()
+    return _user_record(row) if row else None
+
+
+def get_or_create_user(session: Any, name: str, display_name: str | None = None) -> UserRecord:
+    from keyadmin.store.models import UserRow
+
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise UsageError(f"bad user name {name!r}")
+    found = find_user(session, name)
+    if found:
+        return found
+    row = UserRow(
+        name=name, display_name=display_name or name, user_handle=os.urandom(32), created_at=_now()
+    )
+    session.add(row)
+    session.flush()
+    return _user_record(row)
+
+
+# ----------------------------------------------------------------------------- policy versions
+def record_policy(session: Any, *, sha256: str, name: str, path: str, content: str) -> int:
+    """Store a policy's text once per hash; log the first sighting. Returns its row id."""
+    from sqlmodel import select
+
+    from keyadmin.store.models import PolicyVersionRow
+
+    row = session.exec(select(PolicyVersionRow).where(PolicyVersionRow.sha256 == sha256)).first()
+    if row:
+        return int(row.id)
+    row = PolicyVersionRow(sha256=sha256, name=name, path=path, content=content, first_seen=_now())
+    session.add(row)
+    session.flush()
+    audit.append(
+        session,
+        actor="keyadmin",
+        action="policy.new-version",
+        subject=name,
+        details={"sha256": sha256, "path": path},
+    )
+    return int(row.id)
+
+
+# ----------------------------------------------------------------------------- credentials
+def add_credential(
+    session: Any,
+    *,
+    user: UserRecord,
+    credential_id: bytes,
+    public_key_cose: bytes,
+    sign_count: int,
+    aaguid: str,
+    transports: list[str],
+    backup_eligible: bool,
+    backed_up: bool,
+    nickname: str | None,
+    evidence: dict[str, Any],
+    decision: dict[str, Any],
+    attestation_object: bytes,
+    client_data_json: bytes,
+    policy_version_id: int,
+    metadata_no: int | None,
+    operator: str,
+    witness: str | None,
+) -> CredentialRecord:
+    from sqlmodel import select
+
+    from keyadmin.store.models import CredentialRow, EvidenceRow, PolicyVersionRow, UserRow
+
+    if session.exec(
+        select(CredentialRow).where(CredentialRow.credential_id == credential_id)
+    ).first():
+        raise DuplicateCredential("this credential is registered already")
+    now = _now()
+    ev = EvidenceRow(
+        attestation_object=attestation_object,
+        client_data_json=client_data_json,
+        evidence_json=json.dumps(evidence, sort_keys=True),
+        decision_json=json.dumps(decision, sort_keys=True),
+        verified_at=now,
+    )
+    session.add(ev)
+    session.flush()
+    row = CredentialRow(
+        credential_id=credential_id,
+        user_id=user.id,
+        public_key=public_key_cose,
+        sign_count=sign_count,
+        aaguid=aaguid,
+        transports=json.dumps(sorted(transports)),
+        backup_eligible=backup_eligible,
+        backed_up=backed_up,
+        status="active",
+        nickname=nickname,
+        created_at=now,
+        updated_at=now,
+        evidence_id=ev.id,
+        policy_version_id=policy_version_id,
+        metadata_no=metadata_no,
+        operator=operator,
+        witness=witness,
+    )
+    session.add(row)
+    session.flush()
+    policy = session.get(PolicyVersionRow, policy_version_id)
+    audit.append(
+        session,
+        actor=operator,
+        action="enrol.approved",
+        subject=user.name,
+        details={
+            "credential": credential_id.hex(),
+            "aaguid": aaguid,
+            "policy_sha256": policy.sha256 if policy else None,
+            "metadata_no": metadata_no,
+            "witness": witness,
+        },
+    )
+    return _cred_record(row, session.get(UserRow, user.id), policy.sha256 if policy else None)
+
+
+def _query_credentials(session: Any) -> Any:
+    from sqlmodel import select
+
+    from keyadmin.store.models import CredentialRow, PolicyVersionRow, UserRow
+
+    return (
+        select(CredentialRow, UserRow, PolicyVersionRow.sha256)
+        .join(UserRow, UserRow.id == CredentialRow.user_id)  # type: ignore[arg-type]
+        .outerjoin(
+            PolicyVersionRow,
+            PolicyVersionRow.id == CredentialRow.policy_version_id,  # type: ignore[arg-type]
+        )
+    )
+
+
+def list_credentials(
+    session: Any, *, user: str | None = None, status: str | None = None
+) -> list[CredentialRecord]:
+    from keyadmin.store.models import CredentialRow, UserRow
+
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown status {status!r}", hint=f"one of {', '.join(STATUSES)}")
+    q = _query_credentials(session)
+    if user is not None:
+        q = q.where(UserRow.name == user)
+    if status is not None:
+        q = q.where(CredentialRow.status == status)
+    q = q.order_by(CredentialRow.id)  # type: ignore[arg-type]
+    return [_cred_record(c, u, sha) for c, u, sha in session.exec(q).all()]
+
+
+def get_credential(session: Any, ref: str) -> CredentialRecord:
+    """By registry id (a number) or by credential id (hex, or a unique hex prefix >= 8)."""
+    from keyadmin.store.models import CredentialRow
+
+    q = _query_credentials(session)
+    if ref.isdigit() and len(ref) < 8:
+        rows = session.exec(q.where(CredentialRow.id == int(ref))).all()
+    else:
+        try:
+            bytes.fromhex(ref if len(ref) % 2 == 0 else ref + "0")
+        except ValueError:
+            raise UsageError(f"{ref!r} is neither a registry id nor a hex credential id") from None
+        rows = [
+            r for r in session.exec(q).all() if r[0].credential_id.hex().startswith(ref.lower())
+        ]
+    if not rows:
+        raise NotFound(f"no credential {ref!r} in the registry", hint="see: keyadmin creds list")
+    if len(rows) > 1:
+        raise UsageError(f"{ref!r} matches {len(rows)} credentials; give more of the id")
+    c, u, sha = rows[0]
+    return _cred_record(c, u, sha)
+
+
+ALLOWED_TRANSITIONS = {
+    "suspend": ({"active"}, "suspended"),
+    "revoke": ({"active", "suspended", "quarantined"}, "revoked"),
+    "reinstate": ({"suspended", "quarantined"}, "active"),
+    "quarantine": ({"active", "suspended"}, "quarantined"),
+}
+
+
+def change_status(
+    session: Any, ref: str, verb: str, *, reason: str, actor: str
+) -> CredentialRecord:
+    from keyadmin.store.models import CredentialRow
+
+    if verb not in ALLOWED_TRANSITIONS:
+        raise UsageError(f"unknown status change {verb!r}")
+    if not reason.strip():
+        raise UsageError("a reason is required", hint="pass --reason TEXT")
+    before, after = ALLOWED_TRANSITIONS[verb]
+    record = get_credential(session, ref)
+    if record.status not in before:
+        raise UsageError(
+            f"credential {record.credential_id[:16]}… is {record.status}; cannot {verb} it",
+            hint="revoked credentials stay revoked" if record.status == "revoked" else None,
+        )
+    row = session.get(CredentialRow, record.id)
+    row.status, row.status_reason, row.updated_at = after, reason, _now()
+    session.add(row)
+    audit.append(
+        session,
+        actor=actor,
+        action=f"credential.{verb}",
+        subject=record.user,
+        details={
+            "credential": record.credential_id,
+            "from": record.status,
+            "to": after,
+            "reason": reason,
+        },
+    )
+    session.flush()
+    return get_credential(session, str(record.id))
+
+
+@dataclass(frozen=True)
+class UserCoverage:
+    user: str
+    active: int
+    suspended: int
+    revoked: int
+    quarantined: int
+    minimum: int | None
+    compliant: bool | None
+
+
+def user_coverage(session: Any, minimum: int | None = None) -> list[UserCoverage]:
+    from sqlmodel import select
+
+    from keyadmin.store.models import CredentialRow, UserRow
+
+    users = session.exec(select(UserRow).order_by(UserRow.name)).all()  # type: ignore[arg-type]
+    counts: dict[int, dict[str, int]] = {}
+    for uid, status in session.exec(select(CredentialRow.user_id, CredentialRow.status)).all():
+        counts.setdefault(uid, {}).setdefault(status, 0)
+        counts[uid][status] += 1
+    out = []
+    for u in users:
+        c = counts.get(u.id, {})
+        active = c.get("active", 0)
+        out.append(
+            UserCoverage(
+                user=u.name,
+                active=active,
+                suspended=c.get("suspended", 0),
+                revoked=c.get("revoked", 0),
+                quarantined=c.get("quarantined", 0),
+                minimum=minimum,
+                compliant=None if minimum is None else active >= minimum,
+            )
+        )
+    return out
