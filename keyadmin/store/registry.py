@@ -135,8 +135,8 @@ def record_policy(session: Any, *, sha256: str, name: str, path: str, content: s
     from keyadmin.store.models import PolicyVersionRow
 
     row = session.exec(select(PolicyVersionRow).where(PolicyVersionRow.sha256 == sha256)).first()
-    if row:
-        return int(row.id)
+    if row and row.id is not None:
+        return row.id
     row = PolicyVersionRow(sha256=sha256, name=name, path=path, content=content, first_seen=_now())
     session.add(row)
     session.flush()
