@@ -147,7 +147,8 @@ def record_policy(session: Any, *, sha256: str, name: str, path: str, content: s
         subject=name,
         details={"sha256": sha256, "path": path},
     )
-    return int(row.id)
+    assert row.id is not None
+    return row.id
 
 
 # ----------------------------------------------------------------------------- credentials
