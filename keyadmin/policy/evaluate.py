@@ -1,0 +1,651 @@
+"""Judge one registration against a policy: ``evaluate_registration -> Decision``.
+
+The rules run in this fixed order; each is one small function returning a ``Reason``.
+Every rule is reported: a rule whose input is missing (the registration did not parse, no
+metadata entry) is ``skip`` with the reason why. An exception inside a rule is a ``fail``
+(fail closed), never a pass.
+
+ 1. attestation.parse        the attestationObject and clientDataJSON parse
+ 2. rp_id                    authData rpIdHash is SHA-256 of the policy's RP ID
+ 3. origin                   clientDataJSON origin is one of the policy's origins, not cross-origin
+ 4. attestation.format       the format is accepted (platform formats are refused by a
+                             roaming-only policy: tpm, apple, android-key, android-safetynet)
+ 5. metadata.entry           the model's metadata entry (by AAGUID, else by the attestation
+                             certificate's key identifier), required or not
+ 6. metadata.signed          the stored metadata was signature-verified (if the policy says so)
+ 7. metadata.fresh           the metadata was not past nextUpdate + grace at the decision time
+ 8. attestation.statement    the statement's signature and format requirements hold
+ 9. attestation.aaguid_match the certificate's AAGUID extension equals authData's AAGUID
+10. attestation.trusted      the chain validates at the decision time to a trust anchor:
+                             the entry's attestationRootCertificates plus trust.extra_roots
+11. attestation.type         the attestation type (basic, attca, ...) is accepted
+12. metadata.status          no forbidden status report (compromise, revocation, ...)
+13. metadata.certification   certified at least at metadata.min_certification
+14. authenticator.allowed    not denied; admitted by AAGUID, vendor root or as any
+                             metadata model - only on a verified identity
+15. authenticator.roaming    a roaming (external) authenticator, if the policy says so
+16. authenticator.key_protection  the metadata's keyProtection has every required value
+17. authenticator.device_bound    BE flag clear (cannot be synced)
+18. user_verification        UV flag set when required
+19. algorithm                the credential's COSE algorithm is allowed
+20. cred_protect             credProtect level at least the policy's
+21. device.firmware          not in a registration: skip, naming the floor (evaluate_device)
+
+``allowed`` is True only when no rule failed and the rules the decision rests on
+(``MUST_PASS``) all passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyadmin.policy.metadata import (
+    MetadataSource,
+    certification_rank,
+    entry_for_attestation,
+    entry_label,
+    entry_root_fingerprints,
+    entry_roots_der,
+    latest_certification,
+)
+from keyadmin.policy.model import (
+    ALGORITHM_NAMES,
+    PLATFORM_FORMATS,
+    Decision,
+    Outcome,
+    Policy,
+    Reason,
+)
+
+MUST_PASS: frozenset[str] = frozenset(
+    {
+        "attestation.parse",
+        "rp_id",
+        "origin",
+        "attestation.format",
+        "attestation.statement",
+        "attestation.trusted",
+        "attestation.type",
+        "authenticator.allowed",
+    }
+)
+ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass
+class _Ctx:
+    """What earlier rules found, for later rules to read (never a verdict by itself)."""
+
+    policy: Policy
+    attestation_object: bytes
+    client_data_json: bytes
+    at: datetime
+    metadata: MetadataSource | None
+    rp_id: str
+    origins: tuple[str, ...]
+    parsed: Any = None
+    parse_error: str | None = None
+    entry: dict[str, Any] | None = None
+    entry_lookup: str = ""
+    evidence: Any = None
+    verify_error: Any = None
+    stage_failed: str | None = None  # "statement", "aaguid", "trusted"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Rule = Callable[[_Ctx], tuple[Outcome, str]]
+
+
+def _skip_unparsed(ctx: _Ctx) -> tuple[Outcome, str] | None:
+    if ctx.parsed is None:
+        return "skip", "not evaluated: the registration did not parse"
+    return None
+
+
+# -- 1..4: the registration itself ---------------------------------------------------------------
+
+
+def rule_parse(ctx: _Ctx) -> tuple[Outcome, str]:
+    from keyadmin.attestation import AttestationMalformed, parse_registration
+
+    try:
+        ctx.parsed = parse_registration(ctx.attestation_object, ctx.client_data_json)
+    except AttestationMalformed as e:
+        ctx.parse_error = e.reason
+        return "fail", f"malformed registration: {e.reason}"
+    p = ctx.parsed
+    return "pass", f"{p.fmt} registration, AAGUID {p.aaguid}, flags 0x{p.flags.raw:02x}"
+
+
+def rule_rp_id(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    expected = hashlib.sha256(ctx.rp_id.encode("utf-8")).digest()
+    if ctx.parsed.rp_id_hash == expected:
+        return "pass", f"rpIdHash is SHA-256({ctx.rp_id!r})"
+    return "fail", (
+        f"rpIdHash {ctx.parsed.rp_id_hash.hex()[:16]}… is not SHA-256({ctx.rp_id!r}): the "
+        "credential was made for another relying party"
+    )
+
+
+def rule_origin(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    cd = ctx.parsed.client_data
+    if cd is None:
+        return "fail", "no clientDataJSON to check the origin"
+    if cd.cross_origin:
+        return "fail", f"clientDataJSON says crossOrigin=true (origin {cd.origin})"
+    if cd.origin in ctx.origins:
+        return "pass", f"origin {cd.origin} is allowed"
+    return "fail", f"origin {cd.origin} is not one of {', '.join(ctx.origins)}"
+
+
+def rule_format(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    fmt = ctx.parsed.fmt
+    pol = ctx.policy
+    if pol.authenticators.attachment == "roaming" and fmt in PLATFORM_FORMATS:
+        return "fail", (
+            f"format {fmt!r} comes from a platform authenticator (phone, laptop TPM), "
+            "not a roaming hardware key"
+        )
+    if fmt not in pol.attestation.formats:
+        if fmt == "none":
+            return "fail", "format 'none': the authenticator gave no attestation"
+        return "fail", (
+            f"format {fmt!r} is not accepted "
+            f"(accepted: {', '.join(sorted(pol.attestation.formats))})"
+        )
+    return "pass", f"format {fmt!r} is accepted"
+
+
+# -- 5..7: metadata ------------------------------------------------------------------------------
+
+
+def _key_identifier(cert: Any) -> str:
+    """MDS attestationCertificateKeyIdentifier: SHA-1 of the subjectPublicKey bits."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        bits = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    elif isinstance(key, rsa.RSAPublicKey):
+        bits = key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
+    elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        bits = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    else:  # pragma: no cover - no other key types in attestation certificates
+        raise ValueError(f"unsupported key type {type(key).__name__}")
+    return hashlib.sha1(bits, usedforsecurity=False).hexdigest()
+
+
+def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    required = ctx.policy.metadata.required
+    if ctx.metadata is None:
+        return ("fail" if required else "skip"), "no metadata source was given"
+    aaguid = str(ctx.parsed.aaguid)
+    entry = None
+    if aaguid != ZERO_AAGUID:
+        entry = ctx.metadata.by_aaguid(aaguid)
+        ctx.entry_lookup = f"AAGUID {aaguid}"
+    if entry is None and ctx.parsed.x5c:
+        kid = _key_identifier(ctx.parsed.x5c[0])
+        entry = ctx.metadata.by_key_id(kid)
+        if entry is not None or aaguid == ZERO_AAGUID:
+            ctx.entry_lookup = f"attestation key identifier {kid}"
+    ctx.entry = entry
+    if entry is not None:
+        return "pass", f"{entry_label(entry)} found by {ctx.entry_lookup}"
+    what = ctx.entry_lookup or f"AAGUID {aaguid}"
+    if required:
+        return "fail", f"no metadata entry for {what}; the policy requires one"
+    return "skip", f"no metadata entry for {what}; the policy does not require one"
+
+
+def rule_metadata_signed(ctx: _Ctx) -> tuple[Outcome, str]:
+    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
+    if not ctx.policy.metadata.signed:
+        if snap is not None and not snap.signed:
+            return "skip", f"metadata no. {snap.no} is UNSIGNED ({snap.source}); policy allows it"
+        return "skip", "the policy does not demand signed metadata"
+    if snap is None:
+        return "fail", "no metadata loaded; run keyadmin mds update"
+    if not snap.signed:
+        return "fail", (
+            f"metadata no. {snap.no} from {snap.source} is unsigned; the policy demands a "
+            "signature-verified BLOB (keyadmin mds update / keyadmin mds import FILE)"
+        )
+    return "pass", f"metadata no. {snap.no} was signature-verified"
+
+
+def rule_metadata_fresh(ctx: _Ctx) -> tuple[Outcome, str]:
+    if not ctx.policy.metadata.required:
+        return "skip", "the policy does not require metadata"
+    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
+    if snap is None:
+        return "fail", "no metadata loaded; run keyadmin mds update"
+    from keyadmin.mds.freshness import evaluate as freshness
+
+    fr = freshness(snap, ctx.at, timedelta(days=ctx.policy.metadata.freshness_grace_days))
+    if fr.fresh:
+        return "pass", (
+            f"metadata no. {snap.no} (nextUpdate {snap.next_update}) is fresh at "
+            f"{ctx.at.isoformat()}"
+        )
+    return "fail", (
+        f"metadata no. {snap.no} went stale at {fr.deadline} (nextUpdate {snap.next_update} + "
+        f"{ctx.policy.metadata.freshness_grace_days:g} days); run keyadmin mds update"
+    )
+
+
+# -- 8..11: the attestation ----------------------------------------------------------------------
+
+
+def rule_statement(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    from keyadmin.attestation import (
+        AaguidMismatch,
+        AttestationError,
+        AttestationUntrusted,
+        verify_attestation,
+    )
+
+    anchors: list[bytes] = [r.der for r in ctx.policy.trust_roots]
+    entry = entry_for_attestation(ctx.entry) if ctx.entry is not None else None
+    try:
+        ctx.evidence = verify_attestation(
+            ctx.parsed, trust_anchors=anchors, at=ctx.at, metadata_entry=entry
+        )
+    except AaguidMismatch as e:
+        ctx.verify_error, ctx.stage_failed = e, "aaguid"
+        return "pass", "the statement's signature verifies"
+    except AttestationUntrusted as e:
+        ctx.verify_error, ctx.stage_failed = e, "trusted"
+        return "pass", "the statement's signature verifies"
+    except AttestationError as e:
+        ctx.verify_error, ctx.stage_failed = e, "statement"
+        return "fail", str(e)
+    return "pass", f"{ctx.evidence.fmt} statement verifies ({ctx.evidence.attestation_type})"
+
+
+def _after_statement(ctx: _Ctx) -> tuple[Outcome, str] | None:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    if ctx.stage_failed == "statement":
+        return "skip", "not evaluated: the attestation statement does not verify"
+    if ctx.evidence is None and ctx.verify_error is None:
+        return "fail", "the attestation was not verified"
+    return None
+
+
+def rule_aaguid_match(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _after_statement(ctx)) is not None:
+        return s
+    if ctx.stage_failed == "aaguid":
+        return "fail", ctx.verify_error.reason
+    ev = ctx.evidence
+    if ev is None:  # untrusted: the AAGUID check ran before the path check, and passed
+        cert_aaguid = _certificate_aaguid(ctx)
+        if cert_aaguid is None:
+            return "skip", "the attestation certificate carries no AAGUID extension"
+        return "pass", f"certificate AAGUID {cert_aaguid} matches"
+    if ev.certificate_aaguid is None:
+        if str(ev.attestation_type) in ("self", "none"):
+            return "skip", f"{ev.attestation_type} attestation has no certificate"
+        return "skip", (
+            "the attestation certificate carries no AAGUID extension; the model is "
+            "identified by the metadata entry whose roots the chain ends at"
+        )
+    if ev.fmt == "fido-u2f":
+        return "pass", f"U2F certificate AAGUID {ev.certificate_aaguid} (authData AAGUID is zero)"
+    return "pass", f"certificate AAGUID {ev.certificate_aaguid} equals authData's"
+
+
+def _certificate_aaguid(ctx: _Ctx) -> str | None:
+    from keyadmin.attestation.aaguid import read_certificate_aaguid
+
+    if not ctx.parsed.x5c:
+        return None
+    value = read_certificate_aaguid(ctx.parsed.x5c[0])
+    return str(value) if value is not None else None
+
+
+def rule_trusted(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _after_statement(ctx)) is not None:
+        return s
+    if ctx.stage_failed == "aaguid":
+        return "skip", "not evaluated: the certificate AAGUID does not match"
+    if ctx.stage_failed == "trusted":
+        n = len(ctx.policy.trust_roots) + (len(entry_roots_der(ctx.entry)) if ctx.entry else 0)
+        return "fail", f"{ctx.verify_error.reason} (trust anchors: {n})"
+    ev = ctx.evidence
+    if not ev.trusted:
+        return "fail", f"{ev.attestation_type} attestation: no certificate chain to trust"
+    root = ev.chain[-1].certificate.subject.rfc4514_string()
+    return "pass", f"chain of {len(ev.chain)} validates at {ctx.at.isoformat()} to {root}"
+
+
+def rule_attestation_type(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _after_statement(ctx)) is not None:
+        return s
+    if ctx.evidence is None:
+        return "skip", "not evaluated: the attestation was not fully verified"
+    kind = str(ctx.evidence.attestation_type)
+    if kind in ctx.policy.attestation.types:
+        return "pass", f"attestation type {kind} is accepted"
+    return "fail", (
+        f"attestation type {kind} is not accepted "
+        f"(accepted: {', '.join(sorted(ctx.policy.attestation.types))})"
+    )
+
+
+# -- 12..16: the model (metadata and allowlist) --------------------------------------------------
+
+
+def status_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+    if entry is None:
+        return "skip", "no metadata entry"
+    bad = [
+        f"{r.get('status')} ({r.get('effective_date')})"
+        for r in entry.get("status_reports") or []
+        if isinstance(r, dict) and r.get("status") in policy.metadata.forbidden_statuses
+    ]
+    if bad:
+        return "fail", f"forbidden status report(s): {', '.join(bad)}"
+    return "pass", f"no forbidden status; latest {entry.get('status')}"
+
+
+def certification_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+    floor = policy.metadata.min_certification
+    if floor is None:
+        return "skip", "the policy sets no minimum certification"
+    if entry is None:
+        return "fail", f"no metadata entry shows certification {floor}"
+    level, note = latest_certification(entry)
+    if level is None:
+        return "fail", f"not FIDO certified ({note or 'no certification report'}); needs {floor}"
+    if certification_rank(level) >= certification_rank(floor):
+        return "pass", f"{level} since {note} (needs {floor})"
+    return "fail", f"certified {level} only; the policy needs {floor}"
+
+
+def allowlist_outcome(
+    policy: Policy,
+    aaguid: str | None,
+    entry: dict[str, Any] | None,
+    root_sha256: str | None,
+) -> tuple[Outcome, str]:
+    """Deny list first, then the allowlist. ``aaguid``/``root_sha256`` must be verified values."""
+    a = policy.authenticators
+    if aaguid and aaguid in a.deny_aaguids:
+        return "fail", f"AAGUID {aaguid} is on the deny list"
+    entry_aaguid = entry.get("aaguid") if entry else None
+    if entry_aaguid and entry_aaguid in a.deny_aaguids:
+        return "fail", f"AAGUID {entry_aaguid} is on the deny list"
+    if aaguid and aaguid in a.allow_aaguids:
+        return "pass", f"AAGUID {aaguid} is on the allowlist"
+    if root_sha256 and root_sha256 in a.allow_vendor_roots:
+        return "pass", f"the chain ends at allowed vendor root {root_sha256[:16]}…"
+    if a.allow_any_metadata_model and entry is not None:
+        return "pass", f"{entry_label(entry)} is a metadata model (allow_any_metadata_model)"
+    what = f"AAGUID {aaguid}" if aaguid else "this model"
+    return "fail", f"{what} is not on the allowlist"
+
+
+def roaming_outcome(
+    policy: Policy, fmt: str | None, entry: dict[str, Any] | None
+) -> tuple[Outcome, str]:
+    if policy.authenticators.attachment != "roaming":
+        return "skip", "the policy admits any attachment"
+    if fmt in PLATFORM_FORMATS:
+        return "fail", f"{fmt} attestation comes from a platform authenticator"
+    if entry is None:
+        return "fail", "no metadata entry shows this is a roaming (external) authenticator"
+    hints = [str(h).lower() for h in entry.get("attachment_hint") or []]
+    if "external" in hints:
+        return "pass", f"metadata attachmentHint {', '.join(hints)}"
+    return "fail", f"metadata attachmentHint {', '.join(hints) or '-'} lacks 'external'"
+
+
+def key_protection_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+    need = policy.authenticators.key_protection
+    if not need:
+        return "skip", "the policy requires no key protection"
+    if entry is None:
+        return "fail", f"no metadata entry shows key protection {', '.join(need)}"
+    have = {str(k).lower() for k in entry.get("key_protection") or []}
+    missing = [k for k in need if k not in have]
+    if missing:
+        return "fail", f"keyProtection {', '.join(sorted(have)) or '-'} lacks {', '.join(missing)}"
+    return "pass", f"keyProtection {', '.join(sorted(have))}"
+
+
+def _verified_identity(ctx: _Ctx) -> tuple[str | None, str | None] | None:
+    """(AAGUID, root SHA-256) proved by a trusted chain; None when nothing was proved."""
+    ev = ctx.evidence
+    if ev is None or not ev.trusted:
+        return None
+    from cryptography.hazmat.primitives import hashes
+
+    root = ev.chain[-1].certificate.fingerprint(hashes.SHA256()).hex()
+    if ev.certificate_aaguid is not None:
+        aaguid: str | None = str(ev.certificate_aaguid)
+    elif str(ev.aaguid) != ZERO_AAGUID:
+        # No AAGUID extension: authData's AAGUID is bound only through the metadata entry
+        # whose roots the chain ends at.
+        aaguid = str(ev.aaguid)
+        if ctx.entry is None or root not in entry_root_fingerprints(ctx.entry):
+            aaguid = None
+    else:
+        aaguid = ctx.entry.get("aaguid") if ctx.entry else None
+    return aaguid, root
+
+
+def rule_status(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return status_outcome(ctx.policy, ctx.entry)
+
+
+def rule_certification(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return certification_outcome(ctx.policy, ctx.entry)
+
+
+def rule_allowed(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    ident = _verified_identity(ctx)
+    if ident is None:
+        return "fail", (
+            f"the model is unproven (AAGUID {ctx.parsed.aaguid} is self-asserted without a "
+            "trusted attestation chain)"
+        )
+    aaguid, root = ident
+    entry = ctx.entry
+    if entry is not None and root not in entry_root_fingerprints(entry):
+        # the chain ended at an explicitly named root, not at the entry's own roots
+        entry = None
+    return allowlist_outcome(ctx.policy, aaguid, entry, root)
+
+
+def rule_roaming(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return roaming_outcome(ctx.policy, ctx.parsed.fmt, ctx.entry)
+
+
+def rule_key_protection(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return key_protection_outcome(ctx.policy, ctx.entry)
+
+
+# -- 17..21: the credential ----------------------------------------------------------------------
+
+
+def rule_device_bound(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    flags = ctx.parsed.flags
+    if not ctx.policy.credential.device_bound:
+        return "skip", f"the policy admits synced credentials (BE={int(flags.be)})"
+    if flags.be or flags.bs:
+        return "fail", (
+            f"BE={int(flags.be)} BS={int(flags.bs)}: the credential may be synced off the "
+            "device (a passkey), not device-bound"
+        )
+    return "pass", "BE=0: device-bound credential"
+
+
+def rule_user_verification(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    uv = ctx.parsed.flags.uv
+    need = ctx.policy.credential.user_verification
+    if need == "required" and not uv:
+        return "fail", "UV=0: the user was not verified (PIN or biometric) at registration"
+    return "pass" if uv else "skip", f"UV={int(uv)} (policy: {need})"
+
+
+def rule_algorithm(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    alg = ctx.parsed.algorithm
+    name = ALGORITHM_NAMES.get(alg, f"COSE {alg}")
+    if alg in ctx.policy.credential.algorithms:
+        return "pass", f"{name} is allowed"
+    allowed = ", ".join(
+        sorted(ALGORITHM_NAMES.get(a, str(a)) for a in ctx.policy.credential.algorithms)
+    )
+    return "fail", f"{name} is not allowed (allowed: {allowed})"
+
+
+def rule_cred_protect(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    floor = ctx.policy.credential.cred_protect
+    level = ctx.parsed.cred_protect
+    if floor is None:
+        return "skip", f"the policy sets no credProtect level (reported: {level or '-'})"
+    if level is None:
+        return "fail", f"no credProtect extension output; the policy needs level >= {floor}"
+    if level >= floor:
+        return "pass", f"credProtect {level} (needs >= {floor})"
+    return "fail", f"credProtect {level}; the policy needs >= {floor}"
+
+
+def rule_firmware(ctx: _Ctx) -> tuple[Outcome, str]:
+    floors = ctx.policy.device.firmware_minimum
+    aaguid = str(ctx.parsed.aaguid) if ctx.parsed is not None else None
+    if aaguid and aaguid in floors:
+        return "skip", (
+            f"a registration does not carry the firmware version; the policy's floor for "
+            f"{aaguid} is {floors[aaguid]}, checked on the device (evaluate_device)"
+        )
+    return "skip", "no firmware floor applies to this AAGUID"
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("attestation.parse", rule_parse),
+    ("rp_id", rule_rp_id),
+    ("origin", rule_origin),
+    ("attestation.format", rule_format),
+    ("metadata.entry", rule_metadata_entry),
+    ("metadata.signed", rule_metadata_signed),
+    ("metadata.fresh", rule_metadata_fresh),
+    ("attestation.statement", rule_statement),
+    ("attestation.aaguid_match", rule_aaguid_match),
+    ("attestation.trusted", rule_trusted),
+    ("attestation.type", rule_attestation_type),
+    ("metadata.status", rule_status),
+    ("metadata.certification", rule_certification),
+    ("authenticator.allowed", rule_allowed),
+    ("authenticator.roaming", rule_roaming),
+    ("authenticator.key_protection", rule_key_protection),
+    ("authenticator.device_bound", rule_device_bound),
+    ("user_verification", rule_user_verification),
+    ("algorithm", rule_algorithm),
+    ("cred_protect", rule_cred_protect),
+    ("device.firmware", rule_firmware),
+)
+RULE_IDS: tuple[str, ...] = tuple(name for name, _ in RULES)
+
+
+def run_rules(
+    rules: Sequence[tuple[str, Callable[[Any], tuple[Outcome, str]]]], ctx: Any
+) -> tuple[Reason, ...]:
+    """Run ``rules`` in order; an exception inside a rule is that rule's ``fail``."""
+    out: list[Reason] = []
+    for name, rule in rules:
+        try:
+            outcome, detail = rule(ctx)
+        except Exception as e:  # noqa: BLE001 - fail closed, and say why
+            outcome, detail = "fail", f"internal error while checking: {type(e).__name__}: {e}"
+        out.append(Reason(name, outcome, detail))
+    return tuple(out)
+
+
+def decide(reasons: Sequence[Reason], must_pass: frozenset[str]) -> bool:
+    by_rule = {r.rule: r.outcome for r in reasons}
+    if any(r.outcome == "fail" for r in reasons):
+        return False
+    return all(by_rule.get(rule) == "pass" for rule in must_pass)
+
+
+def evaluate_registration(
+    policy: Policy,
+    attestation_object: bytes,
+    client_data_json: bytes,
+    *,
+    at: datetime,
+    metadata: MetadataSource | None,
+    rp_id: str | None = None,
+    origins: Sequence[str] | None = None,
+) -> Decision:
+    """Judge one registration at time ``at``; ``rp_id``/``origins`` override the policy's."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        from keyadmin.errors import UsageError
+
+        raise UsageError("evaluate_registration needs a timezone-aware time")
+    ctx = _Ctx(
+        policy=policy,
+        attestation_object=attestation_object,
+        client_data_json=client_data_json,
+        at=at,
+        metadata=metadata,
+        rp_id=rp_id or policy.relying_party.rp_id,
+        origins=tuple(origins) if origins else policy.relying_party.origins,
+    )
+    reasons = run_rules(RULES, ctx)
+    snap = metadata.snapshot() if metadata is not None else None
+    return Decision(
+        allowed=decide(reasons, MUST_PASS),
+        reasons=reasons,
+        evidence=ctx.evidence,
+        subject={
+            "policy": {
+                "name": policy.name,
+                "version": policy.version,
+                "sha256": policy.sha256,
+                "path": str(policy.path),
+            },
+            "rp_id": ctx.rp_id,
+            "origins": list(ctx.origins),
+            "at": at.isoformat(),
+            "metadata": None
+            if snap is None
+            else {"no": snap.no, "source": snap.source, "signed": snap.signed},
+        },
+    )

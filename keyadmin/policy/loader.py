@@ -1,0 +1,577 @@
+"""Load a policy TOML file into a ``Policy``, or raise ``PolicyLoadError`` naming file, line, key.
+
+tomllib reports line and column for syntax errors; for everything else (unknown keys, wrong
+types, contradictions such as an allowlist without verified attestation or an empty trust
+set) the line of the offending key is found in the file's text by ``_KeyLines``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from keyadmin.errors import ConfigError
+from keyadmin.mds.model import BLOCKING_STATUSES, KNOWN_STATUSES
+from keyadmin.mds.model import CERTIFICATION_LEVELS as _MDS_LEVELS
+from keyadmin.policy.model import (
+    ALGORITHMS,
+    ATTESTATION_TYPES,
+    FORMATS,
+    UNVERIFIED_TYPES,
+    AttestationRules,
+    AuthenticatorRules,
+    CredentialRules,
+    DeviceRules,
+    KeysPerUser,
+    MetadataRules,
+    Policy,
+    RelyingParty,
+    StepUpRules,
+    TrustRoot,
+    Version,
+)
+
+#: Certification levels, lowest first; the legacy "FIDO_CERTIFIED" counts as L1.
+CERTIFICATION_LEVELS: tuple[str, ...] = tuple(
+    level for level in _MDS_LEVELS if level != "FIDO_CERTIFIED"
+)
+_KEY_PROTECTION = frozenset({"software", "hardware", "tee", "secure_element", "remote_handle"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+#: Every table and key a policy file may hold (anything else is an error).
+SCHEMA: dict[str, frozenset[str]] = {
+    "policy": frozenset({"name", "version", "description"}),
+    "relying_party": frozenset({"rp_id", "origins"}),
+    "attestation": frozenset({"formats", "types"}),
+    "trust": frozenset({"extra_roots"}),
+    "metadata": frozenset(
+        {"required", "signed", "freshness_grace_days", "forbidden_statuses", "min_certification"}
+    ),
+    "authenticators": frozenset(
+        {
+            "allow_aaguids",
+            "allow_vendor_roots",
+            "allow_any_metadata_model",
+            "deny_aaguids",
+            "attachment",
+            "key_protection",
+        }
+    ),
+    "credential": frozenset(
+        {"device_bound", "user_verification", "algorithms", "cred_protect", "counter"}
+    ),
+    "device": frozenset({"pin_required", "min_pin_length", "always_uv", "firmware_minimum"}),
+    "step_up": frozenset({"challenge_lifetime_seconds", "max_attempts"}),
+    "keys_per_user": frozenset({"minimum", "maximum"}),
+}
+REQUIRED_TABLES = ("policy", "relying_party", "attestation", "metadata", "authenticators")
+
+
+class PolicyLoadError(ConfigError):
+    """A policy file that cannot be used: names the file, the line and the key."""
+
+    def __init__(self, path: Path, line: int | None, key: str | None, problem: str) -> None:
+        where = f"{path}" + (f":{line}" if line else "")
+        keytext = f" [{key}]" if key else ""
+        super().__init__(
+            f"{where}{keytext}: {problem}",
+            hint="fix the policy file (see docs/policy.md), then run keyadmin policy check FILE",
+            file=str(path),
+            line=line,
+            key=key,
+            problem=problem,
+        )
+        self.path = path
+        self.line = line
+        self.key = key
+        self.problem = problem
+
+
+class _KeyLines:
+    """Find the line of ``table.key`` (or of a table header) in TOML source text."""
+
+    _HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
+    _KEY = re.compile(r'^(?:"([^"]*)"|\'([^\']*)\'|([A-Za-z0-9_\-]+))\s*(?:\.|=)')
+
+    def __init__(self, text: str) -> None:
+        self.headers: dict[str, int] = {}
+        self.keys: dict[tuple[str, str], int] = {}
+        table = ""
+        for n, line in enumerate(text.splitlines(), 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            head = self._HEADER.match(s)
+            if head and not s.startswith("[["):
+                table = ".".join(p.strip().strip('"') for p in head.group(1).split("."))
+                self.headers.setdefault(table, n)
+                continue
+            m = self._KEY.match(s)
+            if m:
+                name = next(g for g in m.groups() if g is not None)
+                self.keys.setdefault((table, name), n)
+
+    def line(self, table: str, key: str | None = None) -> int | None:
+        if key is not None and (table, key) in self.keys:
+            return self.keys[(table, key)]
+        if table in self.headers:
+            return self.headers[table]
+        # a dotted table such as device.firmware_minimum written inline in its parent
+        parent, _, last = table.rpartition(".")
+        if parent and (parent, last) in self.keys:
+            return self.keys[(parent, last)]
+        return None
+
+
+class _Reader:
+    """Typed access to the parsed TOML with errors that point at the key."""
+
+    def __init__(self, path: Path, data: dict[str, Any], lines: _KeyLines) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    def error(self, table: str, key: str | None, problem: str) -> PolicyLoadError:
+        dotted = f"{table}.{key}" if key else table
+        return PolicyLoadError(self.path, self.lines.line(table, key), dotted, problem)
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(name, None, f"{name} must be a table ([{name}])")
+        return value
+
+    def get(
+        self,
+        table: str,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+        *,
+        what: str,
+    ) -> Any:
+        t = self.table(table)
+        if key not in t:
+            if default is ...:
+                raise self.error(table, key, f"{table}.{key} is required ({what})")
+            return default
+        value = t[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(table, key, f"{table}.{key} must be {what}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(
+                table, key, f"{table}.{key} must be {what}, not {type(value).__name__}"
+            )
+        return value
+
+    def str_list(
+        self,
+        table: str,
+        key: str,
+        default: Any = ...,
+        *,
+        what: str,
+        check: Callable[[str], str] | None = None,
+    ) -> list[str]:
+        value = self.get(table, key, list, default, what=what)
+        out: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(table, key, f"{table}.{key}[{i}] must be a string ({what})")
+            if check is not None:
+                try:
+                    item = check(item)
+                except ValueError as e:
+                    raise self.error(table, key, f"{table}.{key}[{i}]: {e}") from None
+            out.append(item)
+        return out
+
+
+def _aaguid(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an AAGUID (a UUID)") from None
+
+
+def _one_of(allowed: frozenset[str] | tuple[str, ...], what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"{text!r} is not a known {what}; use one of {sorted(allowed)}")
+        return text
+
+    return check
+
+
+def _sha256_hex(text: str) -> str:
+    h = text.replace(":", "").strip().lower()
+    if not _HEX64.match(h):
+        raise ValueError(f"{text!r} is not a SHA-256 fingerprint (64 hex digits)")
+    return h
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, parse and check one policy file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise PolicyLoadError(p, None, None, f"cannot read the file: {e.strerror}") from None
+    return parse_policy(raw, p)
+
+
+def parse_policy(raw: bytes, path: Path) -> Policy:
+    """Check policy ``raw`` (the bytes of ``path``; relative root paths resolve beside it)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PolicyLoadError(path, None, None, f"the file is not UTF-8: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = _toml_error_line(e)
+        problem = str(e).split(" (at line")[0]
+        raise PolicyLoadError(path, line, None, f"not valid TOML: {problem}") from None
+    lines = _KeyLines(text)
+    r = _Reader(path, data, lines)
+    _check_unknown(r)
+    for name in REQUIRED_TABLES:
+        if name not in data:
+            raise PolicyLoadError(path, None, name, f"the table [{name}] is required")
+
+    name = r.get("policy", "name", str, what="a string")
+    version = r.get("policy", "version", int, what="an integer >= 1")
+    if version < 1:
+        raise r.error("policy", "version", "policy.version must be an integer >= 1")
+    description = r.get("policy", "description", str, "", what="a string")
+
+    rp = _relying_party(r)
+    att = _attestation(r)
+    meta = _metadata(r)
+    auth = _authenticators(r, att, meta)
+    roots = _trust_roots(r, path)
+    if not roots and not meta.required:
+        raise r.error(
+            "trust",
+            "extra_roots",
+            "the trust set is empty: metadata.required is false and trust.extra_roots names "
+            "no root, so no attestation could ever be trusted (this is never 'allow all')",
+        )
+    credential = _credential(r)
+    device = _device(r)
+    step_up = StepUpRules(
+        challenge_lifetime_seconds=_positive(r, "step_up", "challenge_lifetime_seconds", 120),
+        max_attempts=_positive(r, "step_up", "max_attempts", 3),
+    )
+    kmin = _positive(r, "keys_per_user", "minimum", 1)
+    kmax = _positive(r, "keys_per_user", "maximum", 10)
+    if kmin > kmax:
+        raise r.error(
+            "keys_per_user", "minimum", f"keys_per_user.minimum {kmin} exceeds maximum {kmax}"
+        )
+    return Policy(
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        name=name,
+        version=version,
+        description=description,
+        relying_party=rp,
+        attestation=att,
+        trust_roots=roots,
+        metadata=meta,
+        authenticators=auth,
+        credential=credential,
+        device=device,
+        step_up=step_up,
+        keys_per_user=KeysPerUser(kmin, kmax),
+    )
+
+
+def _toml_error_line(e: tomllib.TOMLDecodeError) -> int | None:
+    lineno = getattr(e, "lineno", None)
+    if isinstance(lineno, int):
+        return lineno
+    m = re.search(r"at line (\d+)", str(e))
+    return int(m.group(1)) if m else None
+
+
+def _check_unknown(r: _Reader) -> None:
+    for table, value in r.data.items():
+        if table not in SCHEMA:
+            raise r.error(table, None, f"unknown table [{table}]; known: {', '.join(SCHEMA)}")
+        if not isinstance(value, dict):
+            raise r.error(table, None, f"{table} must be a table ([{table}])")
+        for key in value:
+            if key not in SCHEMA[table]:
+                raise r.error(
+                    table,
+                    key,
+                    f"unknown key {table}.{key}; [{table}] takes "
+                    f"{', '.join(sorted(SCHEMA[table]))}",
+                )
+
+
+def _relying_party(r: _Reader) -> RelyingParty:
+    rp_id = r.get("relying_party", "rp_id", str, what="a domain such as example.com")
+    if not rp_id or "/" in rp_id or ":" in rp_id or rp_id != rp_id.strip().lower():
+        raise r.error(
+            "relying_party", "rp_id", f"relying_party.rp_id {rp_id!r} is not a lower-case domain"
+        )
+    origins = r.str_list("relying_party", "origins", what="a list of origins")
+    if not origins:
+        raise r.error("relying_party", "origins", "relying_party.origins must not be empty")
+    for o in origins:
+        if not re.match(r"^https?://[^/]+$", o):
+            raise r.error(
+                "relying_party",
+                "origins",
+                f"origin {o!r} must be scheme://host[:port] with no path (e.g. https://example.com)",
+            )
+    return RelyingParty(rp_id, tuple(origins))
+
+
+def _attestation(r: _Reader) -> AttestationRules:
+    formats = r.str_list(
+        "attestation", "formats", what="attestation formats", check=_one_of(FORMATS, "format")
+    )
+    types = r.str_list(
+        "attestation",
+        "types",
+        what="attestation types",
+        check=_one_of(ATTESTATION_TYPES, "attestation type"),
+    )
+    if not formats:
+        raise r.error("attestation", "formats", "attestation.formats must not be empty")
+    if not types:
+        raise r.error("attestation", "types", "attestation.types must not be empty")
+    return AttestationRules(frozenset(formats), frozenset(types))
+
+
+def _metadata(r: _Reader) -> MetadataRules:
+    required = r.get("metadata", "required", bool, what="true or false")
+    signed = r.get("metadata", "signed", bool, False, what="true or false")
+    grace = r.get("metadata", "freshness_grace_days", (int, float), 7, what="a number of days")
+    if grace < 0:
+        raise r.error("metadata", "freshness_grace_days", "must not be negative")
+    forbidden = r.str_list(
+        "metadata",
+        "forbidden_statuses",
+        sorted(BLOCKING_STATUSES),
+        what="MDS3 status names",
+        check=_one_of(KNOWN_STATUSES, "MDS3 status"),
+    )
+    missing = BLOCKING_STATUSES - set(forbidden)
+    if missing:
+        raise r.error(
+            "metadata",
+            "forbidden_statuses",
+            f"metadata.forbidden_statuses must include every compromise status; missing "
+            f"{', '.join(sorted(missing))}",
+        )
+    level = r.get("metadata", "min_certification", str, None, what="a FIDO_CERTIFIED_* level")
+    if level is not None:
+        if level == "FIDO_CERTIFIED":
+            level = "FIDO_CERTIFIED_L1"
+        if level not in CERTIFICATION_LEVELS:
+            raise r.error(
+                "metadata",
+                "min_certification",
+                f"{level!r} is not a certification level; use one of {list(CERTIFICATION_LEVELS)}",
+            )
+        if not required:
+            raise r.error(
+                "metadata",
+                "min_certification",
+                "metadata.min_certification needs metadata.required = true",
+            )
+    if signed and not required:
+        raise r.error("metadata", "signed", "metadata.signed needs metadata.required = true")
+    return MetadataRules(required, signed, float(grace), frozenset(forbidden), level)
+
+
+def _authenticators(r: _Reader, att: AttestationRules, meta: MetadataRules) -> AuthenticatorRules:
+    t = "authenticators"
+    allow = r.str_list(t, "allow_aaguids", [], what="AAGUIDs", check=_aaguid)
+    roots = r.str_list(t, "allow_vendor_roots", [], what="SHA-256 fingerprints", check=_sha256_hex)
+    any_model = r.get(t, "allow_any_metadata_model", bool, False, what="true or false")
+    deny = r.str_list(t, "deny_aaguids", [], what="AAGUIDs", check=_aaguid)
+    attachment = r.get(t, "attachment", str, "roaming", what='"roaming" or "any"')
+    if attachment not in ("roaming", "any"):
+        raise r.error(
+            t, "attachment", f'authenticators.attachment {attachment!r}: use "roaming" or "any"'
+        )
+    kp = r.str_list(
+        t,
+        "key_protection",
+        [],
+        what="keyProtection values",
+        check=_one_of(_KEY_PROTECTION, "keyProtection value"),
+    )
+    if not (allow or roots or any_model):
+        raise r.error(
+            t,
+            "allow_aaguids",
+            "the allowlist is empty: set allow_aaguids, allow_vendor_roots or "
+            "allow_any_metadata_model (an empty allowlist is an error, never 'allow all')",
+        )
+    weak = att.types & UNVERIFIED_TYPES
+    if weak:
+        raise r.error(
+            "attestation",
+            "types",
+            f"an allowlist needs verified attestation, but attestation.types admits "
+            f"{', '.join(sorted(weak))}: a self-asserted AAGUID proves nothing",
+        )
+    if any_model and not meta.required:
+        raise r.error(
+            t,
+            "allow_any_metadata_model",
+            "allow_any_metadata_model needs metadata.required = true",
+        )
+    if kp and not meta.required:
+        raise r.error(
+            t, "key_protection", "authenticators.key_protection needs metadata.required = true"
+        )
+    both = set(allow) & set(deny)
+    if both:
+        raise r.error(t, "deny_aaguids", f"AAGUID(s) both allowed and denied: {sorted(both)}")
+    return AuthenticatorRules(
+        allow_aaguids=frozenset(allow),
+        allow_vendor_roots=frozenset(roots),
+        allow_any_metadata_model=any_model,
+        deny_aaguids=frozenset(deny),
+        attachment=cast(Any, attachment),
+        key_protection=tuple(kp),
+    )
+
+
+def _trust_roots(r: _Reader, path: Path) -> tuple[TrustRoot, ...]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    names = r.str_list("trust", "extra_roots", [], what="certificate file paths")
+    out: list[TrustRoot] = []
+    for name in names:
+        file = Path(name)
+        if not file.is_absolute():
+            file = path.parent / file
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            hint = ""
+            if "lab" in name:
+                hint = (
+                    f"; create it with: keyadmin sim root --state lab.key > {file}"
+                    " (see docs/policy.md, 'The lab policy')"
+                )
+            raise r.error(
+                "trust", "extra_roots", f"root file {str(file)!r}: {e.strerror}{hint}"
+            ) from None
+        certs: list[Any] = []
+        try:
+            if b"-----BEGIN" in data:
+                certs = x509.load_pem_x509_certificates(data)
+            else:
+                certs = [x509.load_der_x509_certificate(data)]
+        except ValueError as e:
+            raise r.error(
+                "trust", "extra_roots", f"root file {str(file)!r} is not a certificate: {e}"
+            ) from None
+        for cert in certs:
+            out.append(
+                TrustRoot(
+                    path=file,
+                    der=cert.public_bytes(Encoding.DER),
+                    sha256=cert.fingerprint(hashes.SHA256()).hex(),
+                    subject=cert.subject.rfc4514_string(),
+                )
+            )
+    return tuple(out)
+
+
+def _credential(r: _Reader) -> CredentialRules:
+    t = "credential"
+    device_bound = r.get(t, "device_bound", bool, True, what="true or false")
+    uv = r.get(
+        t, "user_verification", str, "required", what='"required", "preferred" or "discouraged"'
+    )
+    if uv not in ("required", "preferred", "discouraged"):
+        raise r.error(
+            t, "user_verification", f'{uv!r}: use "required", "preferred" or "discouraged"'
+        )
+    algs = r.str_list(
+        t,
+        "algorithms",
+        ["ES256", "EdDSA", "ES384", "RS256"],
+        what="COSE algorithm names",
+        check=_one_of(frozenset(ALGORITHMS), "algorithm"),
+    )
+    if not algs:
+        raise r.error(t, "algorithms", "credential.algorithms must not be empty")
+    cp = r.get(t, "cred_protect", int, None, what="a credProtect level 1, 2 or 3")
+    if cp is not None and cp not in (1, 2, 3):
+        raise r.error(t, "cred_protect", f"credential.cred_protect {cp} is not 1, 2 or 3")
+    counter = r.get(t, "counter", str, "strict", what='"strict" or "allow-zero"')
+    if counter not in ("strict", "allow-zero"):
+        raise r.error(t, "counter", f'credential.counter {counter!r}: use "strict" or "allow-zero"')
+    return CredentialRules(
+        device_bound=device_bound,
+        user_verification=cast(Any, uv),
+        algorithms=frozenset(ALGORITHMS[a] for a in algs),
+        cred_protect=cp,
+        counter=cast(Any, counter),
+    )
+
+
+def _device(r: _Reader) -> DeviceRules:
+    t = "device"
+    pin_required = r.get(t, "pin_required", bool, True, what="true or false")
+    min_len = r.get(t, "min_pin_length", int, None, what="an integer 4..63")
+    if min_len is not None and not 4 <= min_len <= 63:
+        raise r.error(t, "min_pin_length", f"device.min_pin_length {min_len} is outside 4..63")
+    always_uv = r.get(t, "always_uv", bool, False, what="true or false")
+    floors_raw = r.get(t, "firmware_minimum", dict, {}, what='a table of "AAGUID" = "5.7.0"')
+    floors: dict[str, Any] = {}
+    for key, value in floors_raw.items():
+        try:
+            aaguid = _aaguid(key)
+        except ValueError as e:
+            raise PolicyLoadError(
+                r.path,
+                r.lines.line("device.firmware_minimum", key),
+                f"device.firmware_minimum.{key}",
+                str(e),
+            ) from None
+        if not isinstance(value, str):
+            raise PolicyLoadError(
+                r.path,
+                r.lines.line("device.firmware_minimum", key),
+                f"device.firmware_minimum.{key}",
+                'the floor must be a version string such as "5.7.0"',
+            )
+        try:
+            floors[aaguid] = Version.parse(value)
+        except ValueError as e:
+            raise PolicyLoadError(
+                r.path,
+                r.lines.line("device.firmware_minimum", key),
+                f"device.firmware_minimum.{key}",
+                str(e),
+            ) from None
+    if (pin_required is False) and (min_len is not None or always_uv):
+        raise r.error(t, "pin_required", "min_pin_length and always_uv need pin_required = true")
+    return DeviceRules(pin_required, min_len, always_uv, floors)
+
+
+def _positive(r: _Reader, table: str, key: str, default: int) -> int:
+    value = r.get(table, key, int, default, what="a positive integer")
+    if value < 1:
+        raise r.error(table, key, f"{table}.{key} must be a positive integer")
+    return int(value)

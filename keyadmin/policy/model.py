@@ -1,0 +1,255 @@
+"""The policy file as frozen, typed records, and the results of evaluating one.
+
+A ``Policy`` is what ``keyadmin.policy.loader.load_policy`` returns after every check of
+docs/policy.md has passed; nothing here reads files or the terminal. ``Decision`` is the
+result of every evaluation: ``allowed`` and the ``reasons`` for each rule, in the fixed
+order documented in ``keyadmin.policy.evaluate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Outcome = Literal["pass", "fail", "skip"]
+
+#: COSE algorithm names a policy may list, and their COSE identifiers.
+ALGORITHMS: dict[str, int] = {
+    "ES256": -7,
+    "EdDSA": -8,
+    "ES384": -35,
+    "ES512": -36,
+    "PS256": -37,
+    "RS256": -257,
+}
+ALGORITHM_NAMES: dict[int, str] = {v: k for k, v in ALGORITHMS.items()}
+
+#: Attestation statement formats keyadmin verifies.
+FORMATS: frozenset[str] = frozenset(
+    {"packed", "fido-u2f", "tpm", "apple", "android-key", "android-safetynet", "none"}
+)
+#: Formats produced only by platform authenticators (never a roaming hardware key).
+PLATFORM_FORMATS: frozenset[str] = frozenset({"tpm", "apple", "android-key", "android-safetynet"})
+#: WebAuthn attestation types; "basic" and "attca" are direct attestation.
+ATTESTATION_TYPES: frozenset[str] = frozenset({"basic", "attca", "anonca", "self", "none"})
+#: Types that prove nothing about make and model.
+UNVERIFIED_TYPES: frozenset[str] = frozenset({"self", "none"})
+
+
+@dataclass(frozen=True)
+class Version:
+    """A firmware version ``major.minor.patch`` (compared numerically)."""
+
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        parts = text.strip().split(".")
+        if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"{text!r} is not a version like 5.7.0")
+        nums = [int(p) for p in parts] + [0] * (3 - len(parts))
+        return cls(nums[0], nums[1], nums[2])
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    rp_id: str
+    origins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttestationRules:
+    formats: frozenset[str]
+    types: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """An explicitly named root (``trust.extra_roots``), loaded at policy load time."""
+
+    path: Path
+    der: bytes
+    sha256: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class MetadataRules:
+    required: bool
+    signed: bool
+    freshness_grace_days: float
+    forbidden_statuses: frozenset[str]
+    min_certification: str | None
+
+
+@dataclass(frozen=True)
+class AuthenticatorRules:
+    allow_aaguids: frozenset[str]
+    allow_vendor_roots: frozenset[str]  # SHA-256 (lower-case hex) of vendor root certificates
+    allow_any_metadata_model: bool
+    deny_aaguids: frozenset[str]
+    attachment: Literal["roaming", "any"]
+    key_protection: tuple[str, ...]  # every one must be in the metadata's keyProtection
+
+
+@dataclass(frozen=True)
+class CredentialRules:
+    device_bound: bool
+    user_verification: Literal["required", "preferred", "discouraged"]
+    algorithms: frozenset[int]
+    cred_protect: int | None  # minimum credProtect level (1..3), None: not checked
+    counter: Literal["strict", "allow-zero"]
+
+
+@dataclass(frozen=True)
+class DeviceRules:
+    pin_required: bool
+    min_pin_length: int | None
+    always_uv: bool
+    firmware_minimum: dict[str, Version] = field(default_factory=dict)  # AAGUID -> floor
+
+
+@dataclass(frozen=True)
+class StepUpRules:
+    challenge_lifetime_seconds: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class KeysPerUser:
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded, checked policy file."""
+
+    path: Path
+    sha256: str  # of the file's bytes
+    name: str
+    version: int
+    description: str
+    relying_party: RelyingParty
+    attestation: AttestationRules
+    trust_roots: tuple[TrustRoot, ...]
+    metadata: MetadataRules
+    authenticators: AuthenticatorRules
+    credential: CredentialRules
+    device: DeviceRules
+    step_up: StepUpRules
+    keys_per_user: KeysPerUser
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly view (for ``keyadmin policy check --json``)."""
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "description": self.description,
+            "rp_id": self.relying_party.rp_id,
+            "origins": list(self.relying_party.origins),
+            "formats": sorted(self.attestation.formats),
+            "attestation_types": sorted(self.attestation.types),
+            "trust_roots": [
+                {"path": str(r.path), "sha256": r.sha256, "subject": r.subject}
+                for r in self.trust_roots
+            ],
+            "metadata": {
+                "required": self.metadata.required,
+                "signed": self.metadata.signed,
+                "freshness_grace_days": self.metadata.freshness_grace_days,
+                "forbidden_statuses": sorted(self.metadata.forbidden_statuses),
+                "min_certification": self.metadata.min_certification,
+            },
+            "authenticators": {
+                "allow_aaguids": sorted(self.authenticators.allow_aaguids),
+                "allow_vendor_roots": sorted(self.authenticators.allow_vendor_roots),
+                "allow_any_metadata_model": self.authenticators.allow_any_metadata_model,
+                "deny_aaguids": sorted(self.authenticators.deny_aaguids),
+                "attachment": self.authenticators.attachment,
+                "key_protection": list(self.authenticators.key_protection),
+            },
+            "credential": {
+                "device_bound": self.credential.device_bound,
+                "user_verification": self.credential.user_verification,
+                "algorithms": sorted(
+                    ALGORITHM_NAMES.get(a, str(a)) for a in self.credential.algorithms
+                ),
+                "cred_protect": self.credential.cred_protect,
+                "counter": self.credential.counter,
+            },
+            "device": {
+                "pin_required": self.device.pin_required,
+                "min_pin_length": self.device.min_pin_length,
+                "always_uv": self.device.always_uv,
+                "firmware_minimum": {k: str(v) for k, v in self.device.firmware_minimum.items()},
+            },
+            "step_up": {
+                "challenge_lifetime_seconds": self.step_up.challenge_lifetime_seconds,
+                "max_attempts": self.step_up.max_attempts,
+            },
+            "keys_per_user": {
+                "minimum": self.keys_per_user.minimum,
+                "maximum": self.keys_per_user.maximum,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Reason:
+    """The outcome of one rule: ``pass``, ``fail`` or ``skip`` (not applicable / not reached)."""
+
+    rule: str
+    outcome: Outcome
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "outcome": self.outcome, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``allowed`` only when no rule failed and every rule the decision rests on passed."""
+
+    allowed: bool
+    reasons: tuple[Reason, ...]
+    evidence: Any = None  # keyadmin.attestation.Evidence when a registration was verified
+    subject: dict[str, Any] = field(default_factory=dict)  # what was judged (policy, at, ...)
+
+    @property
+    def failed(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.outcome == "fail")
+
+    @property
+    def first_failure(self) -> Reason | None:
+        return next(iter(self.failed), None)
+
+    def reason(self, rule: str) -> Reason:
+        for r in self.reasons:
+            if r.rule == rule:
+                return r
+        raise KeyError(rule)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "decision": "allowed" if self.allowed else "refused",
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+        out.update(self.subject)
+        if self.evidence is not None:
+            to_dict = getattr(self.evidence, "to_dict", None)
+            out["evidence"] = to_dict() if callable(to_dict) else self.evidence
+        else:
+            out["evidence"] = None
+        return out
