@@ -629,7 +629,10 @@ def evaluate_registration(
         origins=tuple(origins) if origins else policy.relying_party.origins,
     )
     reasons = run_rules(RULES, ctx)
-    snap = metadata.snapshot() if metadata is not None else None
+    try:
+        snap = metadata.snapshot() if metadata is not None else None
+    except Exception:  # noqa: BLE001 - already reported as failed rules above
+        snap = None
     return Decision(
         allowed=decide(reasons, MUST_PASS),
         reasons=reasons,
