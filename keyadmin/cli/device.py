@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
 from keyadmin.errors import UsageError
 
 app = typer.Typer(
@@ -296,3 +297,53 @@ def reset(
         say("Touch your security key to confirm the reset...")
         s.reset(fingerprint)
     _done("reset", True, selector, json_out)
+
+
+@app.command("prepare")
+def prepare_cmd(
+    policy: Path = typer.Option(..., "--policy", help="The policy whose device profile to apply."),
+    device: str = DEVICE_OPT,
+    db: str = typer.Option(None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Apply the policy's device profile (PIN, minimum PIN length, always-UV, no stray
+    credentials for its RP) and read the key back to prove each setting took.
+
+    Idempotent: a second run changes nothing and says so. Exit 3 when the key still is not
+    ready (e.g. firmware below the policy's floor, which no setting can fix).
+    Example: keyadmin device prepare --policy policies/yubikey-fips.toml -d nfc:ACS
+    """
+    from keyadmin.cli.interact import read_new_pin, read_pin
+    from keyadmin.config import database_url
+    from keyadmin.errors import PolicyRefused
+    from keyadmin.flows.prepare import prepare
+    from keyadmin.policy.loader import load_policy
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+
+    loaded = load_policy(policy)
+    with transaction(database_url(db)) as s:
+        known = {c.credential_id for c in registry.list_credentials(s)}
+    with _session(device) as s:
+        result = prepare(
+            s,
+            loaded,
+            current_pin=lambda: read_pin("Current PIN: "),
+            new_pin=read_new_pin,
+            known_credential_ids=known,
+        )
+    if json_out:
+        emit_json({**to_jsonable(result), "changed": result.changed})
+    else:
+        title = "changed the key" if result.changed else "nothing to change"
+        emit_kv(
+            f"prepare ({result.policy}): {title}",
+            [(st.step, ("changed: " if st.changed else "") + st.detail) for st in result.steps],
+        )
+        emit_kv(
+            "readiness: " + ("READY" if result.ready else "NOT READY"),
+            [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in result.reasons],
+        )
+    if not result.ready:
+        fails = "; ".join(r["detail"] for r in result.reasons if r["outcome"] == "fail")
+        raise PolicyRefused(f"the key is not ready for {loaded.name}: {fails}")

@@ -17,6 +17,8 @@ from typer.core import TyperGroup
 from keyadmin import __version__
 from keyadmin.cli import device as device_cli
 from keyadmin.cli import doctor as doctor_cli
+from keyadmin.cli import mds as mds_cli
+from keyadmin.cli import registry as registry_cli
 from keyadmin.cli import sim as sim_cli
 from keyadmin.errors import ExitCode, KeyadminError
 
@@ -52,6 +54,11 @@ app = typer.Typer(
 )
 app.add_typer(device_cli.app, name="device")
 app.command("doctor")(doctor_cli.doctor)
+app.add_typer(mds_cli.app, name="mds")
+app.command("enrol")(registry_cli.enrol)
+app.add_typer(registry_cli.creds_app, name="creds")
+app.add_typer(registry_cli.users_app, name="users")
+app.add_typer(registry_cli.log_app, name="log")
 app.add_typer(sim_cli.app, name="sim")
 
 _state: dict[str, bool] = {"debug": False}

@@ -532,12 +532,3 @@ def diff_cmd(
             )
     typer.echo("\n".join(lines))
 
-
-if __name__ == "__main__":  # pragma: no cover
-    # `python -m keyadmin.cli.mds mds …`: the real entry point (keyadmin.cli.main.run, its error
-    # mapping and exit codes) with this group registered, for use before main.py registers it.
-    from keyadmin.cli import main as _main
-
-    if not any(g.name == "mds" for g in _main.app.registered_groups):
-        _main.app.add_typer(app, name="mds")
-    _main.run()

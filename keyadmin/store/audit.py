@@ -135,20 +135,21 @@ def verify(session: Any) -> LogVerification:
 
     head = session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1)).one()
     prev, expected_seq, checked = GENESIS, 1, 0
+    problem: tuple[int, str] | None = None
     for r in session.exec(select(AuditRow).order_by(AuditRow.seq)):  # type: ignore[arg-type]
-
-        def bad(problem: str, seq: int) -> LogVerification:
-            return LogVerification(False, checked, head.seq, head.hash, seq, problem)
-
         if r.seq != expected_seq:
             if r.seq > expected_seq:
-                return bad(f"row {expected_seq} is missing (deleted)", expected_seq)
-            return bad(f"row {r.seq} appears out of order", r.seq)
-        if not hmac.compare_digest(r.prev_hash, prev):
-            return bad(f"row {r.seq} does not follow row {r.seq - 1} (inserted or moved)", r.seq)
-        digest = row_hash(prev, r.seq, r.at, r.actor, r.action, r.subject, r.details)
-        if not hmac.compare_digest(digest, r.hash):
-            return bad(f"row {r.seq} was edited after it was written", r.seq)
+                problem = (expected_seq, f"row {expected_seq} is missing (deleted)")
+            else:
+                problem = (r.seq, f"row {r.seq} appears out of order")
+        elif not hmac.compare_digest(r.prev_hash, prev):
+            problem = (r.seq, f"row {r.seq} does not follow row {r.seq - 1} (inserted or moved)")
+        elif not hmac.compare_digest(
+            row_hash(prev, r.seq, r.at, r.actor, r.action, r.subject, r.details), r.hash
+        ):
+            problem = (r.seq, f"row {r.seq} was edited after it was written")
+        if problem is not None:
+            return LogVerification(False, checked, head.seq, head.hash, problem[0], problem[1])
         prev, expected_seq, checked = r.hash, expected_seq + 1, checked + 1
     if head.seq != checked or not hmac.compare_digest(head.hash, prev):
         return LogVerification(

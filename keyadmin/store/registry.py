@@ -111,7 +111,9 @@ def find_user(session: Any, name: str) -> UserRecord | None:
     return _user_record(row) if row else None
 
 
-def get_or_create_user(session: Any, name: str, display_name: str | None = None) -> UserRecord:
+def get_or_create_user(
+    session: Any, name: str, display_name: str | None = None, user_handle: bytes | None = None
+) -> UserRecord:
     from keyadmin.store.models import UserRow
 
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
@@ -120,7 +122,10 @@ def get_or_create_user(session: Any, name: str, display_name: str | None = None)
     if found:
         return found
     row = UserRow(
-        name=name, display_name=display_name or name, user_handle=os.urandom(32), created_at=_now()
+        name=name,
+        display_name=display_name or name,
+        user_handle=user_handle or os.urandom(32),
+        created_at=_now(),
     )
     session.add(row)
     session.flush()

@@ -1,8 +1,7 @@
 """``keyadmin mds …`` as an operator runs it.
 
 In-process through typer's CliRunner on ``keyadmin.cli.mds.app``; the exit codes through the
-real entry point (``keyadmin.cli.main.run``) in a subprocess, via ``python -m keyadmin.cli.mds``,
-which registers the group the same way main.py will.
+real entry point in a subprocess (``python -m keyadmin mds …``).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KEYADMIN_HOME": str(home)}
     env.pop("KEYADMIN_DATABASE_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "keyadmin.cli.mds", "mds", *args],
+        [sys.executable, "-m", "keyadmin", "mds", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -1,0 +1,377 @@
+"""Enrol a hardware key for a user: only a credential that passes the policy is kept.
+
+Order (each step raises; nothing is stored until the last one):
+ 1. metadata gate: freshness (and signatures, when the policy demands them)
+ 2. device readiness: firmware floor, PIN, min PIN length, always-UV, AAGUID not denied
+ 3. the ceremony: a discoverable credential with direct attestation, UV required,
+    credProtect as the policy says, an excludeList of the user's credentials
+ 4. verification: challenge, then every policy rule on the attestation (Decision)
+ 5. approved: user, credential, evidence, decision, policy version, metadata no.,
+    operator and witness, with an audit row, in ONE transaction
+ Refused, interrupted (Ctrl-C), or a database that refuses the commit: the new
+ credential is deleted from the key (credential management) and nothing is stored
+ but the audit row of the refusal.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keyadmin.device.errors import device_errors
+from keyadmin.errors import DeviceError, KeyadminError, PolicyRefused
+
+ALG_NAMES = {-7: "ES256", -8: "EdDSA"}
+
+
+class EnrolmentRefused(PolicyRefused):
+    """The policy refused the key or its credential; ``reasons`` says which rules failed."""
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    approved: bool
+    user: str
+    device: str
+    aaguid: str | None
+    credential_id: str | None
+    registry_id: int | None
+    policy: str
+    policy_sha256: str
+    metadata_no: int | None
+    operator: str
+    witness: str | None
+    reasons: list[dict[str, str]] = field(default_factory=list)
+    removed_from_key: bool | None = None
+    metadata_override: bool = False
+
+
+def _reasons(decision: Any) -> list[dict[str, str]]:
+    return [{"rule": r.rule, "outcome": r.outcome, "detail": r.detail} for r in decision.reasons]
+
+
+def _failed(reasons: list[dict[str, str]]) -> str:
+    fails = [f"{r['rule']}: {r['detail']}" for r in reasons if r["outcome"] == "fail"]
+    return "; ".join(fails) or "a required rule did not pass"
+
+
+def _log(db_url: str, *, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+    from keyadmin.store import audit
+    from keyadmin.store.db import transaction
+
+    with transaction(db_url) as s:
+        audit.append(s, actor=actor, action=action, subject=subject, details=details)
+
+
+def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: bool) -> Any:
+    """Freshness (and signature) gate for policies that need metadata; None when not needed."""
+    if not policy.metadata.required:
+        return None
+    from keyadmin.mds.freshness import require_fresh
+
+    return require_fresh(
+        metadata.snapshot(),
+        now,
+        timedelta(days=policy.metadata.freshness_grace_days),
+        override=override_stale,
+        require_signed=policy.metadata.signed,
+    )
+
+
+def device_facts(info: Any) -> Any:
+    from keyadmin.policy.readiness import DeviceFacts
+
+    return DeviceFacts(
+        aaguid=info.aaguid,
+        firmware=info.firmware,
+        pin_set=info.pin_set,
+        min_pin_length=info.min_pin_length,
+        always_uv=info.always_uv,
+        cred_protect_supported="credProtect" in info.extensions,
+    )
+
+
+def enrol(
+    *,
+    user: str,
+    display_name: str | None,
+    policy: Any,
+    session: Any,
+    interaction: Any,
+    db_url: str,
+    metadata: Any,
+    operator: str,
+    nickname: str | None = None,
+    witness: str | None = None,
+    override_stale_metadata: bool = False,
+    now: datetime | None = None,
+) -> EnrolResult:
+    from keyadmin.policy.readiness import evaluate_device
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+
+    now = now or datetime.now(UTC)
+    device = session.ref.selector
+    base = {
+        "user": user,
+        "device": device,
+        "policy": policy.name,
+        "policy_sha256": policy.sha256,
+        "operator": operator,
+        "witness": witness,
+    }
+
+    # 1. metadata
+    fresh = metadata_gate(policy, metadata, now, override_stale_metadata)
+    if fresh is not None and fresh.override_used:
+        _log(
+            db_url,
+            actor=operator,
+            action="override.stale-metadata",
+            subject=user,
+            details={"no": fresh.no, "deadline": fresh.deadline, "device": device},
+        )
+    snap = metadata.snapshot() if metadata is not None else None
+    metadata_no = snap.no if snap is not None else None
+
+    # 2. device readiness
+    info = session.info()
+    readiness = evaluate_device(policy, device_facts(info))
+    if not readiness.allowed:
+        reasons = _reasons(readiness)
+        _log(
+            db_url,
+            actor=operator,
+            action="enrol.refused",
+            subject=user,
+            details={**base, "stage": "device", "aaguid": info.aaguid, "reasons": reasons},
+        )
+        raise EnrolmentRefused(
+            f"the key is not ready for enrolment: {_failed(reasons)}",
+            hint=f"prepare it with: keyadmin device prepare --policy {policy.path}",
+            reasons=reasons,
+        )
+
+    # 3. the ceremony
+    with transaction(db_url) as s:
+        existing_user = registry.find_user(s, user)
+        existing = registry.list_credentials(s, user=user) if existing_user else []
+    live = [c for c in existing if c.status in ("active", "suspended", "quarantined")]
+    if len(live) >= policy.keys_per_user.maximum:
+        raise EnrolmentRefused(
+            f"{user} already holds {len(live)} key(s), the policy's maximum",
+            hint="revoke a key first (keyadmin creds revoke ID --reason …)",
+        )
+    user_handle = existing_user.user_handle if existing_user else os.urandom(32)
+    challenge = os.urandom(32)
+    try:
+        response = _make_credential(
+            session,
+            interaction,
+            policy,
+            user,
+            display_name,
+            user_handle,
+            challenge,
+            [bytes.fromhex(c.credential_id) for c in existing],
+        )
+    except EnrolmentRefused as refused:
+        _log(
+            db_url,
+            actor=operator,
+            action="enrol.refused",
+            subject=user,
+            details={
+                **base,
+                "stage": "ceremony",
+                "aaguid": info.aaguid,
+                "reasons": [
+                    {"rule": "registry.duplicate", "outcome": "fail", "detail": refused.message}
+                ],
+            },
+        )
+        raise
+    att_obj = bytes(response.response.attestation_object)
+    client_data = bytes(response.response.client_data)
+    auth_data = response.response.attestation_object.auth_data
+    cred_data = auth_data.credential_data
+    cred_id = bytes(cred_data.credential_id)
+    aaguid = str(cred_data.aaguid)
+
+    # 4 and 5: from here on, anything but success removes the credential from the key
+    try:
+        if not hmac.compare_digest(response.response.client_data.challenge, challenge):
+            raise KeyadminError("the client data does not carry our challenge")
+        from keyadmin.policy.evaluate import evaluate_registration
+
+        decision = evaluate_registration(policy, att_obj, client_data, at=now, metadata=metadata)
+        reasons = _reasons(decision)
+        if not decision.allowed:
+            removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
+            _log(
+                db_url,
+                actor=operator,
+                action="enrol.refused",
+                subject=user,
+                details={
+                    **base,
+                    "stage": "attestation",
+                    "aaguid": aaguid,
+                    "credential": cred_id.hex(),
+                    "reasons": reasons,
+                    "removed_from_key": removed,
+                },
+            )
+            raise EnrolmentRefused(
+                f"the policy refused this key: {_failed(reasons)}"
+                + ("" if removed else " (the credential could NOT be removed from the key)"),
+                reasons=reasons,
+                removed_from_key=removed,
+            )
+        evidence = decision.evidence.to_dict() if decision.evidence is not None else {}
+        with transaction(db_url) as s:
+            u = registry.get_or_create_user(s, user, display_name, user_handle=user_handle)
+            policy_id = registry.record_policy(
+                s,
+                sha256=policy.sha256,
+                name=policy.name,
+                path=str(policy.path),
+                content=policy.path.read_text(),
+            )
+            record = registry.add_credential(
+                s,
+                user=u,
+                credential_id=cred_id,
+                public_key_cose=_cose_bytes(cred_data.public_key),
+                sign_count=auth_data.counter,
+                aaguid=aaguid,
+                transports=list(info.transports),
+                backup_eligible=bool(auth_data.flags & 0x08),
+                backed_up=bool(auth_data.flags & 0x10),
+                nickname=nickname,
+                evidence=evidence,
+                decision={"allowed": True, "reasons": reasons, "subject": decision.subject},
+                attestation_object=att_obj,
+                client_data_json=client_data,
+                policy_version_id=policy_id,
+                metadata_no=metadata_no,
+                operator=operator,
+                witness=witness,
+            )
+    except EnrolmentRefused:
+        raise
+    except BaseException as e:
+        removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
+        if isinstance(e, KeyadminError):
+            e.data["removed_from_key"] = removed
+            if not removed:
+                e.message += " (the new credential could NOT be removed from the key)"
+        raise
+    return EnrolResult(
+        approved=True,
+        aaguid=aaguid,
+        credential_id=cred_id.hex(),
+        registry_id=record.id,
+        metadata_no=metadata_no,
+        reasons=reasons,
+        metadata_override=bool(fresh and fresh.override_used),
+        **base,
+    )
+
+
+def _cose_bytes(public_key: Any) -> bytes:
+    from fido2 import cbor
+
+    return bytes(cbor.encode(dict(public_key)))
+
+
+def _make_credential(
+    session: Any,
+    interaction: Any,
+    policy: Any,
+    user: str,
+    display_name: str | None,
+    user_handle: bytes,
+    challenge: bytes,
+    exclude: list[bytes],
+) -> Any:
+    from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
+    from fido2.ctap import CtapError
+    from fido2.webauthn import (
+        AttestationConveyancePreference,
+        AuthenticatorSelectionCriteria,
+        PublicKeyCredentialCreationOptions,
+        PublicKeyCredentialDescriptor,
+        PublicKeyCredentialParameters,
+        PublicKeyCredentialRpEntity,
+        PublicKeyCredentialType,
+        PublicKeyCredentialUserEntity,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
+    rp = policy.relying_party
+    extensions: dict[str, Any] = {}
+    if policy.credential.cred_protect:
+        names = {
+            1: "userVerificationOptional",
+            2: "userVerificationOptionalWithCredentialIDList",
+            3: "userVerificationRequired",
+        }
+        extensions["credentialProtectionPolicy"] = names[policy.credential.cred_protect]
+        extensions["enforceCredentialProtectionPolicy"] = True
+    algs = [a for a in (-7, -8) if a in policy.credential.algorithms]
+    options = PublicKeyCredentialCreationOptions(
+        rp=PublicKeyCredentialRpEntity(name=policy.name, id=rp.rp_id),
+        user=PublicKeyCredentialUserEntity(
+            name=user, id=user_handle, display_name=display_name or user
+        ),
+        challenge=challenge,
+        pub_key_cred_params=[
+            PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=a)
+            for a in algs
+        ],
+        timeout=60000,
+        exclude_credentials=[
+            PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c)
+            for c in exclude
+        ],
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.REQUIRED,
+            user_verification=UserVerificationRequirement.REQUIRED,
+        ),
+        attestation=AttestationConveyancePreference.DIRECT,
+        extensions=extensions or None,
+    )
+    client = Fido2Client(
+        session.device, DefaultClientDataCollector(rp.origins[0]), user_interaction=interaction
+    )
+    try:
+        with device_errors():
+            return client.make_credential(options)
+    except DeviceError as e:
+        cause = e.__cause__
+        inner = cause.cause if isinstance(cause, ClientError) else cause
+        if isinstance(inner, CtapError) and inner.code == CtapError.ERR.CREDENTIAL_EXCLUDED:
+            raise EnrolmentRefused(
+                f"this key already holds a credential of {user} in the registry",
+                hint="the same key cannot be enrolled twice for one user; use another key",
+            ) from None
+        raise
+
+
+def _remove(session: Any, interaction: Any, credential_id: bytes, rp_id: str) -> bool:
+    """Delete a just-made credential from the key. True when it is gone."""
+    from fido2.ctap2 import ClientPin
+
+    try:
+        pin = interaction.request_pin(ClientPin.PERMISSION.CREDENTIAL_MGMT, rp_id)
+        if not pin:
+            return False
+        session.delete_credential(pin, credential_id)
+        return True
+    except BaseException:  # noqa: BLE001 - a failed clean-up is reported, never raised
+        return False

@@ -1,0 +1,121 @@
+"""Bring a key to the device profile a policy asks for, then read it back to prove it took.
+
+Steps, each idempotent (a second run changes nothing and says so):
+ 1. PIN set (at least the policy's minimum length)
+ 2. minimum PIN length raised to the policy's (forcing a PIN change when the current PIN
+    is shorter than the new minimum)
+ 3. always-UV on, when the policy asks for it
+ 4. no stray credentials for the policy's RP: discoverable credentials on the key that the
+    registry does not know are deleted
+ 5. read back getInfo and judge it with the policy's device rules (the readiness verdict)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from keyadmin.errors import PinError
+
+
+@dataclass(frozen=True)
+class PrepareStep:
+    step: str
+    changed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    device: str
+    policy: str
+    steps: list[PrepareStep]
+    ready: bool
+    reasons: list[dict[str, str]]
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self.steps)
+
+
+def prepare(
+    session: Any,
+    policy: Any,
+    *,
+    current_pin: Callable[[], str],
+    new_pin: Callable[[], str],
+    known_credential_ids: set[str],
+) -> PrepareResult:
+    from keyadmin.flows.enrol import device_facts
+    from keyadmin.policy.readiness import evaluate_device
+
+    steps: list[PrepareStep] = []
+    want_min = policy.device.min_pin_length or 4
+    info = session.info()
+
+    # 1. PIN
+    if info.pin_set:
+        pin = current_pin()
+        session.verify_pin(pin)
+        steps.append(PrepareStep("pin", False, "a PIN is set"))
+    else:
+        if not policy.device.pin_required and not policy.device.always_uv:
+            pin = ""
+            steps.append(PrepareStep("pin", False, "the policy does not require a PIN"))
+        else:
+            pin = new_pin()
+            if len(pin) < want_min:
+                raise PinError(f"the policy asks for a PIN of at least {want_min} characters")
+            session.set_pin(pin)
+            steps.append(PrepareStep("pin", True, "PIN set"))
+
+    # 2. minimum PIN length
+    if policy.device.min_pin_length and info.min_pin_length < policy.device.min_pin_length:
+        force = bool(pin) and len(pin) < policy.device.min_pin_length
+        session.set_min_pin_length(
+            policy.device.min_pin_length, pin or None, [policy.relying_party.rp_id], force
+        )
+        detail = f"raised from {info.min_pin_length} to {policy.device.min_pin_length}"
+        steps.append(
+            PrepareStep("min-pin-length", True, detail + (", PIN change forced" if force else ""))
+        )
+    else:
+        steps.append(PrepareStep("min-pin-length", False, f"already {info.min_pin_length}"))
+
+    # 3. always-UV
+    if policy.device.always_uv:
+        changed = session.set_always_uv(True, pin or None)
+        steps.append(PrepareStep("always-uv", changed, "turned on" if changed else "already on"))
+
+    # 4. stray credentials for the policy's RP
+    if pin:
+        rp_id = policy.relying_party.rp_id
+        stray = [
+            c
+            for c in session.list_credentials(pin, rp_id)
+            if c.credential_id not in known_credential_ids
+        ]
+        for cred in stray:
+            session.delete_credential(pin, bytes.fromhex(cred.credential_id))
+        steps.append(
+            PrepareStep(
+                "stray-credentials",
+                bool(stray),
+                f"deleted {len(stray)} credential(s) for {rp_id} unknown to the registry"
+                if stray
+                else f"none for {rp_id}",
+            )
+        )
+
+    # 5. read back and judge
+    readiness = evaluate_device(policy, device_facts(session.info()))
+    return PrepareResult(
+        device=session.ref.selector,
+        policy=policy.name,
+        steps=steps,
+        ready=readiness.allowed,
+        reasons=[
+            {"rule": r.rule, "outcome": r.outcome, "detail": r.detail} for r in readiness.reasons
+        ],
+    )
