@@ -177,7 +177,10 @@ def test_the_captures_own_rp_is_needed_without_override(hardware: Any, metadata:
 
 def test_stale_metadata_refuses(hardware: Any, metadata: Any) -> None:
     decision = judge(
-        hardware, "jws-realexamples-YubikeyFips5Nfc", metadata, at=datetime(2026, 11, 22, tzinfo=UTC)
+        hardware,
+        "jws-realexamples-YubikeyFips5Nfc",
+        metadata,
+        at=datetime(2026, 11, 22, tzinfo=UTC),
     )
     assert not decision.allowed
     fresh = decision.reason("metadata.fresh")
