@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +50,34 @@ def hid_device(softkey) -> Iterator[object]:
 def shared_data() -> Path:
     require(SHARED_DATA.is_dir(), f"../shared/data beside the checkout ({SHARED_DATA})")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One private PostgreSQL server for the whole run (fails in CI when it cannot start)."""
+    from tests.support.postgres import PostgresUnavailable, PrivatePostgres
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require(False, "psycopg is not installed (pip install 'keyadmin[postgres]')")
+    # not under pytest's 0700 tmp tree: the server runs as the postgres user when we are root
+    workdir = Path(tempfile.mkdtemp(prefix="keyadmin-pg-"))
+    try:
+        server = PrivatePostgres(workdir)
+        server.start()
+    except PostgresUnavailable as e:
+        shutil.rmtree(workdir, ignore_errors=True)
+        require(False, f"PostgreSQL cannot run here: {e}")
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """A fresh, empty database on the private server."""
+    return postgres_server.create_database()  # type: ignore[attr-defined]

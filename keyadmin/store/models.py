@@ -66,6 +66,7 @@ class CredentialRow(SQLModel, table=True):
     metadata_no: int | None = None
     operator: str
     witness: str | None = None
+    change_seq: int = Field(default=0, index=True)  # audit seq of the row's last change
 
 
 class AuditRow(SQLModel, table=True):
@@ -89,3 +90,41 @@ class AuditHeadRow(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str
+
+
+class ChallengeRow(SQLModel, table=True):
+    """A step-up challenge: single use, bound to an action, with an expiry."""
+
+    __tablename__ = "ka_challenge"
+
+    id: str = Field(primary_key=True)
+    user_id: int = Field(foreign_key="ka_user.id", index=True)
+    rp_id: str
+    origin: str
+    action: str = Field(sa_column=Column(Text, nullable=False))
+    action_hash: str
+    challenge: bytes = Field(sa_column=Column(LargeBinary, unique=True, nullable=False))
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    outcome: str | None = None
+
+
+class StepUpFailureRow(SQLModel, table=True):
+    __tablename__ = "ka_stepup_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="ka_user.id", index=True)
+    credential_id: bytes | None = Field(default=None, sa_column=Column(LargeBinary, index=True))
+    at: datetime
+    reason: str
+
+
+class SyncStateRow(SQLModel, table=True):
+    __tablename__ = "ka_sync_state"
+
+    target: str = Field(primary_key=True)
+    target_label: str
+    last_seq: int = 0
+    last_run_at: datetime | None = None
+    details: str = Field(default="{}", sa_column=Column(Text, nullable=False))

