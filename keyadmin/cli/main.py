@@ -15,9 +15,11 @@ import typer
 from typer.core import TyperGroup
 
 from keyadmin import __version__
+from keyadmin.cli import attestation as attestation_cli
 from keyadmin.cli import device as device_cli
 from keyadmin.cli import doctor as doctor_cli
 from keyadmin.cli import mds as mds_cli
+from keyadmin.cli import policy as policy_cli
 from keyadmin.cli import registry as registry_cli
 from keyadmin.cli import sim as sim_cli
 from keyadmin.errors import ExitCode, KeyadminError
@@ -55,6 +57,8 @@ app = typer.Typer(
 app.add_typer(device_cli.app, name="device")
 app.command("doctor")(doctor_cli.doctor)
 app.add_typer(mds_cli.app, name="mds")
+app.add_typer(policy_cli.app, name="policy")
+app.add_typer(attestation_cli.app, name="attestation")
 app.command("enrol")(registry_cli.enrol)
 app.add_typer(registry_cli.creds_app, name="creds")
 app.add_typer(registry_cli.users_app, name="users")
