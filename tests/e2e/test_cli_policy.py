@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_attestation import invoke
+from tests.e2e.test_cli_attestation import _assert_error, invoke
 from tests.unit.test_policy_support import POLICIES, policy_variant, registry_url
 
 HW = str(POLICIES / "fido-certified-hardware.toml")
@@ -141,16 +141,13 @@ def test_models_of_the_certified_hardware_policy(env: dict[str, str]) -> None:
 
 
 def test_models_without_metadata_is_exit_7(tmp_path: Path) -> None:
-    from keyadmin.errors import MetadataError
-
     out = invoke(
         "policy",
         "models",
         HW,
         env={"KEYADMIN_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
     )
-    assert isinstance(out.exception, MetadataError)
-    assert out.exception.exit_code == 7
+    _assert_error(out, 7, "no FIDO metadata in the registry")
 
 
 def test_help_is_light_and_has_examples() -> None:
