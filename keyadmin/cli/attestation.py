@@ -42,11 +42,13 @@ def _b64(value: str, option: str) -> bytes:
             text = Path(value[1:]).read_text().strip()
         except OSError as e:
             raise UsageError(f"{option}: cannot read {value[1:]}: {e.strerror}") from None
-    text = "".join(text.split())
+    text = "".join(text.split()).rstrip("=")
     try:
-        if "+" in text or "/" in text:
-            return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if not text:
+            raise ValueError("empty")
+        if "-" in text or "_" in text:
+            text = text.replace("-", "+").replace("_", "/")
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise UsageError(
             f"{option} is not base64url",
