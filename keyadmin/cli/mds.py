@@ -141,7 +141,37 @@ def update_cmd(
         crl_files=crl or [],
         allow_missing_crl=allow_missing_crl,
     )
+    _log_import(db, "mds.update", result)
     _render_import(result, as_json)
+
+
+def _log_import(db: str | None, action: str, result: Any) -> None:
+    """Every metadata change, and every operator choice recorded with it, goes to the log."""
+    if not result.changed or result.snapshot is None:
+        return
+    import getpass
+    import os
+
+    from keyadmin.config import database_url
+    from keyadmin.store.audit import record
+
+    snap = result.snapshot
+    record(
+        database_url(db),
+        actor=os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser(),
+        action=action,
+        subject=f"mds no. {snap.no}",
+        details={
+            "no": snap.no,
+            "source": snap.source,
+            "signed": snap.signed,
+            "sha256": snap.sha256,
+            "next_update": snap.next_update,
+            "entries": result.entries,
+            "skipped": len(result.skipped),
+            "recorded": list(result.recorded),
+        },
+    )
 
 
 @app.command("import")
@@ -208,6 +238,7 @@ def import_cmd(
             crl_files=crl or [],
             allow_missing_crl=allow_missing_crl,
         )
+    _log_import(db, "mds.import", result)
     _render_import(result, as_json)
 
 
@@ -531,4 +562,3 @@ def diff_cmd(
                 + (f" [new: {new_r}]" if new_r else "")
             )
     typer.echo("\n".join(lines))
-

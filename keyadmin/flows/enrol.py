@@ -59,11 +59,9 @@ def _failed(reasons: list[dict[str, str]]) -> str:
 
 
 def _log(db_url: str, *, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
-    from keyadmin.store import audit
-    from keyadmin.store.db import transaction
+    from keyadmin.store.audit import record
 
-    with transaction(db_url) as s:
-        audit.append(s, actor=actor, action=action, subject=subject, details=details)
+    record(db_url, actor=actor, action=action, subject=subject, details=details)
 
 
 def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: bool) -> Any:

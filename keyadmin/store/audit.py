@@ -162,3 +162,13 @@ def verify(session: Any) -> LogVerification:
             "(rows were deleted from the end, or the head was edited)",
         )
     return LogVerification(True, checked, head.seq, head.hash)
+
+
+def record(
+    url: str, *, actor: str, action: str, subject: str | None, details: dict[str, Any]
+) -> LogEntry:
+    """Append one row in its own transaction (for events with no other registry write)."""
+    from keyadmin.store.db import transaction
+
+    with transaction(url) as session:
+        return append(session, actor=actor, action=action, subject=subject, details=details)

