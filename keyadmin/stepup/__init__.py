@@ -1,0 +1,65 @@
+"""Step-up: an administrator proves, right now, that they hold their enrolled key and its PIN.
+
+For an application server (no CLI involved)::
+
+    from keyadmin.stepup import begin, finish
+
+    ch = begin(db_url, policy, user="alice", action="delete tenant 42")
+    # send ch.options to the browser: navigator.credentials.get({publicKey: ...})
+    result = finish(db_url, policy, challenge_id=ch.challenge_id,
+                    action="delete tenant 42", response=credential_json)
+    token = signer.issue(...)           # optional: a receipt (keyadmin.stepup.receipts)
+
+See docs/stepup.md for the checks, the counter compare-and-set and the receipt format.
+"""
+
+from keyadmin.stepup.api import (
+    Limits,
+    StepUpChallenge,
+    StepUpResult,
+    begin,
+    binding,
+    finish,
+    policy_admits,
+)
+from keyadmin.stepup.errors import (
+    AttemptsExceeded,
+    ChallengeRefused,
+    CounterRegression,
+    ReceiptInvalid,
+    StepUpRefused,
+    UserVerificationMissing,
+)
+from keyadmin.stepup.receipts import (
+    Receipt,
+    ReceiptSigner,
+    action_hash,
+    generate_key,
+    load_public_key,
+    verify_receipt,
+)
+from keyadmin.stepup.verify import Assertion, parse_response
+
+__all__ = [
+    "Assertion",
+    "AttemptsExceeded",
+    "ChallengeRefused",
+    "CounterRegression",
+    "Limits",
+    "Receipt",
+    "ReceiptInvalid",
+    "ReceiptSigner",
+    "StepUpChallenge",
+    "StepUpRefused",
+    "StepUpResult",
+    "UserVerificationMissing",
+    "action_hash",
+    "begin",
+    "binding",
+    "finish",
+    "generate_key",
+    "load_public_key",
+    "parse_response",
+    "policy_admits",
+    "verify_receipt",
+]

@@ -1,0 +1,459 @@
+"""Step-up for the application server and the CLI: ``begin`` issues a challenge, ``finish``
+verifies the key's assertion and commits it with the counter compare-and-set.
+
+The challenge (64 bytes) is ``nonce || binding``: 32 fresh random bytes, then
+``SHA-256("keyadmin-stepup-v1" || 0x00 || SHA-256(action) || challenge id)``. The row in
+ka_challenge stores the challenge, the action and its hash; ``finish`` must be told the
+action again and refuses unless (1) the signed clientData carries exactly the stored
+challenge, (2) the stored action hash is the hash of the action it was told, and (3) the
+challenge's binding half recomputes from that action and the challenge id. An assertion for
+action A therefore never verifies for action B. See docs/stepup.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keyadmin.errors import KeyadminError, UsageError
+from keyadmin.stepup.errors import (
+    AttemptsExceeded,
+    ChallengeRefused,
+    CounterRegression,
+    StepUpRefused,
+)
+from keyadmin.stepup.receipts import action_hash as hash_action
+from keyadmin.stepup.verify import (
+    Assertion,
+    b64url,
+    check_auth_data,
+    check_client_data,
+    check_signature,
+    parse_auth_data,
+    parse_response,
+)
+
+DOMAIN = b"keyadmin-stepup-v1\x00"
+
+#: Defaults for limits the policy file does not (yet) set; see docs/stepup.md.
+DEFAULT_ATTEMPT_WINDOW_SECONDS = 900
+DEFAULT_COUNTER_JUMP_THRESHOLD = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Step-up limits: from the policy where it sets them, else these defaults."""
+
+    challenge_lifetime_seconds: int
+    max_attempts_per_credential: int
+    max_attempts_per_user: int
+    attempt_window_seconds: int
+    counter_jump_threshold: int
+
+    @classmethod
+    def from_policy(cls, policy: Any) -> Limits:
+        su = policy.step_up
+        per_cred = int(su.max_attempts)
+        return cls(
+            challenge_lifetime_seconds=int(su.challenge_lifetime_seconds),
+            max_attempts_per_credential=per_cred,
+            max_attempts_per_user=int(getattr(su, "max_attempts_per_user", 2 * per_cred)),
+            attempt_window_seconds=int(
+                getattr(su, "attempt_window_seconds", DEFAULT_ATTEMPT_WINDOW_SECONDS)
+            ),
+            counter_jump_threshold=int(
+                getattr(su, "counter_jump_threshold", DEFAULT_COUNTER_JUMP_THRESHOLD)
+            ),
+        )
+
+
+def binding(action_hash_hex: str, challenge_id: str) -> bytes:
+    """The second half of a challenge: it commits to the action and the challenge id."""
+    return hashlib.sha256(DOMAIN + bytes.fromhex(action_hash_hex) + challenge_id.encode()).digest()
+
+
+@dataclass(frozen=True)
+class StepUpChallenge:
+    """What ``begin`` returns: hand ``options`` to ``navigator.credentials.get``."""
+
+    challenge_id: str
+    user: str
+    action: str
+    action_hash: str
+    challenge: bytes
+    rp_id: str
+    origin: str
+    expires_at: str
+    allow_credentials: tuple[bytes, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def request_options(self) -> Any:
+        """The same options as python-fido2's PublicKeyCredentialRequestOptions."""
+        from fido2.webauthn import (
+            PublicKeyCredentialDescriptor,
+            PublicKeyCredentialRequestOptions,
+            PublicKeyCredentialType,
+            UserVerificationRequirement,
+        )
+
+        return PublicKeyCredentialRequestOptions(
+            challenge=self.challenge,
+            timeout=self.options["timeout"],
+            rp_id=self.rp_id,
+            allow_credentials=[
+                PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c)
+                for c in self.allow_credentials
+            ],
+            user_verification=UserVerificationRequirement.REQUIRED,
+        )
+
+
+@dataclass(frozen=True)
+class StepUpResult:
+    """A verified, committed step-up."""
+
+    user: str
+    action_hash: str
+    credential_id: str  # hex
+    registry_id: int
+    counter: int
+    previous_counter: int
+    challenge_id: str
+    rp_id: str
+    at: str
+    audit_seq: int
+    flags: tuple[str, ...] = ()
+
+
+def _now(now: datetime | None) -> datetime:
+    at = now or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise UsageError("step-up needs a timezone-aware time")
+    return at.astimezone(UTC)
+
+
+def begin(
+    db_url: str,
+    policy: Any,
+    *,
+    user: str,
+    action: str,
+    origin: str | None = None,
+    now: datetime | None = None,
+) -> StepUpChallenge:
+    """Issue a single-use challenge bound to ``action`` for ``user``'s active credentials.
+
+    Refuses (StepUpRefused) a user without an active credential, and (AttemptsExceeded)
+    a user or credentials over the policy's failed-attempt limit.
+    """
+    from keyadmin.store import stepup as store
+    from keyadmin.store.db import transaction
+
+    if not action.strip():
+        raise UsageError("the action must not be empty", hint='e.g. --action "delete tenant 42"')
+    rp = policy.relying_party
+    origin = origin or rp.origins[0]
+    if origin not in rp.origins:
+        raise UsageError(f"origin {origin!r} is not one of the policy's origins")
+    at = _now(now)
+    limits = Limits.from_policy(policy)
+    ah = hash_action(action)
+    challenge_id = secrets.token_hex(16)
+    challenge = os.urandom(32) + binding(ah, challenge_id)
+    expires = at + timedelta(seconds=limits.challenge_lifetime_seconds)
+    with transaction(db_url) as s:
+        user_id, _handle, creds = store.active_credentials(s, user)
+        if not creds:
+            raise StepUpRefused(
+                f"{user} has no active credential in the registry",
+                hint="enrol a key first (keyadmin enrol USER --policy FILE)",
+            )
+        since = at - timedelta(seconds=limits.attempt_window_seconds)
+        total, per = store.count_failures(s, user_id=user_id, since=since)
+        if total >= limits.max_attempts_per_user:
+            raise AttemptsExceeded(
+                f"{user} has {total} failed step-ups in the last "
+                f"{limits.attempt_window_seconds} s (limit {limits.max_attempts_per_user})",
+                hint="wait for the window to pass; investigate the failures in keyadmin log",
+            )
+        usable = [c for c in creds if per.get(c, 0) < limits.max_attempts_per_credential]
+        if not usable:
+            raise AttemptsExceeded(
+                f"every active credential of {user} reached the failed-attempt limit "
+                f"({limits.max_attempts_per_credential})",
+                hint="wait for the window to pass; investigate the failures in keyadmin log",
+            )
+        store.insert_challenge(
+            s,
+            id=challenge_id,
+            user_id=user_id,
+            rp_id=rp.rp_id,
+            origin=origin,
+            action=action,
+            action_hash=ah,
+            challenge=challenge,
+            created_at=at,
+            expires_at=expires,
+        )
+    timeout_ms = limits.challenge_lifetime_seconds * 1000
+    options = {
+        "challenge": b64url(challenge),
+        "rpId": rp.rp_id,
+        "timeout": timeout_ms,
+        "userVerification": "required",
+        "allowCredentials": [{"type": "public-key", "id": b64url(c)} for c in usable],
+    }
+    return StepUpChallenge(
+        challenge_id=challenge_id,
+        user=user,
+        action=action,
+        action_hash=ah,
+        challenge=challenge,
+        rp_id=rp.rp_id,
+        origin=origin,
+        expires_at=expires.isoformat(),
+        allow_credentials=tuple(usable),
+        options=options,
+    )
+
+
+# ----------------------------------------------------------------------------- policy re-check
+class _NoMetadata:
+    """An empty metadata source (for policies that do not require metadata)."""
+
+    def snapshot(self) -> None:
+        return None
+
+    def by_aaguid(self, aaguid: str) -> None:
+        return None
+
+    def by_key_id(self, key_id: str) -> None:
+        return None
+
+    def models(self) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+
+_admitted: dict[tuple[Any, ...], tuple[bool, str]] = {}
+
+
+def policy_admits(policy: Any, metadata: Any, aaguid: str, at: datetime) -> tuple[bool, str]:
+    """Does the policy still admit this model (allowlist, deny list, metadata status)?
+
+    ``keyadmin.policy.catalog.explain_model``; the answer is cached per policy hash,
+    metadata number, AAGUID and minute.
+    """
+    from keyadmin.policy.catalog import explain_model
+
+    source = metadata if metadata is not None else _NoMetadata()
+    snap = source.snapshot()
+    key = (policy.sha256, id(source), getattr(snap, "no", None), aaguid, int(at.timestamp()) // 60)
+    hit = _admitted.get(key)
+    if hit is not None:
+        return hit
+    decision = explain_model(policy, source, aaguid, at=at)
+    failed = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failed)
+    answer = (decision.allowed, failed or "a required rule did not pass")
+    if len(_admitted) > 10000:
+        _admitted.clear()
+    _admitted[key] = answer
+    return answer
+
+
+# ----------------------------------------------------------------------------- finish
+def finish(
+    db_url: str,
+    policy: Any,
+    *,
+    challenge_id: str,
+    action: str,
+    response: Mapping[str, Any] | str | bytes | Assertion,
+    metadata: Any = None,
+    now: datetime | None = None,
+    actor: str | None = None,
+) -> StepUpResult:
+    """Verify the browser's (or the CLI's) assertion for ``challenge_id`` and ``action``.
+
+    Raises ChallengeRefused (unknown, used, expired: exit 6), CounterRegression (the
+    credential is quarantined: exit 6), UserVerificationMissing (exit 5), AttemptsExceeded
+    or StepUpRefused (exit 3). Every refusal that names a known challenge is logged.
+    """
+    from keyadmin.store import stepup as store
+
+    at = _now(now)
+    limits = Limits.from_policy(policy)
+    assertion = response if isinstance(response, Assertion) else parse_response(response)
+    ctx = store.load_context(
+        db_url,
+        challenge_id=challenge_id,
+        credential_id=assertion.credential_id,
+        failures_since=at - timedelta(seconds=limits.attempt_window_seconds),
+    )
+    ch, cred = ctx.challenge, ctx.credential
+    base: dict[str, Any] = {
+        "challenge": challenge_id,
+        "credential": assertion.credential_id.hex(),
+        "action_hash": ch.action_hash if ch else None,
+    }
+
+    def refuse(
+        error: KeyadminError, *, counts: bool, counter_violation: int | None = None
+    ) -> KeyadminError:
+        refusal = store.record_refusal(
+            db_url,
+            user_id=ch.user_id if ch else None,
+            user=ch.user if ch else None,
+            challenge_id=challenge_id if ch else None,
+            credential_id=assertion.credential_id,
+            reason=error.message,
+            counts_as_attempt=counts,
+            counter_violation=counter_violation,
+            at=at,
+            actor=actor or (ch.user if ch else "keyadmin"),
+            details=base,
+        )
+        error.data.update(audit_seq=refusal.audit_seq, quarantined=refusal.quarantined)
+        if counter_violation is not None and refusal.quarantined:
+            return CounterRegression(
+                error.message + "; the credential is quarantined",
+                hint="revoke or reinstate it after investigation (keyadmin creds …)",
+                **error.data,
+            )
+        return error
+
+    # -- the challenge: known, unused, unexpired, for this action
+    if ch is None:
+        raise refuse(ChallengeRefused(f"unknown challenge {challenge_id!r}"), counts=False)
+    if ch.used_at is not None:
+        raise refuse(
+            ChallengeRefused("the challenge was used already (a replayed assertion)"),
+            counts=False,
+        )
+    if at >= ch.expires_at:
+        raise refuse(
+            ChallengeRefused(f"the challenge expired at {ch.expires_at.isoformat()}"),
+            counts=False,
+        )
+    ah = hash_action(action)
+    if not hmac.compare_digest(ah, ch.action_hash) or not hmac.compare_digest(
+        ch.challenge[32:], binding(ah, ch.id)
+    ):
+        raise refuse(
+            StepUpRefused("the assertion was made for another action than this one"), counts=True
+        )
+    # -- attempt limits
+    if ctx.failures_user >= limits.max_attempts_per_user:
+        raise refuse(AttemptsExceeded(f"{ch.user} reached the failed step-up limit"), counts=False)
+    if ctx.failures_credential >= limits.max_attempts_per_credential:
+        raise refuse(
+            AttemptsExceeded("this credential reached the failed step-up limit"), counts=False
+        )
+    # -- the credential: the user's, active, still admitted by the policy
+    if cred is None or cred.user_id != ch.user_id:
+        raise refuse(
+            StepUpRefused(f"the credential is not a registered credential of {ch.user}"),
+            counts=True,
+        )
+    if cred.status != "active":
+        raise refuse(StepUpRefused(f"the credential is {cred.status}"), counts=True)
+    if assertion.user_handle is not None and not hmac.compare_digest(
+        assertion.user_handle, ch.user_handle
+    ):
+        raise refuse(StepUpRefused("userHandle does not match the user"), counts=True)
+    admitted, why = policy_admits(policy, metadata, cred.aaguid, at)
+    if not admitted:
+        raise refuse(
+            StepUpRefused(f"the policy no longer admits this key's model: {why}"), counts=True
+        )
+    # -- the assertion itself
+    try:
+        check_client_data(
+            assertion.client_data_json, challenge=ch.challenge, origins=policy.relying_party.origins
+        )
+        auth = parse_auth_data(assertion.authenticator_data)
+        check_auth_data(
+            auth,
+            rp_id=ch.rp_id,
+            registered_backup_eligible=cred.backup_eligible,
+            device_bound=bool(policy.credential.device_bound),
+        )
+        check_signature(
+            cred.public_key,
+            assertion.authenticator_data,
+            assertion.client_data_json,
+            assertion.signature,
+        )
+    except KeyadminError as e:
+        raise refuse(e, counts=True) from None
+    # -- the counter rule
+    new, stored = auth.counter, cred.sign_count
+    flags: list[str] = []
+    if stored > 0 and new == 0:
+        flags.append("counter-reset-to-zero")
+    if new - stored > limits.counter_jump_threshold:
+        flags.append("counter-jump")
+    device_bound = not cred.backup_eligible
+    never_counts = new == 0 and stored == 0
+    counter_checked = not (
+        never_counts and (policy.credential.counter == "allow-zero" or not device_bound)
+    )
+    base.update(counter=new, previous_counter=stored, flags=flags)
+    if counter_checked and new <= stored:
+        raise refuse(
+            CounterRegression(
+                f"signature counter did not advance ({new} after {stored}): a cloned key "
+                "or a replayed assertion",
+                counter=new,
+                stored=stored,
+                flags=flags,
+            ),
+            counts=True,
+            counter_violation=new,
+        )
+    outcome, seq = store.commit_success(
+        db_url,
+        challenge_id=ch.id,
+        credential_row_id=cred.id,
+        new_count=new,
+        counter_checked=counter_checked,
+        at=at,
+        actor=actor or ch.user,
+        subject=ch.user,
+        details={**base, "user": ch.user, "rp_id": ch.rp_id},
+    )
+    if outcome is store.CommitOutcome.CHALLENGE_GONE:
+        raise refuse(
+            ChallengeRefused("the challenge was used already (a concurrent replay lost)"),
+            counts=False,
+        )
+    if outcome is store.CommitOutcome.COUNTER_REFUSED:
+        raise refuse(
+            CounterRegression(
+                f"signature counter did not advance past the stored value ({new}): a cloned "
+                "key or a replayed assertion, or the credential was just suspended",
+                counter=new,
+                flags=flags,
+            ),
+            counts=True,
+            counter_violation=new if counter_checked else None,
+        )
+    assert seq is not None
+    return StepUpResult(
+        user=ch.user,
+        action_hash=ah,
+        credential_id=cred.credential_id.hex(),
+        registry_id=cred.id,
+        counter=new,
+        previous_counter=stored,
+        challenge_id=ch.id,
+        rp_id=ch.rp_id,
+        at=at.isoformat(),
+        audit_seq=seq,
+        flags=tuple(flags),
+    )

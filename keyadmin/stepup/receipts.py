@@ -1,0 +1,286 @@
+"""Step-up receipts: a compact JWS (ES256) that names the user, the action's hash, the
+credential and an expiry, signed by keyadmin's receipt key, checkable offline.
+
+The private key lives in a file, never in the registry: PKCS#8 encrypted with a passphrase
+(``BestAvailableEncryption``), or unencrypted only with mode 0600 (refused otherwise).
+The public key (``*.pub.pem`` beside it) is all a verifier needs.
+
+Token: ``b64url(header) . b64url(claims) . b64url(r || s)`` with header
+``{"alg": "ES256", "typ": "keyadmin-stepup+jws", "kid": <SHA-256 of the public key>}`` and
+claims ``iss, sub (user), aud (rp id), act (SHA-256 of the action, hex), cred (credential
+id, hex), ctr, jti (challenge id), iat, exp``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from keyadmin.errors import ConfigError
+from keyadmin.stepup.errors import ReceiptInvalid
+from keyadmin.stepup.verify import b64url, b64url_decode
+
+TYP = "keyadmin-stepup+jws"
+ISSUER = "keyadmin"
+DEFAULT_LIFETIME_SECONDS = 300
+
+
+class PassphraseRequired(ConfigError):
+    """The receipt key is encrypted and no passphrase was given."""
+
+
+def action_hash(action: str) -> str:
+    """SHA-256 of the action text (UTF-8), lower-case hex."""
+    return hashlib.sha256(action.encode("utf-8")).hexdigest()
+
+
+def public_path(private_path: Path) -> Path:
+    name = private_path.name
+    stem = name[: -len(".pem")] if name.endswith(".pem") else name
+    return private_path.with_name(stem + ".pub.pem")
+
+
+def key_id(public_key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return b64url(hashlib.sha256(spki).digest())
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    private: str
+    public: str
+    encrypted: bool
+    kid: str
+
+
+def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -> KeyFiles:
+    """Write a new P-256 receipt key (0600) and its public key beside it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pub_path = public_path(path)
+    if path.exists() and not force:
+        from keyadmin.errors import UsageError
+
+        raise UsageError(f"{path} exists", hint="pass --force to replace it (old receipts die)")
+    key = ec.generate_private_key(ec.SECP256R1())
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    pub_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return KeyFiles(str(path), str(pub_path), bool(passphrase), key_id(key.public_key()))
+
+
+def key_is_encrypted(path: Path) -> bool:
+    try:
+        head = path.read_bytes()[:64]
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read the receipt key {path}: {e.strerror}",
+            hint="create one with: keyadmin receipt keygen",
+        ) from None
+    return b"ENCRYPTED" in head
+
+
+class ReceiptSigner:
+    """Signs receipts with the private key (held in memory only)."""
+
+    def __init__(self, private_key: Any) -> None:
+        self._key = private_key
+        self.kid = key_id(private_key.public_key())
+
+    @classmethod
+    def load(cls, path: Path, passphrase: bytes | None = None) -> ReceiptSigner:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        encrypted = key_is_encrypted(path)
+        if not encrypted:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                raise ConfigError(
+                    f"the receipt key {path} is not encrypted and has mode {mode:04o}",
+                    hint=f"chmod 600 {path}, or make an encrypted one: keyadmin receipt keygen",
+                )
+        elif not passphrase:
+            raise PassphraseRequired(
+                f"the receipt key {path} is encrypted; a passphrase is needed",
+                hint="type it at the prompt, or set KEYADMIN_RECEIPT_PASSPHRASE",
+            )
+        try:
+            key = serialization.load_pem_private_key(
+                path.read_bytes(), password=passphrase if encrypted else None
+            )
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"cannot open the receipt key {path}: wrong passphrase or not a PEM key"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise ConfigError(f"the receipt key {path} is not a P-256 key")
+        return cls(key)
+
+    def public_key(self) -> Any:
+        return self._key.public_key()
+
+    def issue(
+        self,
+        *,
+        user: str,
+        action_hash: str,
+        credential_id: str,
+        counter: int,
+        challenge_id: str,
+        rp_id: str,
+        issued_at: datetime,
+        lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS,
+    ) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        iat = int(issued_at.timestamp())
+        header = {"alg": "ES256", "typ": TYP, "kid": self.kid}
+        claims = {
+            "iss": ISSUER,
+            "sub": user,
+            "aud": rp_id,
+            "act": action_hash,
+            "cred": credential_id,
+            "ctr": counter,
+            "jti": challenge_id,
+            "iat": iat,
+            "exp": iat + lifetime_seconds,
+        }
+        signing_input = (_segment(header) + "." + _segment(claims)).encode("ascii")
+        der = self._key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return signing_input.decode("ascii") + "." + b64url(raw)
+
+
+def _segment(obj: dict[str, Any]) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+
+
+def load_public_key(path: Path) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"cannot read the receipt public key {path}: {e.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{path} is not a PEM public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"{path} is not an EC public key")
+    return key
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A verified receipt's claims."""
+
+    user: str
+    action_hash: str
+    credential_id: str
+    counter: int
+    challenge_id: str
+    rp_id: str
+    issued_at: str
+    expires_at: str
+    kid: str
+    action_checked: bool
+
+
+def verify_receipt(
+    token: str, public_key: Any, *, action: str | None = None, now: datetime | None = None
+) -> Receipt:
+    """Check a receipt offline: signature, algorithm, key id, expiry, and the action if given.
+
+    Raises ReceiptInvalid naming what failed; returns the claims when everything holds.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise ReceiptInvalid("not a compact JWS (three dot-separated parts expected)")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        claims = json.loads(b64url_decode(parts[1]))
+        sig = b64url_decode(parts[2])
+    except ValueError:
+        raise ReceiptInvalid("the receipt does not decode (base64url JSON expected)") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ReceiptInvalid("the receipt's header or claims are not JSON objects")
+    if header.get("alg") != "ES256" or header.get("typ") != TYP:
+        raise ReceiptInvalid(
+            f"unexpected receipt header alg={header.get('alg')!r} typ={header.get('typ')!r}"
+        )
+    kid = key_id(public_key)
+    if not hmac.compare_digest(str(header.get("kid", "")), kid):
+        raise ReceiptInvalid("the receipt was signed by another key (kid differs)")
+    if len(sig) != 64:
+        raise ReceiptInvalid("the receipt's signature is not 64 bytes (ES256 r || s)")
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        public_key.verify(der, f"{parts[0]}.{parts[1]}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ReceiptInvalid("the receipt's signature does not verify (tampered?)") from None
+    required = {"iss": str, "sub": str, "aud": str, "act": str, "cred": str, "ctr": int,
+                "jti": str, "iat": int, "exp": int}  # fmt: skip
+    for name, kind in required.items():
+        if not isinstance(claims.get(name), kind) or isinstance(claims.get(name), bool):
+            raise ReceiptInvalid(f"the receipt lacks a valid {name!r} claim")
+    if claims["iss"] != ISSUER:
+        raise ReceiptInvalid(f"the receipt's issuer {claims['iss']!r} is not {ISSUER!r}")
+    at = now or datetime.now(UTC)
+    if at.timestamp() >= claims["exp"]:
+        expired = datetime.fromtimestamp(claims["exp"], UTC).isoformat()
+        raise ReceiptInvalid(f"the receipt expired at {expired}", expired_at=expired)
+    if at.timestamp() < claims["iat"] - 60:
+        raise ReceiptInvalid("the receipt was issued in the future (clock skew?)")
+    if action is not None and not hmac.compare_digest(claims["act"], action_hash(action)):
+        raise ReceiptInvalid("the receipt is for another action")
+    return Receipt(
+        user=claims["sub"],
+        action_hash=claims["act"],
+        credential_id=claims["cred"],
+        counter=claims["ctr"],
+        challenge_id=claims["jti"],
+        rp_id=claims["aud"],
+        issued_at=datetime.fromtimestamp(claims["iat"], UTC).isoformat(),
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC).isoformat(),
+        kid=kid,
+        action_checked=action is not None,
+    )

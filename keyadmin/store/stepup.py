@@ -1,0 +1,489 @@
+"""The step-up tables: challenges, failures, and the counter compare-and-set.
+
+Two paths, on purpose:
+
+* ``commit_success`` is the hot path. It runs on the engine's DBAPI connection in ONE
+  transaction: consume the challenge (``used_at IS NULL`` guard), compare-and-set the
+  counter (``sign_count < :new`` guard, ``status = 'active'``), append the audit row and
+  stamp ``change_seq`` with its seq. Either guard changing no row rolls the whole
+  transaction back and tells the caller which guard refused.
+* ``record_refusal`` is the slow path, through the ORM session of ``db.transaction``:
+  it consumes the challenge (when the attempt reached a live one), stores the failure,
+  quarantines on a counter violation (``registry.change_status``, which stamps
+  ``change_seq``) and writes the audit row, all in one transaction.
+
+SQLite: writers serialise on ``BEGIN IMMEDIATE``. PostgreSQL (READ COMMITTED): a second
+UPDATE of the same row waits for the first to commit, then re-checks its WHERE clause
+against the committed row, so of N concurrent compare-and-sets exactly one changes a row.
+
+Audit rows written here use ``keyadmin.store.audit.row_hash`` and the head row exactly as
+``audit.append`` does (``audit.verify`` checks them like any other row).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from keyadmin.store import audit
+from keyadmin.store.db import DatabaseError, get_engine
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite hands back text or naive values)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ChallengeData:
+    id: str
+    user_id: int
+    user: str
+    user_handle: bytes
+    rp_id: str
+    origin: str
+    action: str
+    action_hash: str
+    challenge: bytes
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class CredentialData:
+    id: int
+    credential_id: bytes
+    user_id: int
+    public_key: bytes
+    sign_count: int
+    aaguid: str
+    backup_eligible: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class FinishContext:
+    challenge: ChallengeData | None
+    credential: CredentialData | None
+    failures_credential: int
+    failures_user: int
+
+
+class CommitOutcome(Enum):
+    OK = "ok"
+    CHALLENGE_GONE = "challenge-gone"  # used meanwhile (a replay lost the race) or expired
+    COUNTER_REFUSED = "counter-refused"  # sign_count not below the new value, or not active
+
+
+# ----------------------------------------------------------------------------- raw DBAPI access
+class _Raw:
+    """A DBAPI cursor with ``:name`` parameters on both SQLite and PostgreSQL."""
+
+    _NAMED = re.compile(r":([a-z_]+)")
+
+    def __init__(self, dbapi_conn: Any, postgres: bool) -> None:
+        self.conn = dbapi_conn
+        self.postgres = postgres
+        self.cur = dbapi_conn.cursor()
+
+    def sql(self, text: str) -> str:
+        return self._NAMED.sub(r"%(\1)s", text) if self.postgres else text
+
+    def time(self, at: datetime) -> Any:
+        # SQLAlchemy's SQLite DateTime text format (naive UTC); PostgreSQL takes datetimes.
+        if self.postgres:
+            return at
+        return at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+    def execute(self, text: str, params: dict[str, Any] | None = None) -> Any:
+        self.cur.execute(self.sql(text), params or {})
+        return self.cur
+
+    def rowcount(self, text: str, params: dict[str, Any]) -> int:
+        return int(self.execute(text, params).rowcount)
+
+
+@contextmanager
+def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
+    """One transaction on a pooled DBAPI connection; rolled back unless the body commits."""
+    engine = get_engine(url)
+    postgres = engine.dialect.name == "postgresql"
+    conn = engine.raw_connection()
+    try:
+        raw = _Raw(conn, postgres)
+        if not postgres:
+            raw.cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield raw
+        except BaseException:
+            conn.rollback() if postgres else _sqlite_rollback(raw)
+            raise
+        if postgres:
+            conn.commit()
+        else:
+            raw.cur.execute("COMMIT")
+    except DatabaseError:
+        raise
+    except Exception as e:
+        mod = type(e).__module__ or ""
+        if mod.startswith(("sqlite3", "psycopg", "sqlalchemy")):
+            raise DatabaseError(
+                f"the registry database refused the step-up; nothing was stored "
+                f"({type(e).__name__})",
+                hint="check that the database is reachable and writable, then retry",
+            ) from e
+        raise
+    finally:
+        conn.close()
+
+
+def _sqlite_rollback(raw: _Raw) -> None:
+    if raw.conn.in_transaction:
+        raw.cur.execute("ROLLBACK")
+
+
+# ----------------------------------------------------------------------------- challenges
+def active_credentials(session: Any, user: str) -> tuple[int, bytes, list[bytes]]:
+    """(user id, user handle, credential ids of the user's ACTIVE credentials)."""
+    from sqlmodel import select
+
+    from keyadmin.store.models import CredentialRow, UserRow
+
+    u = session.exec(select(UserRow).where(UserRow.name == user)).first()
+    if u is None or u.id is None:
+        return 0, b"", []
+    rows = session.exec(
+        select(CredentialRow.credential_id)
+        .where(CredentialRow.user_id == u.id, CredentialRow.status == "active")
+        .order_by(CredentialRow.id)  # type: ignore[arg-type]
+    ).all()
+    return u.id, u.user_handle, [bytes(r) for r in rows]
+
+
+def insert_challenge(
+    session: Any,
+    *,
+    id: str,
+    user_id: int,
+    rp_id: str,
+    origin: str,
+    action: str,
+    action_hash: str,
+    challenge: bytes,
+    created_at: datetime,
+    expires_at: datetime,
+) -> None:
+    from keyadmin.store.models import ChallengeRow
+
+    session.add(
+        ChallengeRow(
+            id=id,
+            user_id=user_id,
+            rp_id=rp_id,
+            origin=origin,
+            action=action,
+            action_hash=action_hash,
+            challenge=challenge,
+            created_at=created_at,
+            expires_at=expires_at,
+        )
+    )
+    session.flush()
+
+
+def count_failures(session: Any, *, user_id: int, since: datetime) -> tuple[int, dict[bytes, int]]:
+    """Failures of a user since ``since``: (total, per credential id)."""
+    from sqlmodel import select
+
+    from keyadmin.store.models import StepUpFailureRow
+
+    rows = session.exec(
+        select(StepUpFailureRow.credential_id).where(
+            StepUpFailureRow.user_id == user_id, StepUpFailureRow.at >= since
+        )
+    ).all()
+    per: dict[bytes, int] = {}
+    for cid in rows:
+        if cid is not None:
+            per[bytes(cid)] = per.get(bytes(cid), 0) + 1
+    return len(rows), per
+
+
+def load_context(
+    url: str, *, challenge_id: str, credential_id: bytes, failures_since: datetime
+) -> FinishContext:
+    """Everything ``finish`` checks before the write, read in one short transaction."""
+    with _raw(url, write=False) as r:
+        row = r.execute(
+            "SELECT c.id, c.user_id, u.name, u.user_handle, c.rp_id, c.origin, c.action, "
+            "c.action_hash, c.challenge, c.created_at, c.expires_at, c.used_at, c.outcome "
+            "FROM ka_challenge c JOIN ka_user u ON u.id = c.user_id WHERE c.id = :id",
+            {"id": challenge_id},
+        ).fetchone()
+        challenge = None
+        if row is not None:
+            challenge = ChallengeData(
+                id=row[0],
+                user_id=row[1],
+                user=row[2],
+                user_handle=bytes(row[3]),
+                rp_id=row[4],
+                origin=row[5],
+                action=row[6],
+                action_hash=row[7],
+                challenge=bytes(row[8]),
+                created_at=_utc(row[9]) or datetime.now(UTC),
+                expires_at=_utc(row[10]) or datetime.now(UTC),
+                used_at=_utc(row[11]),
+                outcome=row[12],
+            )
+        crow = r.execute(
+            "SELECT id, credential_id, user_id, public_key, sign_count, aaguid, "
+            "backup_eligible, status FROM ka_credential WHERE credential_id = :cid",
+            {"cid": credential_id},
+        ).fetchone()
+        credential = None
+        if crow is not None:
+            credential = CredentialData(
+                id=crow[0],
+                credential_id=bytes(crow[1]),
+                user_id=crow[2],
+                public_key=bytes(crow[3]),
+                sign_count=int(crow[4]),
+                aaguid=crow[5],
+                backup_eligible=bool(crow[6]),
+                status=crow[7],
+            )
+        per_user = per_cred = 0
+        if challenge is not None:
+            since = r.time(failures_since)
+            per_user = r.execute(
+                "SELECT count(*) FROM ka_stepup_failure WHERE user_id = :u AND at >= :since",
+                {"u": challenge.user_id, "since": since},
+            ).fetchone()[0]
+            per_cred = r.execute(
+                "SELECT count(*) FROM ka_stepup_failure WHERE credential_id = :cid "
+                "AND at >= :since",
+                {"cid": credential_id, "since": since},
+            ).fetchone()[0]
+    return FinishContext(challenge, credential, int(per_cred), int(per_user))
+
+
+# ----------------------------------------------------------------------------- the hot path
+_HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
+_HEAD_FOR_UPDATE = "SELECT seq, hash FROM ka_audit_head WHERE id = 1 FOR UPDATE"
+#: The compare-and-set: one row changes only when the stored counter is below the new one.
+_CAS_STRICT = (
+    "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now "
+    "WHERE id = :id AND status = 'active' AND sign_count < :new"
+)
+#: A credential that never counts (policy counter = "allow-zero"): it must still read 0.
+_CAS_ZERO = (
+    "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now "
+    "WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
+)
+
+
+def _append_audit(
+    r: _Raw, *, at: datetime, actor: str, action: str, subject: str, details: dict[str, Any]
+) -> int:
+    """``audit.append`` on the DBAPI connection: same hash, same head row, same lock order."""
+    head = r.execute(_HEAD_FOR_UPDATE if r.postgres else _HEAD).fetchone()
+    seq = int(head[0]) + 1
+    text = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = audit.row_hash(head[1], seq, at, actor, action, subject, text)
+    r.execute(
+        "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
+        "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)",
+        {
+            "seq": seq,
+            "at": r.time(at),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": text,
+            "prev": head[1],
+            "hash": digest,
+        },
+    )
+    r.execute(
+        "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1",
+        {"seq": seq, "hash": digest},
+    )
+    return seq
+
+
+def commit_success(
+    url: str,
+    *,
+    challenge_id: str,
+    credential_row_id: int,
+    new_count: int,
+    counter_checked: bool,
+    at: datetime,
+    actor: str,
+    subject: str,
+    details: dict[str, Any],
+) -> tuple[CommitOutcome, int | None]:
+    """Consume the challenge and compare-and-set the counter in one transaction.
+
+    Returns (OK, audit seq), or the guard that refused, with nothing written.
+    ``counter_checked`` False (a credential that never counts, where the policy allows it)
+    still requires ``sign_count = 0`` and an active credential.
+    """
+    with _raw(url, write=True) as r:
+        now = r.time(at)
+        taken = r.rowcount(
+            "UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
+            "WHERE id = :id AND used_at IS NULL AND expires_at > :now",
+            {"now": now, "id": challenge_id},
+        )
+        if taken != 1:
+            r.conn.rollback() if r.postgres else _sqlite_rollback(r)
+            return CommitOutcome.CHALLENGE_GONE, None
+        cas = r.rowcount(
+            _CAS_STRICT if counter_checked else _CAS_ZERO,
+            {"new": new_count, "now": now, "id": credential_row_id},
+        )
+        if cas != 1:
+            r.conn.rollback() if r.postgres else _sqlite_rollback(r)
+            return CommitOutcome.COUNTER_REFUSED, None
+        seq = _append_audit(
+            r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
+        )
+        r.execute(
+            "UPDATE ka_credential SET change_seq = :seq WHERE id = :id",
+            {"seq": seq, "id": credential_row_id},
+        )
+    return CommitOutcome.OK, seq
+
+
+# ----------------------------------------------------------------------------- the slow path
+@dataclass(frozen=True)
+class Refusal:
+    audit_seq: int
+    consumed: bool  # this attempt consumed the (live) challenge
+    quarantined: bool
+    stored_count: int | None
+
+
+def record_refusal(
+    url: str,
+    *,
+    user_id: int | None,
+    user: str | None,
+    challenge_id: str | None,
+    credential_id: bytes | None,
+    reason: str,
+    counts_as_attempt: bool,
+    counter_violation: int | None,
+    at: datetime,
+    actor: str,
+    details: dict[str, Any],
+) -> Refusal:
+    """Log a refused step-up; consume its challenge; quarantine on a counter violation.
+
+    ``counter_violation`` is the refused new counter: the violation is re-checked under
+    the transaction's lock (the stored counter is read FOR UPDATE), so only a real one
+    quarantines the credential.
+    """
+    from sqlmodel import select
+
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+    from keyadmin.store.models import ChallengeRow, CredentialRow, StepUpFailureRow
+
+    with transaction(url) as s:
+        consumed = False
+        if challenge_id is not None and counts_as_attempt:
+            ch = s.exec(
+                select(ChallengeRow).where(ChallengeRow.id == challenge_id).with_for_update()
+            ).first()
+            if ch is not None and ch.used_at is None:
+                ch.used_at, ch.outcome = at, f"refused: {reason}"[:200]
+                s.add(ch)
+                consumed = True
+        quarantined = False
+        stored: int | None = None
+        row = None
+        if credential_id is not None:
+            row = s.exec(
+                select(CredentialRow)
+                .where(CredentialRow.credential_id == credential_id)
+                .with_for_update()
+            ).first()
+            stored = row.sign_count if row is not None else None
+        if (
+            counter_violation is not None
+            and row is not None
+            and row.sign_count >= counter_violation
+            and row.status in ("active", "suspended")
+        ):
+            registry.change_status(
+                s,
+                str(row.id),
+                "quarantine",
+                reason=(
+                    f"signature counter did not advance: assertion {counter_violation}, "
+                    f"stored {row.sign_count} (clone or replay)"
+                ),
+                actor=actor,
+            )
+            quarantined = True
+        if user_id is not None and counts_as_attempt:
+            s.add(
+                StepUpFailureRow(user_id=user_id, credential_id=credential_id, at=at, reason=reason)
+            )
+        entry = audit.append(
+            s,
+            actor=actor,
+            action="stepup.counter-violation" if quarantined else "stepup.refused",
+            subject=user,
+            details={
+                **details,
+                "reason": reason,
+                "challenge_consumed": consumed,
+                "quarantined": quarantined,
+                "stored_counter": stored,
+            },
+            at=at,
+        )
+        if challenge_id is not None and consumed and quarantined:
+            ch = s.get(ChallengeRow, challenge_id)
+            if ch is not None:
+                ch.outcome = "refused: counter violation"
+                s.add(ch)
+    return Refusal(entry.seq, consumed, quarantined, stored)
+
+
+def credential_state(url: str, credential_id: bytes) -> tuple[int, str, int] | None:
+    """(sign_count, status, change_seq) of a credential, or None."""
+    with _raw(url, write=False) as r:
+        row = r.execute(
+            "SELECT sign_count, status, change_seq FROM ka_credential WHERE credential_id = :cid",
+            {"cid": credential_id},
+        ).fetchone()
+    return (int(row[0]), str(row[1]), int(row[2])) if row else None
+
+
+def stepup_log(url: str, *, user: str | None = None) -> list[audit.LogEntry]:
+    """The step-up rows of the audit log (oldest first)."""
+    from keyadmin.store.db import transaction
+
+    with transaction(url) as s:
+        rows = [e for e in audit.entries(s) if e.action.startswith("stepup.")]
+    return [e for e in rows if user is None or e.subject == user]
