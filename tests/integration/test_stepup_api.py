@@ -1,0 +1,348 @@
+"""keyadmin.stepup.begin/finish with the software key over HID and a real registry:
+replays, expiry, reuse, the wrong action, clones, attempt limits, receipts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from keyadmin.stepup import (
+    AttemptsExceeded,
+    ChallengeRefused,
+    CounterRegression,
+    ReceiptInvalid,
+    ReceiptSigner,
+    StepUpRefused,
+    begin,
+    finish,
+    generate_key,
+    load_public_key,
+    verify_receipt,
+)
+from keyadmin.stepup.verify import b64url, b64url_decode
+from tests.integration.test_stepup_support import (
+    ACTION,
+    PIN,
+    Lab,
+    assertion_for,
+    clone,
+    make_lab,
+    stored,
+)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return make_lab(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}")
+
+
+def _step(lab: Lab, action: str = ACTION, state: Path | None = None):
+    ch = begin(lab.db_url, lab.policy, user="alice", action=action)
+    a = assertion_for(state or lab.keys["alice"], ch)
+    return ch, a
+
+
+def _log(lab: Lab) -> list:
+    from keyadmin.store import stepup as store
+
+    return store.stepup_log(lab.db_url)
+
+
+def _audit_ok(lab: Lab) -> None:
+    from keyadmin.store import audit
+    from keyadmin.store.db import transaction
+
+    with transaction(lab.db_url) as s:
+        assert audit.verify(s).ok
+
+
+def test_challenge_is_64_bytes_bound_to_the_action(lab: Lab) -> None:
+    from keyadmin.stepup import action_hash, binding
+
+    ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    assert len(ch.challenge) == 64
+    assert ch.challenge[32:] == binding(action_hash(ACTION), ch.challenge_id)
+    assert ch.options["userVerification"] == "required"
+    assert ch.options["rpId"] == "example.com" and ch.options["timeout"] == 120_000
+    other = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    assert other.challenge[:32] != ch.challenge[:32]
+
+
+def test_success_logs_and_advances_the_counter(lab: Lab) -> None:
+    before = stored(lab.db_url).sign_count
+    ch, a = _step(lab)
+    r = finish(
+        lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a.to_json()
+    )
+    assert r.user == "alice" and r.counter > before and r.previous_counter == before
+    cred = stored(lab.db_url)
+    assert cred.sign_count == r.counter and cred.status == "active"
+    ok = [e for e in _log(lab) if e.action == "stepup.ok"]
+    assert ok[-1].seq == r.audit_seq
+    assert ok[-1].details["action_hash"] == r.action_hash
+    assert ok[-1].details["counter"] == r.counter
+    assert ok[-1].details["credential"] == r.credential_id
+    from keyadmin.store import stepup as store
+
+    assert store.credential_state(lab.db_url, bytes.fromhex(r.credential_id)) == (
+        r.counter,
+        "active",
+        r.audit_seq,
+    )
+    _audit_ok(lab)
+
+
+def test_replayed_assertion_is_refused(lab: Lab) -> None:
+    ch, a = _step(lab)
+    finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    with pytest.raises(ChallengeRefused, match="used already") as e:
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    assert e.value.exit_code == 6
+    # the same assertion against a fresh challenge: signed for another challenge
+    fresh = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    with pytest.raises(StepUpRefused, match="another challenge"):
+        finish(lab.db_url, lab.policy, challenge_id=fresh.challenge_id, action=ACTION, response=a)
+    assert stored(lab.db_url).status == "active"
+    assert [e.action for e in _log(lab)][-2:] == ["stepup.refused", "stepup.refused"]
+
+
+def test_expired_challenge_is_refused(lab: Lab) -> None:
+    ch, a = _step(lab)
+    later = datetime.now(UTC) + timedelta(seconds=121)
+    with pytest.raises(ChallengeRefused, match="expired"):
+        finish(
+            lab.db_url,
+            lab.policy,
+            challenge_id=ch.challenge_id,
+            action=ACTION,
+            response=a,
+            now=later,
+        )
+    before = stored(lab.db_url).sign_count
+    assert before < int.from_bytes(a.authenticator_data[33:37], "big")
+
+
+def test_reused_challenge_is_refused_even_with_a_new_assertion(lab: Lab) -> None:
+    ch, a = _step(lab)
+    finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    second = assertion_for(lab.keys["alice"], ch)  # the key signs the same challenge again
+    with pytest.raises(ChallengeRefused, match="used already"):
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=second)
+
+
+def test_an_assertion_for_another_action_is_refused(lab: Lab) -> None:
+    ch, a = _step(lab, action="rotate audit key")
+    with pytest.raises(StepUpRefused, match="another action"):
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    # the attempt consumed the challenge: not even the right action passes afterwards
+    with pytest.raises(ChallengeRefused):
+        finish(
+            lab.db_url,
+            lab.policy,
+            challenge_id=ch.challenge_id,
+            action="rotate audit key",
+            response=a,
+        )
+
+
+def test_assertion_moved_to_another_actions_challenge_is_refused(lab: Lab) -> None:
+    ch_a, a = _step(lab, action="rotate audit key")
+    ch_b = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    with pytest.raises(StepUpRefused, match="another challenge"):
+        finish(lab.db_url, lab.policy, challenge_id=ch_b.challenge_id, action=ACTION, response=a)
+
+
+def test_tampered_signature_and_client_data_are_refused(lab: Lab) -> None:
+    ch, a = _step(lab)
+    bad = a.to_json()
+    sig = bytearray(a.signature)
+    sig[-1] ^= 1
+    bad["response"]["signature"] = b64url(bytes(sig))
+    with pytest.raises(StepUpRefused, match="signature"):
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
+    ch, a = _step(lab)
+    cd = json.loads(a.client_data_json)
+    cd["origin"] = "https://evil.example"
+    bad = a.to_json()
+    bad["response"]["clientDataJSON"] = b64url(json.dumps(cd).encode())
+    with pytest.raises(StepUpRefused, match="origin"):
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
+
+
+def test_cleared_uv_flag_is_refused_with_exit_5(lab: Lab) -> None:
+    ch, a = _step(lab)
+    ad = bytearray(a.authenticator_data)
+    ad[32] &= ~0x04
+    bad = a.to_json()
+    bad["response"]["authenticatorData"] = b64url(bytes(ad))
+    with pytest.raises(Exception, match="UV not set") as e:
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
+    assert e.value.exit_code == 5
+
+
+def test_cloned_key_is_detected_and_quarantined(lab: Lab, tmp_path: Path) -> None:
+    copy = clone(lab.keys["alice"], tmp_path / "clone.key")
+    ch, a = _step(lab)  # the original is used first
+    finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    ch2, forged = _step(lab, state=copy)  # the copy: a valid signature, a stale counter
+    with pytest.raises(CounterRegression, match="quarantined") as e:
+        finish(lab.db_url, lab.policy, challenge_id=ch2.challenge_id, action=ACTION, response=forged)
+    assert e.value.exit_code == 6 and e.value.data["quarantined"] is True
+    cred = stored(lab.db_url)
+    assert cred.status == "quarantined" and "counter" in (cred.status_reason or "")
+    log = _log(lab)
+    assert log[-1].action == "stepup.counter-violation"
+    assert log[-1].details["counter"] <= log[-1].details["previous_counter"]
+    # the original key is refused from now on too: the credential is quarantined
+    with pytest.raises(StepUpRefused, match="no active credential"):
+        begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    from keyadmin.store import stepup as store
+
+    state = store.credential_state(lab.db_url, bytes.fromhex(cred.credential_id))
+    assert state is not None and state[1] == "quarantined" and state[2] > log[-2].seq
+    _audit_ok(lab)
+
+
+def test_counter_jump_is_accepted_but_flagged(lab: Lab) -> None:
+    from keyadmin.sim.authenticator import SoftKey
+
+    key = SoftKey.open(lab.keys["alice"])
+    key.state.credentials[0].uses += 5000
+    key._save()
+    ch, a = _step(lab)
+    r = finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    assert r.flags == ("counter-jump",)
+    assert _log(lab)[-1].details["flags"] == ["counter-jump"]
+
+
+def test_counter_falling_to_zero_is_flagged_and_quarantined(lab: Lab) -> None:
+    from keyadmin.sim.authenticator import SoftKey
+
+    key = SoftKey.open(lab.keys["alice"])
+    key.state.counter_mode = "zero"
+    key._save()
+    ch, a = _step(lab)
+    with pytest.raises(CounterRegression) as e:
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    assert "counter-reset-to-zero" in e.value.data["flags"]
+    assert stored(lab.db_url).status == "quarantined"
+
+
+def test_attempt_limit_per_credential(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", max_attempts=2)
+    for _ in range(2):
+        ch, a = _step(lab, action="something else")
+        with pytest.raises(StepUpRefused, match="another action"):
+            finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    with pytest.raises(AttemptsExceeded):
+        begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    later = datetime.now(UTC) + timedelta(seconds=901)  # the window has passed
+    ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=later)
+    assert ch.allow_credentials
+
+
+def test_credential_of_another_user_is_refused(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", users=("alice", "bob"))
+    ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    ch_bob = begin(lab.db_url, lab.policy, user="bob", action=ACTION)
+    # bob's key signs alice's challenge: fido2 needs bob's credential in the allow list
+    from dataclasses import replace
+
+    a = assertion_for(lab.keys["bob"], replace(ch, allow_credentials=ch_bob.allow_credentials))
+    with pytest.raises(StepUpRefused, match="not a registered credential of alice"):
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+
+
+def test_witness_presence(tmp_path: Path) -> None:
+    from keyadmin.cli.interact import CliInteraction
+    from keyadmin.flows.stepup import witness_presence
+    from tests.integration.test_stepup_support import open_session
+
+    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", users=("alice", "wendy"))
+    with open_session(lab.keys["wendy"]) as s:
+        r = witness_presence("wendy", lab.policy, s, CliInteraction(PIN), lab.db_url, subject="bob")
+    from keyadmin.stepup import action_hash
+
+    assert r.user == "wendy" and r.action_hash == action_hash("witness enrolment of bob")
+
+
+# ----------------------------------------------------------------------------- receipts
+@pytest.fixture
+def signer(tmp_path: Path) -> tuple[ReceiptSigner, object]:
+    path = tmp_path / "keys" / "receipt-key.pem"
+    files = generate_key(path, b"correct horse")
+    assert (path.stat().st_mode & 0o777) == 0o600 and b"ENCRYPTED" in path.read_bytes()
+    return ReceiptSigner.load(path, b"correct horse"), load_public_key(Path(files.public))
+
+
+def _receipt(signer: ReceiptSigner, at: datetime, lifetime: int = 300) -> str:
+    return signer.issue(
+        user="alice",
+        action_hash=__import__("keyadmin.stepup", fromlist=["x"]).action_hash(ACTION),
+        credential_id="ab" * 16,
+        counter=7,
+        challenge_id="cd" * 16,
+        rp_id="example.com",
+        issued_at=at,
+        lifetime_seconds=lifetime,
+    )
+
+
+def test_receipt_verifies_with_the_right_action(signer) -> None:
+    sign, pub = signer
+    token = _receipt(sign, datetime.now(UTC))
+    r = verify_receipt(token, pub, action=ACTION)
+    assert r.user == "alice" and r.counter == 7 and r.action_checked
+    assert verify_receipt(token, pub).action_checked is False
+
+
+def test_receipt_for_another_action_is_refused(signer) -> None:
+    sign, pub = signer
+    with pytest.raises(ReceiptInvalid, match="another action"):
+        verify_receipt(_receipt(sign, datetime.now(UTC)), pub, action="delete tenant 43")
+
+
+def test_expired_receipt_is_refused(signer) -> None:
+    sign, pub = signer
+    token = _receipt(sign, datetime.now(UTC) - timedelta(seconds=301))
+    with pytest.raises(ReceiptInvalid, match="expired"):
+        verify_receipt(token, pub, action=ACTION)
+
+
+def test_tampered_receipts_are_refused(signer, tmp_path: Path) -> None:
+    sign, pub = signer
+    token = _receipt(sign, datetime.now(UTC))
+    head, body, sig = token.split(".")
+    claims = json.loads(b64url_decode(body))
+    claims["sub"] = "mallory"
+    forged = ".".join([head, b64url(json.dumps(claims).encode()), sig])
+    with pytest.raises(ReceiptInvalid, match="does not verify"):
+        verify_receipt(forged, pub)
+    none_alg = b64url(json.dumps({"alg": "none", "typ": "keyadmin-stepup+jws"}).encode())
+    with pytest.raises(ReceiptInvalid, match="header"):
+        verify_receipt(".".join([none_alg, body, ""]), pub)
+    with pytest.raises(ReceiptInvalid):
+        verify_receipt(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), pub)
+    other = generate_key(tmp_path / "other.pem", None)
+    with pytest.raises(ReceiptInvalid, match="another key"):
+        verify_receipt(token, load_public_key(Path(other.public)))
+
+
+def test_unencrypted_receipt_key_must_be_0600(tmp_path: Path) -> None:
+    from keyadmin.errors import ConfigError
+
+    path = tmp_path / "plain.pem"
+    generate_key(path, None)
+    ReceiptSigner.load(path)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="mode 0644"):
+        ReceiptSigner.load(path)
+    enc = tmp_path / "enc.pem"
+    generate_key(enc, b"pw")
+    with pytest.raises(ConfigError, match="passphrase"):
+        ReceiptSigner.load(enc)
+    with pytest.raises(ConfigError, match="wrong passphrase"):
+        ReceiptSigner.load(enc, b"not-it")
