@@ -1,0 +1,225 @@
+"""keyadmin sync and keyadmin audit: the application's credential table, and the estate audit."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
+
+DB_OPT = typer.Option(
+    None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
+)
+MAPPING_OPT = typer.Option(
+    None,
+    "--mapping",
+    help="Mapping file (TOML) naming the table and columns; default: the common schema "
+    "(see policies/app-mapping.example.toml).",
+)
+
+
+def _operator() -> str:
+    return os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
+
+
+def sync(
+    target: str = typer.Option(
+        ...,
+        "--target",
+        envvar="KEYADMIN_SYNC_TARGET",
+        help="The application's database URL (sqlite:///PATH or postgresql://USER@HOST/DB).",
+    ),
+    mapping: Path = MAPPING_OPT,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would change; write nothing anywhere."
+    ),
+    prune: bool = typer.Option(
+        False, "--prune", help="Delete rows keyadmin never approved (drift); logged."
+    ),
+    create_table: bool = typer.Option(
+        False, "--create-table", help="Create the table with the common schema if missing."
+    ),
+    full: bool = typer.Option(
+        False, "--full", help="Compare everything, not only the changes since the last run."
+    ),
+    db: str = DB_OPT,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Write active credentials into the application's credential table, in one transaction.
+
+    Inserts new credentials, updates changed ones, deletes or disables (per the mapping)
+    revoked, suspended and quarantined ones, and pulls back counters the application advanced.
+    Rows keyadmin never approved are reported, and deleted only with --prune. Only the changes
+    since the last run are read (--full reads everything).
+
+    Example: keyadmin sync --target postgresql://app@db/app --mapping app-mapping.toml --dry-run
+    """
+    from keyadmin.config import database_url
+    from keyadmin.flows.sync import sync as run_sync
+    from keyadmin.store.appstore import load_mapping
+
+    result = run_sync(
+        registry_url=database_url(db),
+        target_url=target,
+        mapping=load_mapping(mapping),
+        actor=_operator(),
+        dry_run=dry_run,
+        prune=prune,
+        create_table=create_table,
+        full=full,
+    )
+    if json_out:
+        emit_json(result)
+        return
+    title = "Sync (dry run, nothing written)" if result.dry_run else "Sync done"
+    emit_kv(
+        f"{title}: {result.target}",
+        [
+            ("mode", "full" if result.full else "incremental"),
+            ("registry changes read", result.examined),
+            ("application rows read", result.app_rows_read),
+            ("inserted", result.inserted),
+            ("updated", result.updated),
+            ("removed", result.removed),
+            ("disabled", result.disabled),
+            ("counters pulled back", result.counters_pulled),
+            ("drift (never approved)", result.drift_count),
+            ("pruned", result.pruned),
+            ("writes to the application", result.app_writes),
+            ("watermark", f"{result.last_seq_before} -> {result.last_seq_after}"),
+            ("seconds", result.seconds),
+        ],
+    )
+    for d in result.drift:
+        sys.stdout.write(
+            f"  drift: {d.credential_id[:32]}… user {d.user_id[:24]} counter {d.sign_count}"
+            f"{' (pruned)' if d.pruned else ''}\n"
+        )
+    if result.drift_count and not prune:
+        say(f"{result.drift_count} row(s) keyadmin never approved; --prune deletes them")
+
+
+def audit(
+    policy: Path = typer.Option(..., "--policy", help="The policy file (TOML) to judge by."),
+    enforce: bool = typer.Option(
+        False, "--enforce", help="Quarantine every credential that fails (logged)."
+    ),
+    output: str = typer.Option("table", "--format", help="table, json or csv."),
+    json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
+    target: str = typer.Option(
+        None,
+        "--target",
+        envvar="KEYADMIN_SYNC_TARGET",
+        help="Also check drift against the application's database at this URL.",
+    ),
+    mapping: Path = MAPPING_OPT,
+    deep: bool = typer.Option(
+        False, "--deep", help="Re-verify every credential's signature too (slow)."
+    ),
+    db: str = DB_OPT,
+) -> None:
+    """Re-evaluate every credential against the current policy and metadata.
+
+    Reports new status reports (e.g. ATTESTATION_KEY_COMPROMISE), models dropped from the
+    allowlist, raised firmware floors, expired evidence chains, users below the minimum number
+    of keys, stale metadata and (with --target) drift with the application's table.
+    Exit 3 when anything fails; --enforce quarantines the failing credentials.
+
+    Example: keyadmin audit --policy policies/fido-certified-hardware.toml --format csv
+    """
+    from keyadmin.config import database_url
+    from keyadmin.errors import UsageError
+    from keyadmin.flows.audit import AuditFailed
+    from keyadmin.flows.audit import audit as run_audit
+    from keyadmin.policy.loader import load_policy
+    from keyadmin.policy.metadata import IndexMetadata
+    from keyadmin.store.appstore import load_mapping
+    from keyadmin.store.mds_index import MdsIndex
+
+    fmt = "json" if json_out else output
+    if fmt not in ("table", "json", "csv"):
+        raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
+    url = database_url(db)
+    result = run_audit(
+        registry_url=url,
+        policy=load_policy(policy),
+        metadata=IndexMetadata(MdsIndex(url)),
+        actor=_operator(),
+        enforce=enforce,
+        target_url=target,
+        mapping=load_mapping(mapping) if target else None,
+        deep=deep,
+    )
+    if fmt == "json":
+        emit_json({**to_jsonable(result), "ok": result.ok})
+    elif fmt == "csv":
+        _csv(result)
+    else:
+        _table(result)
+    if not result.ok:
+        fails = sum(1 for f in result.findings if f.severity == "fail")
+        raise AuditFailed(
+            f"audit: {fails} finding(s) fail the policy "
+            f"({result.failed_credentials} credential(s))",
+            hint=None if enforce else "review them; --enforce quarantines failing credentials",
+        )
+
+
+def _csv(result: Any) -> None:
+    w = csv.writer(sys.stdout)
+    w.writerow(["kind", "severity", "subject", "user", "aaguid", "registry_id", "rule", "detail"])
+    for f in result.findings:
+        w.writerow(
+            [
+                f.kind,
+                f.severity,
+                f.subject,
+                f.user or "",
+                f.aaguid or "",
+                f.registry_id or "",
+                f.rule,
+                f.detail,
+            ]
+        )
+
+
+def _table(result: Any) -> None:
+    fails = [f for f in result.findings if f.severity == "fail"]
+    warns = [f for f in result.findings if f.severity == "warn"]
+    meta = result.metadata
+    emit_kv(
+        f"Audit under {result.policy} ({result.policy_sha256[:12]}…) at {result.at}",
+        [
+            (
+                "metadata",
+                f"no. {meta['no']} ({'signed' if meta['signed'] else 'UNSIGNED'}, "
+                f"{'fresh' if meta['fresh'] else 'STALE'})"
+                if meta
+                else "none loaded",
+            ),
+            ("credentials checked", result.credentials_checked),
+            ("evidence groups", result.evidence_groups),
+            ("failing credentials", result.failed_credentials),
+            ("findings", f"{len(fails)} fail, {len(warns)} warn"),
+            ("quarantined", len(result.quarantined)),
+            ("drift target", result.target),
+            ("seconds", result.seconds),
+        ],
+    )
+    if result.findings:
+        sys.stdout.write(f"\n{'severity':<8} {'kind':<10} {'subject':<20} {'rule':<26} detail\n")
+        for f in result.findings[:500]:
+            subject = f.subject if len(f.subject) <= 20 else f.subject[:18] + "…"
+            sys.stdout.write(
+                f"{f.severity:<8} {f.kind:<10} {subject:<20} {f.rule:<26} {f.detail}\n"
+            )
+        if len(result.findings) > 500:
+            sys.stdout.write(f"… {len(result.findings) - 500} more (use --format csv)\n")
+    else:
+        sys.stdout.write("\nno findings: every credential passes the current policy\n")

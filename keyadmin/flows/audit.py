@@ -1,0 +1,415 @@
+"""Audit: re-evaluate every live credential against today's policy and metadata.
+
+What is checked (docs/audit.md):
+
+* estate: metadata missing, stale (past nextUpdate + the policy's grace) or unsigned when the
+  policy demands signatures;
+* each active or suspended credential: the policy's full rule list
+  (``keyadmin.policy.evaluate_registration``) on its stored attestation object and client data,
+  at the audit time, with the current metadata: new status reports, a model dropped from the
+  allowlist or put on the deny list, a chain that has expired or no longer leads to a trusted
+  root, a format, algorithm or flag the policy no longer accepts;
+* the policy's firmware floors against the firmware recorded at enrolment;
+* users below ``keys_per_user.minimum`` active keys;
+* with a target: drift between the registry and the application's table.
+
+Cost: the expensive part (certificate path validation, metadata lookups, the rules) runs once
+per *evidence group*: credentials whose registrations agree on everything a rule reads except
+the statement's signature - format, AAGUID, certificate chain (x5c), rpIdHash, flags, COSE
+algorithm, extensions and the client data's type/origin/crossOrigin. Grouping needs only a
+CBOR decode and a hash per credential. The group's first credential is verified in full
+(signature included); every member's signature was verified at enrolment over bytes that are
+immutable in the registry. ``deep=True`` re-verifies every credential on its own (slow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keyadmin.errors import PolicyRefused
+
+#: Rules about the metadata snapshot as a whole: reported once for the estate, not per key.
+ESTATE_RULES = frozenset({"metadata.fresh", "metadata.signed"})
+LIVE = ("active", "suspended")
+
+
+class AuditFailed(PolicyRefused):
+    """The audit found credentials, users or stores that fail the current policy (exit 3)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # "estate", "credential", "user", "drift"
+    subject: str  # credential id (hex), user name, or what the estate finding is about
+    rule: str
+    detail: str
+    severity: str = "fail"  # "fail" or "warn"
+    registry_id: int | None = None
+    user: str | None = None
+    aaguid: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    at: str
+    policy: str
+    policy_sha256: str
+    metadata: dict[str, Any] | None
+    credentials_checked: int
+    evidence_groups: int
+    failed_credentials: int
+    findings: tuple[Finding, ...]
+    quarantined: tuple[str, ...]
+    enforce: bool
+    target: str | None
+    seconds: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "fail" for f in self.findings)
+
+
+# -- evidence groups -----------------------------------------------------------------------------
+
+
+def _decoders() -> tuple[Callable[[bytes], Any], Callable[[bytes], tuple[Any, bytes]]]:
+    """(decode, decode_first) - cbor2's C decoder when installed, else python-fido2's."""
+    try:
+        import cbor2
+    except ImportError:  # pragma: no cover - cbor2 is normally present
+        from fido2 import cbor
+
+        return cbor.decode, cbor.decode_from
+
+    def first(data: bytes) -> tuple[Any, bytes]:
+        fp = io.BytesIO(data)
+        value = cbor2.CBORDecoder(fp).decode()
+        return value, data[fp.tell() :]
+
+    return cbor2.loads, first
+
+
+def group_key(
+    att_obj: bytes,
+    client_data: bytes,
+    decode: Callable[[bytes], Any],
+    decode_first: Callable[[bytes], tuple[Any, bytes]],
+) -> bytes | None:
+    """A digest of everything the policy's rules read except the signature; None if unparsable."""
+    try:
+        obj = decode(att_obj)
+        fmt = obj["fmt"]
+        stmt = obj["attStmt"]
+        ad = bytes(obj["authData"])
+        flags = ad[32]
+        parts: list[bytes] = [str(fmt).encode(), ad[:33]]
+        for k in sorted(stmt, key=str):
+            if k != "sig":
+                v = stmt[k]
+                parts.append(str(k).encode())
+                parts.append(b"".join(v) if isinstance(v, list) else repr(v).encode())
+        if flags & 0x40:
+            aaguid = ad[37:53]
+            n = int.from_bytes(ad[53:55], "big")
+            cose, rest = decode_first(ad[55 + n :])
+            parts += [aaguid, repr((cose.get(1), cose.get(3), cose.get(-1))).encode(), rest]
+        cd = json.loads(client_data)
+        parts.append(
+            repr(
+                (cd.get("type"), cd.get("origin"), cd.get("crossOrigin"), cd.get("topOrigin"))
+            ).encode()
+        )
+    except Exception:  # noqa: BLE001 - an unparsable registration is evaluated on its own
+        return None
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(4, "big"))
+        h.update(p)
+    return h.digest()
+
+
+@dataclass
+class _Group:
+    rep_att: bytes
+    rep_cd: bytes
+    members: list[tuple[int, bytes, str, str, str]] = field(default_factory=list)
+    # (registry id, credential id, user, aaguid, status)
+
+
+# -- the audit -----------------------------------------------------------------------------------
+
+
+def audit(
+    *,
+    registry_url: str,
+    policy: Any,
+    metadata: Any,
+    actor: str,
+    enforce: bool = False,
+    target_url: str | None = None,
+    mapping: Any = None,
+    deep: bool = False,
+    now: datetime | None = None,
+) -> AuditResult:
+    """Re-evaluate the estate; with ``enforce``, quarantine every credential that fails."""
+    from keyadmin.policy.evaluate import MUST_PASS, decide, evaluate_registration
+    from keyadmin.store import estate, registry
+    from keyadmin.store.db import transaction
+
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    findings: list[Finding] = []
+    notes: list[str] = []
+
+    # estate: the metadata snapshot
+    snap = metadata.snapshot() if metadata is not None else None
+    meta_info = None
+    if snap is None:
+        findings.append(
+            Finding(
+                "estate",
+                "metadata",
+                "metadata.missing",
+                "no FIDO metadata is loaded; status reports cannot be checked "
+                "(keyadmin mds update)",
+                "fail" if policy.metadata.required else "warn",
+            )
+        )
+    else:
+        from keyadmin.mds.freshness import evaluate as freshness
+
+        fr = freshness(snap, now, timedelta(days=policy.metadata.freshness_grace_days))
+        meta_info = {
+            "no": snap.no,
+            "source": snap.source,
+            "signed": snap.signed,
+            "next_update": snap.next_update,
+            "fresh": fr.fresh,
+        }
+        if not fr.fresh:
+            findings.append(
+                Finding(
+                    "estate",
+                    f"metadata no. {snap.no}",
+                    "metadata.fresh",
+                    f"stale since {fr.deadline} (nextUpdate {snap.next_update} + "
+                    f"{policy.metadata.freshness_grace_days:g} days); run keyadmin mds update",
+                    "fail" if policy.metadata.required else "warn",
+                )
+            )
+        if policy.metadata.signed and not snap.signed:
+            findings.append(
+                Finding(
+                    "estate",
+                    f"metadata no. {snap.no}",
+                    "metadata.signed",
+                    f"metadata no. {snap.no} from {snap.source} is unsigned; the policy demands "
+                    "a signature-verified BLOB",
+                )
+            )
+
+    # credentials, grouped by evidence
+    decode, decode_first = _decoders()
+    groups: dict[bytes, _Group] = {}
+    checked = 0
+    with transaction(registry_url) as s:
+        for row in estate.iter_audit_rows(s, LIVE):
+            checked += 1
+            key = (
+                None
+                if deep
+                else group_key(row.attestation_object, row.client_data_json, decode, decode_first)
+            )
+            if key is None:
+                key = b"single:" + row.credential_id
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(row.attestation_object, row.client_data_json)
+            g.members.append((row.id, row.credential_id, row.user, row.aaguid, row.status))
+        coverage = registry.user_coverage(s, minimum=policy.keys_per_user.minimum)
+        floors = {k: v for k, v in policy.device.firmware_minimum.items()}
+        firmware = estate.recorded_firmware(s, sorted(floors)) if floors else {}
+
+    failing: dict[int, list[Finding]] = {}
+    for g in groups.values():
+        decision = evaluate_registration(policy, g.rep_att, g.rep_cd, at=now, metadata=metadata)
+        fails = [r for r in decision.reasons if r.outcome == "fail" and r.rule not in ESTATE_RULES]
+        if not fails:
+            kept = tuple(r for r in decision.reasons if r.rule not in ESTATE_RULES)
+            if not decide(kept, MUST_PASS):
+                missing = [
+                    r for r in decision.reasons if r.rule in MUST_PASS and r.outcome != "pass"
+                ]
+                fails = missing
+        for rid, cid, user, aaguid, _status in g.members:
+            for r in fails:
+                f = Finding("credential", cid.hex(), r.rule, r.detail, "fail", rid, user, aaguid)
+                findings.append(f)
+                failing.setdefault(rid, []).append(f)
+
+    # firmware floors against what enrolment recorded
+    if floors:
+        for g in groups.values():
+            for rid, cid, user, aaguid, _status in g.members:
+                floor = floors.get(aaguid)
+                if floor is None:
+                    continue
+                fw = firmware.get(rid)
+                fwf = _firmware_finding(fw, floor, rid, cid, user, aaguid)
+                if fwf is not None:
+                    findings.append(fwf)
+                    if fwf.severity == "fail":
+                        failing.setdefault(rid, []).append(fwf)
+
+    # users below the minimum
+    for u in coverage:
+        if u.compliant is False:
+            findings.append(
+                Finding(
+                    "user",
+                    u.user,
+                    "keys_per_user.minimum",
+                    f"{u.active} active key(s); the policy requires at least {u.minimum}",
+                    user=u.user,
+                )
+            )
+
+    # drift with the application's store
+    label = None
+    if target_url is not None:
+        label, drift = _drift(registry_url, target_url, mapping)
+        findings.extend(drift)
+
+    # enforcement
+    quarantined: list[str] = []
+    if enforce and failing:
+        with transaction(registry_url) as s:
+            for rid, fs in sorted(failing.items()):
+                first = fs[0]
+                reason = f"audit: {first.rule}: {first.detail}"[:500]
+                changed = registry.change_status(
+                    s, str(rid), "quarantine", reason=reason, actor=actor
+                )
+                quarantined.append(changed.credential_id)
+        notes.append(f"quarantined {len(quarantined)} credential(s); see keyadmin log")
+
+    return AuditResult(
+        at=now.isoformat(),
+        policy=policy.name,
+        policy_sha256=policy.sha256,
+        metadata=meta_info,
+        credentials_checked=checked,
+        evidence_groups=len(groups),
+        failed_credentials=len(failing),
+        findings=tuple(findings),
+        quarantined=tuple(quarantined),
+        enforce=enforce,
+        target=label,
+        seconds=round(time.perf_counter() - started, 3),
+        notes=tuple(notes),
+    )
+
+
+def _firmware_finding(
+    fw: str | None, floor: Any, rid: int, cid: bytes, user: str, aaguid: str
+) -> Finding | None:
+    from keyadmin.policy.model import Version
+
+    if fw is None:
+        return Finding(
+            "credential",
+            cid.hex(),
+            "device.firmware",
+            f"no firmware version was recorded at enrolment; the policy's floor is {floor} "
+            "(check the key with keyadmin device info)",
+            "warn",
+            rid,
+            user,
+            aaguid,
+        )
+    try:
+        have = Version.parse(fw)
+    except ValueError:
+        return Finding(
+            "credential",
+            cid.hex(),
+            "device.firmware",
+            f"recorded firmware {fw!r} is not a version; the floor is {floor}",
+            "warn",
+            rid,
+            user,
+            aaguid,
+        )
+    if have.as_tuple() < floor.as_tuple():
+        return Finding(
+            "credential",
+            cid.hex(),
+            "device.firmware",
+            f"firmware {have} recorded at enrolment is below the policy's floor {floor}",
+            "fail",
+            rid,
+            user,
+            aaguid,
+        )
+    return None
+
+
+def _drift(registry_url: str, target_url: str, mapping: Any) -> tuple[str, list[Finding]]:
+    """Compare every application row with the registry (a full read of both)."""
+    from keyadmin.flows.sync import target_label
+    from keyadmin.store import sync_state as st
+    from keyadmin.store.appstore import AppStore
+    from keyadmin.store.db import transaction
+
+    with transaction(registry_url) as s:
+        status = st.all_credential_status(s)
+    store = AppStore(target_url, mapping)
+    out: list[Finding] = []
+    seen: set[bytes] = set()
+    try:
+        with store.transaction(commit=False) as conn:
+            for row in store.all_rows(conn):
+                seen.add(row.credential_id)
+                known = status.get(row.credential_id)
+                if known is None:
+                    out.append(
+                        Finding(
+                            "drift",
+                            row.credential_id.hex(),
+                            "sync.unapproved",
+                            "in the application's table but never approved by keyadmin "
+                            "(keyadmin sync --prune removes it)",
+                        )
+                    )
+                elif known != "active" and not row.disabled:
+                    out.append(
+                        Finding(
+                            "drift",
+                            row.credential_id.hex(),
+                            "sync.inactive-present",
+                            f"{known} in the registry but usable in the application "
+                            "(run keyadmin sync)",
+                        )
+                    )
+    finally:
+        store.close()
+    missing = [cid for cid, s_ in status.items() if s_ == "active" and cid not in seen]
+    for cid in missing:
+        out.append(
+            Finding(
+                "drift",
+                cid.hex(),
+                "sync.missing",
+                "active in the registry but not in the application's table (run keyadmin sync)",
+                "warn",
+            )
+        )
+    return target_label(target_url, mapping), out

@@ -1,0 +1,285 @@
+"""Sync: write the registry's approved credentials into the application's credential table.
+
+One run, in this order (docs/sync.md):
+
+1. Registry read: the target's watermark ``last_seq`` and the audit head ``upto``; the
+   credentials whose ``change_seq`` lies in ``(last_seq, upto]``. The first run, and
+   ``full=True``, take every credential.
+2. Application transaction (one, committed at the end or not at all):
+   the table's rows for those credentials, plus the rows the application used or added since
+   the last run (``last_used_at``/``created_at`` marks, with a safety margin) - a full run
+   reads every row. Then: insert new active credentials, update changed ones (a counter is only
+   ever raised), delete or disable (per the mapping) revoked/suspended/quarantined ones,
+   report rows keyadmin never approved (drift) and delete them only with ``prune``.
+3. Registry transaction: counters the application advanced are pulled back (compare-and-set,
+   logged, ``change_seq`` set), the watermark and marks are saved.
+
+The application commits before the registry records the watermark: a run killed between the
+two leaves the application's table complete and the next run re-examines the same changes,
+finds them applied, and writes nothing. ``dry_run`` rolls the application transaction back and
+saves nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keyadmin.store.appstore import AppRow, AppStore, Mapping
+
+#: Rows the application touched this close to the previous mark are read again next run
+#: (a sign-in whose transaction committed after the mark was taken is not missed).
+MARK_MARGIN = timedelta(seconds=10)
+LIST_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """A row in the application's table that keyadmin never approved."""
+
+    credential_id: str  # hex
+    user_id: str
+    sign_count: int
+    pruned: bool
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    target: str
+    table: str
+    dry_run: bool
+    full: bool
+    examined: int  # registry credentials changed since the last run
+    app_rows_read: int
+    inserted: int
+    updated: int
+    removed: int  # deleted (mapping: inactive.action = delete)
+    disabled: int  # disabled (mapping: inactive.action = disable)
+    counters_pulled: int  # application counters copied back into the registry
+    drift_count: int
+    drift: tuple[DriftRow, ...]  # the first LIST_LIMIT
+    pruned: int
+    app_writes: int
+    last_seq_before: int
+    last_seq_after: int
+    seconds: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def target_label(target_url: str, mapping: Mapping) -> str:
+    from keyadmin.store.appstore import redact
+
+    return f"{redact(target_url)}#{mapping.describe()}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _mark(details: dict[str, Any], key: str) -> datetime | None:
+    raw = details.get(key)
+    return datetime.fromisoformat(raw) - MARK_MARGIN if isinstance(raw, str) else None
+
+
+def _user_text(value: Any) -> str:
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    return str(value)
+
+
+def sync(
+    *,
+    registry_url: str,
+    target_url: str,
+    mapping: Mapping,
+    actor: str,
+    dry_run: bool = False,
+    prune: bool = False,
+    create_table: bool = False,
+    full: bool = False,
+    now: datetime | None = None,
+) -> SyncResult:
+    """Bring the application's table in line with the registry; see the module docstring."""
+    from keyadmin.store import audit
+    from keyadmin.store import sync_state as st
+    from keyadmin.store.db import transaction
+
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    label = target_label(target_url, mapping)
+    key = st.target_key(label)
+    notes: list[str] = []
+
+    # 1. what changed in the registry
+    with transaction(registry_url) as s:
+        state = st.load_state(s, key)
+        upto = st.head_seq(s)
+        full_run = full or state is None
+        since = 0 if full_run else state.last_seq  # type: ignore[union-attr]
+        changed = st.changed_since(s, since, upto)
+    details = dict(state.details) if state is not None else {}
+    if full_run:
+        notes.append("full run: every registry credential and every application row compared")
+
+    # 2. the application's table, in one transaction
+    store = AppStore(target_url, mapping)
+    inserts: list[dict[str, Any]] = []
+    updates: list[tuple[bytes, dict[str, Any]]] = []
+    deletes: list[bytes] = []
+    disables = 0
+    pulls: list[st.CounterPull] = []
+    drift: list[AppRow] = []
+    try:
+        with store.transaction(create=create_table, commit=not dry_run) as conn:
+            changed_ids = {c.credential_id for c in changed}
+            if full_run:
+                app_rows = {r.credential_id: r for r in store.all_rows(conn)}
+                touched = [r for r in app_rows.values() if r.credential_id not in changed_ids]
+            else:
+                app_rows = store.rows_for(conn, list(changed_ids))
+                touched = [
+                    r
+                    for r in store.rows_touched_since(
+                        conn, _mark(details, "app_used_mark"), _mark(details, "app_created_mark")
+                    )
+                    if r.credential_id not in changed_ids
+                ]
+            rows_read = len(app_rows) + len(touched)
+
+            def plan(c: st.RegistryCredential, row: AppRow | None) -> None:
+                nonlocal disables
+                if c.status == st.ACTIVE:
+                    want = store.desired(c)
+                    if row is None:
+                        inserts.append(want)
+                        return
+                    diff = _differences(store, want, row)
+                    if c.sign_count > row.sign_count:
+                        diff["sign_count"] = c.sign_count
+                    if row.disabled:
+                        diff["disabled"] = False
+                    if diff:
+                        updates.append((c.credential_id, diff))
+                    if row.sign_count > c.sign_count:
+                        pulls.append(
+                            st.CounterPull(
+                                c.id,
+                                c.credential_id,
+                                c.sign_count,
+                                row.sign_count,
+                                row.last_used_at,
+                            )
+                        )
+                    return
+                if row is None:
+                    return
+                if mapping.on_inactive == "delete":
+                    deletes.append(c.credential_id)
+                elif not row.disabled:
+                    updates.append((c.credential_id, {"disabled": True}))
+                    disables += 1
+
+            for c in changed:
+                plan(c, app_rows.get(c.credential_id))
+
+            if touched:
+                with transaction(registry_url) as s:
+                    known = st.by_credential_ids(s, [r.credential_id for r in touched])
+                for row in touched:
+                    rec = known.get(row.credential_id)
+                    if rec is None:
+                        drift.append(row)
+                    elif rec.status != st.ACTIVE or row.sign_count != rec.sign_count:
+                        plan(rec, row)
+            if prune:
+                deletes.extend(r.credential_id for r in drift)
+
+            writes = 0
+            if not dry_run:
+                writes += store.insert(conn, inserts)
+                writes += store.update(conn, updates)
+                writes += store.delete(conn, deletes)
+            used_mark, created_mark = store.marks(conn)
+    finally:
+        store.close()
+
+    # 3. counters pulled back, watermark saved (registry)
+    pulled = 0
+    if not dry_run:
+        with transaction(registry_url) as s:
+            pulled = st.pull_counters(s, pulls, actor=actor, target_label=label)
+            new_details = {
+                **details,
+                "app_used_mark": _iso(used_mark),
+                "app_created_mark": _iso(created_mark),
+                "table": mapping.describe(),
+            }
+            if writes or pulled or (prune and drift):
+                audit.append(
+                    s,
+                    actor=actor,
+                    action="sync.run",
+                    subject=label,
+                    details={
+                        "inserted": len(inserts),
+                        "updated": len(updates) - disables,
+                        "removed": len(deletes) - (len(drift) if prune else 0),
+                        "disabled": disables,
+                        "pruned": len(drift) if prune else 0,
+                        "pruned_credentials": [r.credential_id.hex() for r in drift][:1000]
+                        if prune
+                        else [],
+                        "counters_pulled": pulled,
+                        "drift": len(drift),
+                        "upto_seq": upto,
+                    },
+                )
+            st.save_state(s, target=key, label=label, last_seq=upto, details=new_details, at=now)
+    else:
+        pulled = len(pulls)
+        notes.append("dry run: nothing was written to either database")
+
+    pruned = len(drift) if prune else 0
+    return SyncResult(
+        target=label,
+        table=mapping.describe(),
+        dry_run=dry_run,
+        full=full_run,
+        examined=len(changed),
+        app_rows_read=rows_read,
+        inserted=len(inserts),
+        updated=len(updates) - disables,
+        removed=len(deletes) - pruned,
+        disabled=disables,
+        counters_pulled=pulled,
+        drift_count=len(drift),
+        drift=tuple(
+            DriftRow(
+                r.credential_id.hex(), _user_text(r.values.get("user_id")), r.sign_count, prune
+            )
+            for r in drift[:LIST_LIMIT]
+        ),
+        pruned=pruned,
+        app_writes=writes,
+        last_seq_before=since,
+        last_seq_after=upto if not dry_run else since,
+        seconds=round(time.perf_counter() - started, 3),
+        notes=tuple(notes),
+    )
+
+
+_COMPARED = ("user_id", "public_key", "transports", "device_type", "backed_up")
+
+
+def _differences(store: AppStore, want: dict[str, Any], row: AppRow) -> dict[str, Any]:
+    """Fields whose application value differs from the registry's (counters apart)."""
+    diff = {}
+    for f in _COMPARED:
+        if f in want and store.normalise(f, want[f]) != row.values.get(f):
+            diff[f] = want[f]
+    mine = want.get("last_used_at")
+    if mine is not None and (row.last_used_at is None or mine > row.last_used_at):
+        diff["last_used_at"] = mine
+    return diff

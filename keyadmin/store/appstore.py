@@ -1,0 +1,553 @@
+"""The application's credential table, in the application's own database (SQLite or PostgreSQL).
+
+keyadmin writes approved credentials into that table; the application reads them at sign-in
+and advances their counters. A mapping file (``policies/app-mapping.example.toml``, loaded by
+:func:`load_mapping`) names the table and its columns; the defaults follow the common schema
+(credential_id, user_id, public_key as COSE bytes, sign_count, transports, device_type,
+backed_up, created_at, last_used_at).
+
+Everything here is SQLAlchemy Core on the target URL: table and column names come from the
+mapping and are quoted by SQLAlchemy's compiler (``Table``/``Column`` objects, never string
+formatting); values always travel as bound parameters. The table is reflected from the
+database (its real column types decide how values are encoded); nothing is created unless
+``create=True`` (``keyadmin sync --create-table``).
+
+One :meth:`AppStore.transaction` is one database transaction: SQLite begins IMMEDIATE,
+PostgreSQL runs READ COMMITTED and every counter write is guarded (never lowers a counter).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tomllib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from keyadmin.errors import ConfigError, KeyadminError
+
+FIELDS = (
+    "credential_id",
+    "user_id",
+    "public_key",
+    "sign_count",
+    "transports",
+    "device_type",
+    "backed_up",
+    "created_at",
+    "last_used_at",
+)
+REQUIRED_FIELDS = ("credential_id", "user_id", "public_key", "sign_count")
+ENCODINGS = ("bytes", "base64url", "hex")
+USER_ID_SOURCES = ("user_handle", "user_name")
+ON_INACTIVE = ("delete", "disable")
+CHUNK = 1000
+
+
+class AppStoreError(KeyadminError):
+    """The application's database refused an operation; nothing was written there."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Where and how credentials go in the application's table (see the example file)."""
+
+    table: str = "webauthn_credentials"
+    schema: str | None = None
+    columns: dict[str, str | None] = field(default_factory=lambda: {f: f for f in FIELDS})
+    credential_id_encoding: str = "bytes"
+    user_id_source: str = "user_handle"
+    user_id_encoding: str = "bytes"
+    on_inactive: str = "delete"
+    disabled_column: str | None = None
+    device_type_single: str = "singleDevice"
+    device_type_multi: str = "multiDevice"
+    source: str = "(defaults)"
+
+    def column(self, name: str) -> str | None:
+        return self.columns.get(name)
+
+    def describe(self) -> str:
+        return f"{self.schema + '.' if self.schema else ''}{self.table}"
+
+
+def load_mapping(path: str | Path | None) -> Mapping:
+    """Read a mapping file (TOML); ``None`` gives the common-schema defaults."""
+    if path is None:
+        return Mapping()
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read mapping file {p}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{p}: {key}: {why}", hint="see policies/app-mapping.example.toml")
+
+    known = {"table", "columns", "encoding", "inactive", "device_type"}
+    for key in doc:
+        if key not in known:
+            raise bad(key, f"unknown section (known: {', '.join(sorted(known))})")
+    table = doc.get("table", {})
+    if not isinstance(table, dict) or not isinstance(table.get("name", "x"), str):
+        raise bad("table", "must be a table with name = '…'")
+    name = table.get("name", Mapping.table)
+    schema = table.get("schema") or None
+    columns: dict[str, str | None] = {f: f for f in FIELDS}
+    for key, value in (doc.get("columns") or {}).items():
+        if key not in FIELDS:
+            raise bad(f"columns.{key}", f"unknown field (known: {', '.join(FIELDS)})")
+        if not isinstance(value, str):
+            raise bad(f"columns.{key}", "must be a column name, or '' to leave it out")
+        if value == "" and key in REQUIRED_FIELDS:
+            raise bad(f"columns.{key}", "this column is required")
+        columns[key] = value or None
+    enc = doc.get("encoding") or {}
+    cid_enc = enc.get("credential_id", "bytes")
+    uid_src = enc.get("user_id_source", "user_handle")
+    uid_enc = enc.get("user_id", "bytes")
+    if cid_enc not in ENCODINGS:
+        raise bad("encoding.credential_id", f"one of {', '.join(ENCODINGS)}")
+    if uid_src not in USER_ID_SOURCES:
+        raise bad("encoding.user_id_source", f"one of {', '.join(USER_ID_SOURCES)}")
+    if uid_enc not in ENCODINGS:
+        raise bad("encoding.user_id", f"one of {', '.join(ENCODINGS)}")
+    inactive = doc.get("inactive") or {}
+    action = inactive.get("action", "delete")
+    if action not in ON_INACTIVE:
+        raise bad("inactive.action", f"one of {', '.join(ON_INACTIVE)}")
+    disabled = inactive.get("disabled_column") or None
+    if action == "disable" and not disabled:
+        raise bad("inactive.disabled_column", "needed with action = 'disable'")
+    dt = doc.get("device_type") or {}
+    return Mapping(
+        table=name,
+        schema=schema,
+        columns=columns,
+        credential_id_encoding=cid_enc,
+        user_id_source=uid_src,
+        user_id_encoding=uid_enc,
+        on_inactive=action,
+        disabled_column=disabled if action == "disable" else None,
+        device_type_single=str(dt.get("single", "singleDevice")),
+        device_type_multi=str(dt.get("multi", "multiDevice")),
+        source=str(p),
+    )
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+def encode_id(raw: bytes, encoding: str) -> bytes | str:
+    if encoding == "bytes":
+        return raw
+    if encoding == "hex":
+        return raw.hex()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_id(value: Any, encoding: str) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if isinstance(value, bytes):
+        return value
+    text = str(value)
+    try:
+        if encoding == "hex":
+            return bytes.fromhex(text)
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return text.encode("utf-8", "surrogateescape")  # not ours: still a distinct key
+
+
+def utc(value: Any) -> datetime | None:
+    """Aware UTC datetimes from whatever a driver returns (naive means UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class AppRow:
+    """One row of the application's table, decoded to keyadmin's terms."""
+
+    credential_id: bytes
+    sign_count: int
+    values: dict[str, Any]  # field -> value as the database returned it (normalised)
+    disabled: bool
+    last_used_at: datetime | None
+    created_at: datetime | None
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def _engine(url: str) -> Any:
+    from sqlalchemy import create_engine, event
+
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url)
+    raise ConfigError(
+        f"unsupported target URL {url.split('://', 1)[0]}://…",
+        hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
+    )
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for labels and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return str(make_url(url).set(password=None)) if "://" in url else url
+    except Exception:  # noqa: BLE001 - a label only
+        return url.split("@")[-1]
+
+
+class AppStore:
+    """The application's credential table at ``url`` described by ``mapping``."""
+
+    def __init__(self, url: str, mapping: Mapping) -> None:
+        self.url = url
+        self.mapping = mapping
+        self.engine = _engine(url)
+        self.table: Any = None
+        self._kind: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema --------------------------------------------------------------------------------
+    def _default_table(self, md: Any) -> Any:
+        from sqlalchemy import (
+            Boolean,
+            Column,
+            DateTime,
+            Integer,
+            LargeBinary,
+            String,
+            Table,
+            Text,
+        )
+
+        m = self.mapping
+        types: dict[str, Any] = {
+            "credential_id": LargeBinary if m.credential_id_encoding == "bytes" else String(700),
+            "user_id": LargeBinary if m.user_id_encoding == "bytes" else String(400),
+            "public_key": LargeBinary,
+            "sign_count": Integer,
+            "transports": Text,
+            "device_type": String(32),
+            "backed_up": Boolean,
+            "created_at": DateTime(timezone=True),
+            "last_used_at": DateTime(timezone=True),
+        }
+        cols = []
+        for f in FIELDS:
+            name = m.column(f)
+            if name is None:
+                continue
+            cols.append(
+                Column(
+                    name,
+                    types[f],
+                    primary_key=f == "credential_id",
+                    nullable=f not in ("credential_id", "user_id", "public_key", "sign_count"),
+                    index=f in ("user_id", "last_used_at", "created_at"),
+                )
+            )
+        if m.disabled_column:
+            cols.append(Column(m.disabled_column, Boolean, nullable=False, default=False))
+        return Table(m.table, md, *cols, schema=m.schema)
+
+    def prepare(self, conn: Any, *, create: bool = False) -> None:
+        """Reflect the table (or create it when ``create``); check every mapped column exists."""
+        from sqlalchemy import MetaData, Table, inspect
+
+        m = self.mapping
+        exists = inspect(conn).has_table(m.table, schema=m.schema)
+        md = MetaData()
+        if not exists:
+            if not create:
+                raise AppStoreError(
+                    f"the application's database has no table {m.describe()!r}",
+                    hint="check the mapping file's [table] name, or pass --create-table to "
+                    "create it with the common schema",
+                )
+            table = self._default_table(md)
+            md.create_all(conn)
+        else:
+            table = Table(m.table, md, autoload_with=conn, schema=m.schema)
+        wanted = [m.column(f) for f in FIELDS if m.column(f)] + (
+            [m.disabled_column] if m.disabled_column else []
+        )
+        missing = [c for c in wanted if c not in table.c]
+        if missing:
+            raise AppStoreError(
+                f"table {m.describe()!r} has no column(s) {', '.join(map(repr, missing))}",
+                hint=f"map the fields to existing columns in {m.source}, or '' to leave one out",
+            )
+        self.table = table
+        for f in FIELDS:
+            name = m.column(f)
+            if name:
+                self._kind[f] = _kind(table.c[name].type)
+
+    # -- transactions ----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, *, create: bool = False, commit: bool = True) -> Iterator[Any]:
+        """One transaction on the application's database; ``commit=False`` rolls back."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as conn:
+                tx = conn.begin()
+                try:
+                    self.prepare(conn, create=create)
+                    yield conn
+                except BaseException:
+                    tx.rollback()
+                    raise
+                if commit:
+                    tx.commit()
+                else:
+                    tx.rollback()
+        except SQLAlchemyError as e:
+            raise AppStoreError(
+                f"the application's database refused the sync; nothing was written there "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                hint="check the target URL, the mapping and the table's permissions",
+            ) from e
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def _cid_param(self, raw: bytes) -> Any:
+        if self._kind.get("credential_id") == "bytes":
+            return raw
+        enc = self.mapping.credential_id_encoding
+        return encode_id(raw, "base64url" if enc == "bytes" else enc)
+
+    def _cid_decode(self, value: Any) -> bytes:
+        if self._kind.get("credential_id") == "bytes":
+            return decode_id(value, "bytes")
+        enc = self.mapping.credential_id_encoding
+        return decode_id(value, "base64url" if enc == "bytes" else enc)
+
+    def desired(self, cred: Any) -> dict[str, Any]:
+        """The column values (keyed by field) an approved credential should have."""
+        m = self.mapping
+        if m.user_id_source == "user_name":
+            user_id: Any = cred.user_name
+        elif self._kind.get("user_id") == "bytes":
+            user_id = cred.user_handle
+        else:
+            uenc = m.user_id_encoding
+            user_id = encode_id(cred.user_handle, "base64url" if uenc == "bytes" else uenc)
+        transports = list(cred.transports)
+        out: dict[str, Any] = {
+            "credential_id": self._cid_param(cred.credential_id),
+            "user_id": user_id,
+            "public_key": cred.public_key,
+            "sign_count": cred.sign_count,
+            "transports": transports
+            if self._kind.get("transports") == "json"
+            else json.dumps(transports, separators=(",", ":")),
+            "device_type": m.device_type_multi if cred.backup_eligible else m.device_type_single,
+            "backed_up": bool(cred.backed_up),
+            "created_at": utc(cred.created_at),
+            "last_used_at": utc(cred.last_used_at),
+        }
+        return {f: v for f, v in out.items() if m.column(f)}
+
+    def normalise(self, f: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, memoryview):
+            return value.tobytes()
+        if f in ("created_at", "last_used_at"):
+            return utc(value)
+        if f == "backed_up":
+            return bool(value)
+        if f == "transports" and self._kind.get("transports") == "json":
+            return list(value)
+        return value
+
+    # -- reads --------------------------------------------------------------------------------
+    def _row(self, r: Any) -> AppRow:
+        m = self.mapping
+        values = {}
+        for f in FIELDS:
+            name = m.column(f)
+            if name:
+                values[f] = self.normalise(f, r._mapping[self.table.c[name]])
+        disabled = bool(r._mapping[self.table.c[m.disabled_column]]) if m.disabled_column else False
+        return AppRow(
+            credential_id=self._cid_decode(values["credential_id"]),
+            sign_count=int(values["sign_count"] or 0),
+            values=values,
+            disabled=disabled,
+            last_used_at=values.get("last_used_at"),
+            created_at=values.get("created_at"),
+        )
+
+    def _select(self) -> Any:
+        from sqlalchemy import select
+
+        return select(self.table)
+
+    def rows_for(self, conn: Any, credential_ids: Sequence[bytes]) -> dict[bytes, AppRow]:
+        """The table's rows for these credential ids (chunked IN lists)."""
+        col = self.table.c[self.mapping.column("credential_id")]
+        out: dict[bytes, AppRow] = {}
+        ids = list(credential_ids)
+        for i in range(0, len(ids), CHUNK):
+            params = [self._cid_param(c) for c in ids[i : i + CHUNK]]
+            for r in conn.execute(self._select().where(col.in_(params))):
+                row = self._row(r)
+                out[row.credential_id] = row
+        return out
+
+    def all_rows(self, conn: Any) -> Iterator[AppRow]:
+        for r in conn.execute(self._select()).yield_per(5000):
+            yield self._row(r)
+
+    def rows_touched_since(
+        self, conn: Any, used_since: datetime | None, created_since: datetime | None
+    ) -> list[AppRow]:
+        """Rows the application used (last_used_at) or added (created_at) since the marks.
+
+        A mark of None means "from the beginning": every row.
+        """
+        from sqlalchemy import or_
+
+        m = self.mapping
+        conds = []
+        used_col = m.column("last_used_at")
+        created_col = m.column("created_at")
+        if used_since is None or created_since is None or not used_col or not created_col:
+            return list(self.all_rows(conn))
+        conds.append(self.table.c[used_col] >= used_since)
+        conds.append(self.table.c[created_col] >= created_since)
+        return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
+
+    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:
+        """(max last_used_at, max created_at) in the table: the next run's marks."""
+        from sqlalchemy import func, select
+
+        m = self.mapping
+        used_col, created_col = m.column("last_used_at"), m.column("created_at")
+        if not used_col or not created_col:
+            return None, None
+        r = conn.execute(
+            select(func.max(self.table.c[used_col]), func.max(self.table.c[created_col]))
+        ).one()
+        return utc(r[0]), utc(r[1])
+
+    # -- writes -------------------------------------------------------------------------------
+    def _cols(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {str(self.mapping.column(f)): v for f, v in values.items()}
+
+    def insert(self, conn: Any, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        m = self.mapping
+        payload = []
+        for values in rows:
+            cols = self._cols(values)
+            if m.disabled_column:
+                cols[m.disabled_column] = False
+            payload.append(cols)
+        for i in range(0, len(payload), 5000):
+            conn.execute(self.table.insert(), payload[i : i + 5000])
+        return len(payload)
+
+    def update(self, conn: Any, changes: Sequence[tuple[bytes, dict[str, Any]]]) -> int:
+        """Apply per-row changes (field -> value); sign_count never goes down."""
+        from sqlalchemy import bindparam, case
+
+        if not changes:
+            return 0
+        m = self.mapping
+        t = self.table
+        cid_col = t.c[m.column("credential_id")]
+        count_col = t.c[m.column("sign_count")]
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for cid, values in changes:
+            key = tuple(sorted(values))
+            one = {f"v_{f}": v for f, v in values.items()}
+            one["k_cid"] = self._cid_param(cid)
+            groups.setdefault(key, []).append(one)
+        done = 0
+        for fields, params in groups.items():
+            assign: dict[Any, Any] = {}
+            for f in fields:
+                if f == "disabled":
+                    assign[t.c[m.disabled_column]] = bindparam("v_disabled")
+                elif f == "sign_count":
+                    new: Any = bindparam("v_sign_count")
+                    assign[count_col] = case((count_col < new, new), else_=count_col)
+                else:
+                    assign[t.c[m.column(f)]] = bindparam(f"v_{f}")
+            stmt = t.update().where(cid_col == bindparam("k_cid")).values(assign)
+            for i in range(0, len(params), 5000):
+                conn.execute(stmt, params[i : i + 5000])
+            done += len(params)
+        return done
+
+    def delete(self, conn: Any, credential_ids: Iterable[bytes]) -> int:
+        ids = [self._cid_param(c) for c in credential_ids]
+        if not ids:
+            return 0
+        col = self.table.c[self.mapping.column("credential_id")]
+        for i in range(0, len(ids), CHUNK):
+            conn.execute(self.table.delete().where(col.in_(ids[i : i + CHUNK])))
+        return len(ids)
+
+
+def _kind(sa_type: Any) -> str:
+    """bytes, json, int, bool, datetime or text: how values for a column are encoded."""
+    from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary
+    from sqlalchemy.types import ARRAY
+
+    if isinstance(sa_type, LargeBinary):
+        return "bytes"
+    if isinstance(sa_type, (JSON, ARRAY)):
+        return "json"
+    if isinstance(sa_type, Boolean):
+        return "bool"
+    if isinstance(sa_type, Integer):
+        return "int"
+    if isinstance(sa_type, DateTime):
+        return "datetime"
+    return "text"

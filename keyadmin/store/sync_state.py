@@ -1,0 +1,235 @@
+"""Registry side of sync: the watermark per target, changed credentials, counters pulled back.
+
+"Changed since the last sync" is ``ka_credential.change_seq > last_seq``: ``change_seq`` is
+the audit-log seq of the row's last change, and the log is strictly ordered. The reads here
+are SQLAlchemy Core selects (no ORM objects): a run's cost follows the number of changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from keyadmin.store import audit
+
+ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class RegistryCredential:
+    """What sync needs of one registry credential."""
+
+    id: int
+    credential_id: bytes
+    user_name: str
+    user_handle: bytes
+    public_key: bytes
+    sign_count: int
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backed_up: bool
+    status: str
+    created_at: datetime
+    last_used_at: datetime | None
+    change_seq: int
+
+
+@dataclass(frozen=True)
+class SyncState:
+    target: str
+    target_label: str
+    last_seq: int
+    last_run_at: datetime | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CounterPull:
+    """The application saw a higher counter than the registry holds."""
+
+    registry_id: int
+    credential_id: bytes
+    registry_count: int
+    app_count: int
+    app_last_used_at: datetime | None
+
+
+def target_key(label: str) -> str:
+    """A stable 64-character key for a target (its redacted URL and table)."""
+    return hashlib.sha256(label.encode("utf-8")).hexdigest()
+
+
+def load_state(session: Any, target: str) -> SyncState | None:
+    from keyadmin.store.models import SyncStateRow
+
+    row = session.get(SyncStateRow, target)
+    if row is None:
+        return None
+    return SyncState(
+        row.target, row.target_label, row.last_seq, row.last_run_at, json.loads(row.details)
+    )
+
+
+def save_state(
+    session: Any,
+    *,
+    target: str,
+    label: str,
+    last_seq: int,
+    details: dict[str, Any],
+    at: datetime,
+) -> None:
+    from keyadmin.store.models import SyncStateRow
+
+    row = session.get(SyncStateRow, target)
+    if row is None:
+        row = SyncStateRow(target=target, target_label=label)
+    row.target_label = label
+    row.last_seq = last_seq
+    row.last_run_at = at
+    row.details = json.dumps(details, sort_keys=True)
+    session.add(row)
+    session.flush()
+
+
+def head_seq(session: Any) -> int:
+    from sqlmodel import select
+
+    from keyadmin.store.models import AuditHeadRow
+
+    head = session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1)).first()
+    return int(head.seq) if head is not None else 0
+
+
+def _cred_select() -> Any:
+    from sqlalchemy import select
+
+    from keyadmin.store.models import CredentialRow, UserRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    u = UserRow.__table__.c  # type: ignore[attr-defined]
+    return select(
+        c.id,
+        c.credential_id,
+        u.name,
+        u.user_handle,
+        c.public_key,
+        c.sign_count,
+        c.transports,
+        c.backup_eligible,
+        c.backed_up,
+        c.status,
+        c.created_at,
+        c.last_used_at,
+        c.change_seq,
+    ).join_from(CredentialRow.__table__, UserRow.__table__, c.user_id == u.id)  # type: ignore[attr-defined]
+
+
+def _record(r: Any) -> RegistryCredential:
+    return RegistryCredential(
+        id=r[0],
+        credential_id=bytes(r[1]),
+        user_name=r[2],
+        user_handle=bytes(r[3]),
+        public_key=bytes(r[4]),
+        sign_count=int(r[5]),
+        transports=tuple(json.loads(r[6] or "[]")),
+        backup_eligible=bool(r[7]),
+        backed_up=bool(r[8]),
+        status=r[9],
+        created_at=_aware(r[10]),
+        last_used_at=_aware(r[11]) if r[11] is not None else None,
+        change_seq=int(r[12]),
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
+    """Credentials whose last change has seq in (last_seq, upto_seq] (uses the index)."""
+    from keyadmin.store.models import CredentialRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    q = _cred_select().where(c.change_seq > last_seq, c.change_seq <= upto_seq).order_by(c.id)
+    return [_record(r) for r in session.execute(q)]
+
+
+def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
+    from keyadmin.store.models import CredentialRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    out: dict[bytes, RegistryCredential] = {}
+    ids = list(ids)
+    for i in range(0, len(ids), 1000):
+        for r in session.execute(_cred_select().where(c.credential_id.in_(ids[i : i + 1000]))):
+            rec = _record(r)
+            out[rec.credential_id] = rec
+    return out
+
+
+def all_credential_status(session: Any) -> dict[bytes, str]:
+    """Every credential id in the registry with its status (for full reconciliations)."""
+    from sqlalchemy import select
+
+    from keyadmin.store.models import CredentialRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    return {bytes(r[0]): r[1] for r in session.execute(select(c.credential_id, c.status))}
+
+
+def pull_counters(
+    session: Any, pulls: Sequence[CounterPull], *, actor: str, target_label: str
+) -> int:
+    """Raise registry counters to what the application saw; log and mark each changed row.
+
+    Compare-and-set: ``sign_count`` only goes up (``WHERE sign_count < :new``). Returns the
+    number of rows raised. One audit entry per batch of up to 200 credentials; every row
+    raised gets that entry's seq as its ``change_seq``.
+    """
+    from sqlalchemy import update
+
+    from keyadmin.store.models import CredentialRow
+
+    t = CredentialRow.__table__  # type: ignore[attr-defined]
+    raised = 0
+    for i in range(0, len(pulls), 200):
+        batch = pulls[i : i + 200]
+        entry = audit.append(
+            session,
+            actor=actor,
+            action="sync.counter-pulled",
+            subject=target_label,
+            details={
+                "credentials": [
+                    {
+                        "credential": p.credential_id.hex(),
+                        "from": p.registry_count,
+                        "to": p.app_count,
+                    }
+                    for p in batch
+                ]
+            },
+        )
+        now = datetime.now(UTC)
+        for p in batch:
+            values: dict[str, Any] = {
+                "sign_count": p.app_count,
+                "change_seq": entry.seq,
+                "updated_at": now,
+            }
+            if p.app_last_used_at is not None:
+                values["last_used_at"] = p.app_last_used_at
+            res = session.execute(
+                update(t)
+                .where(t.c.id == p.registry_id, t.c.sign_count < p.app_count)
+                .values(**values)
+            )
+            raised += res.rowcount or 0
+    session.flush()
+    return raised
