@@ -167,14 +167,15 @@ def write_policy(
     directory: Path,
     models: list[LabModel],
     *,
-    extra_roots: list[Path] = (),  # type: ignore[assignment]
+    extra_roots: tuple[Path, ...] = (),
+    aaguids: tuple[str, ...] = (),
     firmware_minimum: dict[str, str] | None = None,
     min_keys: int = 1,
     name: str = "lab-bulk",
 ) -> Path:
     """A lab policy (lab-softkey.toml's rules) trusting these models' roots and AAGUIDs."""
     roots = [m.root_file(directory) for m in models] + list(extra_roots)
-    aaguids = sorted({m.aaguid for m in models})
+    allowed = sorted({m.aaguid for m in models} | set(aaguids))
     fw = ""
     if firmware_minimum:
         fw = "\n[device.firmware_minimum]\n" + "".join(
@@ -201,7 +202,7 @@ extra_roots = {json.dumps([p.name for p in roots])}
 required = false
 
 [authenticators]
-allow_aaguids = {json.dumps(aaguids)}
+allow_aaguids = {json.dumps(allowed)}
 attachment = "any"
 
 [credential]
