@@ -319,6 +319,10 @@ def finish(
             details=base,
         )
         error.data.update(audit_seq=refusal.audit_seq, quarantined=refusal.quarantined)
+        if counter_violation is not None and not refusal.consumed:
+            return ChallengeRefused(
+                "the challenge was used already (a replayed assertion)", **error.data
+            )
         if counter_violation is not None and refusal.quarantined:
             return CounterRegression(
                 error.message + "; the credential is quarantined",

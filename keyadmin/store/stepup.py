@@ -99,6 +99,15 @@ class _Raw:
         self.conn = dbapi_conn
         self.postgres = postgres
         self.cur = dbapi_conn.cursor()
+        self.finished = False
+
+    def rollback(self) -> None:
+        """End the transaction with nothing written (the context manager then does nothing)."""
+        if self.postgres:
+            self.conn.rollback()
+        elif self.conn.in_transaction:
+            self.cur.execute("ROLLBACK")
+        self.finished = True
 
     def sql(self, text: str) -> str:
         return self._NAMED.sub(r"%(\1)s", text) if self.postgres else text
@@ -130,9 +139,11 @@ def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
         try:
             yield raw
         except BaseException:
-            conn.rollback() if postgres else _sqlite_rollback(raw)
+            raw.rollback()
             raise
-        if postgres:
+        if raw.finished:
+            pass
+        elif postgres:
             conn.commit()
         else:
             raw.cur.execute("COMMIT")
@@ -149,11 +160,6 @@ def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
         raise
     finally:
         conn.close()
-
-
-def _sqlite_rollback(raw: _Raw) -> None:
-    if raw.conn.in_transaction:
-        raw.cur.execute("ROLLBACK")
 
 
 # ----------------------------------------------------------------------------- challenges
@@ -228,6 +234,8 @@ def load_context(
 ) -> FinishContext:
     """Everything ``finish`` checks before the write, read in one short transaction."""
     with _raw(url, write=False) as r:
+        if r.postgres:  # one snapshot for every read below
+            r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = r.execute(
             "SELECT c.id, c.user_id, u.name, u.user_handle, c.rp_id, c.origin, c.action, "
             "c.action_hash, c.challenge, c.created_at, c.expires_at, c.used_at, c.outcome "
@@ -353,14 +361,14 @@ def commit_success(
             {"now": now, "id": challenge_id},
         )
         if taken != 1:
-            r.conn.rollback() if r.postgres else _sqlite_rollback(r)
+            r.rollback()
             return CommitOutcome.CHALLENGE_GONE, None
         cas = r.rowcount(
             _CAS_STRICT if counter_checked else _CAS_ZERO,
             {"new": new_count, "now": now, "id": credential_row_id},
         )
         if cas != 1:
-            r.conn.rollback() if r.postgres else _sqlite_rollback(r)
+            r.rollback()
             return CommitOutcome.COUNTER_REFUSED, None
         seq = _append_audit(
             r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
@@ -397,9 +405,10 @@ def record_refusal(
 ) -> Refusal:
     """Log a refused step-up; consume its challenge; quarantine on a counter violation.
 
-    ``counter_violation`` is the refused new counter: the violation is re-checked under
-    the transaction's lock (the stored counter is read FOR UPDATE), so only a real one
-    quarantines the credential.
+    ``counter_violation`` is the refused new counter. The credential is quarantined only
+    when this attempt consumed a live challenge (a replay of an assertion whose challenge
+    is used already is a replay, refused as such) and the stored counter, read FOR UPDATE
+    under the transaction's lock, is still not below it.
     """
     from sqlmodel import select
 
@@ -429,6 +438,7 @@ def record_refusal(
             stored = row.sign_count if row is not None else None
         if (
             counter_violation is not None
+            and consumed  # a fresh challenge, a valid signature, a stale counter: a clone
             and row is not None
             and row.sign_count >= counter_violation
             and row.status in ("active", "suspended")

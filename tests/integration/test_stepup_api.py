@@ -189,7 +189,9 @@ def test_cloned_key_is_detected_and_quarantined(lab: Lab, tmp_path: Path) -> Non
     finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
     ch2, forged = _step(lab, state=copy)  # the copy: a valid signature, a stale counter
     with pytest.raises(CounterRegression, match="quarantined") as e:
-        finish(lab.db_url, lab.policy, challenge_id=ch2.challenge_id, action=ACTION, response=forged)
+        finish(
+            lab.db_url, lab.policy, challenge_id=ch2.challenge_id, action=ACTION, response=forged
+        )
     assert e.value.exit_code == 6 and e.value.data["quarantined"] is True
     cred = stored(lab.db_url)
     assert cred.status == "quarantined" and "counter" in (cred.status_reason or "")
