@@ -1,0 +1,114 @@
+"""keyadmin step-up and keyadmin receipt, as an operator runs them, with the software key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tests.integration.test_stepup_support import ACTION, PIN, Lab, clone, make_lab, stored
+
+PASS = "receipt-pass-1"
+
+
+def _app() -> typer.Typer:
+    """keyadmin's app, with step-up and receipt mounted as main.py mounts them."""
+    from keyadmin.cli import main
+    from keyadmin.cli import stepup as stepup_cli
+
+    if any(c.name == "step-up" for c in main.app.registered_commands):
+        return main.app
+    app = typer.Typer(cls=main.KeyadminGroup, pretty_exceptions_enable=False)
+    app.command("step-up")(stepup_cli.step_up)
+    app.add_typer(stepup_cli.receipt_app, name="receipt")
+    return app
+
+
+def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None):
+    return CliRunner().invoke(_app(), list(args), input=input, env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return make_lab(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}")
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    path = tmp_path / "receipt-key.pem"
+    out = invoke("receipt", "keygen", "--receipt-key", str(path), "--json", input=f"{PASS}\n")
+    assert out.exit_code == 0, out.stderr
+    made = json.loads(out.stdout)
+    assert made["encrypted"] is True and (path.stat().st_mode & 0o777) == 0o600
+    return path
+
+
+def _step_up(lab: Lab, key: Path, state: Path, *extra: str, action: str = ACTION):
+    return invoke(
+        "step-up", "alice", "--action", action, "--policy", str(lab.policy_path),
+        "-d", f"sim:{state}", "--receipt-key", str(key), "--db", lab.db_url, *extra,
+        input=f"{PASS}\n{PIN}\n",
+    )  # fmt: skip
+
+
+def test_step_up_prints_a_receipt_that_verifies(lab: Lab, key: Path) -> None:
+    out = _step_up(lab, key, lab.keys["alice"], "--json")
+    assert out.exit_code == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["user"] == "alice" and result["counter"] > result["previous_counter"]
+    assert PIN not in out.stdout + out.stderr and PASS not in out.stdout + out.stderr
+    token = result["receipt"]
+    ok = invoke("receipt", "verify", token, "--action", ACTION, "--receipt-key", str(key))
+    assert ok.exit_code == 0 and "Receipt valid" in ok.stdout
+    js = invoke("receipt", "verify", token, "--receipt-key", str(key), "--json")
+    assert json.loads(js.stdout)["action_checked"] is False
+    wrong = invoke("receipt", "verify", token, "--action", "other", "--receipt-key", str(key))
+    assert wrong.exit_code == 3 and "another action" in wrong.stderr
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    bad = invoke("receipt", "verify", tampered, "--receipt-key", str(key))
+    assert bad.exit_code == 3
+
+
+def test_human_output_ends_with_the_receipt(lab: Lab, key: Path) -> None:
+    out = _step_up(lab, key, lab.keys["alice"])
+    assert out.exit_code == 0, out.stderr
+    assert "Step-up accepted: alice" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].count(".") == 2
+
+
+def test_cloned_key_exits_6_and_is_quarantined(lab: Lab, key: Path, tmp_path: Path) -> None:
+    copy = clone(lab.keys["alice"], tmp_path / "copy.key")
+    assert _step_up(lab, key, lab.keys["alice"]).exit_code == 0
+    out = _step_up(lab, key, copy)
+    assert out.exit_code == 6, out.stderr
+    assert "counter did not advance" in out.stderr and "quarantined" in out.stderr
+    assert stored(lab.db_url).status == "quarantined"
+
+
+def test_wrong_pin_exits_5(lab: Lab, key: Path) -> None:
+    out = invoke(
+        "step-up", "alice", "--action", ACTION, "--policy", str(lab.policy_path),
+        "-d", f"sim:{lab.keys['alice']}", "--receipt-key", str(key), "--db", lab.db_url,
+        input=f"{PASS}\nwrong-pin\n",
+    )  # fmt: skip
+    assert out.exit_code == 5, out.stderr
+    assert "wrong PIN" in out.stderr
+
+
+def test_wrong_receipt_passphrase_is_refused_before_the_key_is_touched(lab: Lab, key: Path) -> None:
+    before = stored(lab.db_url).sign_count
+    out = invoke(
+        "step-up", "alice", "--action", ACTION, "--policy", str(lab.policy_path),
+        "-d", f"sim:{lab.keys['alice']}", "--receipt-key", str(key), "--db", lab.db_url,
+        input=f"not-the-pass\n{PIN}\n",
+    )  # fmt: skip
+    assert out.exit_code == 1 and "wrong passphrase" in out.stderr
+    assert stored(lab.db_url).sign_count == before
+
+
+def test_help_has_an_example() -> None:
+    out = invoke("step-up", "--help")
+    assert out.exit_code == 0 and "Example: keyadmin step-up" in out.stdout
