@@ -134,7 +134,7 @@ def verify(
     """
     from keyadmin.stepup.receipts import load_public_key, public_path, verify_receipt
 
-    if token == "-":
+    if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read().strip()
     key = load_public_key(public_key or public_path(_key_path(receipt_key)))
     receipt = verify_receipt(token, key, action=action)
