@@ -12,27 +12,98 @@ import sys
 from typing import Any
 
 import typer
+from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from keyadmin import __version__
-from keyadmin.cli import attestation as attestation_cli
-from keyadmin.cli import device as device_cli
-from keyadmin.cli import doctor as doctor_cli
-from keyadmin.cli import mds as mds_cli
-from keyadmin.cli import policy as policy_cli
-from keyadmin.cli import registry as registry_cli
-from keyadmin.cli import sim as sim_cli
 from keyadmin.errors import ExitCode, KeyadminError
+
+# The command groups, loaded only when invoked: name -> (module, attribute, one-line help).
+# Building every group's click commands costs ~100 ms a start; a command pays for its own.
+LAZY: dict[str, tuple[str, str, str]] = {
+    "doctor": (
+        "keyadmin.cli.doctor",
+        "doctor",
+        "Check USB access (udev), pcscd, database, metadata.",
+    ),
+    "device": ("keyadmin.cli.device", "app", "See a FIDO2 key and bring it to a known state."),
+    "enrol": (
+        "keyadmin.cli.registry",
+        "enrol",
+        "Enrol a key for a user, kept only if the policy approves.",
+    ),
+    "creds": (
+        "keyadmin.cli.registry",
+        "creds_app",
+        "Registry credentials: list, show, revoke, suspend.",
+    ),
+    "users": (
+        "keyadmin.cli.registry",
+        "users_app",
+        "Users in the registry and their key coverage.",
+    ),
+    "log": ("keyadmin.cli.registry", "log_app", "The tamper-evident log: show, verify."),
+    "mds": (
+        "keyadmin.cli.mds",
+        "app",
+        "FIDO metadata (MDS3): update, import, status, show, search, diff.",
+    ),
+    "policy": (
+        "keyadmin.cli.policy",
+        "app",
+        "Policy files: check, explain, the models they admit.",
+    ),
+    "attestation": (
+        "keyadmin.cli.attestation",
+        "app",
+        "Verify a recorded registration against a policy.",
+    ),
+    "sim": (
+        "keyadmin.cli.sim",
+        "app",
+        "The SOFTWARE security key (not hardware) for tests and demos.",
+    ),
+}
+
+
+def _load(name: str) -> Any:
+    import importlib
+
+    module, attr, _ = LAZY[name]
+    obj = getattr(importlib.import_module(module), attr)
+    if not isinstance(obj, typer.Typer):  # a plain command function
+        single = typer.Typer(add_completion=False, rich_markup_mode=None)
+        single.command(name)(obj)
+        cmd = typer.main.get_command(single)
+    else:  # a command group, even when it has a single command
+        obj.rich_markup_mode = None
+        obj._add_completion = False  # completion is not offered per group
+        cmd = typer.main.get_group(obj)
+    cmd.name = name
+    return cmd
 
 
 class KeyadminGroup(TyperGroup):
-    """The root command group: every error a command raises is reported here, once."""
+    """The root command group: loads subcommands lazily and reports every error, once."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in LAZY:
+            return _load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [(name, short) for name, (_, _, short) in LAZY.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
-            raise  # typer's own: usage errors (exit 2), explicit exits
+        except (typer.Exit, typer.Abort, ClickException):
+            raise  # click's own: usage errors (exit 2), explicit exits
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the one place for all
             raise typer.Exit(exit_code_for(e)) from None
 
@@ -54,17 +125,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
-app.add_typer(device_cli.app, name="device")
-app.command("doctor")(doctor_cli.doctor)
-app.add_typer(mds_cli.app, name="mds")
-app.add_typer(policy_cli.app, name="policy")
-app.add_typer(attestation_cli.app, name="attestation")
-app.command("enrol")(registry_cli.enrol)
-app.add_typer(registry_cli.creds_app, name="creds")
-app.add_typer(registry_cli.users_app, name="users")
-app.add_typer(registry_cli.log_app, name="log")
-app.add_typer(sim_cli.app, name="sim")
-
 _state: dict[str, bool] = {"debug": False}
 
 
