@@ -106,33 +106,39 @@ def group_key(
     """A digest of everything the policy's rules read except the signature; None if unparsable."""
     try:
         obj = decode(att_obj)
-        fmt = obj["fmt"]
         stmt = obj["attStmt"]
         ad = bytes(obj["authData"])
-        flags = ad[32]
-        parts: list[bytes] = [str(fmt).encode(), ad[:33]]
+        h = hashlib.sha256(str(obj["fmt"]).encode())
+        h.update(ad[:33])  # rpIdHash and flags
         for k in sorted(stmt, key=str):
-            if k != "sig":
-                v = stmt[k]
-                parts.append(str(k).encode())
-                parts.append(b"".join(v) if isinstance(v, list) else repr(v).encode())
-        if flags & 0x40:
-            aaguid = ad[37:53]
+            if k == "sig":
+                continue
+            v = stmt[k]
+            h.update(str(k).encode())
+            if isinstance(v, list):
+                for item in v:
+                    h.update(len(item).to_bytes(4, "big"))
+                    h.update(item)
+            else:
+                h.update(repr(v).encode())
+        if ad[32] & 0x40:
             n = int.from_bytes(ad[53:55], "big")
-            cose, rest = decode_first(ad[55 + n :])
-            parts += [aaguid, repr((cose.get(1), cose.get(3), cose.get(-1))).encode(), rest]
+            tail = ad[55 + n :]
+            if ad[32] & 0x80:
+                cose, rest = decode_first(tail)
+            else:
+                cose, rest = decode(tail), b""
+            h.update(ad[37:53])  # AAGUID
+            h.update(repr((cose.get(1), cose.get(3), cose.get(-1))).encode())
+            h.update(rest)  # extensions
         cd = json.loads(client_data)
-        parts.append(
+        h.update(
             repr(
                 (cd.get("type"), cd.get("origin"), cd.get("crossOrigin"), cd.get("topOrigin"))
             ).encode()
         )
     except Exception:  # noqa: BLE001 - an unparsable registration is evaluated on its own
         return None
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(len(p).to_bytes(4, "big"))
-        h.update(p)
     return h.digest()
 
 
@@ -221,20 +227,16 @@ def audit(
     groups: dict[bytes, _Group] = {}
     checked = 0
     with transaction(registry_url) as s:
-        for row in estate.iter_audit_rows(s, LIVE):
+        for rid, cid, user, aaguid, status, att, cd in estate.iter_audit_rows(s, LIVE):
             checked += 1
-            key = (
-                None
-                if deep
-                else group_key(row.attestation_object, row.client_data_json, decode, decode_first)
-            )
+            key = None if deep else group_key(att, cd, decode, decode_first)
             if key is None:
-                key = b"single:" + row.credential_id
+                key = b"single:" + cid
             g = groups.get(key)
             if g is None:
-                g = groups[key] = _Group(row.attestation_object, row.client_data_json)
-            g.members.append((row.id, row.credential_id, row.user, row.aaguid, row.status))
-        coverage = registry.user_coverage(s, minimum=policy.keys_per_user.minimum)
+                g = groups[key] = _Group(att, cd)
+            g.members.append((rid, cid, user, aaguid, status))
+        below = estate.users_below(s, policy.keys_per_user.minimum)
         floors = {k: v for k, v in policy.device.firmware_minimum.items()}
         firmware = estate.recorded_firmware(s, sorted(floors)) if floors else {}
 
@@ -270,17 +272,17 @@ def audit(
                         failing.setdefault(rid, []).append(fwf)
 
     # users below the minimum
-    for u in coverage:
-        if u.compliant is False:
-            findings.append(
-                Finding(
-                    "user",
-                    u.user,
-                    "keys_per_user.minimum",
-                    f"{u.active} active key(s); the policy requires at least {u.minimum}",
-                    user=u.user,
-                )
+    for name, active in below:
+        findings.append(
+            Finding(
+                "user",
+                name,
+                "keys_per_user.minimum",
+                f"{active} active key(s); the policy requires at least "
+                f"{policy.keys_per_user.minimum}",
+                user=name,
             )
+        )
 
     # drift with the application's store
     label = None

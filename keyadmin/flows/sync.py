@@ -29,8 +29,9 @@ from typing import Any
 
 from keyadmin.store.appstore import AppRow, AppStore, Mapping
 
-#: Rows the application touched this close to the previous mark are read again next run
-#: (a sign-in whose transaction committed after the mark was taken is not missed).
+#: Rows the application used this close to the previous mark are read again next run
+#: (a sign-in whose transaction committed after the mark was taken is not missed). Rows it
+#: added are found from the exact created_at mark; ``full=True`` and the audit read them all.
 MARK_MARGIN = timedelta(seconds=10)
 LIST_LIMIT = 200
 
@@ -78,9 +79,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _mark(details: dict[str, Any], key: str) -> datetime | None:
+def _mark(details: dict[str, Any], key: str, margin: timedelta) -> datetime | None:
     raw = details.get(key)
-    return datetime.fromisoformat(raw) - MARK_MARGIN if isinstance(raw, str) else None
+    return datetime.fromisoformat(raw) - margin if isinstance(raw, str) else None
 
 
 def _user_text(value: Any) -> str:
@@ -142,7 +143,9 @@ def sync(
                 touched = [
                     r
                     for r in store.rows_touched_since(
-                        conn, _mark(details, "app_used_mark"), _mark(details, "app_created_mark")
+                        conn,
+                        _mark(details, "app_used_mark", MARK_MARGIN),
+                        _mark(details, "app_created_mark", timedelta(0)),
                     )
                     if r.credential_id not in changed_ids
                 ]

@@ -21,16 +21,8 @@ from typing import Any
 from keyadmin.errors import UsageError
 from keyadmin.store import audit
 
-
-@dataclass(frozen=True)
-class AuditRow:
-    id: int
-    credential_id: bytes
-    user: str
-    aaguid: str
-    status: str
-    attestation_object: bytes
-    client_data_json: bytes
+AuditRow = tuple[int, bytes, str, str, str, bytes, bytes]
+"""(registry id, credential id, user name, AAGUID, status, attestation object, client data)"""
 
 
 def iter_audit_rows(session: Any, statuses: Sequence[str]) -> Iterator[AuditRow]:
@@ -57,8 +49,27 @@ def iter_audit_rows(session: Any, statuses: Sequence[str]) -> Iterator[AuditRow]
         .where(c.status.in_(list(statuses)))
         .order_by(c.id)
     )
-    for r in session.execute(q).yield_per(5000):
-        yield AuditRow(r[0], bytes(r[1]), r[2], r[3], r[4], bytes(r[5] or b""), bytes(r[6] or b""))
+    for r in session.execute(q).yield_per(10000):
+        yield (r[0], bytes(r[1]), r[2], r[3], r[4], bytes(r[5] or b""), bytes(r[6] or b""))
+
+
+def users_below(session: Any, minimum: int) -> list[tuple[str, int]]:
+    """(user, active keys) for every user holding fewer than ``minimum`` active keys."""
+    from sqlalchemy import case, func, select
+
+    from keyadmin.store.models import CredentialRow, UserRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    u = UserRow.__table__.c  # type: ignore[attr-defined]
+    active = func.coalesce(func.sum(case((c.status == "active", 1), else_=0)), 0)
+    q = (
+        select(u.name, active)
+        .select_from(UserRow.__table__.outerjoin(CredentialRow.__table__, c.user_id == u.id))  # type: ignore[attr-defined]
+        .group_by(u.name)
+        .having(active < minimum)
+        .order_by(u.name)
+    )
+    return [(name, int(n)) for name, n in session.execute(q)]
 
 
 def recorded_firmware(session: Any, aaguids: Sequence[str]) -> dict[int, str | None]:
