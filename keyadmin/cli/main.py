@@ -32,6 +32,12 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "enrol",
         "Enrol a key for a user, kept only if the policy approves.",
     ),
+    "step-up": (
+        "keyadmin.cli.stepup",
+        "step_up",
+        "Step-up for a privileged action: a fresh UV assertion, strict counter, a receipt.",
+    ),
+    "receipt": ("keyadmin.cli.stepup", "receipt_app", "Step-up receipts: make the key, verify."),
     "creds": (
         "keyadmin.cli.registry",
         "creds_app",

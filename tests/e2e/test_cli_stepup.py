@@ -15,16 +15,10 @@ PASS = "receipt-pass-1"
 
 
 def _app() -> typer.Typer:
-    """keyadmin's app, with step-up and receipt mounted as main.py mounts them."""
+    """keyadmin's app, as the console script runs it."""
     from keyadmin.cli import main
-    from keyadmin.cli import stepup as stepup_cli
 
-    if any(c.name == "step-up" for c in main.app.registered_commands):
-        return main.app
-    app = typer.Typer(cls=main.KeyadminGroup, pretty_exceptions_enable=False)
-    app.command("step-up")(stepup_cli.step_up)
-    app.add_typer(stepup_cli.receipt_app, name="receipt")
-    return app
+    return main.app
 
 
 def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None):
