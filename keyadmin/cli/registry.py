@@ -41,7 +41,12 @@ def enrol(
     device: str = DEVICE_OPT,
     nickname: str = typer.Option(None, "--nickname", help="A name for the key, e.g. 'backup'."),
     display_name: str = typer.Option(None, "--display-name", help="The user's display name."),
-    witness: str = typer.Option(None, "--witness", help="The witnessing operator (dual control)."),
+    witness: str = typer.Option(
+        None, "--witness", help="The witnessing operator (dual control); needs --witness-device."
+    ),
+    witness_device: str = typer.Option(
+        None, "--witness-device", help="The witness's own enrolled key (hid:, nfc:, sim:)."
+    ),
     allow_stale_metadata: bool = typer.Option(
         False, "--allow-stale-metadata", help="Enrol although metadata is stale (logged)."
     ),
@@ -63,6 +68,24 @@ def enrol(
 
     url = _db(db)
     loaded = load_policy(policy)
+    metadata = IndexMetadata(MdsIndex(url))
+    proof = None
+    if witness is not None:
+        if witness_device is None:
+            raise UsageError("--witness needs --witness-device: the witness's own key")
+        from keyadmin.flows.stepup import witness_presence
+
+        with _session(witness_device) as wsession:
+            say(f"Witness {witness}: prove presence with your own key (your PIN)")
+            proof = witness_presence(
+                witness,
+                loaded,
+                wsession,
+                CliInteraction(),
+                url,
+                subject=user,
+                metadata=metadata if loaded.metadata.required else None,
+            )
     with _session(device) as session:
         say(f"Enrolling a key for {user} under policy {loaded.name} ({loaded.sha256[:12]}…)")
         result = run_enrol(
@@ -72,10 +95,11 @@ def enrol(
             session=session,
             interaction=CliInteraction(),
             db_url=url,
-            metadata=IndexMetadata(MdsIndex(url)),
+            metadata=metadata,
             operator=_operator(),
             nickname=nickname,
             witness=witness,
+            witness_proof=proof,
             override_stale_metadata=allow_stale_metadata,
         )
     if json_out:

@@ -53,7 +53,9 @@ def step_up(
     policy: Path = typer.Option(..., "--policy", envvar="KEYADMIN_POLICY", help="Policy file."),
     device: str = DEVICE_OPT,
     receipt_key: Path = KEY_OPT,
-    receipt_ttl: int = typer.Option(300, "--receipt-ttl", help="Receipt lifetime in seconds."),
+    receipt_ttl: int = typer.Option(
+        None, "--receipt-ttl", help="Receipt lifetime in seconds (default: the policy's)."
+    ),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -95,7 +97,7 @@ def step_up(
             db_url=url,
             metadata=metadata,
             signer=signer,
-            receipt_lifetime_seconds=receipt_ttl,
+            receipt_lifetime_seconds=receipt_ttl or loaded.step_up.receipt_lifetime_seconds,
             actor=_operator() if os.environ.get("KEYADMIN_OPERATOR") else user,
         )
     for flag in result.flags:

@@ -45,6 +45,7 @@ class EnrolResult:
     operator: str
     witness: str | None
     reasons: list[dict[str, str]] = field(default_factory=list)
+    witness_proof: dict[str, Any] | None = None
     removed_from_key: bool | None = None
     metadata_override: bool = False
 
@@ -104,16 +105,19 @@ def enrol(
     operator: str,
     nickname: str | None = None,
     witness: str | None = None,
+    witness_proof: Any = None,
     override_stale_metadata: bool = False,
     now: datetime | None = None,
 ) -> EnrolResult:
+    """``witness_proof`` is the StepUpResult of ``keyadmin.flows.stepup.witness_presence``:
+    the witness proved presence with their own enrolled key, for this subject, just now."""
     from keyadmin.policy.readiness import evaluate_device
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
 
     now = now or datetime.now(UTC)
     device = session.ref.selector
-    base = {
+    base: dict[str, Any] = {
         "user": user,
         "device": device,
         "policy": policy.name,
@@ -121,6 +125,28 @@ def enrol(
         "operator": operator,
         "witness": witness,
     }
+
+    # 0. dual control
+    if witness_proof is not None and (witness is None or witness_proof.user != witness):
+        raise KeyadminError("the witness proof is for another operator")
+    if policy.enrolment.witness_required and witness_proof is None:
+        raise EnrolmentRefused(
+            f"the policy {policy.name} requires a witness (dual control)",
+            hint="name the witness and their key: --witness NAME --witness-device DEVICE",
+        )
+    if witness is not None and witness_proof is None:
+        raise EnrolmentRefused(
+            f"the witness {witness} has not proved presence",
+            hint="pass --witness-device with the witness's enrolled key",
+        )
+    if witness_proof is not None:
+        base["witness_proof"] = {
+            "credential": witness_proof.credential_id,
+            "counter": witness_proof.counter,
+            "challenge": witness_proof.challenge_id,
+            "action_hash": witness_proof.action_hash,
+            "audit_seq": witness_proof.audit_seq,
+        }
 
     # 1. metadata
     fresh = metadata_gate(policy, metadata, now, override_stale_metadata)
@@ -251,7 +277,12 @@ def enrol(
                 backed_up=bool(auth_data.flags & 0x10),
                 nickname=nickname,
                 evidence=evidence,
-                decision={"allowed": True, "reasons": reasons, "subject": decision.subject},
+                decision={
+                    "allowed": True,
+                    "reasons": reasons,
+                    "subject": decision.subject,
+                    "witness_proof": base.get("witness_proof"),
+                },
                 attestation_object=att_obj,
                 client_data_json=client_data,
                 policy_version_id=policy_id,

@@ -27,6 +27,7 @@ from keyadmin.policy.model import (
     AuthenticatorRules,
     CredentialRules,
     DeviceRules,
+    EnrolmentRules,
     KeysPerUser,
     MetadataRules,
     Policy,
@@ -66,7 +67,17 @@ SCHEMA: dict[str, frozenset[str]] = {
         {"device_bound", "user_verification", "algorithms", "cred_protect", "counter"}
     ),
     "device": frozenset({"pin_required", "min_pin_length", "always_uv", "firmware_minimum"}),
-    "step_up": frozenset({"challenge_lifetime_seconds", "max_attempts"}),
+    "step_up": frozenset(
+        {
+            "challenge_lifetime_seconds",
+            "max_attempts",
+            "max_attempts_per_user",
+            "attempt_window_seconds",
+            "counter_jump_threshold",
+            "receipt_lifetime_seconds",
+        }
+    ),
+    "enrolment": frozenset({"witness_required"}),
     "keys_per_user": frozenset({"minimum", "maximum"}),
 }
 REQUIRED_TABLES = ("policy", "relying_party", "attestation", "metadata", "authenticators")
@@ -265,10 +276,16 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         )
     credential = _credential(r)
     device = _device(r)
+    max_attempts = _positive(r, "step_up", "max_attempts", 3)
     step_up = StepUpRules(
         challenge_lifetime_seconds=_positive(r, "step_up", "challenge_lifetime_seconds", 120),
-        max_attempts=_positive(r, "step_up", "max_attempts", 3),
+        max_attempts=max_attempts,
+        max_attempts_per_user=_positive(r, "step_up", "max_attempts_per_user", 2 * max_attempts),
+        attempt_window_seconds=_positive(r, "step_up", "attempt_window_seconds", 900),
+        counter_jump_threshold=_positive(r, "step_up", "counter_jump_threshold", 1000),
+        receipt_lifetime_seconds=_positive(r, "step_up", "receipt_lifetime_seconds", 300),
     )
+    witness_required = r.get("enrolment", "witness_required", bool, False, what="true or false")
     kmin = _positive(r, "keys_per_user", "minimum", 1)
     kmax = _positive(r, "keys_per_user", "maximum", 10)
     if kmin > kmax:
@@ -290,6 +307,7 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         device=device,
         step_up=step_up,
         keys_per_user=KeysPerUser(kmin, kmax),
+        enrolment=EnrolmentRules(witness_required=bool(witness_required)),
     )
 
 

@@ -121,7 +121,16 @@ class DeviceRules:
 @dataclass(frozen=True)
 class StepUpRules:
     challenge_lifetime_seconds: int
-    max_attempts: int
+    max_attempts: int  # failed step-ups per credential within the window
+    max_attempts_per_user: int = 6  # failed step-ups per user within the window
+    attempt_window_seconds: int = 900
+    counter_jump_threshold: int = 1000  # a larger counter jump is flagged
+    receipt_lifetime_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class EnrolmentRules:
+    witness_required: bool = False  # dual control: a second operator proves presence
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,7 @@ class Policy:
     device: DeviceRules
     step_up: StepUpRules
     keys_per_user: KeysPerUser
+    enrolment: EnrolmentRules = EnrolmentRules()
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly view (for ``keyadmin policy check --json``)."""
@@ -198,7 +208,12 @@ class Policy:
             "step_up": {
                 "challenge_lifetime_seconds": self.step_up.challenge_lifetime_seconds,
                 "max_attempts": self.step_up.max_attempts,
+                "max_attempts_per_user": self.step_up.max_attempts_per_user,
+                "attempt_window_seconds": self.step_up.attempt_window_seconds,
+                "counter_jump_threshold": self.step_up.counter_jump_threshold,
+                "receipt_lifetime_seconds": self.step_up.receipt_lifetime_seconds,
             },
+            "enrolment": {"witness_required": self.enrolment.witness_required},
             "keys_per_user": {
                 "minimum": self.keys_per_user.minimum,
                 "maximum": self.keys_per_user.maximum,

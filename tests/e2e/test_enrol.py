@@ -44,7 +44,7 @@ def _log_actions(lab: Lab) -> list[str]:
 
 
 def test_approved_enrolment_is_stored_with_its_evidence(lab) -> None:
-    out = _enrol(lab, "alice", "--nickname", "primary", "--witness", "bob-operator")
+    out = _enrol(lab, "alice", "--nickname", "primary")
     assert out.code == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["approved"] is True and result["aaguid"] == SOFTKEY_AAGUID
@@ -57,7 +57,7 @@ def test_approved_enrolment_is_stored_with_its_evidence(lab) -> None:
     row = rows[0]
     assert row["user"] == "alice" and row["status"] == "active" and row["nickname"] == "primary"
     assert row["credential_id"] == result["credential_id"]
-    assert row["witness"] == "bob-operator" and row["sign_count"] == 1
+    assert row["witness"] is None and row["sign_count"] == 1
     assert lab.credentials_on_key() == 1
     with get_engine(lab.db).connect() as conn:
         ev = conn.execute(text("SELECT evidence_json, decision_json FROM ka_evidence")).one()
@@ -293,3 +293,34 @@ def test_revoke_suspend_reinstate_are_confirmed_and_logged(lab) -> None:
     ]
     shown = json.loads(invoke("creds", "show", "1", "--json", "--db", lab.db).stdout)
     assert shown["status"] == "revoked" and shown["status_reason"] == "lost"
+
+
+def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -> None:
+    lab = make_lab(
+        tmp_path / "dual",
+        db,
+        policy_edit={"[step_up]": "[enrolment]\nwitness_required = true\n\n[step_up]"},
+    )
+    # the witness (an operator with an enrolled key) must exist first: enrol them under a
+    # policy without dual control, on their own key
+    plain = make_lab(tmp_path / "dual" / "w", db, name="witness.json")
+    assert invoke(*plain.enrol_args("olivia"), input=f"{PIN}\n").code == 0
+    alone = _enrol(lab, "alice")
+    assert alone.code == 3 and "requires a witness" in alone.stderr
+    assert lab.credentials_on_key() == 0
+    wrong_pin = invoke(
+        *lab.enrol_args("alice", "--json", "--witness", "olivia", "--witness-device", plain.device),
+        input="bad-witness-pin\n",
+    )
+    assert wrong_pin.code == 5 and lab.credentials_on_key() == 0
+    ok = invoke(
+        *lab.enrol_args("alice", "--json", "--witness", "olivia", "--witness-device", plain.device),
+        input=f"{PIN}\n{PIN}\n",  # the witness's PIN, then the enrolling key's PIN
+    )
+    assert ok.code == 0, ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["witness"] == "olivia" and result["witness_proof"]["counter"] >= 2
+    rows = {r["user"]: r for r in lab.registry_rows()}
+    assert rows["alice"]["witness"] == "olivia"
+    actions = _log_actions(lab)
+    assert actions.index("stepup.ok") < len(actions) - 1 and actions[-1] == "enrol.approved"
