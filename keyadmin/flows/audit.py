@@ -24,7 +24,6 @@ immutable in the registry. ``deep=True`` re-verifies every credential on its own
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -102,44 +101,66 @@ def group_key(
     client_data: bytes,
     decode: Callable[[bytes], Any],
     decode_first: Callable[[bytes], tuple[Any, bytes]],
-) -> bytes | None:
-    """A digest of everything the policy's rules read except the signature; None if unparsable."""
+) -> tuple[Any, ...] | None:
+    """Everything the policy's rules read except the signature, as a hashable tuple.
+
+    None when the registration does not parse (it is then evaluated on its own).
+    """
     try:
         obj = decode(att_obj)
         stmt = obj["attStmt"]
         ad = bytes(obj["authData"])
-        h = hashlib.sha256(str(obj["fmt"]).encode())
-        h.update(ad[:33])  # rpIdHash and flags
-        for k in sorted(stmt, key=str):
-            if k == "sig":
-                continue
-            v = stmt[k]
-            h.update(str(k).encode())
-            if isinstance(v, list):
-                for item in v:
-                    h.update(len(item).to_bytes(4, "big"))
-                    h.update(item)
-            else:
-                h.update(repr(v).encode())
-        if ad[32] & 0x40:
+        stmt_key = tuple(
+            sorted(
+                (
+                    (str(k), tuple(v) if isinstance(v, list) else v)
+                    for k, v in stmt.items()
+                    if k != "sig"
+                ),
+                key=lambda kv: kv[0],
+            )
+        )
+        flags = ad[32]
+        cred: tuple[Any, ...] = ()
+        if flags & 0x40:
             n = int.from_bytes(ad[53:55], "big")
             tail = ad[55 + n :]
-            if ad[32] & 0x80:
+            if flags & 0x80:
                 cose, rest = decode_first(tail)
             else:
                 cose, rest = decode(tail), b""
-            h.update(ad[37:53])  # AAGUID
-            h.update(repr((cose.get(1), cose.get(3), cose.get(-1))).encode())
-            h.update(rest)  # extensions
-        cd = json.loads(client_data)
-        h.update(
-            repr(
-                (cd.get("type"), cd.get("origin"), cd.get("crossOrigin"), cd.get("topOrigin"))
-            ).encode()
-        )
+            cred = (ad[37:53], cose.get(1), cose.get(3), cose.get(-1), rest)
+        key = (obj["fmt"], ad[:33], stmt_key, cred, _client_data_key(client_data))
+        hash(key)
     except Exception:  # noqa: BLE001 - an unparsable registration is evaluated on its own
         return None
-    return h.digest()
+    return key
+
+
+_CHALLENGE = b'"challenge":"'
+
+
+def _client_data_key(client_data: bytes) -> Any:
+    """The client data minus the (per-registration) challenge value, which no rule reads.
+
+    Equal remaining bytes mean equal type/origin/crossOrigin/topOrigin; anything unusual falls
+    back to the parsed fields.
+    """
+    i = client_data.find(_CHALLENGE)
+    if i >= 0:
+        j = client_data.find(b'"', i + len(_CHALLENGE))
+        value = client_data[i + len(_CHALLENGE) : j]
+        if j > 0 and b"\\" not in value and client_data.count(_CHALLENGE) == 1:
+            return client_data[:i] + client_data[j:]
+    cd = json.loads(client_data)
+    return (
+        "parsed",
+        cd.get("type"),
+        cd.get("origin"),
+        cd.get("crossOrigin"),
+        cd.get("topOrigin"),
+        tuple(sorted(k for k in cd if k != "challenge")),
+    )
 
 
 @dataclass
@@ -224,14 +245,14 @@ def audit(
 
     # credentials, grouped by evidence
     decode, decode_first = _decoders()
-    groups: dict[bytes, _Group] = {}
+    groups: dict[Any, _Group] = {}
     checked = 0
     with transaction(registry_url) as s:
         for rid, cid, user, aaguid, status, att, cd in estate.iter_audit_rows(s, LIVE):
             checked += 1
             key = None if deep else group_key(att, cd, decode, decode_first)
             if key is None:
-                key = b"single:" + cid
+                key = ("single", cid)
             g = groups.get(key)
             if g is None:
                 g = groups[key] = _Group(att, cd)

@@ -172,6 +172,8 @@ def utc(value: Any) -> datetime | None:
     """Aware UTC datetimes from whatever a driver returns (naive means UTC)."""
     if value is None:
         return None
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
@@ -245,6 +247,9 @@ class AppStore:
         self.engine = _engine(url)
         self.table: Any = None
         self._kind: dict[str, str] = {}
+        self._fields: list[str] = [f for f in FIELDS if mapping.column(f)]
+        self._names: list[tuple[str, str]] = [(f, str(mapping.column(f))) for f in self._fields]
+        self._transports: dict[tuple[str, ...], Any] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -374,21 +379,26 @@ class AppStore:
         else:
             uenc = m.user_id_encoding
             user_id = encode_id(cred.user_handle, "base64url" if uenc == "bytes" else uenc)
-        transports = list(cred.transports)
+        transports: Any = self._transports.get(cred.transports)
+        if transports is None:
+            transports = (
+                list(cred.transports)
+                if self._kind.get("transports") == "json"
+                else json.dumps(list(cred.transports), separators=(",", ":"))
+            )
+            self._transports[cred.transports] = transports
         out: dict[str, Any] = {
             "credential_id": self._cid_param(cred.credential_id),
             "user_id": user_id,
             "public_key": cred.public_key,
             "sign_count": cred.sign_count,
-            "transports": transports
-            if self._kind.get("transports") == "json"
-            else json.dumps(transports, separators=(",", ":")),
+            "transports": transports,
             "device_type": m.device_type_multi if cred.backup_eligible else m.device_type_single,
             "backed_up": bool(cred.backed_up),
             "created_at": utc(cred.created_at),
             "last_used_at": utc(cred.last_used_at),
         }
-        return {f: v for f, v in out.items() if m.column(f)}
+        return {f: out[f] for f in self._fields}
 
     def normalise(self, f: str, value: Any) -> Any:
         if value is None:
@@ -447,18 +457,20 @@ class AppStore:
     ) -> list[AppRow]:
         """Rows the application used (last_used_at) or added (created_at) since the marks.
 
-        A mark of None means "from the beginning": every row.
+        A mark of None means no row carried a value then: every row that has one now.
+        Without both columns in the mapping, every row is read.
         """
         from sqlalchemy import or_
 
         m = self.mapping
-        conds = []
         used_col = m.column("last_used_at")
         created_col = m.column("created_at")
-        if used_since is None or created_since is None or not used_col or not created_col:
+        if not used_col or not created_col:
             return list(self.all_rows(conn))
-        conds.append(self.table.c[used_col] >= used_since)
-        conds.append(self.table.c[created_col] >= created_since)
+        conds = []
+        for col, mark in ((used_col, used_since), (created_col, created_since)):
+            c = self.table.c[col]
+            conds.append(c.is_not(None) if mark is None else c >= mark)
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
     def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:
@@ -476,7 +488,7 @@ class AppStore:
 
     # -- writes -------------------------------------------------------------------------------
     def _cols(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {str(self.mapping.column(f)): v for f, v in values.items()}
+        return {name: values[f] for f, name in self._names if f in values}
 
     def insert(self, conn: Any, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:

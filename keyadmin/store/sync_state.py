@@ -137,7 +137,7 @@ def _record(r: Any) -> RegistryCredential:
         user_handle=bytes(r[3]),
         public_key=bytes(r[4]),
         sign_count=int(r[5]),
-        transports=tuple(json.loads(r[6] or "[]")),
+        transports=_transports(r[6]),
         backup_eligible=bool(r[7]),
         backed_up=bool(r[8]),
         status=r[9],
@@ -147,8 +147,23 @@ def _record(r: Any) -> RegistryCredential:
     )
 
 
+_TRANSPORTS: dict[str, tuple[str, ...]] = {}
+
+
+def _transports(text: str | None) -> tuple[str, ...]:
+    key = text or "[]"
+    found = _TRANSPORTS.get(key)
+    if found is None:
+        found = tuple(json.loads(key))
+        if len(_TRANSPORTS) < 1000:
+            _TRANSPORTS[key] = found
+    return found
+
+
 def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
