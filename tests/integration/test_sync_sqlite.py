@@ -1,0 +1,124 @@
+"""keyadmin sync into a SQLite application database with a non-default mapping, and the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from keyadmin.cli import sync as sync_cli
+from keyadmin.cli.main import KeyadminGroup
+from keyadmin.errors import ConfigError
+from keyadmin.store import registry
+from keyadmin.store.appstore import load_mapping
+from keyadmin.store.db import transaction
+from tests.support.bulk import generate, lab_model
+
+TABLE = 'App Creds"; DROP TABLE x; --'
+
+
+def _b64u(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    reg = f"sqlite:///{tmp_path / 'registry.db'}"
+    ids = generate(reg, 12, [lab_model("6b657961-646d-4e00-8000-736f66746b79")], users=5)
+    app_path = tmp_path / "app.db"
+    con = sqlite3.connect(app_path)
+    # the application's own table: text ids, a user-name column, its own column names
+    con.execute(
+        f'CREATE TABLE "{TABLE.replace(chr(34), chr(34) * 2)}" ('
+        "cred TEXT PRIMARY KEY, owner TEXT NOT NULL, cose BLOB NOT NULL, counter INTEGER "
+        "NOT NULL, transports_json TEXT, kind TEXT, synced_bs BOOLEAN, added TIMESTAMP, "
+        "used TIMESTAMP, off BOOLEAN NOT NULL DEFAULT 0, app_note TEXT)"
+    )
+    con.commit()
+    con.close()
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        f"[table]\nname = {json.dumps(TABLE)}\n"
+        '[columns]\ncredential_id = "cred"\nuser_id = "owner"\npublic_key = "cose"\n'
+        'sign_count = "counter"\ntransports = "transports_json"\ndevice_type = "kind"\n'
+        'backed_up = "synced_bs"\ncreated_at = "added"\nlast_used_at = "used"\n'
+        '[encoding]\ncredential_id = "base64url"\nuser_id_source = "user_name"\n'
+        '[inactive]\naction = "disable"\ndisabled_column = "off"\n'
+    )
+    return reg, f"sqlite:///{app_path}", app_path, mapping, ids
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(cls=KeyadminGroup)
+    app.command("sync")(sync_cli.sync)
+    app.command("audit")(sync_cli.audit)
+    return app
+
+
+def _rows(path: Path) -> dict[str, tuple]:
+    con = sqlite3.connect(path)
+    try:
+        q = 'SELECT cred, owner, counter, transports_json, kind, off FROM "{}"'.format(
+            TABLE.replace('"', '""')
+        )
+        return {r[0]: r[1:] for r in con.execute(q)}
+    finally:
+        con.close()
+
+
+def test_custom_mapping_quoted_names_text_ids_and_disable(setup) -> None:
+    reg, app, app_path, mapping, ids = setup
+    runner = CliRunner()
+    dry = runner.invoke(
+        _app(),
+        ["sync", "--target", app, "--mapping", str(mapping), "--db", reg, "--dry-run", "--json"],
+    )
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["inserted"] == 12 and _rows(app_path) == {}
+
+    out = runner.invoke(_app(), ["sync", "--target", app, "--mapping", str(mapping), "--db", reg])
+    assert out.exit_code == 0, out.output
+    assert "inserted" in out.stdout
+    rows = _rows(app_path)
+    assert set(rows) == {_b64u(c) for c in ids}
+    with transaction(reg) as s:
+        creds = {c.credential_id: c for c in registry.list_credentials(s)}
+    first = creds[ids[0].hex()]
+    assert rows[_b64u(ids[0])] == (first.user, 0, '["nfc","usb"]', "singleDevice", 0)
+
+    with transaction(reg) as s:
+        registry.change_status(s, ids[1].hex(), "revoke", reason="lost", actor="t")
+    again = json.loads(
+        runner.invoke(
+            _app(), ["sync", "--target", app, "--mapping", str(mapping), "--db", reg, "--json"]
+        ).stdout
+    )
+    assert (again["disabled"], again["removed"], again["examined"]) == (1, 0, 1)
+    assert _rows(app_path)[_b64u(ids[1])][-1] == 1  # disabled, still there
+
+    # the application's table was not altered in shape
+    con = sqlite3.connect(app_path)
+    names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    con.close()
+    assert names == [TABLE]
+
+
+def test_missing_table_and_bad_mapping_are_reported(setup, tmp_path: Path) -> None:
+    reg, _, _, mapping, _ = setup
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    out = CliRunner().invoke(_app(), ["sync", "--target", empty, "--db", reg])
+    assert out.exit_code == 1
+    assert "no table 'webauthn_credentials'" in out.stderr
+    assert "--create-table" in out.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[inactive]\naction = "archive"\n')
+    with pytest.raises(ConfigError, match="inactive.action: one of delete, disable"):
+        load_mapping(bad)
+    bad.write_text('[columns]\nsign_count = ""\n')
+    with pytest.raises(ConfigError, match="columns.sign_count: this column is required"):
+        load_mapping(bad)
