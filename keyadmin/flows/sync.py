@@ -34,6 +34,8 @@ from keyadmin.store.appstore import AppRow, AppStore, Mapping
 #: added are found from the exact created_at mark; ``full=True`` and the audit read them all.
 MARK_MARGIN = timedelta(seconds=10)
 LIST_LIMIT = 200
+#: Drift rows remembered between runs (re-checked each run, so prune finds them).
+DRIFT_MEMORY = 10_000
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def sync(
     with transaction(registry_url) as s:
         state = st.load_state(s, key)
         upto = st.head_seq(s)
-        full_run = full or state is None
+        full_run = full or state is None or prune
         since = 0 if full_run else state.last_seq  # type: ignore[union-attr]
         changed = st.changed_since(s, since, upto)
     details = dict(state.details) if state is not None else {}
@@ -149,6 +151,12 @@ def sync(
                     )
                     if r.credential_id not in changed_ids
                 ]
+                # drift found by earlier runs stays reported (and prunable) until it is gone
+                seen = changed_ids | {r.credential_id for r in touched}
+                remembered = [
+                    bytes.fromhex(h) for h in details.get("drift", []) if isinstance(h, str)
+                ]
+                touched += store.rows_for(conn, [c for c in remembered if c not in seen]).values()
             rows_read = len(app_rows) + len(touched)
 
             def plan(c: st.RegistryCredential, row: AppRow | None) -> None:
@@ -218,6 +226,7 @@ def sync(
                 "app_used_mark": _iso(used_mark),
                 "app_created_mark": _iso(created_mark),
                 "table": mapping.describe(),
+                "drift": [] if prune else [r.credential_id.hex() for r in drift[:DRIFT_MEMORY]],
             }
             if writes or pulled or (prune and drift):
                 audit.append(

@@ -455,7 +455,7 @@ class AppStore:
     def rows_touched_since(
         self, conn: Any, used_since: datetime | None, created_since: datetime | None
     ) -> list[AppRow]:
-        """Rows the application used (last_used_at) or added (created_at) since the marks.
+        """Rows the application used (last_used_at >= mark) or added (created_at > mark).
 
         A mark of None means no row carried a value then: every row that has one now.
         Without both columns in the mapping, every row is read.
@@ -467,10 +467,11 @@ class AppStore:
         created_col = m.column("created_at")
         if not used_col or not created_col:
             return list(self.all_rows(conn))
-        conds = []
-        for col, mark in ((used_col, used_since), (created_col, created_since)):
-            c = self.table.c[col]
-            conds.append(c.is_not(None) if mark is None else c >= mark)
+        used, created = self.table.c[used_col], self.table.c[created_col]
+        conds = [
+            used.is_not(None) if used_since is None else used >= used_since,
+            created.is_not(None) if created_since is None else created > created_since,
+        ]
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
     def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:

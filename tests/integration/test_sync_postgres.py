@@ -178,6 +178,8 @@ def test_drift_is_reported_and_removed_only_with_prune(dbs) -> None:
     r = _sync(reg, app)
     assert r.drift_count == 1 and r.drift[0].credential_id == rogue.hex()
     assert rogue in _rows(app)
+    again = _sync(reg, app)  # incremental: remembered drift is re-checked and still reported
+    assert (again.full, again.drift_count, again.app_writes) == (False, 1, 0)
     dry = _sync(reg, app, prune=True, dry_run=True)
     assert dry.pruned == 1 and rogue in _rows(app)
     r = _sync(reg, app, prune=True)
