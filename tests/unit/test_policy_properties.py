@@ -144,8 +144,17 @@ def test_aaguid_of_another_certified_model(env: dict[str, Any], name: str, other
     obj = _parts(cap)
     ad = obj["authData"]
     new = uuid.UUID(other).bytes
-    if ad[37:53] == new:
-        pytest.skip("same model")
+    if ad[37:53] == new:  # the capture is that model already: swap in the other candidate
+        new = uuid.UUID(
+            next(
+                o
+                for o in (
+                    "ee882879-721c-4913-9775-3dfcce97072a",
+                    "c1f9a0bc-1dd2-404a-b27f-8e29047a43fd",
+                )
+                if o != other
+            )
+        ).bytes
     _refused(env, cap, _encode(obj["fmt"], obj["attStmt"], ad[:37] + new + ad[53:]))
 
 
