@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(make gcc pkg-config swig libpcsclite-dev pcscd vsmartcard-vpcd postgresql postgresql-contrib)
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  APT_PACKAGES+=(python3-venv python3-dev)
+  APT_PACKAGES+=(python3-venv)
+fi
+# pyscard has no Linux wheel: it compiles against Python.h
+if ! "$PYTHON" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1; then
+  APT_PACKAGES+=(python3-dev)
 fi
 
 missing=()
