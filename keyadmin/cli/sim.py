@@ -49,7 +49,9 @@ def _firmware(text: str) -> int:
 
 
 def _firmware_text(value: int) -> str:
-    return f"{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
+    from keyadmin.device.session import firmware_text
+
+    return firmware_text(value) or "?"
 
 
 def _int_auto(text: str) -> int:

@@ -12,18 +12,10 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from keyadmin.mds.freshness import SnapshotLike
 from keyadmin.mds.model import CERTIFICATION_LEVELS
 
-
-class SnapshotLike(Protocol):
-    @property
-    def next_update(self) -> str: ...
-    @property
-    def signed(self) -> bool: ...
-    @property
-    def no(self) -> int: ...
-    @property
-    def source(self) -> str: ...
+__all__ = ["IndexMetadata", "MetadataSource", "SnapshotLike"]
 
 
 class MetadataSource(Protocol):
