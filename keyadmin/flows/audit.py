@@ -24,6 +24,7 @@ immutable in the registry. ``deep=True`` re-verifies every credential on its own
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import time
@@ -109,17 +110,22 @@ def group_key(
     try:
         obj = decode(att_obj)
         stmt = obj["attStmt"]
-        ad = bytes(obj["authData"])
-        stmt_key = tuple(
-            sorted(
-                (
-                    (str(k), tuple(v) if isinstance(v, list) else v)
-                    for k, v in stmt.items()
-                    if k != "sig"
-                ),
-                key=lambda kv: kv[0],
+        ad = obj["authData"]
+        if not isinstance(ad, bytes):
+            ad = bytes(ad)
+        if len(stmt) == 3 and "x5c" in stmt and "alg" in stmt and "sig" in stmt:
+            stmt_key: tuple[Any, ...] = (stmt["alg"], tuple(stmt["x5c"]))  # packed, fido-u2f
+        else:
+            stmt_key = tuple(
+                sorted(
+                    (
+                        (str(k), tuple(v) if isinstance(v, list) else v)
+                        for k, v in stmt.items()
+                        if k != "sig"
+                    ),
+                    key=lambda kv: kv[0],
+                )
             )
-        )
         flags = ad[32]
         cred: tuple[Any, ...] = ()
         if flags & 0x40:
@@ -169,6 +175,28 @@ class _Group:
     rep_cd: bytes
     members: list[tuple[int, bytes, str, str, str]] = field(default_factory=list)
     # (registry id, credential id, user, aaguid, status)
+
+
+def _scan(
+    registry_url: str,
+    deep: bool,
+    groups: dict[Any, _Group],
+    decode: Callable[[bytes], Any],
+    decode_first: Callable[[bytes], tuple[Any, bytes]],
+) -> None:
+    """Stream the live credentials into evidence groups."""
+    from keyadmin.store import estate
+    from keyadmin.store.db import transaction
+
+    with transaction(registry_url) as s:
+        for rid, cid, user, aaguid, status, att, cd in estate.iter_audit_rows(s, LIVE):
+            key = None if deep else group_key(att, cd, decode, decode_first)
+            if key is None:
+                key = ("single", cid)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(att, cd)
+            g.members.append((rid, cid, user, aaguid, status))
 
 
 # -- the audit -----------------------------------------------------------------------------------
@@ -246,17 +274,15 @@ def audit(
     # credentials, grouped by evidence
     decode, decode_first = _decoders()
     groups: dict[Any, _Group] = {}
-    checked = 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # 100,000s of small acyclic tuples: the cycle collector would only add cost
+    try:
+        _scan(registry_url, deep, groups, decode, decode_first)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     with transaction(registry_url) as s:
-        for rid, cid, user, aaguid, status, att, cd in estate.iter_audit_rows(s, LIVE):
-            checked += 1
-            key = None if deep else group_key(att, cd, decode, decode_first)
-            if key is None:
-                key = ("single", cid)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = _Group(att, cd)
-            g.members.append((rid, cid, user, aaguid, status))
+        checked = sum(len(g.members) for g in groups.values())
         below = estate.users_below(s, policy.keys_per_user.minimum)
         floors = {k: v for k, v in policy.device.firmware_minimum.items()}
         firmware = estate.recorded_firmware(s, sorted(floors)) if floors else {}
