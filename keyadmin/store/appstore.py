@@ -340,6 +340,7 @@ class AppStore:
             with self.engine.connect() as conn:
                 tx = conn.begin()
                 try:
+                    self._serialise(conn)
                     self.prepare(conn, create=create)
                     yield conn
                 except BaseException:
@@ -355,6 +356,25 @@ class AppStore:
                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                 hint="check the target URL, the mapping and the table's permissions",
             ) from e
+
+    def _serialise(self, conn: Any) -> None:
+        """One sync per table at a time on PostgreSQL (SQLite's BEGIN IMMEDIATE already is).
+
+        A transaction-scoped advisory lock: it serialises keyadmin runs only, never the
+        application's own reads and writes, and is released by commit, rollback or a dead
+        connection.
+        """
+        if conn.dialect.name != "postgresql":
+            return
+        import hashlib
+
+        from sqlalchemy import text
+
+        digest = hashlib.sha256(f"keyadmin-sync:{self.mapping.describe()}".encode()).digest()
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": int.from_bytes(digest[:8], "big", signed=True)},
+        )
 
     # -- encoding ----------------------------------------------------------------------------------
     def _cid_param(self, raw: bytes) -> Any:

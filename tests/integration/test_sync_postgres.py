@@ -188,3 +188,26 @@ def test_drift_is_reported_and_removed_only_with_prune(dbs) -> None:
     with transaction(reg) as s:
         run = audit.entries(s, action="sync.run")[-1]
     assert run.details["pruned_credentials"] == [rogue.hex()]
+
+
+def test_concurrent_runs_are_serialised(dbs) -> None:
+    import threading
+
+    reg, app, ids = dbs
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(_sync(reg, app, create_table=True))
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(r.inserted for r in results) == [0, 0, 40]  # type: ignore[attr-defined]
+    assert set(_rows(app)) == set(ids)
