@@ -521,9 +521,31 @@ class AppStore:
             if m.disabled_column:
                 cols[m.disabled_column] = False
             payload.append(cols)
+        if conn.dialect.name == "postgresql" and "json" not in self._kind.values():
+            self._copy_in(conn, payload)
+            return len(payload)
         for i in range(0, len(payload), 5000):
             conn.execute(self.table.insert(), payload[i : i + 5000])
         return len(payload)
+
+    def _copy_in(self, conn: Any, payload: Sequence[dict[str, Any]]) -> None:
+        """PostgreSQL: COPY … FROM STDIN on the same connection (and transaction).
+
+        Names are composed with psycopg.sql.Identifier (quoted); values are rows handed to
+        psycopg's COPY writer, never SQL text.
+        """
+        from psycopg import sql
+
+        m = self.mapping
+        cols = list(payload[0])
+        ident = sql.Identifier(m.schema, m.table) if m.schema else sql.Identifier(m.table)
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            ident, sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+        )
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cur, cur.copy(stmt) as copy:
+            for row in payload:
+                copy.write_row(tuple(row[c] for c in cols))
 
     def update(self, conn: Any, changes: Sequence[tuple[bytes, dict[str, Any]]]) -> int:
         """Apply per-row changes (field -> value); sign_count never goes down."""
