@@ -3,6 +3,13 @@
 The schema is brought to the current Alembic revision on first use
 (keyadmin/store/migrations). SQLite transactions begin IMMEDIATE, so two writers
 serialise instead of failing halfway through a read-then-write.
+
+SQLite runs in WAL mode with ``PRAGMA synchronous=FULL``: every commit is fsynced, so a
+committed step-up counter survives a power loss (a lost counter update would reopen a replay
+window for the assertions it had retired). ``KEYADMIN_SQLITE_SYNCHRONOUS=normal`` is the
+explicit opt-in to ``synchronous=NORMAL``: commits are still atomic and survive a crash of
+the process, but the last few may be lost on a power loss or OS crash (see docs/stepup.md).
+Only ``full`` (the default) and ``normal`` are accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from keyadmin.errors import ConfigError, KeyadminError
 
 _engines: dict[str, Any] = {}
 _lock = threading.Lock()
+
+#: The environment variable that opts SQLite into ``synchronous=NORMAL``.
+SYNCHRONOUS_ENV = "KEYADMIN_SQLITE_SYNCHRONOUS"
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
 class DatabaseError(KeyadminError):
@@ -36,6 +47,18 @@ def ensure_private_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
+
+
+def sqlite_synchronous() -> str:
+    """``FULL`` unless $KEYADMIN_SQLITE_SYNCHRONOUS opts into ``NORMAL``; anything else refused."""
+    value = os.environ.get(SYNCHRONOUS_ENV, "").strip().lower() or "full"
+    mode = _SYNCHRONOUS.get(value)
+    if mode is None:
+        raise ConfigError(
+            f"{SYNCHRONOUS_ENV}={value!r} is not one of: full, normal",
+            hint=f"unset {SYNCHRONOUS_ENV} (full, the durable default) or set it to normal",
+        )
+    return mode
 
 
 def get_engine(url: str) -> Any:
@@ -62,6 +85,7 @@ def _create(url: str) -> Any:
 
     path = sqlite_file(url)
     if path is not None:
+        synchronous = sqlite_synchronous()  # validated before anything is created
         ensure_private_file(path)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -71,6 +95,7 @@ def _create(url: str) -> Any:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")  # FULL or NORMAL, nothing else
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
