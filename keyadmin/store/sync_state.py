@@ -160,7 +160,9 @@ def _transports(text: str | None) -> tuple[str, ...]:
     return found
 
 
-def _aware(value: datetime) -> datetime:
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite through the driver's own cursor
+        value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value if value.tzinfo is UTC else value.astimezone(UTC)
@@ -171,8 +173,22 @@ def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCr
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
-    q = _cred_select().where(c.change_seq > last_seq, c.change_seq <= upto_seq).order_by(c.id)
-    return [_record(r) for r in session.execute(q)]
+    q = (
+        _cred_select()
+        .where(c.change_seq > int(last_seq), c.change_seq <= int(upto_seq))
+        .order_by(c.id)
+    )
+    # The driver's own cursor (a first sync reads every credential; SQLAlchemy's per-row
+    # processing would cost as much as the rest of the run). The only parameters are the two
+    # integers above, rendered as literals by SQLAlchemy's compiler for this dialect.
+    conn = session.connection()
+    text = str(q.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(text)
+        return [_record(r) for r in cur.fetchall()]
+    finally:
+        cur.close()
 
 
 def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
