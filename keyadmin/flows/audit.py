@@ -173,8 +173,7 @@ def _client_data_key(client_data: bytes) -> Any:
 class _Group:
     rep_att: bytes
     rep_cd: bytes
-    members: list[tuple[int, bytes, str, str, str]] = field(default_factory=list)
-    # (registry id, credential id, user, aaguid, status)
+    members: list[int] = field(default_factory=list)  # registry ids
 
 
 def _scan(
@@ -189,14 +188,14 @@ def _scan(
     from keyadmin.store.db import transaction
 
     with transaction(registry_url) as s:
-        for rid, cid, user, aaguid, status, att, cd in estate.iter_audit_rows(s, LIVE):
+        for rid, att, cd in estate.iter_audit_rows(s, LIVE):
             key = None if deep else group_key(att, cd, decode, decode_first)
             if key is None:
-                key = ("single", cid)
+                key = ("single", rid)
             g = groups.get(key)
             if g is None:
                 g = groups[key] = _Group(att, cd)
-            g.members.append((rid, cid, user, aaguid, status))
+            g.members.append(rid)
 
 
 # -- the audit -----------------------------------------------------------------------------------
@@ -281,42 +280,42 @@ def audit(
     finally:
         if gc_was_enabled:
             gc.enable()
+    checked = sum(len(g.members) for g in groups.values())
+    floors = dict(policy.device.firmware_minimum)
     with transaction(registry_url) as s:
-        checked = sum(len(g.members) for g in groups.values())
         below = estate.users_below(s, policy.keys_per_user.minimum)
-        floors = {k: v for k, v in policy.device.firmware_minimum.items()}
-        firmware = estate.recorded_firmware(s, sorted(floors)) if floors else {}
+        firmware = estate.recorded_firmware(s, sorted(floors), LIVE) if floors else {}
 
-    failing: dict[int, list[Finding]] = {}
+    # per group: the rules, once; then what they mean for each member
+    verdicts: dict[int, list[tuple[str, str, str]]] = {}  # id -> (rule, detail, severity)
     for g in groups.values():
         decision = evaluate_registration(policy, g.rep_att, g.rep_cd, at=now, metadata=metadata)
         fails = [r for r in decision.reasons if r.outcome == "fail" and r.rule not in ESTATE_RULES]
         if not fails:
             kept = tuple(r for r in decision.reasons if r.rule not in ESTATE_RULES)
             if not decide(kept, MUST_PASS):
-                missing = [
-                    r for r in decision.reasons if r.rule in MUST_PASS and r.outcome != "pass"
-                ]
-                fails = missing
-        for rid, cid, user, aaguid, _status in g.members:
-            for r in fails:
-                f = Finding("credential", cid.hex(), r.rule, r.detail, "fail", rid, user, aaguid)
-                findings.append(f)
-                failing.setdefault(rid, []).append(f)
+                fails = [r for r in decision.reasons if r.rule in MUST_PASS and r.outcome != "pass"]
+        for rid in g.members if fails else ():
+            verdicts.setdefault(rid, []).extend((r.rule, r.detail, "fail") for r in fails)
 
     # firmware floors against what enrolment recorded
-    if floors:
-        for g in groups.values():
-            for rid, cid, user, aaguid, _status in g.members:
-                floor = floors.get(aaguid)
-                if floor is None:
-                    continue
-                fw = firmware.get(rid)
-                fwf = _firmware_finding(fw, floor, rid, cid, user, aaguid)
-                if fwf is not None:
-                    findings.append(fwf)
-                    if fwf.severity == "fail":
-                        failing.setdefault(rid, []).append(fwf)
+    for rid, (aaguid, fw) in firmware.items():
+        floor = floors.get(aaguid)
+        verdict = _firmware_verdict(fw, floor) if floor is not None else None
+        if verdict is not None:
+            verdicts.setdefault(rid, []).append(("device.firmware", *verdict))
+
+    failing: dict[int, list[Finding]] = {}
+    if verdicts:
+        with transaction(registry_url) as s:
+            details = estate.credential_details(s, sorted(verdicts))
+        for rid in sorted(verdicts):
+            cid, user, aaguid = details[rid]
+            for rule, detail, severity in verdicts[rid]:
+                f = Finding("credential", cid.hex(), rule, detail, severity, rid, user, aaguid)
+                findings.append(f)
+                if severity == "fail":
+                    failing.setdefault(rid, []).append(f)
 
     # users below the minimum
     for name, active in below:
@@ -367,47 +366,22 @@ def audit(
     )
 
 
-def _firmware_finding(
-    fw: str | None, floor: Any, rid: int, cid: bytes, user: str, aaguid: str
-) -> Finding | None:
+def _firmware_verdict(fw: str | None, floor: Any) -> tuple[str, str] | None:
+    """(detail, severity) for a credential of a model with a firmware floor, None if it passes."""
     from keyadmin.policy.model import Version
 
     if fw is None:
-        return Finding(
-            "credential",
-            cid.hex(),
-            "device.firmware",
+        return (
             f"no firmware version was recorded at enrolment; the policy's floor is {floor} "
             "(check the key with keyadmin device info)",
             "warn",
-            rid,
-            user,
-            aaguid,
         )
     try:
         have = Version.parse(fw)
     except ValueError:
-        return Finding(
-            "credential",
-            cid.hex(),
-            "device.firmware",
-            f"recorded firmware {fw!r} is not a version; the floor is {floor}",
-            "warn",
-            rid,
-            user,
-            aaguid,
-        )
+        return f"recorded firmware {fw!r} is not a version; the floor is {floor}", "warn"
     if have.as_tuple() < floor.as_tuple():
-        return Finding(
-            "credential",
-            cid.hex(),
-            "device.firmware",
-            f"firmware {have} recorded at enrolment is below the policy's floor {floor}",
-            "fail",
-            rid,
-            user,
-            aaguid,
-        )
+        return f"firmware {have} recorded at enrolment is below the policy's floor {floor}", "fail"
     return None
 
 

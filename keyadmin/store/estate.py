@@ -21,33 +21,27 @@ from typing import Any
 from keyadmin.errors import UsageError
 from keyadmin.store import audit
 
-AuditRow = tuple[int, bytes, str, str, str, bytes, bytes]
-"""(registry id, credential id, user name, AAGUID, status, attestation object, client data)"""
+AuditRow = tuple[int, bytes, bytes]
+"""(registry id, attestation object, client data JSON)"""
 
 
 def iter_audit_rows(session: Any, statuses: Sequence[str]) -> Iterator[AuditRow]:
-    """Credentials in ``statuses`` with their evidence bytes, in registry id order."""
+    """Every credential in ``statuses`` with its evidence bytes (no particular order).
+
+    Only what grouping needs is read; names and ids of the few credentials that fail come
+    from :func:`credential_details` afterwards.
+    """
     from sqlalchemy import select
 
-    from keyadmin.store.models import CredentialRow, EvidenceRow, UserRow
+    from keyadmin.store.models import CredentialRow, EvidenceRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
-    u = UserRow.__table__.c  # type: ignore[attr-defined]
     e = EvidenceRow.__table__.c  # type: ignore[attr-defined]
     q = (
-        select(
-            c.id,
-            c.credential_id,
-            u.name,
-            c.aaguid,
-            c.status,
-            e.attestation_object,
-            e.client_data_json,
-        )
-        .join_from(CredentialRow.__table__, UserRow.__table__, c.user_id == u.id)  # type: ignore[attr-defined]
+        select(c.id, e.attestation_object, e.client_data_json)
+        .select_from(CredentialRow.__table__)  # type: ignore[attr-defined]
         .outerjoin(EvidenceRow.__table__, e.id == c.evidence_id)  # type: ignore[attr-defined]
         .where(c.status.in_(list(statuses)))
-        .order_by(c.id)
     )
     # The driver's own cursor: SQLAlchemy's per-row result processing would cost as much as
     # the read itself at 100,000 rows. The statement has no user input (constant statuses are
@@ -62,9 +56,30 @@ def iter_audit_rows(session: Any, statuses: Sequence[str]) -> Iterator[AuditRow]
             if not chunk:
                 break
             for r in chunk:
-                yield (r[0], bytes(r[1]), r[2], r[3], r[4], bytes(r[5] or b""), bytes(r[6] or b""))
+                yield (r[0], bytes(r[1] or b""), bytes(r[2] or b""))
     finally:
         cur.close()
+
+
+def credential_details(session: Any, ids: Sequence[int]) -> dict[int, tuple[bytes, str, str]]:
+    """Registry id -> (credential id, user name, AAGUID)."""
+    from sqlalchemy import select
+
+    from keyadmin.store.models import CredentialRow, UserRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    u = UserRow.__table__.c  # type: ignore[attr-defined]
+    out: dict[int, tuple[bytes, str, str]] = {}
+    ids = list(ids)
+    for i in range(0, len(ids), 1000):
+        q = (
+            select(c.id, c.credential_id, u.name, c.aaguid)
+            .join_from(CredentialRow.__table__, UserRow.__table__, c.user_id == u.id)  # type: ignore[attr-defined]
+            .where(c.id.in_(ids[i : i + 1000]))
+        )
+        for rid, cid, name, aaguid in session.execute(q):
+            out[int(rid)] = (bytes(cid), name, aaguid)
+    return out
 
 
 def users_below(session: Any, minimum: int) -> list[tuple[str, int]]:
@@ -86,8 +101,10 @@ def users_below(session: Any, minimum: int) -> list[tuple[str, int]]:
     return [(name, int(n)) for name, n in session.execute(q)]
 
 
-def recorded_firmware(session: Any, aaguids: Sequence[str]) -> dict[int, str | None]:
-    """Registry id -> firmware recorded at enrolment, for credentials of these models."""
+def recorded_firmware(
+    session: Any, aaguids: Sequence[str], statuses: Sequence[str]
+) -> dict[int, tuple[str, str | None]]:
+    """Registry id -> (AAGUID, firmware recorded at enrolment or None), for these models."""
     from sqlalchemy import select
 
     from keyadmin.store.models import CredentialRow, EvidenceRow
@@ -97,18 +114,19 @@ def recorded_firmware(session: Any, aaguids: Sequence[str]) -> dict[int, str | N
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
     e = EvidenceRow.__table__.c  # type: ignore[attr-defined]
     q = (
-        select(c.id, e.decision_json)
-        .join_from(CredentialRow.__table__, EvidenceRow.__table__, e.id == c.evidence_id)  # type: ignore[attr-defined]
-        .where(c.aaguid.in_(list(aaguids)))
+        select(c.id, c.aaguid, e.decision_json)
+        .select_from(CredentialRow.__table__)  # type: ignore[attr-defined]
+        .outerjoin(EvidenceRow.__table__, e.id == c.evidence_id)  # type: ignore[attr-defined]
+        .where(c.aaguid.in_(list(aaguids)), c.status.in_(list(statuses)))
     )
-    out: dict[int, str | None] = {}
-    for rid, text in session.execute(q):
+    out: dict[int, tuple[str, str | None]] = {}
+    for rid, aaguid, text in session.execute(q):
         try:
             device = json.loads(text or "{}").get("device") or {}
         except ValueError:
             device = {}
         fw = device.get("firmware") if isinstance(device, dict) else None
-        out[int(rid)] = str(fw) if fw is not None else None
+        out[int(rid)] = (aaguid, str(fw) if fw is not None else None)
     return out
 
 
