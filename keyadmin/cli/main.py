@@ -49,6 +49,16 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "Users in the registry and their key coverage.",
     ),
     "log": ("keyadmin.cli.registry", "log_app", "The tamper-evident log: show, verify."),
+    "sync": (
+        "keyadmin.cli.sync",
+        "sync",
+        "Write approved credentials into the application's credential table.",
+    ),
+    "audit": (
+        "keyadmin.cli.sync",
+        "audit",
+        "Re-check every credential against today's policy and metadata.",
+    ),
     "mds": (
         "keyadmin.cli.mds",
         "app",

@@ -282,6 +282,12 @@ def enrol(
                     "reasons": reasons,
                     "subject": decision.subject,
                     "witness_proof": base.get("witness_proof"),
+                    "device": {
+                        "firmware": info.firmware,
+                        "transport": info.transport,
+                        "min_pin_length": info.min_pin_length,
+                        "always_uv": info.always_uv,
+                    },
                 },
                 attestation_object=att_obj,
                 client_data_json=client_data,
