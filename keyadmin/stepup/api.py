@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -240,29 +242,60 @@ class _NoMetadata:
         return iter(())
 
 
-_admitted: dict[tuple[Any, ...], tuple[bool, str]] = {}
+#: How long a ``policy_admits`` answer is reused, in seconds of the step-up's own time
+#: (``at``): the only time-dependent rule is metadata freshness, and a new snapshot or a new
+#: policy file is a new cache key at once.
+ADMIT_CACHE_TTL_SECONDS = 30.0
+_ADMIT_CACHE_SIZE = 1024
+_admitted: OrderedDict[tuple[Any, ...], tuple[float, tuple[bool, str]]] = OrderedDict()
+_admitted_lock = threading.Lock()
+
+
+def _admit_key(policy: Any, metadata: Any, aaguid: str) -> tuple[Any, ...] | None:
+    """What the answer depends on besides the time, or None when that cannot be named.
+
+    The policy: its file's SHA-256 and the SHA-256 of the trust roots it loaded. The
+    metadata: none, or the snapshot's number and SHA-256 (a source without a hashed snapshot
+    is not cached).
+    """
+    roots = tuple(r.sha256 for r in getattr(policy, "trust_roots", ()))
+    if metadata is None:
+        return (policy.sha256, roots, None, aaguid)
+    snap = metadata.snapshot()
+    digest = getattr(snap, "sha256", None) if snap is not None else None
+    if not digest:
+        return None
+    return (policy.sha256, roots, (getattr(snap, "no", None), digest), aaguid)
 
 
 def policy_admits(policy: Any, metadata: Any, aaguid: str, at: datetime) -> tuple[bool, str]:
     """Does the policy still admit this model (allowlist, deny list, metadata status)?
 
-    ``keyadmin.policy.catalog.explain_model``; the answer is cached per policy hash,
-    metadata number, AAGUID and minute.
+    ``keyadmin.policy.catalog.explain_model``; the answer is kept in an LRU keyed on the
+    policy (file and trust-root hashes), the metadata snapshot (number and hash) and the
+    AAGUID, and reused for ``ADMIT_CACHE_TTL_SECONDS`` either side of the time it was
+    computed for.
     """
     from keyadmin.policy.catalog import explain_model
 
+    key = _admit_key(policy, metadata, aaguid)
+    when = at.timestamp()
+    if key is not None:
+        with _admitted_lock:
+            hit = _admitted.get(key)
+            if hit is not None and abs(when - hit[0]) < ADMIT_CACHE_TTL_SECONDS:
+                _admitted.move_to_end(key)
+                return hit[1]
     source = metadata if metadata is not None else _NoMetadata()
-    snap = source.snapshot()
-    key = (policy.sha256, id(source), getattr(snap, "no", None), aaguid, int(at.timestamp()) // 60)
-    hit = _admitted.get(key)
-    if hit is not None:
-        return hit
     decision = explain_model(policy, source, aaguid, at=at)
     failed = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failed)
     answer = (decision.allowed, failed or "a required rule did not pass")
-    if len(_admitted) > 10000:
-        _admitted.clear()
-    _admitted[key] = answer
+    if key is not None:
+        with _admitted_lock:
+            _admitted[key] = (when, answer)
+            _admitted.move_to_end(key)
+            while len(_admitted) > _ADMIT_CACHE_SIZE:
+                _admitted.popitem(last=False)
     return answer
 
 
@@ -289,8 +322,38 @@ def finish(
     at = _now(now)
     limits = Limits.from_policy(policy)
     assertion = response if isinstance(response, Assertion) else parse_response(response)
-    ctx = store.load_context(
-        db_url,
+    # One pooled connection for the reads and the commit; idle (no transaction) in between.
+    with store.FinishConnection(db_url) as db:
+        return _finish(
+            db,
+            db_url,
+            policy,
+            limits,
+            challenge_id=challenge_id,
+            action=action,
+            assertion=assertion,
+            metadata=metadata,
+            at=at,
+            actor=actor,
+        )
+
+
+def _finish(
+    db: Any,
+    db_url: str,
+    policy: Any,
+    limits: Limits,
+    *,
+    challenge_id: str,
+    action: str,
+    assertion: Assertion,
+    metadata: Any,
+    at: datetime,
+    actor: str | None,
+) -> StepUpResult:
+    from keyadmin.store import stepup as store
+
+    ctx = db.load_context(
         challenge_id=challenge_id,
         credential_id=assertion.credential_id,
         failures_since=at - timedelta(seconds=limits.attempt_window_seconds),
@@ -305,6 +368,7 @@ def finish(
     def refuse(
         error: KeyadminError, *, counts: bool, counter_violation: int | None = None
     ) -> KeyadminError:
+        db.close()  # the refusal is written through a session of its own: never hold two
         refusal = store.record_refusal(
             db_url,
             user_id=ch.user_id if ch else None,
@@ -420,8 +484,7 @@ def finish(
             counts=True,
             counter_violation=new,
         )
-    outcome, seq = store.commit_success(
-        db_url,
+    outcome, seq = db.commit_success(
         challenge_id=ch.id,
         credential_row_id=cred.id,
         new_count=new,

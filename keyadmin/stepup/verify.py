@@ -12,6 +12,7 @@ the registration -> signature over authenticatorData || SHA-256(clientDataJSON).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -28,8 +29,14 @@ FLAG_BE = 0x08
 FLAG_BS = 0x10
 
 
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """``base64.urlsafe_b64decode`` with the padding added, without its per-call overhead
+    (same alphabet, same non-strict handling; a non-ASCII text is a ValueError as there)."""
+    data = text.encode("ascii").translate(_FROM_URLSAFE)
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
 
 
 def b64url(data: bytes) -> str:

@@ -2,17 +2,24 @@
 
 Two paths, on purpose:
 
-* ``commit_success`` is the hot path. It runs on the engine's DBAPI connection in ONE
-  transaction: consume the challenge (``used_at IS NULL`` guard), compare-and-set the
-  counter (``sign_count < :new`` guard, ``status = 'active'``), append the audit row and
-  stamp ``change_seq`` with its seq. Either guard changing no row rolls the whole
-  transaction back and tells the caller which guard refused.
+* The hot path, ``FinishConnection``: ONE pooled DBAPI connection for a whole ``finish``.
+  ``load_context`` reads the challenge, its user, the credential and both failure counts
+  in ONE statement (one snapshot). ``commit_success`` then runs ONE transaction: consume
+  the challenge (``used_at IS NULL`` guard), compare-and-set the counter
+  (``sign_count < :new`` guard, ``status = 'active'``), append the audit row and stamp
+  ``change_seq`` with its seq. Either guard changing no row rolls the whole transaction
+  back and tells the caller which guard refused. The module-level ``load_context`` and
+  ``commit_success`` do the same on a connection of their own.
 * ``record_refusal`` is the slow path, through the ORM session of ``db.transaction``:
   it consumes the challenge (when the attempt reached a live one), stores the failure,
   quarantines on a counter violation (``registry.change_status``, which stamps
   ``change_seq``) and writes the audit row, all in one transaction.
 
-SQLite: writers serialise on ``BEGIN IMMEDIATE``. PostgreSQL (READ COMMITTED): a second
+SQLite: writers serialise on ``BEGIN IMMEDIATE`` (one lock for the whole database, so the
+audit head is read first and its seq + 1 is set as ``change_seq`` by the compare-and-set
+itself). PostgreSQL: the reads run in a REPEATABLE READ READ ONLY transaction; the commit
+(READ COMMITTED) takes its row locks in the order every writer uses (challenge, credential,
+then the audit head FOR UPDATE) and stamps ``change_seq`` after the head. A second
 UPDATE of the same row waits for the first to commit, then re-checks its WHERE clause
 against the committed row, so of N concurrent compare-and-sets exactly one changes a row.
 
@@ -90,10 +97,29 @@ class CommitOutcome(Enum):
 
 
 # ----------------------------------------------------------------------------- raw DBAPI access
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A failure of the database driver becomes DatabaseError (nothing was stored)."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except Exception as e:
+        mod = type(e).__module__ or ""
+        if mod.startswith(("sqlite3", "psycopg", "sqlalchemy")):
+            raise DatabaseError(
+                f"the registry database refused the step-up; nothing was stored "
+                f"({type(e).__name__})",
+                hint="check that the database is reachable and writable, then retry",
+            ) from e
+        raise
+
+
 class _Raw:
     """A DBAPI cursor with ``:name`` parameters on both SQLite and PostgreSQL."""
 
     _NAMED = re.compile(r":([a-z_]+)")
+    _pg_sql: dict[str, str] = {}  # the %(name)s spelling of each statement, made once
 
     def __init__(self, dbapi_conn: Any, postgres: bool) -> None:
         self.conn = dbapi_conn
@@ -110,7 +136,12 @@ class _Raw:
         self.finished = True
 
     def sql(self, text: str) -> str:
-        return self._NAMED.sub(r"%(\1)s", text) if self.postgres else text
+        if not self.postgres:
+            return text
+        out = self._pg_sql.get(text)
+        if out is None:
+            out = self._pg_sql[text] = self._NAMED.sub(r"%(\1)s", text)
+        return out
 
     def time(self, at: datetime) -> Any:
         # SQLAlchemy's SQLite DateTime text format (naive UTC); PostgreSQL takes datetimes.
@@ -127,14 +158,11 @@ class _Raw:
 
 
 @contextmanager
-def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
-    """One transaction on a pooled DBAPI connection; rolled back unless the body commits."""
-    engine = get_engine(url)
-    postgres = engine.dialect.name == "postgresql"
-    conn = engine.raw_connection()
-    try:
-        raw = _Raw(conn, postgres)
-        if not postgres:
+def _transaction(raw: _Raw, *, write: bool) -> Iterator[_Raw]:
+    """One transaction on ``raw``'s connection; rolled back unless the body commits."""
+    with _database_errors():
+        raw.finished = False
+        if not raw.postgres:
             raw.cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield raw
@@ -143,23 +171,135 @@ def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
             raise
         if raw.finished:
             pass
-        elif postgres:
-            conn.commit()
+        elif raw.postgres:
+            raw.conn.commit()
         else:
             raw.cur.execute("COMMIT")
-    except DatabaseError:
-        raise
-    except Exception as e:
-        mod = type(e).__module__ or ""
-        if mod.startswith(("sqlite3", "psycopg", "sqlalchemy")):
-            raise DatabaseError(
-                f"the registry database refused the step-up; nothing was stored "
-                f"({type(e).__name__})",
-                hint="check that the database is reachable and writable, then retry",
-            ) from e
-        raise
-    finally:
-        conn.close()
+
+
+@contextmanager
+def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
+    """One transaction on a pooled DBAPI connection; rolled back unless the body commits."""
+    with FinishConnection(url) as fc, _transaction(fc.raw, write=write) as raw:
+        yield raw
+
+
+class FinishConnection:
+    """ONE pooled DBAPI connection for a whole ``finish``: the reads, then the commit.
+
+    Between the two the connection is idle (no transaction open), so the checks and the
+    signature run without holding any lock. ``close`` returns it to the pool; ``finish``
+    closes it before a refusal is recorded (through its own session), so a thread never
+    holds two connections at once.
+    """
+
+    def __init__(self, url: str) -> None:
+        engine = get_engine(url)
+        self.postgres = engine.dialect.name == "postgresql"
+        with _database_errors():
+            self._conn: Any = engine.raw_connection()
+        try:
+            self.raw = _Raw(self._conn, self.postgres)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> FinishConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------- the reads
+    def load_context(
+        self, *, challenge_id: str, credential_id: bytes, failures_since: datetime
+    ) -> FinishContext:
+        """Everything ``finish`` checks before the write, in ONE statement.
+
+        SQLite: one SELECT is one read transaction (one WAL snapshot), no BEGIN/COMMIT.
+        PostgreSQL: the same SELECT inside a REPEATABLE READ READ ONLY transaction.
+        """
+        if self._conn is None:
+            raise RuntimeError("the connection was closed")
+        r = self.raw
+        params = {"id": challenge_id, "cid": credential_id, "since": r.time(failures_since)}
+        if r.postgres:  # one snapshot for every read
+            with _transaction(r, write=False):
+                r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                row = r.execute(_CONTEXT, params).fetchone()
+        else:
+            with _database_errors():
+                row = r.execute(_CONTEXT, params).fetchone()
+        return _context(row)
+
+    # ------------------------------------------------------------------------- the write
+    def commit_success(
+        self,
+        *,
+        challenge_id: str,
+        credential_row_id: int,
+        new_count: int,
+        counter_checked: bool,
+        at: datetime,
+        actor: str,
+        subject: str,
+        details: dict[str, Any],
+    ) -> tuple[CommitOutcome, int | None]:
+        """Consume the challenge and compare-and-set the counter in one transaction.
+
+        Returns (OK, audit seq), or the guard that refused, with nothing written.
+        ``counter_checked`` False (a credential that never counts, where the policy allows
+        it) still requires ``sign_count = 0`` and an active credential.
+        """
+        if self._conn is None:
+            raise RuntimeError("the connection was closed")
+        with _transaction(self.raw, write=True) as r:
+            now = r.time(at)
+            taken = r.rowcount(_TAKE, {"now": now, "id": challenge_id})
+            if taken != 1:
+                r.rollback()
+                return CommitOutcome.CHALLENGE_GONE, None
+            if r.postgres:
+                # Lock order as everywhere else (challenge, credential, audit head): the
+                # compare-and-set first, the head FOR UPDATE after it, then change_seq.
+                cas = r.rowcount(
+                    _CAS_STRICT if counter_checked else _CAS_ZERO,
+                    {"new": new_count, "now": now, "id": credential_row_id},
+                )
+                if cas != 1:
+                    r.rollback()
+                    return CommitOutcome.COUNTER_REFUSED, None
+                seq = _append_audit(
+                    r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
+                )
+                r.execute(_STAMP, {"seq": seq, "id": credential_row_id})
+                return CommitOutcome.OK, seq
+            # SQLite: BEGIN IMMEDIATE holds the one database write lock, so the head read
+            # here cannot move before COMMIT; its seq + 1 goes into the compare-and-set.
+            head = r.execute(_HEAD).fetchone()
+            seq = int(head[0]) + 1
+            cas = r.rowcount(
+                _CAS_STRICT_SEQ if counter_checked else _CAS_ZERO_SEQ,
+                {"new": new_count, "now": now, "id": credential_row_id, "seq": seq},
+            )
+            if cas != 1:
+                r.rollback()
+                return CommitOutcome.COUNTER_REFUSED, None
+            _insert_audit(
+                r,
+                head=(seq - 1, head[1]),
+                at=at,
+                actor=actor,
+                action="stepup.ok",
+                subject=subject,
+                details=details,
+            )
+        return CommitOutcome.OK, seq
 
 
 # ----------------------------------------------------------------------------- challenges
@@ -229,71 +369,75 @@ def count_failures(session: Any, *, user_id: int, since: datetime) -> tuple[int,
     return len(rows), per
 
 
+_CONTEXT = (
+    "SELECT c.id, c.user_id, u.name, u.user_handle, c.rp_id, c.origin, c.action, "
+    "c.action_hash, c.challenge, c.created_at, c.expires_at, c.used_at, c.outcome, "
+    "k.id, k.credential_id, k.user_id, k.public_key, k.sign_count, k.aaguid, "
+    "k.backup_eligible, k.status, "
+    "(SELECT count(*) FROM ka_stepup_failure f WHERE f.user_id = c.user_id "
+    "AND f.at >= :since), "
+    "(SELECT count(*) FROM ka_stepup_failure g WHERE g.credential_id = :cid "
+    "AND g.at >= :since) "
+    "FROM (SELECT 1 AS one) AS o "
+    "LEFT JOIN ka_challenge c ON c.id = :id "
+    "LEFT JOIN ka_user u ON u.id = c.user_id "
+    "LEFT JOIN ka_credential k ON k.credential_id = :cid"
+)
+
+
+def _context(row: Any) -> FinishContext:
+    challenge = None
+    if row[0] is not None and row[2] is not None:  # the challenge, and its user
+        challenge = ChallengeData(
+            id=row[0],
+            user_id=row[1],
+            user=row[2],
+            user_handle=bytes(row[3]),
+            rp_id=row[4],
+            origin=row[5],
+            action=row[6],
+            action_hash=row[7],
+            challenge=bytes(row[8]),
+            created_at=_utc(row[9]) or datetime.now(UTC),
+            expires_at=_utc(row[10]) or datetime.now(UTC),
+            used_at=_utc(row[11]),
+            outcome=row[12],
+        )
+    credential = None
+    if row[13] is not None:
+        credential = CredentialData(
+            id=row[13],
+            credential_id=bytes(row[14]),
+            user_id=row[15],
+            public_key=bytes(row[16]),
+            sign_count=int(row[17]),
+            aaguid=row[18],
+            backup_eligible=bool(row[19]),
+            status=row[20],
+        )
+    if challenge is None:  # the counts are of the challenge's user; none without one
+        return FinishContext(None, credential, 0, 0)
+    return FinishContext(challenge, credential, int(row[22]), int(row[21]))
+
+
 def load_context(
     url: str, *, challenge_id: str, credential_id: bytes, failures_since: datetime
 ) -> FinishContext:
-    """Everything ``finish`` checks before the write, read in one short transaction."""
-    with _raw(url, write=False) as r:
-        if r.postgres:  # one snapshot for every read below
-            r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        row = r.execute(
-            "SELECT c.id, c.user_id, u.name, u.user_handle, c.rp_id, c.origin, c.action, "
-            "c.action_hash, c.challenge, c.created_at, c.expires_at, c.used_at, c.outcome "
-            "FROM ka_challenge c JOIN ka_user u ON u.id = c.user_id WHERE c.id = :id",
-            {"id": challenge_id},
-        ).fetchone()
-        challenge = None
-        if row is not None:
-            challenge = ChallengeData(
-                id=row[0],
-                user_id=row[1],
-                user=row[2],
-                user_handle=bytes(row[3]),
-                rp_id=row[4],
-                origin=row[5],
-                action=row[6],
-                action_hash=row[7],
-                challenge=bytes(row[8]),
-                created_at=_utc(row[9]) or datetime.now(UTC),
-                expires_at=_utc(row[10]) or datetime.now(UTC),
-                used_at=_utc(row[11]),
-                outcome=row[12],
-            )
-        crow = r.execute(
-            "SELECT id, credential_id, user_id, public_key, sign_count, aaguid, "
-            "backup_eligible, status FROM ka_credential WHERE credential_id = :cid",
-            {"cid": credential_id},
-        ).fetchone()
-        credential = None
-        if crow is not None:
-            credential = CredentialData(
-                id=crow[0],
-                credential_id=bytes(crow[1]),
-                user_id=crow[2],
-                public_key=bytes(crow[3]),
-                sign_count=int(crow[4]),
-                aaguid=crow[5],
-                backup_eligible=bool(crow[6]),
-                status=crow[7],
-            )
-        per_user = per_cred = 0
-        if challenge is not None:
-            since = r.time(failures_since)
-            per_user = r.execute(
-                "SELECT count(*) FROM ka_stepup_failure WHERE user_id = :u AND at >= :since",
-                {"u": challenge.user_id, "since": since},
-            ).fetchone()[0]
-            per_cred = r.execute(
-                "SELECT count(*) FROM ka_stepup_failure WHERE credential_id = :cid "
-                "AND at >= :since",
-                {"cid": credential_id, "since": since},
-            ).fetchone()[0]
-    return FinishContext(challenge, credential, int(per_cred), int(per_user))
+    """Everything ``finish`` checks before the write, read in one statement (one snapshot)."""
+    with FinishConnection(url) as fc:
+        return fc.load_context(
+            challenge_id=challenge_id, credential_id=credential_id, failures_since=failures_since
+        )
 
 
 # ----------------------------------------------------------------------------- the hot path
 _HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
 _HEAD_FOR_UPDATE = "SELECT seq, hash FROM ka_audit_head WHERE id = 1 FOR UPDATE"
+#: Single use: the challenge is taken only while unused and unexpired.
+_TAKE = (
+    "UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
+    "WHERE id = :id AND used_at IS NULL AND expires_at > :now"
+)
 #: The compare-and-set: one row changes only when the stored counter is below the new one.
 _CAS_STRICT = (
     "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now "
@@ -304,19 +448,39 @@ _CAS_ZERO = (
     "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now "
     "WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
 )
+#: The same guards, stamping change_seq (the audit seq of this change) in the same UPDATE.
+_CAS_STRICT_SEQ = (
+    "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now, "
+    "change_seq = :seq WHERE id = :id AND status = 'active' AND sign_count < :new"
+)
+_CAS_ZERO_SEQ = (
+    "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now, "
+    "change_seq = :seq WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
+)
+_STAMP = "UPDATE ka_credential SET change_seq = :seq WHERE id = :id"
+_INSERT_AUDIT = (
+    "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
+    "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
+)
+_SET_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
 
 
-def _append_audit(
-    r: _Raw, *, at: datetime, actor: str, action: str, subject: str, details: dict[str, Any]
+def _insert_audit(
+    r: _Raw,
+    *,
+    head: tuple[int, str],
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
 ) -> int:
-    """``audit.append`` on the DBAPI connection: same hash, same head row, same lock order."""
-    head = r.execute(_HEAD_FOR_UPDATE if r.postgres else _HEAD).fetchone()
+    """The row after ``head`` (read under the caller's lock): same hash as ``audit.append``."""
     seq = int(head[0]) + 1
     text = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = audit.row_hash(head[1], seq, at, actor, action, subject, text)
     r.execute(
-        "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
-        "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)",
+        _INSERT_AUDIT,
         {
             "seq": seq,
             "at": r.time(at),
@@ -328,11 +492,24 @@ def _append_audit(
             "hash": digest,
         },
     )
-    r.execute(
-        "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1",
-        {"seq": seq, "hash": digest},
-    )
+    r.execute(_SET_HEAD, {"seq": seq, "hash": digest})
     return seq
+
+
+def _append_audit(
+    r: _Raw, *, at: datetime, actor: str, action: str, subject: str, details: dict[str, Any]
+) -> int:
+    """``audit.append`` on the DBAPI connection: same hash, same head row, same lock order."""
+    head = r.execute(_HEAD_FOR_UPDATE if r.postgres else _HEAD).fetchone()
+    return _insert_audit(
+        r,
+        head=(int(head[0]), head[1]),
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=details,
+    )
 
 
 def commit_success(
@@ -347,37 +524,18 @@ def commit_success(
     subject: str,
     details: dict[str, Any],
 ) -> tuple[CommitOutcome, int | None]:
-    """Consume the challenge and compare-and-set the counter in one transaction.
-
-    Returns (OK, audit seq), or the guard that refused, with nothing written.
-    ``counter_checked`` False (a credential that never counts, where the policy allows it)
-    still requires ``sign_count = 0`` and an active credential.
-    """
-    with _raw(url, write=True) as r:
-        now = r.time(at)
-        taken = r.rowcount(
-            "UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
-            "WHERE id = :id AND used_at IS NULL AND expires_at > :now",
-            {"now": now, "id": challenge_id},
+    """``FinishConnection.commit_success`` on a connection of its own."""
+    with FinishConnection(url) as fc:
+        return fc.commit_success(
+            challenge_id=challenge_id,
+            credential_row_id=credential_row_id,
+            new_count=new_count,
+            counter_checked=counter_checked,
+            at=at,
+            actor=actor,
+            subject=subject,
+            details=details,
         )
-        if taken != 1:
-            r.rollback()
-            return CommitOutcome.CHALLENGE_GONE, None
-        cas = r.rowcount(
-            _CAS_STRICT if counter_checked else _CAS_ZERO,
-            {"new": new_count, "now": now, "id": credential_row_id},
-        )
-        if cas != 1:
-            r.rollback()
-            return CommitOutcome.COUNTER_REFUSED, None
-        seq = _append_audit(
-            r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
-        )
-        r.execute(
-            "UPDATE ka_credential SET change_seq = :seq WHERE id = :id",
-            {"seq": seq, "id": credential_row_id},
-        )
-    return CommitOutcome.OK, seq
 
 
 # ----------------------------------------------------------------------------- the slow path
