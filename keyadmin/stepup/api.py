@@ -60,6 +60,18 @@ class Limits:
 
     @classmethod
     def from_policy(cls, policy: Any) -> Limits:
+        """The policy's limits (remembered per policy object: a loaded policy is frozen)."""
+        hit = _limits.get(id(policy))
+        if hit is not None and hit[0] is policy:
+            return hit[1]
+        limits = cls._read(policy)
+        if len(_limits) >= 64:
+            _limits.clear()
+        _limits[id(policy)] = (policy, limits)
+        return limits
+
+    @classmethod
+    def _read(cls, policy: Any) -> Limits:
         su = policy.step_up
         per_cred = int(su.max_attempts)
         return cls(
@@ -73,6 +85,9 @@ class Limits:
                 getattr(su, "counter_jump_threshold", DEFAULT_COUNTER_JUMP_THRESHOLD)
             ),
         )
+
+
+_limits: dict[int, tuple[Any, Limits]] = {}
 
 
 def binding(action_hash_hex: str, challenge_id: str) -> bytes:

@@ -233,8 +233,11 @@ class FinishConnection:
                 r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 row = r.execute(_CONTEXT, params).fetchone()
         else:
-            with _database_errors():
-                row = r.execute(_CONTEXT, params).fetchone()
+            try:
+                row = r.cur.execute(_CONTEXT, params).fetchone()
+            except Exception:
+                with _database_errors():
+                    raise
         return _context(row)
 
     # ------------------------------------------------------------------------- the write
@@ -258,47 +261,96 @@ class FinishConnection:
         """
         if self._conn is None:
             raise RuntimeError("the connection was closed")
+        if not self.postgres:
+            return self._commit_sqlite(
+                challenge_id=challenge_id,
+                credential_row_id=credential_row_id,
+                new_count=new_count,
+                counter_checked=counter_checked,
+                at=at,
+                actor=actor,
+                subject=subject,
+                details=details,
+            )
         with _transaction(self.raw, write=True) as r:
             now = r.time(at)
             taken = r.rowcount(_TAKE, {"now": now, "id": challenge_id})
             if taken != 1:
                 r.rollback()
                 return CommitOutcome.CHALLENGE_GONE, None
-            if r.postgres:
-                # Lock order as everywhere else (challenge, credential, audit head): the
-                # compare-and-set first, the head FOR UPDATE after it, then change_seq.
-                cas = r.rowcount(
-                    _CAS_STRICT if counter_checked else _CAS_ZERO,
-                    {"new": new_count, "now": now, "id": credential_row_id},
-                )
-                if cas != 1:
-                    r.rollback()
-                    return CommitOutcome.COUNTER_REFUSED, None
-                seq = _append_audit(
-                    r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
-                )
-                r.execute(_STAMP, {"seq": seq, "id": credential_row_id})
-                return CommitOutcome.OK, seq
-            # SQLite: BEGIN IMMEDIATE holds the one database write lock, so the head read
-            # here cannot move before COMMIT; its seq + 1 goes into the compare-and-set.
-            head = r.execute(_HEAD).fetchone()
-            seq = int(head[0]) + 1
+            # Lock order as everywhere else (challenge, credential, audit head): the
+            # compare-and-set first, the head FOR UPDATE after it, then change_seq.
             cas = r.rowcount(
-                _CAS_STRICT_SEQ if counter_checked else _CAS_ZERO_SEQ,
-                {"new": new_count, "now": now, "id": credential_row_id, "seq": seq},
+                _CAS_STRICT if counter_checked else _CAS_ZERO,
+                {"new": new_count, "now": now, "id": credential_row_id},
             )
             if cas != 1:
                 r.rollback()
                 return CommitOutcome.COUNTER_REFUSED, None
-            _insert_audit(
-                r,
-                head=(seq - 1, head[1]),
-                at=at,
-                actor=actor,
-                action="stepup.ok",
-                subject=subject,
-                details=details,
+            seq = _append_audit(
+                r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
             )
+            r.execute(_STAMP, {"seq": seq, "id": credential_row_id})
+            return CommitOutcome.OK, seq
+
+    def _commit_sqlite(
+        self,
+        *,
+        challenge_id: str,
+        credential_row_id: int,
+        new_count: int,
+        counter_checked: bool,
+        at: datetime,
+        actor: str,
+        subject: str,
+        details: dict[str, Any],
+    ) -> tuple[CommitOutcome, int | None]:
+        """The SQLite commit, statement for statement what ``_transaction`` would run.
+
+        BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
+        after it cannot move before COMMIT: its seq + 1 is the seq of this change, set as
+        ``change_seq`` by the compare-and-set itself (one UPDATE of the credential).
+        """
+        text = _DETAILS.encode(details)  # before BEGIN: nothing to do under the lock
+        at_utc = at.astimezone(UTC)
+        now = at_utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        cur = self.raw.cur
+        with _database_errors():
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(_TAKE, {"now": now, "id": challenge_id})
+                if cur.rowcount != 1:
+                    cur.execute("ROLLBACK")
+                    return CommitOutcome.CHALLENGE_GONE, None
+                prev_seq, prev_hash = cur.execute(_HEAD).fetchone()
+                seq = int(prev_seq) + 1
+                cur.execute(
+                    _CAS_STRICT_SEQ if counter_checked else _CAS_ZERO_SEQ,
+                    {"new": new_count, "now": now, "id": credential_row_id, "seq": seq},
+                )
+                if cur.rowcount != 1:
+                    cur.execute("ROLLBACK")
+                    return CommitOutcome.COUNTER_REFUSED, None
+                digest = audit.row_hash(prev_hash, seq, at_utc, actor, "stepup.ok", subject, text)
+                cur.execute(
+                    _INSERT_AUDIT,
+                    {
+                        "seq": seq,
+                        "at": now,
+                        "actor": actor,
+                        "action": "stepup.ok",
+                        "subject": subject,
+                        "details": text,
+                        "prev": prev_hash,
+                        "hash": digest,
+                    },
+                )
+                cur.execute(_SET_HEAD, {"seq": seq, "hash": digest})
+                cur.execute("COMMIT")
+            except BaseException:
+                if self._conn is not None and self._conn.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
         return CommitOutcome.OK, seq
 
 
@@ -462,6 +514,8 @@ _INSERT_AUDIT = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
 )
+#: ``audit._canonical``: sorted keys, no spaces, UTF-8 kept (one encoder, made once).
+_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _SET_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
 
 
@@ -477,7 +531,7 @@ def _insert_audit(
 ) -> int:
     """The row after ``head`` (read under the caller's lock): same hash as ``audit.append``."""
     seq = int(head[0]) + 1
-    text = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _DETAILS.encode(details)
     digest = audit.row_hash(head[1], seq, at, actor, action, subject, text)
     r.execute(
         _INSERT_AUDIT,
