@@ -78,7 +78,7 @@ def init(
     fault: list[str] = typer.Option(  # noqa: B008 - typer's idiom
         [],
         help="Inject a fault (repeatable): malformed-cbor, truncated, wrong-rpid-hash, "
-        "bad-signature, cert-aaguid-mismatch, clear-up-uv, ctap-error, slow.",
+        "bad-signature, cert-aaguid-mismatch, no-cert-aaguid, clear-up-uv, ctap-error, slow.",
     ),
     fault_command: list[str] = typer.Option(  # noqa: B008
         [], help="Commands the reply faults apply to (default makeCredential, getAssertion)."

@@ -89,7 +89,8 @@ class _Ctx:
     origins: tuple[str, ...]
     parsed: Any = None
     parse_error: str | None = None
-    entry: dict[str, Any] | None = None
+    entry: dict[str, Any] | None = None  # the model's entry, proved (status/allowlist read it)
+    anchor_entry: dict[str, Any] | None = None  # whose roots anchor the chain (maybe claimed)
     entry_lookup: str = ""
     evidence: Any = None
     verify_error: Any = None
@@ -186,6 +187,17 @@ def _key_identifier(cert: Any) -> str:
     return hashlib.sha1(bits, usedforsecurity=False).hexdigest()
 
 
+def _names_aaguid(cert: Any) -> bool:
+    """True when the certificate carries the id-fido-gen-ce-aaguid extension."""
+    from cryptography import x509
+
+    try:
+        cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4"))
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
 def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
     if (s := _skip_unparsed(ctx)) is not None:
         return s
@@ -197,12 +209,26 @@ def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
     if aaguid != ZERO_AAGUID:
         entry = ctx.metadata.by_aaguid(aaguid)
         ctx.entry_lookup = f"AAGUID {aaguid}"
+    if entry is not None and ctx.parsed.x5c and not _names_aaguid(ctx.parsed.x5c[0]):
+        # The AAGUID in authData is self-asserted: with no AAGUID extension in the certificate,
+        # the model is proved only when the attestation key identifier names the same entry.
+        kid = _key_identifier(ctx.parsed.x5c[0])
+        by_kid = ctx.metadata.by_key_id(kid)
+        if by_kid is None or by_kid.get("aaguid") != entry.get("aaguid"):
+            ctx.entry, ctx.anchor_entry = None, entry
+            ctx.entry_lookup = f"AAGUID {aaguid} (claimed; the certificate does not name it)"
+            detail = (
+                f"the certificate does not name AAGUID {aaguid} and its key identifier {kid} "
+                "is not listed for that model: the model is not proved"
+            )
+            return ("fail" if required else "skip"), detail
+        ctx.entry_lookup = f"AAGUID {aaguid} and attestation key identifier {kid}"
     if entry is None and ctx.parsed.x5c:
         kid = _key_identifier(ctx.parsed.x5c[0])
         entry = ctx.metadata.by_key_id(kid)
         if entry is not None or aaguid == ZERO_AAGUID:
             ctx.entry_lookup = f"attestation key identifier {kid}"
-    ctx.entry = entry
+    ctx.entry = ctx.anchor_entry = entry
     if entry is not None:
         return "pass", f"{entry_label(entry)} found by {ctx.entry_lookup}"
     what = ctx.entry_lookup or f"AAGUID {aaguid}"
@@ -261,7 +287,7 @@ def rule_statement(ctx: _Ctx) -> tuple[Outcome, str]:
     )
 
     anchors: list[bytes] = [r.der for r in ctx.policy.trust_roots]
-    entry = entry_for_attestation(ctx.entry) if ctx.entry is not None else None
+    entry = entry_for_attestation(ctx.anchor_entry) if ctx.anchor_entry is not None else None
     try:
         ctx.evidence = verify_attestation(
             ctx.parsed, trust_anchors=anchors, at=ctx.at, metadata_entry=entry
@@ -326,7 +352,8 @@ def rule_trusted(ctx: _Ctx) -> tuple[Outcome, str]:
     if ctx.stage_failed == "aaguid":
         return "skip", "not evaluated: the certificate AAGUID does not match"
     if ctx.stage_failed == "trusted":
-        n = len(ctx.policy.trust_roots) + (len(entry_roots_der(ctx.entry)) if ctx.entry else 0)
+        anchors = ctx.anchor_entry
+        n = len(ctx.policy.trust_roots) + (len(entry_roots_der(anchors)) if anchors else 0)
         return "fail", f"{ctx.verify_error.reason} (trust anchors: {n})"
     ev = ctx.evidence
     if not ev.trusted:

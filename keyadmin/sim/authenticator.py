@@ -558,8 +558,8 @@ class SoftKey:
             return "packed", {"alg": cred.algorithm, "sig": self._maybe_break(sig)}
         leaf_key = _load_key(s.leaf_key_pem)
         leaf_der = _der(s.leaf_cert_pem)
-        if "cert-aaguid-mismatch" in s.faults:
-            other = uuid.uuid4().bytes
+        if "cert-aaguid-mismatch" in s.faults or "no-cert-aaguid" in s.faults:
+            other = None if "no-cert-aaguid" in s.faults else uuid.uuid4().bytes
             inter = x509.load_pem_x509_certificate(s.intermediate_cert_pem.encode())
             leaf = x509.load_pem_x509_certificate(s.leaf_cert_pem.encode())
             forged = issue_leaf(

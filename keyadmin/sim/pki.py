@@ -60,7 +60,7 @@ def aaguid_extension(aaguid: bytes) -> x509.UnrecognizedExtension:
 
 
 def issue_leaf(
-    aaguid: bytes,
+    aaguid: bytes | None,
     issuer_cert: x509.Certificate,
     issuer_key: ec.EllipticCurvePrivateKey,
     key: ec.EllipticCurvePrivateKey,
@@ -68,7 +68,7 @@ def issue_leaf(
     not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.Certificate:
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name("keyadmin softkey attestation", "Authenticator Attestation"))
         .issuer_name(issuer_cert.subject)
@@ -81,13 +81,14 @@ def issue_leaf(
             x509.KeyUsage(True, False, False, False, False, False, False, False, False),
             critical=True,
         )
-        .add_extension(aaguid_extension(aaguid), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
-        .sign(issuer_key, hashes.SHA256())
     )
+    if aaguid is not None:
+        builder = builder.add_extension(aaguid_extension(aaguid), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def generate_lab_pki(

@@ -29,6 +29,7 @@ FAULTS = (
     "wrong-rpid-hash",  # authData carries the hash of another RP ID
     "bad-signature",  # the attestation / assertion signature does not verify
     "cert-aaguid-mismatch",  # the attestation certificate names another AAGUID
+    "no-cert-aaguid",  # the attestation certificate carries no AAGUID extension
     "clear-up-uv",  # UP and UV flags cleared in authData
     "ctap-error",  # answer every command in fault_commands with fault_ctap_error
     "slow",  # take fault_delay seconds, sending keepalives
