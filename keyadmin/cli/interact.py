@@ -57,6 +57,10 @@ class CliInteraction(UserInteraction):
     def __init__(self, pin: str | None = None) -> None:
         self._pin = pin
 
+    def known_pin(self) -> str | None:
+        """The PIN already typed in this command, if any (never prompts)."""
+        return self._pin
+
     def prompt_up(self) -> None:
         sys.stderr.write("Touch your security key...\n")
         sys.stderr.flush()

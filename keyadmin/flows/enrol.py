@@ -218,6 +218,17 @@ def enrol(
             },
         )
         raise
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed while the key may already hold the new credential:
+        # delete any credential of this user handle that the registry does not know.
+        _remove_unknown(
+            session,
+            interaction,
+            policy.relying_party.rp_id,
+            user_handle,
+            {c.credential_id for c in existing},
+        )
+        raise
     att_obj = bytes(response.response.attestation_object)
     client_data = bytes(response.response.client_data)
     auth_data = response.response.attestation_object.auth_data
@@ -398,15 +409,45 @@ def _make_credential(
         raise
 
 
-def _remove(session: Any, interaction: Any, credential_id: bytes, rp_id: str) -> bool:
-    """Delete a just-made credential from the key. True when it is gone."""
+def _known_pin(interaction: Any, rp_id: str) -> str | None:
+    """The PIN the operator already gave (never a new prompt during a clean-up)."""
+    known = getattr(interaction, "known_pin", None)
+    if callable(known):
+        pin = known()
+        return pin if isinstance(pin, str) and pin else None
     from fido2.ctap2 import ClientPin
 
+    pin = interaction.request_pin(ClientPin.PERMISSION.CREDENTIAL_MGMT, rp_id)
+    return pin if isinstance(pin, str) and pin else None
+
+
+def _remove(session: Any, interaction: Any, credential_id: bytes, rp_id: str) -> bool:
+    """Delete a just-made credential from the key. True when it is gone."""
     try:
-        pin = interaction.request_pin(ClientPin.PERMISSION.CREDENTIAL_MGMT, rp_id)
+        pin = _known_pin(interaction, rp_id)
         if not pin:
             return False
         session.delete_credential(pin, credential_id)
         return True
     except BaseException:  # noqa: BLE001 - a failed clean-up is reported, never raised
         return False
+
+
+def _remove_unknown(
+    session: Any, interaction: Any, rp_id: str, user_handle: bytes, known: set[str]
+) -> int:
+    """Delete the user's credentials for ``rp_id`` that are not in the registry; best effort."""
+    try:
+        pin = _known_pin(interaction, rp_id)
+        if not pin:
+            return 0
+        stray = [
+            c
+            for c in session.list_credentials(pin, rp_id)
+            if c.user_id == user_handle.hex() and c.credential_id not in known
+        ]
+        for cred in stray:
+            session.delete_credential(pin, bytes.fromhex(cred.credential_id))
+        return len(stray)
+    except BaseException:  # noqa: BLE001 - a failed clean-up must not hide the first error
+        return 0

@@ -98,6 +98,13 @@ def test_wrong_pin_stores_nothing(lab) -> None:
             "device.allowed",
         ),
         ("backup-eligible", {"backup_eligible": True}, {}, 3, "authenticator.device_bound"),
+        (
+            "certificate-names-another-model",
+            {"faults": ["cert-aaguid-mismatch"]},
+            {},
+            3,
+            "attestation.aaguid_match",
+        ),
         ("self-attestation", {"attestation": "self"}, {}, 3, "attestation.trusted"),
         (
             "firmware-below-floor",
@@ -119,10 +126,14 @@ def test_refusals_leave_nothing_behind(
     assert out.code == code, out.stderr
     assert rule in out.stderr, out.stderr
     assert lab.registry_rows() == []
-    assert lab.credentials_on_key() == 0  # refused after the ceremony: deleted again
+    assert lab.credentials_on_key() == 0
     log = json.loads(invoke("log", "show", "--json", "--db", lab.db).stdout)
     refused = [r for r in log if r["action"] == "enrol.refused"]
     assert len(refused) == 1
+    if refused[0]["details"]["stage"] == "attestation":  # made, then deleted from the key again
+        assert refused[0]["details"]["removed_from_key"] is True
+    else:  # refused from getInfo alone, before any credential was made
+        assert refused[0]["details"]["stage"] == "device"
     assert any(
         r["rule"] == rule and r["outcome"] == "fail" for r in refused[0]["details"]["reasons"]
     )
@@ -324,3 +335,59 @@ def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -
     assert rows["alice"]["witness"] == "olivia"
     actions = _log_actions(lab)
     assert actions.index("stepup.ok") < len(actions) - 1 and actions[-1] == "enrol.approved"
+
+
+def test_interrupt_after_the_key_made_the_credential_removes_it(tmp_path) -> None:
+    """Ctrl-C lands after makeCredential reached the key but before python-fido2 returned: the
+    flow finds the user's unregistered credential on the key and deletes it."""
+    from fido2.ctap import CtapDevice
+
+    from keyadmin.cli.interact import CliInteraction
+    from keyadmin.device.discovery import DeviceRef
+    from keyadmin.device.session import DeviceSession
+    from keyadmin.flows.enrol import enrol
+    from keyadmin.policy.loader import load_policy
+    from keyadmin.sim.hid import open_hid
+
+    class CtrlCAfterMakeCredential(CtapDevice):
+        """Forwards to the real device; raises KeyboardInterrupt once makeCredential returned."""
+
+        def __init__(self, inner) -> None:
+            self.inner, self.fired = inner, False
+
+        @property
+        def capabilities(self):
+            return self.inner.capabilities
+
+        def call(self, cmd, data=b"", event=None, on_keepalive=None):
+            reply = self.inner.call(cmd, data, event, on_keepalive)
+            if not self.fired and cmd == 0x10 and data[:1] == b"\x01":
+                self.fired = True
+                raise KeyboardInterrupt
+            return reply
+
+        def close(self) -> None:
+            self.inner.close()
+
+        @classmethod
+        def list_devices(cls):
+            return iter(())
+
+    lab = make_lab(tmp_path / "int", f"sqlite:///{tmp_path / 'int.db'}")
+    key = lab.key()
+    device = CtrlCAfterMakeCredential(open_hid(key))
+    session = DeviceSession(DeviceRef("sim", str(lab.key_path), None), device)
+    with pytest.raises(KeyboardInterrupt):
+        enrol(
+            user="alice",
+            display_name=None,
+            policy=load_policy(lab.policy),
+            session=session,
+            interaction=CliInteraction(PIN),
+            db_url=lab.db,
+            metadata=None,
+            operator="op",
+        )
+    assert device.fired
+    assert key.state.credentials == []  # the credential the key made is gone again
+    assert lab.registry_rows() == []
