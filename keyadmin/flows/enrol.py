@@ -274,7 +274,7 @@ def enrol(
                 sha256=policy.sha256,
                 name=policy.name,
                 path=str(policy.path),
-                content=policy.path.read_text(),
+                content=policy.text,
             )
             record = registry.add_credential(
                 s,

@@ -308,6 +308,7 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         step_up=step_up,
         keys_per_user=KeysPerUser(kmin, kmax),
         enrolment=EnrolmentRules(witness_required=bool(witness_required)),
+        text=raw.decode("utf-8"),
     )
 
 

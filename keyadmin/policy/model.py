@@ -158,6 +158,7 @@ class Policy:
     step_up: StepUpRules
     keys_per_user: KeysPerUser
     enrolment: EnrolmentRules = EnrolmentRules()
+    text: str = ""  # the exact file content that was hashed (stored with each enrolment)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly view (for ``keyadmin policy check --json``)."""

@@ -65,6 +65,11 @@ def test_approved_enrolment_is_stored_with_its_evidence(lab) -> None:
     assert evidence["aaguid"] == SOFTKEY_AAGUID and evidence["certificate_aaguid"] == SOFTKEY_AAGUID
     assert evidence["trusted"] is True and evidence["fmt"] == "packed"
     assert len(evidence["chain"]) == 3  # leaf, intermediate, the lab root
+    with get_engine(lab.db).connect() as conn:
+        sha, content = conn.execute(text("SELECT sha256, content FROM ka_policy_version")).one()
+    import hashlib
+
+    assert hashlib.sha256(content.encode()).hexdigest() == sha == result["policy_sha256"]
     assert json.loads(ev[1])["allowed"] is True
     assert _log_actions(lab) == ["policy.new-version", "enrol.approved"]
     verify = invoke("log", "verify", "--json", "--db", lab.db)
