@@ -428,7 +428,7 @@ def _finish(
         ch.challenge[32:], binding(ah, ch.id)
     ):
         raise refuse(
-            StepUpRefused("the assertion was made for another action than this one"), counts=True
+            StepUpRefused("the assertion was made for another action than this one"), counts=False
         )
     # -- attempt limits
     if ctx.failures_user >= limits.max_attempts_per_user:
@@ -441,20 +441,31 @@ def _finish(
     if cred is None or cred.user_id != ch.user_id:
         raise refuse(
             StepUpRefused(f"the credential is not a registered credential of {ch.user}"),
-            counts=True,
+            counts=False,
         )
     if cred.status != "active":
-        raise refuse(StepUpRefused(f"the credential is {cred.status}"), counts=True)
+        raise refuse(StepUpRefused(f"the credential is {cred.status}"), counts=False)
     if assertion.user_handle is not None and not hmac.compare_digest(
         assertion.user_handle, ch.user_handle
     ):
-        raise refuse(StepUpRefused("userHandle does not match the user"), counts=True)
+        raise refuse(StepUpRefused("userHandle does not match the user"), counts=False)
     admitted, why = policy_admits(policy, metadata, cred.aaguid, at)
     if not admitted:
         raise refuse(
-            StepUpRefused(f"the policy no longer admits this key's model: {why}"), counts=True
+            StepUpRefused(f"the policy no longer admits this key's model: {why}"), counts=False
         )
-    # -- the assertion itself
+    # -- the assertion itself. Only an assertion the registered key really signed counts as
+    # an attempt (and consumes the challenge): anyone who learns a challenge id could otherwise
+    # burn the user's attempts and lock them out without holding the key.
+    try:
+        check_signature(
+            cred.public_key,
+            assertion.authenticator_data,
+            assertion.client_data_json,
+            assertion.signature,
+        )
+    except KeyadminError as e:
+        raise refuse(e, counts=False) from None
     try:
         check_client_data(
             assertion.client_data_json, challenge=ch.challenge, origins=policy.relying_party.origins
@@ -465,12 +476,6 @@ def _finish(
             rp_id=ch.rp_id,
             registered_backup_eligible=cred.backup_eligible,
             device_bound=bool(policy.credential.device_bound),
-        )
-        check_signature(
-            cred.public_key,
-            assertion.authenticator_data,
-            assertion.client_data_json,
-            assertion.signature,
         )
     except KeyadminError as e:
         raise refuse(e, counts=True) from None

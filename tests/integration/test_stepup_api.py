@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,15 +138,50 @@ def test_an_assertion_for_another_action_is_refused(lab: Lab) -> None:
     ch, a = _step(lab, action="rotate audit key")
     with pytest.raises(StepUpRefused, match="another action"):
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
-    # the attempt consumed the challenge: not even the right action passes afterwards
-    with pytest.raises(ChallengeRefused):
-        finish(
-            lab.db_url,
-            lab.policy,
-            challenge_id=ch.challenge_id,
-            action="rotate audit key",
-            response=a,
+    # an unauthenticated mistake neither consumes the challenge nor counts as an attempt:
+    # the assertion still proves exactly the action it was made for, once
+    r = finish(
+        lab.db_url, lab.policy, challenge_id=ch.challenge_id, action="rotate audit key", response=a
+    )
+    assert r.user == "alice"
+
+
+def _raw_assertion(lab: Lab, ch: Any, *, origin: str, uv: bool) -> dict[str, Any]:
+    """A getAssertion made with python-fido2's Ctap2 directly, so client data can be anything
+    the key then really signs (a wrong origin, or no user verification)."""
+    import hashlib
+
+    from fido2.ctap2 import ClientPin, Ctap2
+
+    from keyadmin.stepup.verify import Assertion
+    from tests.integration.test_stepup_support import PIN, open_session
+
+    cd = json.dumps(
+        {"type": "webauthn.get", "challenge": b64url(ch.challenge), "origin": origin}
+    ).encode()
+    with open_session(lab.keys["alice"]) as s:
+        ctap = Ctap2(s.device)
+        params: dict[str, Any] = {}
+        if uv:
+            cp = ClientPin(ctap)
+            token = cp.get_pin_token(PIN, ClientPin.PERMISSION.GET_ASSERTION, ch.rp_id)
+            params = {
+                "pin_uv_param": cp.protocol.authenticate(token, hashlib.sha256(cd).digest()),
+                "pin_uv_protocol": cp.protocol.VERSION,
+            }
+        resp = ctap.get_assertion(
+            ch.rp_id,
+            hashlib.sha256(cd).digest(),
+            [{"type": "public-key", "id": c} for c in ch.allow_credentials],
+            **params,
         )
+    return Assertion(
+        credential_id=bytes(resp.credential["id"]),
+        client_data_json=cd,
+        authenticator_data=bytes(resp.auth_data),
+        signature=bytes(resp.signature),
+        user_handle=None,
+    ).to_json()
 
 
 def test_assertion_moved_to_another_actions_challenge_is_refused(lab: Lab) -> None:
@@ -168,8 +204,13 @@ def test_tampered_signature_and_client_data_are_refused(lab: Lab) -> None:
     cd["origin"] = "https://evil.example"
     bad = a.to_json()
     bad["response"]["clientDataJSON"] = b64url(json.dumps(cd).encode())
-    with pytest.raises(StepUpRefused, match="origin"):
+    with pytest.raises(StepUpRefused, match="signature"):  # the key did not sign this
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
+    # the key really signs client data naming another origin: refused on the origin
+    ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    evil = _raw_assertion(lab, ch, origin="https://evil.example", uv=True)
+    with pytest.raises(StepUpRefused, match="origin"):
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=evil)
 
 
 def test_cleared_uv_flag_is_refused_with_exit_5(lab: Lab) -> None:
@@ -178,8 +219,13 @@ def test_cleared_uv_flag_is_refused_with_exit_5(lab: Lab) -> None:
     ad[32] &= ~0x04
     bad = a.to_json()
     bad["response"]["authenticatorData"] = b64url(bytes(ad))
-    with pytest.raises(Exception, match="UV not set") as e:
+    with pytest.raises(StepUpRefused, match="signature"):  # flags are signed: tampering shows
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
+    # an assertion the key really made without user verification (no PIN): exit 5
+    ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    no_uv = _raw_assertion(lab, ch, origin=ch.origin, uv=False)
+    with pytest.raises(Exception, match="UV not set") as e:
+        finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=no_uv)
     assert e.value.exit_code == 5
 
 
@@ -235,10 +281,14 @@ def test_counter_falling_to_zero_is_flagged_and_quarantined(lab: Lab) -> None:
 
 def test_attempt_limit_per_credential(tmp_path: Path) -> None:
     lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", max_attempts=2)
+    # failures that only the registered key could produce count (here: signed without UV)
     for _ in range(2):
-        ch, a = _step(lab, action="something else")
-        with pytest.raises(StepUpRefused, match="another action"):
-            finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+        ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+        no_uv = _raw_assertion(lab, ch, origin=ch.origin, uv=False)
+        with pytest.raises(Exception, match="UV not set"):
+            finish(
+                lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=no_uv
+            )
     with pytest.raises(AttemptsExceeded):
         begin(lab.db_url, lab.policy, user="alice", action=ACTION)
     later = datetime.now(UTC) + timedelta(seconds=901)  # the window has passed
@@ -348,3 +398,20 @@ def test_unencrypted_receipt_key_must_be_0600(tmp_path: Path) -> None:
         ReceiptSigner.load(enc)
     with pytest.raises(ConfigError, match="wrong passphrase"):
         ReceiptSigner.load(enc, b"not-it")
+
+
+def test_a_stranger_cannot_burn_the_users_attempts(tmp_path: Path) -> None:
+    """Someone who learns challenge ids but holds no key sends garbage: no attempt counts."""
+    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", max_attempts=2)
+    ch, a = _step(lab)
+    for _ in range(5):
+        forged = a.to_json()
+        forged["response"]["signature"] = b64url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
+        with pytest.raises(StepUpRefused, match="signature"):
+            finish(
+                lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=forged
+            )
+        with pytest.raises(StepUpRefused, match="another action"):
+            finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action="x", response=a)
+    r = finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    assert r.user == "alice"  # the real key's assertion still passes: nothing was burnt
