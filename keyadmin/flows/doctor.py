@@ -117,11 +117,9 @@ def check_database(url: str) -> list[Check]:
     path = sqlite_path(url)
     if path is None:
         try:
-            from sqlalchemy import create_engine, text
+            from keyadmin.store.db import ping
 
-            engine = create_engine(url)
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            ping(url)
         except Exception as e:  # noqa: BLE001
             return [Check("database", "fail", f"cannot connect to {_redact(url)}: {e}")]
         return [Check("database", "ok", f"connected to {_redact(url)}")]

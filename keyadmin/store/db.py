@@ -73,6 +73,18 @@ def get_engine(url: str) -> Any:
         return engine
 
 
+def ping(url: str) -> None:
+    """Connect and run SELECT 1 (no migration); raises what the driver raises."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
 def dispose_all() -> None:
     with _lock:
         for engine in _engines.values():
