@@ -75,9 +75,9 @@ def get_engine(url: str) -> Any:
 
 def ping(url: str) -> None:
     """Connect and run SELECT 1 (no migration); raises what the driver raises."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(url)
+    engine = _create(url)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
