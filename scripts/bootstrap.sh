@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(make gcc pkg-config swig libpcsclite-dev pcscd vsmartcard-vpcd postgresql postgresql-contrib)
+APT_PACKAGES=(make gcc pkg-config procps swig libpcsclite-dev pcscd vsmartcard-vpcd postgresql postgresql-contrib)
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   APT_PACKAGES+=(python3-venv)
