@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
@@ -17,6 +18,16 @@ def measure(fn: Callable[[], object], *, repeat: int, warmup: int = 3) -> dict[s
         fn()
         samples.append(time.perf_counter() - t0)
     return summarize(samples)
+
+
+def installed_env(cache_dir: str) -> dict[str, str]:
+    """The environment of an installed program: byte code cached. This machine's shell sets
+    PYTHONDONTWRITEBYTECODE, which would recompile every module on every start; both sides of
+    every comparison run in this environment."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = cache_dir
+    return env
 
 
 def measure_process(

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import measure_process, row  # noqa: E402
+from _timing import installed_env, measure_process, row  # noqa: E402
 
 BARE_NFC = """
 import sys
@@ -53,6 +53,7 @@ def main() -> None:
     exe = os.path.join(os.path.dirname(sys.executable), "keyadmin")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        env = installed_env(str(Path(tmp) / "pycache"))
         state = Path(tmp) / "key.json"
         key = SoftKey.create(state)
         bare_hid = Path(tmp) / "bare_hid.py"
@@ -60,10 +61,10 @@ def main() -> None:
         bare_nfc = Path(tmp) / "bare_nfc.py"
         bare_nfc.write_text(BARE_NFC)
         results["hid: bare python-fido2 getInfo"] = measure_process(
-            [sys.executable, str(bare_hid), str(state)], repeat=args.repeat
+            [sys.executable, str(bare_hid), str(state)], repeat=args.repeat, env=env
         )
         results["hid: keyadmin device info --json"] = measure_process(
-            [exe, "device", "info", "--json", "-d", f"sim:{state}"], repeat=args.repeat
+            [exe, "device", "info", "--json", "-d", f"sim:{state}"], repeat=args.repeat, env=env
         )
         try:
             from keyadmin.sim.pcsc import VirtualCard
@@ -75,11 +76,12 @@ def main() -> None:
                 try:
                     reader = wait_for_card(daemon.card_reader, 10.0)
                     results["nfc: bare python-fido2 getInfo"] = measure_process(
-                        [sys.executable, str(bare_nfc), reader], repeat=args.repeat
+                        [sys.executable, str(bare_nfc), reader], repeat=args.repeat, env=env
                     )
                     results["nfc: keyadmin device info --json"] = measure_process(
                         [exe, "device", "info", "--json", "-d", f"nfc:{reader}"],
                         repeat=args.repeat,
+                        env=env,
                     )
                 finally:
                     card.stop()

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import measure, measure_process, row  # noqa: E402
+from _timing import installed_env, measure, measure_process, row  # noqa: E402
 
 BARE_TYPER = """
 import typer
@@ -39,6 +39,7 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        env = installed_env(str(Path(tmp) / "pycache"))
         key = SoftKey.create(Path(tmp) / "bench.json")
         ctap = Ctap2(open_hid(key))
         results["hid getInfo"] = measure(ctap.get_info, repeat=args.repeat)
@@ -55,15 +56,15 @@ def main() -> None:
             make_credential, repeat=max(20, args.repeat // 4)
         )
         results["in-process SoftKey.process(getInfo), no transport"] = measure(
-            lambda: key.process(b"\x04"), repeat=args.repeat
+            lambda: key.process(b"\x04"), repeat=args.repeat, env=env
         )
         bare = Path(tmp) / "bare_typer.py"
         bare.write_text(BARE_TYPER)
         results["cold start: bare typer command"] = measure_process(
-            [sys.executable, str(bare)], repeat=15
+            [sys.executable, str(bare)], repeat=15, env=env
         )
         results["cold start: keyadmin --help"] = measure_process(
-            [sys.executable, "-m", "keyadmin", "--help"], repeat=15
+            [sys.executable, "-m", "keyadmin", "--help"], repeat=15, env=env
         )
     ratio = (
         results["cold start: keyadmin --help"]["median_ms"]
