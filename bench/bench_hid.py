@@ -56,7 +56,7 @@ def main() -> None:
             make_credential, repeat=max(20, args.repeat // 4)
         )
         results["in-process SoftKey.process(getInfo), no transport"] = measure(
-            lambda: key.process(b"\x04"), repeat=args.repeat, env=env
+            lambda: key.process(b"\x04"), repeat=args.repeat
         )
         bare = Path(tmp) / "bare_typer.py"
         bare.write_text(BARE_TYPER)
