@@ -145,3 +145,12 @@ def test_sim_serve_puts_a_key_on_the_reader(pcsc_softkey, tmp_path) -> None:
     assert "SOFTWARE key" in err
     assert "Traceback" not in err
     wait_for_card(slot1, 10.0, present=False)
+
+
+def test_device_list_shows_the_card_with_its_aaguid(card) -> None:
+    out = run("device", "list", "--json")
+    assert out.code == 0, out.stderr
+    rows = {r["device"]: r for r in json.loads(out.stdout)}
+    mine = rows[f"nfc:{card.reader_name}"]
+    assert mine["transport"] == "nfc" and mine["aaguid"] == card.softkey.state.aaguid
+    assert mine["model"] is None  # the software key is in no FIDO metadata
