@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyadmin.device.errors import device_errors
-from keyadmin.errors import DeviceError, KeyadminError, PolicyRefused
+from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused
 
 ALG_NAMES = {-7: "ES256", -8: "EdDSA"}
 
@@ -218,6 +218,8 @@ def enrol(
             },
         )
         raise
+    except PinError:
+        raise  # no verified PIN, no credential: and a clean-up would spend another PIN retry
     except BaseException:
         # Interrupted (Ctrl-C) or failed while the key may already hold the new credential:
         # delete any credential of this user handle that the registry does not know.

@@ -90,6 +90,7 @@ def test_wrong_pin_stores_nothing(lab) -> None:
     assert out.code == 5
     assert "wrong PIN" in out.stderr
     assert lab.registry_rows() == [] and lab.credentials_on_key() == 0
+    assert lab.key().state.pin_retries == 7  # one wrong PIN costs exactly one retry
 
 
 @pytest.mark.parametrize(
