@@ -138,7 +138,8 @@ def verify_cmd(
 
     Every rule of the policy is reported (pass, fail or skip) with its detail. --rp-id and
     --origin judge evidence captured for another relying party; --at fixes the time at which
-    certificates must be valid and metadata fresh. Exit 0 when allowed, 3 when refused.
+    certificates must be valid and metadata fresh. Exit 0 when allowed, 3 when refused, 7 when
+    refused because the metadata is stale or unsigned and the policy needs it fresh or signed.
 
     Example:
 
@@ -159,4 +160,9 @@ def verify_cmd(
     )
     render_decision(decision, as_json, f"policy {pol.name} v{pol.version} at {when.isoformat()}")
     if not decision.allowed:
+        failed = {r.rule for r in decision.reasons if r.outcome == "fail"}
+        if failed & {"metadata.fresh", "metadata.signed"}:
+            # the freshness gate: a decision that needs metadata refuses with the metadata
+            # exit code when the metadata is stale or unsigned (keyadmin mds update / import)
+            raise typer.Exit(int(ExitCode.METADATA))
         raise typer.Exit(int(ExitCode.POLICY_REFUSED))
