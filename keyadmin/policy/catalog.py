@@ -53,12 +53,18 @@ class _ModelCtx:
     aaguid: str
     at: datetime
     entry: dict[str, Any] | None = None
+    key_id: str | None = None  # attestation key identifier, for models without an AAGUID (U2F)
 
 
 def _entry(ctx: _ModelCtx) -> tuple[Outcome, str]:
     if ctx.metadata is None:
         return "fail", "no metadata source"
-    ctx.entry = ctx.metadata.by_aaguid(ctx.aaguid)
+    if ctx.aaguid == "00000000-0000-0000-0000-000000000000" and ctx.key_id:
+        ctx.entry = ctx.metadata.by_key_id(ctx.key_id)
+        if ctx.entry is not None:
+            return "pass", f"{entry_label(ctx.entry)} (attestation key identifier {ctx.key_id})"
+    else:
+        ctx.entry = ctx.metadata.by_aaguid(ctx.aaguid)
     if ctx.entry is not None:
         return "pass", entry_label(ctx.entry)
     if ctx.policy.metadata.required:
@@ -170,13 +176,21 @@ MODEL_RULES = (
 
 
 def explain_model(
-    policy: Policy, metadata: MetadataSource | None, aaguid: str, *, at: datetime
+    policy: Policy,
+    metadata: MetadataSource | None,
+    aaguid: str,
+    *,
+    at: datetime,
+    key_id: str | None = None,
 ) -> Decision:
-    """Would the model with ``aaguid`` pass ``policy`` as far as metadata can tell, and why not."""
+    """Would the model with ``aaguid`` pass ``policy`` as far as metadata can tell, and why not.
+
+    Models without an AAGUID (fido-u2f: the all-zero AAGUID) are named by ``key_id``, the
+    attestation certificate's key identifier, as FIDO metadata lists them."""
     import uuid
 
     canonical = str(uuid.UUID(aaguid))
-    ctx = _ModelCtx(policy, metadata, canonical, at)
+    ctx = _ModelCtx(policy, metadata, canonical, at, key_id=key_id)
     reasons = run_rules(MODEL_RULES, ctx)
     return Decision(
         allowed=decide(

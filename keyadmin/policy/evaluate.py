@@ -170,7 +170,7 @@ def rule_format(ctx: _Ctx) -> tuple[Outcome, str]:
 # -- 5..7: metadata ------------------------------------------------------------------------------
 
 
-def _key_identifier(cert: Any) -> str:
+def key_identifier(cert: Any) -> str:
     """MDS attestationCertificateKeyIdentifier: SHA-1 of the subjectPublicKey bits."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -212,7 +212,7 @@ def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
     if entry is not None and ctx.parsed.x5c and not _names_aaguid(ctx.parsed.x5c[0]):
         # The AAGUID in authData is self-asserted: with no AAGUID extension in the certificate,
         # the model is proved only when the attestation key identifier names the same entry.
-        kid = _key_identifier(ctx.parsed.x5c[0])
+        kid = key_identifier(ctx.parsed.x5c[0])
         by_kid = ctx.metadata.by_key_id(kid)
         if by_kid is None or by_kid.get("aaguid") != entry.get("aaguid"):
             ctx.entry, ctx.anchor_entry = None, entry
@@ -224,7 +224,7 @@ def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
             return ("fail" if required else "skip"), detail
         ctx.entry_lookup = f"AAGUID {aaguid} and attestation key identifier {kid}"
     if entry is None and ctx.parsed.x5c:
-        kid = _key_identifier(ctx.parsed.x5c[0])
+        kid = key_identifier(ctx.parsed.x5c[0])
         entry = ctx.metadata.by_key_id(kid)
         if entry is not None or aaguid == ZERO_AAGUID:
             ctx.entry_lookup = f"attestation key identifier {kid}"

@@ -267,6 +267,7 @@ _admitted_lock = threading.Lock()
 
 
 def _admit_key(policy: Any, metadata: Any, aaguid: str) -> tuple[Any, ...] | None:
+    # ``aaguid`` here is the model's name: the AAGUID, or "AAGUID/key id" for U2F models
     """What the answer depends on besides the time, or None when that cannot be named.
 
     The policy: its file's SHA-256 and the SHA-256 of the trust roots it loaded. The
@@ -283,7 +284,22 @@ def _admit_key(policy: Any, metadata: Any, aaguid: str) -> tuple[Any, ...] | Non
     return (policy.sha256, roots, (getattr(snap, "no", None), digest), aaguid)
 
 
-def policy_admits(policy: Any, metadata: Any, aaguid: str, at: datetime) -> tuple[bool, str]:
+ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _attestation_key_id(leaf_der: bytes | None) -> str | None:
+    if not leaf_der:
+        return None
+    from cryptography import x509
+
+    from keyadmin.policy.evaluate import key_identifier
+
+    return key_identifier(x509.load_der_x509_certificate(leaf_der))
+
+
+def policy_admits(
+    policy: Any, metadata: Any, aaguid: str, at: datetime, key_id: str | None = None
+) -> tuple[bool, str]:
     """Does the policy still admit this model (allowlist, deny list, metadata status)?
 
     ``keyadmin.policy.catalog.explain_model``; the answer is kept in an LRU keyed on the
@@ -293,7 +309,7 @@ def policy_admits(policy: Any, metadata: Any, aaguid: str, at: datetime) -> tupl
     """
     from keyadmin.policy.catalog import explain_model
 
-    key = _admit_key(policy, metadata, aaguid)
+    key = _admit_key(policy, metadata, f"{aaguid}/{key_id}" if key_id else aaguid)
     when = at.timestamp()
     if key is not None:
         with _admitted_lock:
@@ -302,7 +318,7 @@ def policy_admits(policy: Any, metadata: Any, aaguid: str, at: datetime) -> tupl
                 _admitted.move_to_end(key)
                 return hit[1]
     source = metadata if metadata is not None else _NoMetadata()
-    decision = explain_model(policy, source, aaguid, at=at)
+    decision = explain_model(policy, source, aaguid, at=at, key_id=key_id)
     failed = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failed)
     answer = (decision.allowed, failed or "a required rule did not pass")
     if key is not None:
@@ -449,7 +465,10 @@ def _finish(
         assertion.user_handle, ch.user_handle
     ):
         raise refuse(StepUpRefused("userHandle does not match the user"), counts=False)
-    admitted, why = policy_admits(policy, metadata, cred.aaguid, at)
+    key_id = None
+    if cred.aaguid == ZERO_AAGUID:  # a U2F model: named by its attestation key identifier
+        key_id = _attestation_key_id(store.attestation_leaf(db_url, cred.id))
+    admitted, why = policy_admits(policy, metadata, cred.aaguid, at, key_id)
     if not admitted:
         raise refuse(
             StepUpRefused(f"the policy no longer admits this key's model: {why}"), counts=False

@@ -709,3 +709,21 @@ def stepup_log(url: str, *, user: str | None = None) -> list[audit.LogEntry]:
     with transaction(url) as s:
         rows = [e for e in audit.entries(s) if e.action.startswith("stepup.")]
     return [e for e in rows if user is None or e.subject == user]
+
+
+def attestation_leaf(url: str, credential_row_id: int) -> bytes | None:
+    """The DER of the attestation certificate stored with a credential's evidence."""
+    import base64
+
+    from keyadmin.store.db import transaction
+    from keyadmin.store.models import CredentialRow, EvidenceRow
+
+    with transaction(url) as s:
+        cred = s.get(CredentialRow, credential_row_id)
+        ev = s.get(EvidenceRow, cred.evidence_id) if cred and cred.evidence_id else None
+        if ev is None:
+            return None
+        chain = json.loads(ev.evidence_json).get("chain") or []
+    if not chain or not chain[0].get("der_b64"):
+        return None
+    return base64.b64decode(chain[0]["der_b64"])

@@ -319,3 +319,21 @@ def test_evaluate_device_allowlist_hint() -> None:
     fips = load_policy(POLICIES / "yubikey-fips.toml")
     decision = evaluate_device(fips, DeviceFacts(YK5_NFC, "5.7.1", True, 8, True))
     assert decision.reason("device.allowed").outcome == "fail"
+
+
+def test_a_u2f_model_is_named_by_its_attestation_key_identifier(
+    hardware: Any, metadata: Any
+) -> None:
+    """fido-u2f credentials carry the all-zero AAGUID: the model is found by key identifier
+    (as FIDO metadata lists U2F models), e.g. for the step-up re-check."""
+    from keyadmin.policy.catalog import explain_model
+
+    at = datetime(2026, 10, 15, tzinfo=UTC)
+    zero = "00000000-0000-0000-0000-000000000000"
+    by_kid = explain_model(
+        hardware, metadata, zero, at=at, key_id="a6b1ae0823a7e6a7b0e0a53f2b6a7db98848a61f"
+    )
+    entry = by_kid.reason("metadata.entry")
+    assert entry.outcome == "pass" and "YubiKey 5 Series" in entry.detail
+    without = explain_model(hardware, metadata, zero, at=at)
+    assert without.reason("metadata.entry").outcome == "fail" and not without.allowed
