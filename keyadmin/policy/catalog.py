@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from keyadmin.policy.evaluate import (
@@ -19,6 +19,8 @@ from keyadmin.policy.evaluate import (
     certification_outcome,
     decide,
     key_protection_outcome,
+    metadata_fresh_outcome,
+    metadata_signed_outcome,
     roaming_outcome,
     run_rules,
     status_outcome,
@@ -73,26 +75,11 @@ def _entry(ctx: _ModelCtx) -> tuple[Outcome, str]:
 
 
 def _signed(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
-    if not ctx.policy.metadata.signed:
-        return "skip", "the policy does not demand signed metadata"
-    if snap is None or not snap.signed:
-        return "fail", "the stored metadata is unsigned or missing; the policy demands signed"
-    return "pass", f"metadata no. {snap.no} was signature-verified"
+    return metadata_signed_outcome(ctx.policy, ctx.metadata)
 
 
 def _fresh(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    if not ctx.policy.metadata.required:
-        return "skip", "the policy does not require metadata"
-    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
-    if snap is None:
-        return "fail", "no metadata loaded"
-    from keyadmin.mds.freshness import evaluate as freshness
-
-    fr = freshness(snap, ctx.at, timedelta(days=ctx.policy.metadata.freshness_grace_days))
-    if fr.fresh:
-        return "pass", f"metadata no. {snap.no} is fresh at {ctx.at.isoformat()}"
-    return "fail", f"metadata no. {snap.no} went stale at {fr.deadline}; run keyadmin mds update"
+    return metadata_fresh_outcome(ctx.policy, ctx.metadata, ctx.at)
 
 
 def _trusted(ctx: _ModelCtx) -> tuple[Outcome, str]:

@@ -237,9 +237,10 @@ def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
     return "skip", f"no metadata entry for {what}; the policy does not require one"
 
 
-def rule_metadata_signed(ctx: _Ctx) -> tuple[Outcome, str]:
-    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
-    if not ctx.policy.metadata.signed:
+def metadata_signed_outcome(policy: Policy, metadata: MetadataSource | None) -> tuple[Outcome, str]:
+    """Does the stored metadata carry a verified signature, when the policy demands one?"""
+    snap = metadata.snapshot() if metadata is not None else None
+    if not policy.metadata.signed:
         if snap is not None and not snap.signed:
             return "skip", f"metadata no. {snap.no} is UNSIGNED ({snap.source}); policy allows it"
         return "skip", "the policy does not demand signed metadata"
@@ -253,24 +254,35 @@ def rule_metadata_signed(ctx: _Ctx) -> tuple[Outcome, str]:
     return "pass", f"metadata no. {snap.no} was signature-verified"
 
 
-def rule_metadata_fresh(ctx: _Ctx) -> tuple[Outcome, str]:
-    if not ctx.policy.metadata.required:
+def rule_metadata_signed(ctx: _Ctx) -> tuple[Outcome, str]:
+    return metadata_signed_outcome(ctx.policy, ctx.metadata)
+
+
+def metadata_fresh_outcome(
+    policy: Policy, metadata: MetadataSource | None, at: datetime
+) -> tuple[Outcome, str]:
+    """Is the stored metadata fresh at ``at`` (nextUpdate + the policy's grace)?"""
+    if not policy.metadata.required:
         return "skip", "the policy does not require metadata"
-    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
+    snap = metadata.snapshot() if metadata is not None else None
     if snap is None:
         return "fail", "no metadata loaded; run keyadmin mds update"
     from keyadmin.mds.freshness import evaluate as freshness
 
-    fr = freshness(snap, ctx.at, timedelta(days=ctx.policy.metadata.freshness_grace_days))
+    grace = policy.metadata.freshness_grace_days
+    fr = freshness(snap, at, timedelta(days=grace))
     if fr.fresh:
         return "pass", (
-            f"metadata no. {snap.no} (nextUpdate {snap.next_update}) is fresh at "
-            f"{ctx.at.isoformat()}"
+            f"metadata no. {snap.no} (nextUpdate {snap.next_update}) is fresh at {at.isoformat()}"
         )
     return "fail", (
         f"metadata no. {snap.no} went stale at {fr.deadline} (nextUpdate {snap.next_update} + "
-        f"{ctx.policy.metadata.freshness_grace_days:g} days); run keyadmin mds update"
+        f"{grace:g} days); run keyadmin mds update"
     )
+
+
+def rule_metadata_fresh(ctx: _Ctx) -> tuple[Outcome, str]:
+    return metadata_fresh_outcome(ctx.policy, ctx.metadata, ctx.at)
 
 
 # -- 8..11: the attestation ----------------------------------------------------------------------
