@@ -274,14 +274,24 @@ def _admit_key(policy: Any, metadata: Any, aaguid: str) -> tuple[Any, ...] | Non
     metadata: none, or the snapshot's number and SHA-256 (a source without a hashed snapshot
     is not cached).
     """
-    roots = tuple(r.sha256 for r in getattr(policy, "trust_roots", ()))
+    hit = _policy_keys.get(id(policy))
+    if hit is not None and hit[0] is policy:
+        pkey = hit[1]
+    else:  # a loaded policy is frozen: its file and root hashes are read once
+        pkey = (policy.sha256, tuple(r.sha256 for r in getattr(policy, "trust_roots", ())))
+        if len(_policy_keys) >= 64:
+            _policy_keys.clear()
+        _policy_keys[id(policy)] = (policy, pkey)
     if metadata is None:
-        return (policy.sha256, roots, None, aaguid)
+        return (pkey, None, aaguid)
     snap = metadata.snapshot()
     digest = getattr(snap, "sha256", None) if snap is not None else None
     if not digest:
         return None
-    return (policy.sha256, roots, (getattr(snap, "no", None), digest), aaguid)
+    return (pkey, (getattr(snap, "no", None), digest), aaguid)
+
+
+_policy_keys: dict[int, tuple[Any, tuple[Any, ...]]] = {}
 
 
 ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"

@@ -147,10 +147,15 @@ def check_client_data(
         raise StepUpRefused("cross-origin assertions are not accepted for step-up")
 
 
+@lru_cache(maxsize=256)
+def _rp_id_hash(rp_id: str) -> bytes:
+    return hashlib.sha256(rp_id.encode()).digest()
+
+
 def check_auth_data(
     auth: AuthData, *, rp_id: str, registered_backup_eligible: bool, device_bound: bool
 ) -> None:
-    if not hmac.compare_digest(auth.rp_id_hash, hashlib.sha256(rp_id.encode()).digest()):
+    if not hmac.compare_digest(auth.rp_id_hash, _rp_id_hash(rp_id)):
         raise StepUpRefused(f"rpIdHash is not SHA-256 of {rp_id!r}")
     if not auth.flags & FLAG_UP:
         raise StepUpRefused("user presence (UP) is not set")

@@ -29,6 +29,10 @@ _lock = threading.Lock()
 #: The environment variable that opts SQLite into ``synchronous=NORMAL``.
 SYNCHRONOUS_ENV = "KEYADMIN_SQLITE_SYNCHRONOUS"
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+#: WAL pages between automatic checkpoints (SQLite's default is 1000). Hot rows are
+#: rewritten commit after commit, so a longer WAL copies each page back once for more
+#: commits; the WAL file stays bounded (about 16 MiB at 4 KiB pages).
+WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
 class DatabaseError(KeyadminError):
@@ -86,7 +90,13 @@ def ping(url: str) -> None:
 
 
 def dispose_all() -> None:
+    global _generation
     with _lock:
+        _generation += 1
+        drop_all = list(_hot.by_url)
+        for url in drop_all:
+            drop_hot_connection(url)
+        _sqlite_settings.clear()
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
@@ -100,16 +110,11 @@ def _create(url: str) -> Any:
         synchronous = sqlite_synchronous()  # validated before anything is created
         ensure_private_file(path)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _sqlite_settings[url] = (path, synchronous)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")  # FULL or NORMAL, nothing else
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            _configure_sqlite(dbapi_conn, synchronous)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
@@ -134,6 +139,75 @@ def _create(url: str) -> Any:
         f"unsupported database URL {url.split('://', 1)[0]}://…",
         hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
     )
+
+
+def _configure_sqlite(dbapi_conn: Any, synchronous: str) -> None:
+    """Every SQLite connection keyadmin opens, pooled or hot: the same settings."""
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")  # FULL or NORMAL, nothing else
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    cur.close()
+
+
+# ----------------------------------------------------------------------------- hot connections
+#: URL -> (file, synchronous) of every SQLite engine made here (what a hot connection copies).
+_sqlite_settings: dict[str, tuple[Path, str]] = {}
+#: Bumped by ``dispose_all``: a hot connection from an older generation is closed, not used.
+_generation = 0
+_HOT_PER_THREAD = 4
+
+
+class _HotConnections(threading.local):
+    def __init__(self) -> None:
+        self.by_url: dict[str, tuple[int, int, Any]] = {}  # url -> (pid, generation, conn)
+
+
+_hot = _HotConnections()
+
+
+def hot_sqlite_connection(url: str) -> Any | None:
+    """This thread's own sqlite3 connection to ``url`` (None when ``url`` is not a SQLite
+    file): opened once per thread and process, configured like the engine's connections,
+    never shared. The step-up hot path uses it instead of a pool checkout (which costs more
+    than the SQL it runs). The caller must leave it with no transaction open; a connection
+    that failed is dropped with ``drop_hot_connection``.
+    """
+    get_engine(url)  # created and migrated, its settings recorded
+    settings = _sqlite_settings.get(url)
+    if settings is None:
+        return None
+    pid = os.getpid()
+    hit = _hot.by_url.get(url)
+    if hit is not None:
+        if hit[0] == pid and hit[1] == _generation:
+            return hit[2]
+        drop_hot_connection(url)
+    import sqlite3
+
+    conn = sqlite3.connect(settings[0], timeout=30, check_same_thread=False)
+    try:
+        _configure_sqlite(conn, settings[1])
+    except BaseException:
+        conn.close()
+        raise
+    while len(_hot.by_url) >= _HOT_PER_THREAD:  # a few databases per thread, not hundreds
+        drop_hot_connection(next(iter(_hot.by_url)))
+    _hot.by_url[url] = (pid, _generation, conn)
+    return conn
+
+
+def drop_hot_connection(url: str) -> None:
+    """Forget (and, in the process that opened it, close) this thread's hot connection."""
+    hit = _hot.by_url.pop(url, None)
+    if hit is not None and hit[0] == os.getpid():
+        try:
+            hit[2].close()
+        except Exception:  # noqa: BLE001, S110 - a broken connection is being discarded
+            pass
 
 
 def _migrate(engine: Any) -> None:

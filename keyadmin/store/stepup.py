@@ -36,10 +36,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from keyadmin.store import audit
-from keyadmin.store.db import DatabaseError, get_engine
+from keyadmin.store.db import (
+    DatabaseError,
+    drop_hot_connection,
+    get_engine,
+    hot_sqlite_connection,
+)
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
@@ -53,8 +58,7 @@ def _utc(value: datetime | str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-@dataclass(frozen=True)
-class ChallengeData:
+class ChallengeData(NamedTuple):
     id: str
     user_id: int
     user: str
@@ -70,8 +74,7 @@ class ChallengeData:
     outcome: str | None
 
 
-@dataclass(frozen=True)
-class CredentialData:
+class CredentialData(NamedTuple):
     id: int
     credential_id: bytes
     user_id: int
@@ -82,8 +85,7 @@ class CredentialData:
     status: str
 
 
-@dataclass(frozen=True)
-class FinishContext:
+class FinishContext(NamedTuple):
     challenge: ChallengeData | None
     credential: CredentialData | None
     failures_credential: int
@@ -194,10 +196,17 @@ class FinishConnection:
     """
 
     def __init__(self, url: str) -> None:
-        engine = get_engine(url)
-        self.postgres = engine.dialect.name == "postgresql"
+        self.url = url
         with _database_errors():
-            self._conn: Any = engine.raw_connection()
+            hot = hot_sqlite_connection(url)
+            self.hot = hot is not None
+            if hot is None:
+                engine = get_engine(url)
+                self.postgres = engine.dialect.name == "postgresql"
+                self._conn: Any = engine.raw_connection()
+            else:
+                self.postgres = False
+                self._conn = hot
         try:
             self.raw = _Raw(self._conn, self.postgres)
         except BaseException:
@@ -205,14 +214,33 @@ class FinishConnection:
             raise
 
     def close(self) -> None:
+        """Give the connection back: to the pool, or (SQLite) to this thread, idle. A hot
+        connection that cannot be brought back to idle is dropped, never reused."""
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        if not self.hot:
             conn.close()
+            return
+        try:
+            self.raw.cur.close()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - whatever broke, this connection is not reused
+            drop_hot_connection(self.url)
+
+    def failed(self) -> None:
+        """The database failed under this connection: drop it (a hot one is reopened)."""
+        if self.hot and self._conn is not None:
+            self._conn = None
+            drop_hot_connection(self.url)
 
     def __enter__(self) -> FinishConnection:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, DatabaseError):
+            self.failed()
         self.close()
 
     # ------------------------------------------------------------------------- the reads
@@ -312,8 +340,8 @@ class FinishConnection:
         ``change_seq`` by the compare-and-set itself (one UPDATE of the credential).
         """
         text = _DETAILS.encode(details)  # before BEGIN: nothing to do under the lock
-        at_utc = at.astimezone(UTC)
-        now = at_utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        at_text = at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+        now = at_text.replace("T", " ", 1)  # SQLAlchemy's SQLite DateTime text
         cur = self.raw.cur
         with _database_errors():
             cur.execute("BEGIN IMMEDIATE")
@@ -331,7 +359,9 @@ class FinishConnection:
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.COUNTER_REFUSED, None
-                digest = audit.row_hash(prev_hash, seq, at_utc, actor, "stepup.ok", subject, text)
+                digest = audit.row_hash_text(
+                    prev_hash, seq, at_text, actor, "stepup.ok", subject, text
+                )
                 cur.execute(
                     _INSERT_AUDIT,
                     {

@@ -70,6 +70,10 @@ class PrivatePostgres:
         )
         if init.returncode:
             raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the server on its existing data directory (after ``stop``), same port."""
         opts = (
             f"-F -k {self.workdir} -p {self.port} -c listen_addresses=127.0.0.1 "
             "-c max_connections=200 -c shared_buffers=64MB"

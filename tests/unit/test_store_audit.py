@@ -4,6 +4,8 @@ are each found and the first bad row is named."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from keyadmin.store import audit
@@ -94,3 +96,26 @@ def test_rolled_back_transaction_leaves_no_row(db) -> None:
         raise RuntimeError("the caller failed after appending")
     result = _verify(db)
     assert result.ok and result.rows_checked == 5
+
+
+_text = st.text(max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seq=st.integers(min_value=0, max_value=2**62),
+    at=_text,
+    actor=_text,
+    action=_text,
+    subject=st.none() | _text,
+    details=_text,
+)
+def test_fast_row_canonical_is_json_dumps(seq, at, actor, action, subject, details) -> None:
+    """The hash input built without a dict is exactly the canonical JSON of the row."""
+    fields = {
+        "seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
+        "details": details,
+    }  # fmt: skip
+    assert audit._canonical_row(seq, at, actor, action, subject, details) == audit._canonical(
+        fields
+    )
