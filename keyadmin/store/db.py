@@ -201,13 +201,23 @@ def hot_sqlite_connection(url: str) -> Any | None:
 
 
 def drop_hot_connection(url: str) -> None:
-    """Forget (and, in the process that opened it, close) this thread's hot connection."""
+    """Forget (and, in the process that opened it, close) this thread's hot connection.
+
+    One inherited through fork() is never touched in the child, not even closed (SQLite
+    forbids using a connection across fork): it is parked here for the child's lifetime."""
     hit = _hot.by_url.pop(url, None)
-    if hit is not None and hit[0] == os.getpid():
-        try:
-            hit[2].close()
-        except Exception:  # noqa: BLE001, S110 - a broken connection is being discarded
-            pass
+    if hit is None:
+        return
+    if hit[0] != os.getpid():
+        _inherited.append(hit[2])
+        return
+    try:
+        hit[2].close()
+    except Exception:  # noqa: BLE001, S110 - a broken connection is being discarded
+        pass
+
+
+_inherited: list[Any] = []
 
 
 def _migrate(engine: Any) -> None:
