@@ -118,7 +118,7 @@ def sql_floor(tmp: Path, n: int, synchronous: str) -> dict[str, Any]:
     import sqlite3
 
     from keyadmin.store import stepup as st
-    from keyadmin.store.db import WAL_AUTOCHECKPOINT_PAGES, dispose_all, get_engine
+    from keyadmin.store.db import _configure_sqlite, dispose_all, get_engine
 
     url = f"sqlite:///{tmp / 'floor.db'}"
     get_engine(url)
@@ -126,13 +126,12 @@ def sql_floor(tmp: Path, n: int, synchronous: str) -> dict[str, Any]:
     _key, cred_id = _register(url, policy)
     challenges = [b.challenge_id for b in _begin_many(url, policy, n)]
     dispose_all()
-    conn = sqlite3.connect(tmp / "floor.db", isolation_level=None)
-    for pragma in (
-        "foreign_keys=ON", "journal_mode=WAL", f"synchronous={synchronous}",
-        f"wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
-    ):  # fmt: skip
-        conn.execute(f"PRAGMA {pragma}")
+    conn = sqlite3.connect(tmp / "floor.db")
+    _configure_sqlite(conn, synchronous.upper())  # exactly the settings keyadmin uses
     cur = conn.cursor()
+    (cred_row,) = cur.execute(
+        "SELECT id FROM ka_credential WHERE credential_id = ?", (cred_id,)
+    ).fetchone()
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     since = "2000-01-01 00:00:00"
     details = json.dumps({"challenge": "x" * 32, "credential": cred_id.hex(), "counter": 1})
@@ -140,9 +139,13 @@ def sql_floor(tmp: Path, n: int, synchronous: str) -> dict[str, Any]:
     for i, cid in enumerate(challenges):
         cur.execute(st._CONTEXT, {"id": cid, "cid": cred_id, "since": since}).fetchone()
         cur.execute("BEGIN IMMEDIATE")
-        cur.execute(st._TAKE, {"now": now, "id": cid})
+        taken = cur.execute(st._TAKE, {"now": now, "id": cid}).rowcount
         seq, prev = cur.execute(st._HEAD).fetchone()
-        cur.execute(st._CAS_STRICT_SEQ, {"new": i + 1, "now": now, "id": 1, "seq": seq + 1})
+        cas = cur.execute(
+            st._CAS_STRICT_SEQ, {"new": i + 1, "now": now, "id": cred_row, "seq": seq + 1}
+        ).rowcount
+        if (taken, cas) != (1, 1):
+            raise RuntimeError(f"the floor's statements changed {taken}, {cas} rows, not 1, 1")
         digest = hashlib.sha256(f"{prev}{seq}".encode()).hexdigest()
         cur.execute(
             st._INSERT_AUDIT,

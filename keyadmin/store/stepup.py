@@ -2,7 +2,8 @@
 
 Two paths, on purpose:
 
-* The hot path, ``FinishConnection``: ONE pooled DBAPI connection for a whole ``finish``.
+* The hot path, ``FinishConnection``: ONE DBAPI connection for a whole ``finish`` (on
+  SQLite the thread's own ``db.hot_sqlite_connection``, on PostgreSQL a pooled one).
   ``load_context`` reads the challenge, its user, the credential and both failure counts
   in ONE statement (one snapshot). ``commit_success`` then runs ONE transaction: consume
   the challenge (``used_at IS NULL`` guard), compare-and-set the counter
@@ -187,12 +188,14 @@ def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
 
 
 class FinishConnection:
-    """ONE pooled DBAPI connection for a whole ``finish``: the reads, then the commit.
+    """ONE DBAPI connection for a whole ``finish``: the reads, then the commit (SQLite: the
+    thread's own hot connection; PostgreSQL: one from the engine's pool).
 
     Between the two the connection is idle (no transaction open), so the checks and the
-    signature run without holding any lock. ``close`` returns it to the pool; ``finish``
-    closes it before a refusal is recorded (through its own session), so a thread never
-    holds two connections at once.
+    signature run without holding any lock. ``close`` gives it back idle (to the pool, or
+    to the thread); ``finish`` closes it before a refusal is recorded (through its own
+    session), so a thread never holds two pooled connections at once. A database failure
+    drops a hot connection (``failed``): the next step-up in that thread opens a new one.
     """
 
     def __init__(self, url: str) -> None:

@@ -8,6 +8,7 @@ while the commit waits on the audit head lock (taken, mid-transaction)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from keyadmin.stepup import ChallengeRefused, begin, finish
-from keyadmin.store.db import DatabaseError, get_engine, transaction
+from keyadmin.store.db import DatabaseError, get_engine, hot_sqlite_connection, transaction
 from tests.integration.test_stepup_support import ACTION, Lab, assertion_for, make_lab, stored
 
 
@@ -89,12 +90,44 @@ def test_sqlite_refusing_the_commit_stores_nothing(tmp_path: Path) -> None:
         "CREATE TRIGGER refuse_stepup BEFORE INSERT ON ka_audit WHEN NEW.action = 'stepup.ok' "
         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
     )
-    for _ in range(2):  # twice: the connection that failed is not left in a transaction
+    for _ in range(2):  # twice: the connection that failed is dropped and a new one used
+        conn = hot_sqlite_connection(lab.db_url)
         with pytest.raises(DatabaseError) as err:
             _finish(lab, ch, response)
         assert "nothing was stored" in err.value.message
+        with pytest.raises(sqlite3.ProgrammingError):  # closed, never reused
+            conn.execute("SELECT 1")
+        assert hot_sqlite_connection(lab.db_url) is not conn
         _nothing_stored(lab, ch, before, rows)
     _exec(lab.db_url, "DROP TRIGGER refuse_stepup")
+    _accepted_once_after(lab, ch, response, before)
+
+
+def test_interrupt_inside_the_commit_rolls_back_and_keeps_the_connection_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C arriving inside the commit transaction (after the challenge was taken and the
+    counter set): rolled back, the thread's connection goes back idle and is reused."""
+    from keyadmin.store import audit
+
+    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}")
+    ch, response, before = _prepared(lab)
+    conn = hot_sqlite_connection(lab.db_url)
+    seen: list[bool] = []
+    real = audit.row_hash_text
+
+    def interrupted(*args: Any) -> str:
+        seen.append(conn.in_transaction)  # inside BEGIN IMMEDIATE, rows already changed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit, "row_hash_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _finish(lab, ch, response)
+    monkeypatch.setattr(audit, "row_hash_text", real)  # audit.verify below uses it too
+    assert seen == [True]
+    assert conn.in_transaction is False
+    assert hot_sqlite_connection(lab.db_url) is conn  # not a failure of the database: kept
+    _nothing_stored(lab, ch, before, 0)
     _accepted_once_after(lab, ch, response, before)
 
 
@@ -108,6 +141,7 @@ def test_sqlite_refusal_in_a_worker_thread_leaves_the_thread_usable(tmp_path: Pa
         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
     )
     outcome: list[Any] = []
+    conns: list[Any] = []
     go = threading.Event()
     done = threading.Event()
 
@@ -115,6 +149,7 @@ def test_sqlite_refusal_in_a_worker_thread_leaves_the_thread_usable(tmp_path: Pa
         for _ in range(2):
             go.wait()
             go.clear()
+            conns.append(hot_sqlite_connection(lab.db_url))
             try:
                 outcome.append(_finish(lab, ch, response))
             except Exception as e:  # noqa: BLE001 - recorded and asserted on below
@@ -134,6 +169,7 @@ def test_sqlite_refusal_in_a_worker_thread_leaves_the_thread_usable(tmp_path: Pa
     t.join(60)
     assert not isinstance(outcome[1], Exception), outcome[1]
     assert outcome[1].counter > before
+    assert conns[1] is not conns[0]  # the failed one was dropped, a new one opened
 
 
 @pytest.mark.postgres

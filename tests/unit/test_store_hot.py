@@ -29,7 +29,7 @@ def test_one_connection_per_thread_configured_like_the_engine(url: str) -> None:
     assert _pragma(first, "synchronous") == 2  # FULL, the durable default
     assert _pragma(first, "foreign_keys") == 1
     assert _pragma(first, "busy_timeout") == 30000
-    assert _pragma(first, "wal_autocheckpoint") == db.WAL_AUTOCHECKPOINT_PAGES
+    assert _pragma(first, "wal_autocheckpoint") == db.WAL_AUTOCHECKPOINT_PAGES  # FULL
     assert first.in_transaction is False and first.isolation_level is None
     other: list[Any] = []
     t = threading.Thread(target=lambda: other.append(db.hot_sqlite_connection(url)))
@@ -42,7 +42,10 @@ def test_normal_only_by_the_documented_opt_in(url: str, monkeypatch: pytest.Monk
     db.dispose_all()
     monkeypatch.setenv(db.SYNCHRONOUS_ENV, "normal")
     try:
-        assert _pragma(db.hot_sqlite_connection(url), "synchronous") == 1
+        conn = db.hot_sqlite_connection(url)
+        assert _pragma(conn, "synchronous") == 1
+        # the WAL is synced only at checkpoints under NORMAL: SQLite's default interval kept
+        assert _pragma(conn, "wal_autocheckpoint") == db.WAL_AUTOCHECKPOINT_PAGES_NORMAL == 1000
     finally:
         db.dispose_all()
 
@@ -58,8 +61,13 @@ def test_dispose_all_and_drop_give_a_new_connection(url: str) -> None:
     assert db.hot_sqlite_connection(url) is not second
 
 
-def test_not_for_postgres_or_memory_urls() -> None:
+def test_not_for_memory_urls() -> None:
     assert db.hot_sqlite_connection("sqlite://") is None
+
+
+@pytest.mark.postgres
+def test_not_for_postgres(pg_url: str) -> None:
+    assert db.hot_sqlite_connection(pg_url) is None
 
 
 def test_bounded_per_thread(tmp_path: Path) -> None:
