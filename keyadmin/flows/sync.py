@@ -6,11 +6,13 @@ One run, in this order (docs/sync.md):
    credentials whose ``change_seq`` lies in ``(last_seq, upto]``. The first run, and
    ``full=True``, take every credential.
 2. Application transaction (one, committed at the end or not at all):
-   the table's rows for those credentials, plus the rows the application used or added since
-   the last run (``last_used_at``/``created_at`` marks, with a safety margin) - a full run
-   reads every row. Then: insert new active credentials, update changed ones (a counter is only
-   ever raised), delete or disable (per the mapping) revoked/suspended/quarantined ones,
-   report rows keyadmin never approved (drift) and delete them only with ``prune``.
+   the census first (the row count against the last run's count plus the rows added after
+   the ``created_at`` mark; a mismatch turns the run into a full one), then the table's rows
+   for those credentials, plus the rows the application used or added since the last run
+   (``last_used_at``/``created_at`` marks, with a safety margin) - a full run reads every row.
+   Then: insert new active credentials, update changed ones (a counter is only ever raised),
+   delete or disable (per the mapping) revoked/suspended/quarantined ones, report rows
+   keyadmin never approved (drift) and delete them only with ``prune``.
 3. Registry transaction: counters the application advanced are pulled back (compare-and-set,
    logged, ``change_seq`` set), the watermark and marks are saved.
 
@@ -136,6 +138,10 @@ def sync(
     drift: list[AppRow] = []
     try:
         with store.transaction(create=create_table, commit=not dry_run) as conn:
+            if not full_run and _census_fails(store, conn, details, notes):
+                full_run = True  # rows went or came where the marks cannot see: compare all
+                with transaction(registry_url) as s:
+                    changed = st.changed_since(s, 0, upto)
             changed_ids = {c.credential_id for c in changed}
             if full_run:
                 app_rows = {r.credential_id: r for r in store.all_rows(conn)}
@@ -212,7 +218,7 @@ def sync(
                 writes += store.insert(conn, inserts)
                 writes += store.update(conn, updates)
                 writes += store.delete(conn, deletes)
-            used_mark, created_mark = store.marks(conn)
+            used_mark, created_mark, app_count = store.marks(conn)
     finally:
         store.close()
 
@@ -225,6 +231,7 @@ def sync(
                 **details,
                 "app_used_mark": _iso(used_mark),
                 "app_created_mark": _iso(created_mark),
+                "app_rows": app_count,
                 "table": mapping.describe(),
                 "drift": [] if prune else [r.credential_id.hex() for r in drift[:DRIFT_MEMORY]],
             }
@@ -280,6 +287,26 @@ def sync(
         seconds=round(time.perf_counter() - started, 3),
         notes=tuple(notes),
     )
+
+
+def _census_fails(store: AppStore, conn: Any, details: dict[str, Any], notes: list[str]) -> bool:
+    """Does the table's row count disagree with the last run's count plus the rows added
+    after the created_at mark? Then rows were deleted behind keyadmin's back, or added with
+    an old (or no) created_at, or committed late by a transaction that began before the last
+    run read its marks: an incremental run would miss them, so the caller compares all.
+    (A deletion and a back-dated insertion in the same interval cancel out: ``--full``.)"""
+    previous = details.get("app_rows")
+    if not isinstance(previous, int):  # a state saved before the census existed
+        return False
+    rows, added = store.census(conn, _mark(details, "app_created_mark", timedelta(0)))
+    if rows == previous + added:
+        return False
+    notes.append(
+        f"the application's table has {rows} rows where {previous + added} were expected "
+        f"({previous} after the last run, {added} added since): rows were deleted or added "
+        "where the marks cannot see them, so every row is compared"
+    )
+    return True
 
 
 _COMPARED = ("user_id", "public_key", "transports", "device_type", "backed_up")

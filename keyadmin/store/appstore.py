@@ -494,18 +494,41 @@ class AppStore:
         ]
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
-    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:
-        """(max last_used_at, max created_at) in the table: the next run's marks."""
+    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None, int]:
+        """(max last_used_at, max created_at, rows) in the table, read in one statement:
+        the next run's marks and the row count its census compares against."""
         from sqlalchemy import func, select
 
         m = self.mapping
         used_col, created_col = m.column("last_used_at"), m.column("created_at")
         if not used_col or not created_col:
-            return None, None
+            count = conn.execute(select(func.count()).select_from(self.table)).scalar_one()
+            return None, None, int(count)
         r = conn.execute(
-            select(func.max(self.table.c[used_col]), func.max(self.table.c[created_col]))
+            select(
+                func.max(self.table.c[used_col]),
+                func.max(self.table.c[created_col]),
+                func.count(),
+            )
         ).one()
-        return utc(r[0]), utc(r[1])
+        return utc(r[0]), utc(r[1]), int(r[2])
+
+    def census(self, conn: Any, created_since: datetime | None) -> tuple[int, int]:
+        """(rows in the table, rows added since the mark: created_at after ``created_since``,
+        or with any created_at when there was no mark), in one statement. Without a
+        created_at column no row can be told to be new: (rows, 0)."""
+        from sqlalchemy import case, func, select
+
+        created_col = self.mapping.column("created_at")
+        if not created_col:
+            n = int(conn.execute(select(func.count()).select_from(self.table)).scalar_one())
+            return n, 0
+        created = self.table.c[created_col]
+        new = created.is_not(None) if created_since is None else created > created_since
+        r = conn.execute(
+            select(func.count(), func.sum(case((new, 1), else_=0))).select_from(self.table)
+        ).one()
+        return int(r[0]), int(r[1] or 0)
 
     # -- writes -------------------------------------------------------------------------------
     def _cols(self, values: dict[str, Any]) -> dict[str, Any]:

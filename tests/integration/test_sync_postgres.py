@@ -53,6 +53,20 @@ def _exec(app: str, sql: str, **params) -> None:
         eng.dispose()
 
 
+def _insert_rogue(app: str, cred: bytes, created_at: datetime, *, sign_count: int) -> None:
+    """A row the application added itself (keyadmin never approved it)."""
+    _exec(
+        app,
+        "INSERT INTO webauthn_credentials (credential_id, user_id, public_key, sign_count, "
+        "created_at) VALUES (:c, :u, :k, :n, :at)",
+        c=cred,
+        u=b"mallory",
+        k=b"\xa1\x01\x02",
+        n=sign_count,
+        at=created_at,
+    )
+
+
 def _sync(reg: str, app: str, **kw):
     return sync(
         registry_url=reg,
@@ -166,15 +180,7 @@ def test_drift_is_reported_and_removed_only_with_prune(dbs) -> None:
     reg, app, ids = dbs
     _sync(reg, app, create_table=True)
     rogue = b"\x99" * 32
-    _exec(
-        app,
-        "INSERT INTO webauthn_credentials (credential_id, user_id, public_key, sign_count, "
-        "created_at) VALUES (:c, :u, :k, 3, :at)",
-        c=rogue,
-        u=b"mallory",
-        k=b"\xa1\x01\x02",
-        at=datetime.now(UTC),
-    )
+    _insert_rogue(app, rogue, datetime.now(UTC), sign_count=3)
     r = _sync(reg, app)
     assert r.drift_count == 1 and r.drift[0].credential_id == rogue.hex()
     assert rogue in _rows(app)
@@ -211,3 +217,28 @@ def test_concurrent_runs_are_serialised(dbs) -> None:
     assert errors == []
     assert sorted(r.inserted for r in results) == [0, 0, 40]  # type: ignore[attr-defined]
     assert set(_rows(app)) == set(ids)
+
+
+def test_row_deleted_behind_keyadmins_back_is_restored_by_an_incremental_run(dbs) -> None:
+    reg, app, ids = dbs
+    _sync(reg, app, create_table=True)
+    _exec(app, "DELETE FROM webauthn_credentials WHERE credential_id = :c", c=ids[3])
+    r = _sync(reg, app)  # incremental: nothing changed in the registry
+    assert r.full is True and r.inserted == 1 and r.app_writes == 1
+    assert any("were expected" in n for n in r.notes)
+    assert ids[3] in _rows(app) and len(_rows(app)) == 40
+    again = _sync(reg, app)
+    assert (again.full, again.app_writes) == (False, 0)
+
+
+def test_row_added_with_an_old_created_at_is_found_as_drift(dbs) -> None:
+    """A row whose created_at lies before the last run's mark (back-dated, or committed late
+    by a transaction that began before the mark was read) is still found."""
+    reg, app, _ = dbs
+    _sync(reg, app, create_table=True)
+    rogue = b"\x77" * 32
+    _insert_rogue(app, rogue, datetime(2001, 1, 1, tzinfo=UTC), sign_count=1)
+    r = _sync(reg, app)
+    assert r.full is True and r.drift_count == 1 and r.drift[0].credential_id == rogue.hex()
+    again = _sync(reg, app)  # remembered, re-checked, the census agrees again
+    assert (again.full, again.drift_count, again.app_writes) == (False, 1, 0)

@@ -119,3 +119,33 @@ def test_missing_table_and_bad_mapping_are_reported(setup, tmp_path: Path) -> No
     bad.write_text('[columns]\nsign_count = ""\n')
     with pytest.raises(ConfigError, match="columns.sign_count: this column is required"):
         load_mapping(bad)
+
+
+def test_rows_gone_or_back_dated_behind_keyadmins_back_are_found(setup) -> None:
+    reg, app_url, app_path, mapping, ids = setup
+    run = ["sync", "--target", app_url, "--mapping", str(mapping), "--db", reg, "--json"]
+
+    def sync_json() -> dict:
+        out = CliRunner().invoke(_app(), run)
+        assert out.exit_code == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def app_sql(sql: str, *params: object) -> None:
+        con = sqlite3.connect(app_path)
+        con.execute(sql.format(t=TABLE.replace('"', '""')), params)
+        con.commit()
+        con.close()
+
+    sync_json()
+    app_sql('DELETE FROM "{t}" WHERE cred = ?', _b64u(ids[0]))
+    restored = sync_json()
+    assert (restored["full"], restored["inserted"]) == (True, 1)
+    assert _b64u(ids[0]) in _rows(app_path)
+    app_sql(
+        'INSERT INTO "{t}" (cred, owner, cose, counter, added) VALUES (?, ?, ?, 1, ?)',
+        "cm9ndWU", "mallory", b"\xa1", "2001-01-01 00:00:00",
+    )  # fmt: skip
+    found = sync_json()
+    assert (found["full"], found["drift_count"], found["app_writes"]) == (True, 1, 0)
+    quiet = sync_json()
+    assert (quiet["full"], quiet["app_writes"], quiet["drift_count"]) == (False, 0, 1)
