@@ -73,7 +73,10 @@ def enrol(
     if witness is not None:
         if witness_device is None:
             raise UsageError("--witness needs --witness-device: the witness's own key")
+        from keyadmin.flows.enrol import check_witness
         from keyadmin.flows.stepup import witness_presence
+
+        check_witness(witness, user=user, operator=_operator())  # before any key is touched
 
         with _session(witness_device) as wsession:
             say(f"Witness {witness}: prove presence with your own key (your PIN)")

@@ -93,6 +93,26 @@ def device_facts(info: Any) -> Any:
     )
 
 
+def check_witness(witness: str | None, *, user: str, operator: str) -> None:
+    """Dual control needs a second person: the witness may be neither the user being
+    enrolled (their own first key would vouch for their next one) nor the operator."""
+    if witness is None:
+        return
+    same = witness.strip().casefold()
+    if same == user.strip().casefold():
+        raise EnrolmentRefused(
+            f"the witness {witness} is the user being enrolled; dual control needs a second "
+            "person",
+            hint="ask another operator with an enrolled key to witness",
+        )
+    if same == operator.strip().casefold():
+        raise EnrolmentRefused(
+            f"the witness {witness} is the operator running the enrolment; dual control needs "
+            "a second person",
+            hint="ask another operator with an enrolled key to witness",
+        )
+
+
 def enrol(
     *,
     user: str,
@@ -127,6 +147,7 @@ def enrol(
     }
 
     # 0. dual control
+    check_witness(witness, user=user, operator=operator)
     if witness_proof is not None and (witness is None or witness_proof.user != witness):
         raise KeyadminError("the witness proof is for another operator")
     if policy.enrolment.witness_required and witness_proof is None:

@@ -71,6 +71,7 @@ MUST_PASS: frozenset[str] = frozenset(
         "attestation.trusted",
         "attestation.type",
         "authenticator.allowed",
+        "user_presence",
     }
 )
 ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
@@ -226,6 +227,16 @@ def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
     if entry is None and ctx.parsed.x5c:
         kid = key_identifier(ctx.parsed.x5c[0])
         entry = ctx.metadata.by_key_id(kid)
+        if entry is not None and aaguid != ZERO_AAGUID and entry.get("aaguid") != aaguid:
+            # The key says AAGUID X (no metadata entry for X) but its attestation key names
+            # another model: neither the claim nor the entry is the key's proved model.
+            ctx.entry = ctx.anchor_entry = None
+            ctx.entry_lookup = f"AAGUID {aaguid} (no entry) / key identifier {kid}"
+            detail = (
+                f"the key claims AAGUID {aaguid}, which has no metadata entry, but its attestation "
+                f"key identifier {kid} is listed for {entry_label(entry)}: the model is not proved"
+            )
+            return ("fail" if required else "skip"), detail
         if entry is not None or aaguid == ZERO_AAGUID:
             ctx.entry_lookup = f"attestation key identifier {kid}"
     ctx.entry = ctx.anchor_entry = entry
@@ -483,7 +494,11 @@ def _verified_identity(ctx: _Ctx) -> tuple[str | None, str | None] | None:
         # No AAGUID extension: authData's AAGUID is bound only through the metadata entry
         # whose roots the chain ends at.
         aaguid = str(ev.aaguid)
-        if ctx.entry is None or root not in entry_root_fingerprints(ctx.entry):
+        if (
+            ctx.entry is None
+            or ctx.entry.get("aaguid") != aaguid
+            or root not in entry_root_fingerprints(ctx.entry)
+        ):
             aaguid = None
     else:
         aaguid = ctx.entry.get("aaguid") if ctx.entry else None
@@ -505,6 +520,10 @@ def rule_certification(ctx: _Ctx) -> tuple[Outcome, str]:
 def rule_allowed(ctx: _Ctx) -> tuple[Outcome, str]:
     if (s := _skip_unparsed(ctx)) is not None:
         return s
+    claimed = str(ctx.parsed.aaguid)
+    if claimed in ctx.policy.authenticators.deny_aaguids:
+        # denying on what the key only claims is always safe: the deny list wins over any allow
+        return "fail", f"AAGUID {claimed} (as the key reports it) is on the deny list"
     ident = _verified_identity(ctx)
     if ident is None:
         return "fail", (
@@ -546,6 +565,15 @@ def rule_device_bound(ctx: _Ctx) -> tuple[Outcome, str]:
             "device (a passkey), not device-bound"
         )
     return "pass", "BE=0: device-bound credential"
+
+
+def rule_user_presence(ctx: _Ctx) -> tuple[Outcome, str]:
+    """WebAuthn registration step "verify that the UP bit of the flags is set"."""
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    if not ctx.parsed.flags.up:
+        return "fail", "UP=0: the authenticator did not report user presence at registration"
+    return "pass", "UP=1"
 
 
 def rule_user_verification(ctx: _Ctx) -> tuple[Outcome, str]:
@@ -614,6 +642,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("authenticator.roaming", rule_roaming),
     ("authenticator.key_protection", rule_key_protection),
     ("authenticator.device_bound", rule_device_bound),
+    ("user_presence", rule_user_presence),
     ("user_verification", rule_user_verification),
     ("algorithm", rule_algorithm),
     ("cred_protect", rule_cred_protect),

@@ -248,7 +248,7 @@ def verify_receipt(
             f"unexpected receipt header alg={header.get('alg')!r} typ={header.get('typ')!r}"
         )
     kid = key_id(public_key)
-    if not hmac.compare_digest(str(header.get("kid", "")), kid):
+    if not hmac.compare_digest(str(header.get("kid", "")).encode(), kid.encode()):
         raise ReceiptInvalid("the receipt was signed by another key (kid differs)")
     if len(sig) != 64:
         raise ReceiptInvalid("the receipt's signature is not 64 bytes (ES256 r || s)")

@@ -140,31 +140,52 @@ def entries(
     ]
 
 
+def _same(stored: Any, expected: str) -> bool:
+    """Constant-time equality of a stored hash with the expected one; a value of the wrong
+    type (NULL, a number, non-ASCII text put there by an edit) is simply not equal."""
+    return isinstance(stored, str) and hmac.compare_digest(stored.encode(), expected.encode())
+
+
+def _recomputed(prev: str, r: Any) -> str:
+    """The row's hash from its stored fields, or "" when an edit left a field unusable."""
+    try:
+        at = datetime.fromisoformat(r.at) if isinstance(r.at, str) else r.at
+        return row_hash(prev, r.seq, at, r.actor, r.action, r.subject, r.details)
+    except (TypeError, ValueError, AttributeError, UnicodeError, OverflowError):
+        return ""
+
+
 def verify(session: Any) -> LogVerification:
     """Recompute the chain from the first row; stop at the first row that does not hold."""
     from sqlmodel import select
 
-    from keyadmin.store.models import AuditHeadRow, AuditRow
+    from keyadmin.store.models import AuditHeadRow
 
     head = session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1)).one()
     prev, expected_seq, checked = GENESIS, 1, 0
     problem: tuple[int, str] | None = None
-    for r in session.exec(select(AuditRow).order_by(AuditRow.seq)):  # type: ignore[arg-type]
-        if r.seq != expected_seq:
+    # The stored values as the driver returns them (no ORM type processing): a field edited
+    # into something unreadable is then a row that does not verify, not an exception.
+    result = session.connection().exec_driver_sql(
+        "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit "
+        "ORDER BY seq"
+    )
+    for r in result:
+        if not isinstance(r.seq, int) or isinstance(r.seq, bool):
+            problem = (expected_seq, f"row {expected_seq} was edited (its seq is {r.seq!r})")
+        elif r.seq != expected_seq:
             if r.seq > expected_seq:
                 problem = (expected_seq, f"row {expected_seq} is missing (deleted)")
             else:
                 problem = (r.seq, f"row {r.seq} appears out of order")
-        elif not hmac.compare_digest(r.prev_hash, prev):
+        elif not _same(r.prev_hash, prev):
             problem = (r.seq, f"row {r.seq} does not follow row {r.seq - 1} (inserted or moved)")
-        elif not hmac.compare_digest(
-            row_hash(prev, r.seq, r.at, r.actor, r.action, r.subject, r.details), r.hash
-        ):
+        elif not _same(_recomputed(prev, r), r.hash):
             problem = (r.seq, f"row {r.seq} was edited after it was written")
         if problem is not None:
             return LogVerification(False, checked, head.seq, head.hash, problem[0], problem[1])
         prev, expected_seq, checked = r.hash, expected_seq + 1, checked + 1
-    if head.seq != checked or not hmac.compare_digest(head.hash, prev):
+    if head.seq != checked or not _same(head.hash, prev):
         return LogVerification(
             False,
             checked,

@@ -343,6 +343,33 @@ def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -
     assert actions.index("stepup.ok") < len(actions) - 1 and actions[-1] == "enrol.approved"
 
 
+def test_the_witness_must_be_a_second_person(tmp_path, db) -> None:
+    """Found by review: the user's own first key vouched for their next one, and the operator
+    could witness their own enrolment. Both refused (exit 3) before any key is touched."""
+    lab = make_lab(
+        tmp_path / "dual",
+        db,
+        policy_edit={"[step_up]": "[enrolment]\nwitness_required = true\n\n[step_up]"},
+    )
+    plain = make_lab(tmp_path / "dual" / "w", db, name="witness.json")
+    assert invoke(*plain.enrol_args("olivia"), input=f"{PIN}\n").code == 0
+    before = _log_actions(lab)
+    herself = invoke(
+        *lab.enrol_args("olivia", "--witness", "olivia", "--witness-device", plain.device),
+        input=f"{PIN}\n{PIN}\n",
+    )
+    assert herself.code == 3 and "second person" in herself.stderr
+    operator = invoke(
+        *lab.enrol_args("alice", "--witness", "Olivia", "--witness-device", plain.device),
+        input=f"{PIN}\n{PIN}\n",
+        env={"KEYADMIN_OPERATOR": "olivia"},
+    )
+    assert operator.code == 3 and "operator" in operator.stderr
+    assert lab.credentials_on_key() == 0
+    assert _log_actions(lab) == before  # no step-up spent, nothing enrolled
+    assert "Traceback" not in herself.stderr + operator.stderr
+
+
 def test_interrupt_after_the_key_made_the_credential_removes_it(tmp_path) -> None:
     """Ctrl-C lands after makeCredential reached the key but before python-fido2 returned: the
     flow finds the user's unregistered credential on the key and deletes it."""

@@ -381,6 +381,11 @@ def test_tampered_receipts_are_refused(signer, tmp_path: Path) -> None:
     other = generate_key(tmp_path / "other.pem", None)
     with pytest.raises(ReceiptInvalid, match="another key"):
         verify_receipt(token, load_public_key(Path(other.public)))
+    header = json.loads(b64url_decode(head))
+    for kid in ("é", None, 7, ["x"]):  # found by review: non-ASCII kid was a TypeError (exit 1)
+        odd = b64url(json.dumps({**header, "kid": kid}).encode())
+        with pytest.raises(ReceiptInvalid, match="another key"):
+            verify_receipt(".".join([odd, body, sig]), pub)
 
 
 def test_unencrypted_receipt_key_must_be_0600(tmp_path: Path) -> None:

@@ -50,6 +50,28 @@ def test_edited_row_is_found(db) -> None:
     assert not result.ok and result.first_bad_seq == 3 and "edited" in (result.problem or "")
 
 
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        ("UPDATE ka_audit SET hash = 'é' WHERE seq = 2", "edited"),
+        ("UPDATE ka_audit SET prev_hash = 'ü' WHERE seq = 2", "does not follow"),
+        ("UPDATE ka_audit SET at = 'yesterday' WHERE seq = 2", "edited"),
+        ("UPDATE ka_audit SET seq = 2, hash = 42 WHERE seq = 2", "edited"),
+    ],
+)
+def test_edits_that_leave_odd_values_are_named(db, edit: str, what: str) -> None:
+    """Found by review: a non-ASCII hash made verify raise instead of naming the row."""
+    _sql(db, edit)
+    result = _verify(db)
+    assert not result.ok and result.first_bad_seq == 2 and what in (result.problem or "")
+
+
+def test_edited_head_hash_is_found(db) -> None:
+    _sql(db, "UPDATE ka_audit_head SET hash = 'ß'")
+    result = _verify(db)
+    assert not result.ok and "head" in (result.problem or "")
+
+
 def test_deleted_row_is_found(db) -> None:
     _sql(db, "DELETE FROM ka_audit WHERE seq = 2")
     result = _verify(db)
