@@ -312,16 +312,21 @@ def test_revoke_suspend_reinstate_are_confirmed_and_logged(lab) -> None:
     assert shown["status"] == "revoked" and shown["status_reason"] == "lost"
 
 
-def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -> None:
+def _dual_control(tmp_path, db):
+    """A lab whose policy requires a witness, and olivia: an operator with an enrolled key
+    (enrolled first, under a policy without dual control, on her own key)."""
     lab = make_lab(
         tmp_path / "dual",
         db,
         policy_edit={"[step_up]": "[enrolment]\nwitness_required = true\n\n[step_up]"},
     )
-    # the witness (an operator with an enrolled key) must exist first: enrol them under a
-    # policy without dual control, on their own key
     plain = make_lab(tmp_path / "dual" / "w", db, name="witness.json")
     assert invoke(*plain.enrol_args("olivia"), input=f"{PIN}\n").code == 0
+    return lab, plain
+
+
+def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -> None:
+    lab, plain = _dual_control(tmp_path, db)
     alone = _enrol(lab, "alice")
     assert alone.code == 3 and "requires a witness" in alone.stderr
     assert lab.credentials_on_key() == 0
@@ -346,13 +351,7 @@ def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -
 def test_the_witness_must_be_a_second_person(tmp_path, db) -> None:
     """Found by review: the user's own first key vouched for their next one, and the operator
     could witness their own enrolment. Both refused (exit 3) before any key is touched."""
-    lab = make_lab(
-        tmp_path / "dual",
-        db,
-        policy_edit={"[step_up]": "[enrolment]\nwitness_required = true\n\n[step_up]"},
-    )
-    plain = make_lab(tmp_path / "dual" / "w", db, name="witness.json")
-    assert invoke(*plain.enrol_args("olivia"), input=f"{PIN}\n").code == 0
+    lab, plain = _dual_control(tmp_path, db)
     before = _log_actions(lab)
     herself = invoke(
         *lab.enrol_args("olivia", "--witness", "olivia", "--witness-device", plain.device),
