@@ -25,6 +25,8 @@ users_app = typer.Typer(help="Users in the registry and their key coverage.")
 log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
 
 
+REF_HELP = "Registry id (3; #12345678 for any size), or credential id (hex prefix)."
+
 def _operator() -> str:
     return os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
 
@@ -160,7 +162,7 @@ def creds_list(
 
 @creds_app.command("show")
 def creds_show(
-    ref: str = typer.Argument(..., help="Registry id, or credential id (hex prefix)."),
+    ref: str = typer.Argument(..., help=REF_HELP),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -181,7 +183,7 @@ def creds_show(
 
 def _status_command(verb: str) -> Any:
     def command(
-        ref: str = typer.Argument(..., help="Registry id, or credential id (hex prefix)."),
+        ref: str = typer.Argument(..., help=REF_HELP),
         reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
         force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
         db: str = DB_OPT,

@@ -45,6 +45,15 @@ def from_fido2(exc: BaseException) -> KeyadminError:
 
     if isinstance(exc, ClientError) and isinstance(exc.cause, BaseException):
         return from_fido2(exc.cause)
+    if (
+        isinstance(exc, ClientError)
+        and exc.code == ClientError.ERR.CONFIGURATION_UNSUPPORTED
+        and "user verification" in str(exc.cause).lower()
+    ):
+        return PinError(
+            "the key has no PIN (user verification is not configured)",
+            hint="set one with: keyadmin device pin set",
+        )
     if isinstance(exc, CtapError):
         err = CtapError.ERR
         code = exc.code

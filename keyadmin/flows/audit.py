@@ -343,9 +343,7 @@ def audit(
             for rid, fs in sorted(failing.items()):
                 first = fs[0]
                 reason = f"audit: {first.rule}: {first.detail}"[:500]
-                changed = registry.change_status(
-                    s, str(rid), "quarantine", reason=reason, actor=actor
-                )
+                changed = registry.change_status(s, rid, "quarantine", reason=reason, actor=actor)
                 quarantined.append(changed.credential_id)
         notes.append(f"quarantined {len(quarantined)} credential(s); see keyadmin log")
 

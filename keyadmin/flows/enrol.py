@@ -269,25 +269,31 @@ def enrol(
         reasons = _reasons(decision)
         if not decision.allowed:
             removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
-            _log(
-                db_url,
-                actor=operator,
-                action="enrol.refused",
-                subject=user,
-                details={
-                    **base,
-                    "stage": "attestation",
-                    "aaguid": aaguid,
-                    "credential": cred_id.hex(),
-                    "reasons": reasons,
-                    "removed_from_key": removed,
-                },
-            )
+            unlogged = ""
+            try:
+                _log(
+                    db_url,
+                    actor=operator,
+                    action="enrol.refused",
+                    subject=user,
+                    details={
+                        **base,
+                        "stage": "attestation",
+                        "aaguid": aaguid,
+                        "credential": cred_id.hex(),
+                        "reasons": reasons,
+                        "removed_from_key": removed,
+                    },
+                )
+            except KeyadminError as e:  # the refusal stands; say that its log row is missing
+                unlogged = f" (the refusal could not be written to the log: {e.message})"
             raise EnrolmentRefused(
                 f"the policy refused this key: {_failed(reasons)}"
-                + ("" if removed else " (the credential could NOT be removed from the key)"),
+                + ("" if removed else " (the credential could NOT be removed from the key)")
+                + unlogged,
                 reasons=reasons,
                 removed_from_key=removed,
+                logged=not unlogged,
             )
         evidence = decision.evidence.to_dict() if decision.evidence is not None else {}
         with transaction(db_url) as s:

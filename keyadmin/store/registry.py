@@ -268,12 +268,17 @@ def list_credentials(
     return [_cred_record(c, u, sha) for c, u, sha in session.exec(q).all()]
 
 
-def get_credential(session: Any, ref: str) -> CredentialRecord:
-    """By registry id (a number) or by credential id (hex, or a unique hex prefix >= 8)."""
+def get_credential(session: Any, ref: str | int) -> CredentialRecord:
+    """By registry id (an int; or text: a number under 8 digits, or ``#N`` of any size) or by
+    credential id (hex, or a unique hex prefix >= 8). keyadmin's own code passes ints."""
     from keyadmin.store.models import CredentialRow
 
     q = _query_credentials(session)
-    if ref.isdigit() and len(ref) < 8:
+    if not isinstance(ref, str):
+        rows = session.exec(q.where(CredentialRow.id == int(ref))).all()
+    elif ref.startswith("#") and ref[1:].isdigit():
+        rows = session.exec(q.where(CredentialRow.id == int(ref[1:]))).all()
+    elif ref.isdigit() and len(ref) < 8:
         rows = session.exec(q.where(CredentialRow.id == int(ref))).all()
     else:
         try:
@@ -300,7 +305,7 @@ ALLOWED_TRANSITIONS = {
 
 
 def change_status(
-    session: Any, ref: str, verb: str, *, reason: str, actor: str
+    session: Any, ref: str | int, verb: str, *, reason: str, actor: str
 ) -> CredentialRecord:
     from keyadmin.store.models import CredentialRow
 
@@ -332,7 +337,7 @@ def change_status(
     row.change_seq = entry.seq
     session.add(row)
     session.flush()
-    return get_credential(session, str(record.id))
+    return get_credential(session, record.id)
 
 
 @dataclass(frozen=True)

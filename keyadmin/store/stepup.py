@@ -690,7 +690,7 @@ def record_refusal(
         ):
             registry.change_status(
                 s,
-                str(row.id),
+                row.id,
                 "quarantine",
                 reason=(
                     f"signature counter did not advance: assertion {counter_violation}, "

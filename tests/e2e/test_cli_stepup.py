@@ -92,6 +92,21 @@ def test_wrong_pin_exits_5(lab: Lab, key: Path) -> None:
     assert "wrong PIN" in out.stderr
 
 
+def test_a_key_without_pin_exits_5(lab: Lab, key: Path, tmp_path: Path) -> None:
+    """Found by review: python-fido2's "User verification not configured" came out as exit 4."""
+    from keyadmin.sim.authenticator import SoftKey
+
+    bare = tmp_path / "no-pin.key"
+    SoftKey.create(bare)
+    out = invoke(
+        "step-up", "alice", "--action", ACTION, "--policy", str(lab.policy_path),
+        "-d", f"sim:{bare}", "--receipt-key", str(key), "--db", lab.db_url,
+        input=f"{PASS}\n{PIN}\n",
+    )  # fmt: skip
+    assert out.exit_code == 5, out.stderr
+    assert "no PIN" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_wrong_receipt_passphrase_is_refused_before_the_key_is_touched(lab: Lab, key: Path) -> None:
     before = stored(lab.db_url).sign_count
     out = invoke(

@@ -205,6 +205,28 @@ def test_database_refusing_the_commit_leaves_no_row_and_no_credential(lab) -> No
     assert invoke("log", "verify", "--db", lab.db).code == 0
 
 
+def test_refusal_that_cannot_be_logged_is_still_a_refusal(tmp_path) -> None:
+    """Found by review: a failed refusal log row turned into exit 1 and a false "could NOT be
+    removed from the key". Now: exit 3, the key is clean, and the message says the log row is
+    missing."""
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    lab = make_lab(tmp_path / "nolog", db, key_options={"backup_eligible": True})
+    with get_engine(lab.db).begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_refusals BEFORE INSERT ON ka_audit "
+                "WHEN NEW.action = 'enrol.refused' "
+                "BEGIN SELECT RAISE(ABORT, 'the registry refuses writes'); END"
+            )
+        )
+    out = _enrol(lab)
+    assert out.code == 3, out.stderr
+    assert "authenticator.device_bound" in out.stderr
+    assert "could not be written to the log" in out.stderr
+    assert "could NOT be removed" not in out.stderr and "Traceback" not in out.stderr
+    assert lab.credentials_on_key() == 0 and lab.registry_rows() == []
+
+
 def test_ctrl_c_at_random_moments_never_leaves_half_an_enrolment(tmp_path) -> None:
     """SIGINT to a real `keyadmin enrol` process at random points: afterwards either the
     registry row AND the credential exist, or neither does."""

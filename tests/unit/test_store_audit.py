@@ -141,3 +141,30 @@ def test_fast_row_canonical_is_json_dumps(seq, at, actor, action, subject, detai
     assert audit._canonical_row(seq, at, actor, action, subject, details) == audit._canonical(
         fields
     )
+
+
+def test_large_registry_ids_are_found_by_keyadmins_own_calls(tmp_path) -> None:
+    """Found by review: from id 10,000,000 on, str(id) was read as a hex prefix, so a
+    quarantine by keyadmin's own code failed with NotFound (and was rolled back)."""
+    from sqlmodel import select
+
+    from keyadmin.store import registry
+    from keyadmin.store.models import CredentialRow
+
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    with transaction(url) as s:
+        user = registry.get_or_create_user(s, "alice")
+        pid = registry.record_policy(s, sha256="ab" * 32, name="p", path="p", content="")
+        registry.add_credential(
+            s, user=user, credential_id=b"\x01" * 16, public_key_cose=b"\xa0", sign_count=0,
+            aaguid="00000000-0000-0000-0000-000000000000", transports=[], backup_eligible=False,
+            backed_up=False, nickname=None, evidence={}, decision={}, attestation_object=b"",
+            client_data_json=b"", policy_version_id=pid, metadata_no=None, operator="t",
+            witness=None,
+        )  # fmt: skip
+    _sql(url, "UPDATE ka_credential SET id = 12345678")
+    with transaction(url) as s:
+        changed = registry.change_status(s, 12345678, "quarantine", reason="test", actor="t")
+        assert changed.id == 12345678 and changed.status == "quarantined"
+        assert registry.get_credential(s, "#12345678").status == "quarantined"
+        assert s.exec(select(CredentialRow.status)).one() == "quarantined"
