@@ -117,6 +117,9 @@ def update_cmd(
     allow_missing_crl: bool = typer.Option(
         False, "--allow-missing-crl", help="Accept a certificate with no CRL; recorded."
     ),
+    allow_older: bool = typer.Option(
+        False, "--allow-older", help="Let an older BLOB replace newer metadata; recorded."
+    ),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
@@ -140,6 +143,7 @@ def update_cmd(
         trust_roots=trust_root or [],
         crl_files=crl or [],
         allow_missing_crl=allow_missing_crl,
+        allow_older=allow_older,
     )
     _log_import(db, "mds.update", result)
     _render_import(result, as_json)
@@ -187,6 +191,9 @@ def import_cmd(
     allow_missing_crl: bool = typer.Option(
         False, "--allow-missing-crl", help="Accept a certificate with no CRL; recorded."
     ),
+    allow_older: bool = typer.Option(
+        False, "--allow-older", help="Let an older BLOB replace newer metadata; recorded."
+    ),
     at: str | None = typer.Option(
         None, "--at", help="Verify as of this ISO 8601 moment instead of now; recorded."
     ),
@@ -224,7 +231,9 @@ def import_cmd(
         from keyadmin.mds.ingest import import_package
 
         say(f"loading the UNSIGNED payload shipped by {from_package} …")
-        result = import_package(index=index, now=_now(), name=from_package)
+        result = import_package(
+            index=index, now=_now(), name=from_package, allow_older=allow_older
+        )
     else:
         from keyadmin.mds.ingest import import_file
 
@@ -237,6 +246,7 @@ def import_cmd(
             trust_roots=trust_root or [],
             crl_files=crl or [],
             allow_missing_crl=allow_missing_crl,
+            allow_older=allow_older,
         )
     _log_import(db, "mds.import", result)
     _render_import(result, as_json)

