@@ -231,9 +231,7 @@ def import_cmd(
         from keyadmin.mds.ingest import import_package
 
         say(f"loading the UNSIGNED payload shipped by {from_package} …")
-        result = import_package(
-            index=index, now=_now(), name=from_package, allow_older=allow_older
-        )
+        result = import_package(index=index, now=_now(), name=from_package, allow_older=allow_older)
     else:
         from keyadmin.mds.ingest import import_file
 

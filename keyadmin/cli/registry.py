@@ -27,6 +27,7 @@ log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
 
 REF_HELP = "Registry id (3; #12345678 for any size), or credential id (hex prefix)."
 
+
 def _operator() -> str:
     return os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
 

@@ -299,9 +299,24 @@ class DeviceSession:
 
     # ------------------------------------------------------------------ reset
     def fingerprint(self) -> str:
-        """What identifies this key between two commands: transport, path and AAGUID."""
-        info = self.ctap.get_info()
-        return hashlib.sha256(f"{self.ref.selector}|{info.aaguid}".encode()).hexdigest()[:16]
+        """What tells this key apart between two commands, as far as CTAP allows: transport
+        and path, the USB serial number where the key reports one, the whole getInfo (AAGUID,
+        firmware, remaining discoverable credentials, PIN set or not, ...) and the PIN retry
+        counter. Two factory-fresh keys of one model still look alike: the touch the reset
+        asks for, on the key that blinks, is the last word."""
+        from fido2 import cbor
+
+        with device_errors():
+            info = self.ctap.get_info()
+            retries = self.pin_retries() if info.options.get("clientPin") else None
+        serial = getattr(getattr(self.device, "descriptor", None), "serial_number", None)
+        parts = [
+            self.ref.selector.encode(),
+            str(serial).encode(),
+            bytes(cbor.encode(dict(info))),
+            str(retries).encode(),
+        ]
+        return hashlib.sha256(b"\x00".join(parts)).hexdigest()[:32]
 
     def reset(self, expected_fingerprint: str) -> None:
         if self.fingerprint() != expected_fingerprint:

@@ -101,8 +101,7 @@ def check_witness(witness: str | None, *, user: str, operator: str) -> None:
     same = witness.strip().casefold()
     if same == user.strip().casefold():
         raise EnrolmentRefused(
-            f"the witness {witness} is the user being enrolled; dual control needs a second "
-            "person",
+            f"the witness {witness} is the user being enrolled; dual control needs a second person",
             hint="ask another operator with an enrolled key to witness",
         )
     if same == operator.strip().casefold():
@@ -265,7 +264,14 @@ def enrol(
             raise KeyadminError("the client data does not carry our challenge")
         from keyadmin.policy.evaluate import evaluate_registration
 
-        decision = evaluate_registration(policy, att_obj, client_data, at=now, metadata=metadata)
+        decision = evaluate_registration(
+            policy,
+            att_obj,
+            client_data,
+            at=now,
+            metadata=metadata,
+            stale_metadata_override=bool(fresh and fresh.override_used),
+        )
         reasons = _reasons(decision)
         if not decision.allowed:
             removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)

@@ -63,11 +63,11 @@ class VerifiedChain:
 
 
 def _issued_by(cert: Certificate, issuer: Certificate) -> bool:
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -85,7 +85,7 @@ def load_x5c(ders: list[bytes]) -> list[Certificate]:
 
 
 def check_order(certs: list[Certificate]) -> None:
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
     for i in range(len(certs) - 1):
         child, parent = certs[i], certs[i + 1]
@@ -98,7 +98,7 @@ def check_order(certs: list[Certificate]) -> None:
             )
         try:
             child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature) as e:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as e:
             raise ChainInvalid(
                 f"x5c[{i}]'s certificate signature does not verify with x5c[{i + 1}]'s key",
                 index=i,

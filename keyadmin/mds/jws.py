@@ -96,6 +96,8 @@ def parse_compact(raw: bytes) -> CompactJws:
         header = json.loads(b64url_decode(h64, "header"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BlobMalformed(f"the JWS header is not JSON: {e}", part="header") from e
+    except RecursionError:
+        raise BlobMalformed("the JWS header nests too deeply", part="header") from None
     if not isinstance(header, dict):
         raise BlobMalformed("the JWS header is not a JSON object", part="header")
     alg = header.get("alg")
@@ -107,6 +109,8 @@ def parse_compact(raw: bytes) -> CompactJws:
     if crit is not None:
         if not isinstance(crit, list) or not crit:
             raise BlobMalformed("JWS crit must be a non-empty list", part="header")
+        if not all(isinstance(c, str) for c in crit):
+            raise BlobMalformed("JWS crit must list header parameter names", part="header")
         unknown = [c for c in crit if c not in UNDERSTOOD_HEADERS]
         if unknown:
             raise BlobMalformed(

@@ -301,3 +301,5 @@ def load_payload_bytes(data: bytes) -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PayloadInvalid(f"the payload is not JSON: {e}") from e
+    except RecursionError:
+        raise PayloadInvalid("the payload nests too deeply") from None

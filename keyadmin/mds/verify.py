@@ -17,7 +17,6 @@ The serial-number (rollback) check needs the stored state and lives in ``ingest`
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,4 +107,4 @@ def read_unverified_payload(data: bytes) -> Any:
     stripped = data.lstrip()
     if stripped.startswith(b"{"):
         return load_payload_bytes(stripped)
-    return json.loads(parse_compact(data).payload)
+    return load_payload_bytes(parse_compact(data).payload)

@@ -95,6 +95,7 @@ class _Ctx:
     entry_lookup: str = ""
     evidence: Any = None
     verify_error: Any = None
+    stale_metadata_override: bool = False
     stage_failed: str | None = None  # "statement", "aaguid", "trusted"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -293,7 +294,11 @@ def metadata_fresh_outcome(
 
 
 def rule_metadata_fresh(ctx: _Ctx) -> tuple[Outcome, str]:
-    return metadata_fresh_outcome(ctx.policy, ctx.metadata, ctx.at)
+    outcome, detail = metadata_fresh_outcome(ctx.policy, ctx.metadata, ctx.at)
+    if outcome == "fail" and ctx.stale_metadata_override and ctx.metadata is not None:
+        if ctx.metadata.snapshot() is not None:  # stale, not missing: the override applies
+            return "skip", f"{detail} - OVERRIDDEN by the operator (logged)"
+    return outcome, detail
 
 
 # -- 8..11: the attestation ----------------------------------------------------------------------
@@ -681,8 +686,13 @@ def evaluate_registration(
     metadata: MetadataSource | None,
     rp_id: str | None = None,
     origins: Sequence[str] | None = None,
+    stale_metadata_override: bool = False,
 ) -> Decision:
-    """Judge one registration at time ``at``; ``rp_id``/``origins`` override the policy's."""
+    """Judge one registration at time ``at``; ``rp_id``/``origins`` override the policy's.
+
+    ``stale_metadata_override``: the operator explicitly accepted stale (not missing) metadata
+    (enrolment's --allow-stale-metadata, logged there): ``metadata.fresh`` then skips, saying
+    so, instead of failing."""
     if at.tzinfo is None or at.utcoffset() is None:
         from keyadmin.errors import UsageError
 
@@ -695,6 +705,7 @@ def evaluate_registration(
         metadata=metadata,
         rp_id=rp_id or policy.relying_party.rp_id,
         origins=tuple(origins) if origins else policy.relying_party.origins,
+        stale_metadata_override=stale_metadata_override,
     )
     reasons = run_rules(RULES, ctx)
     try:

@@ -158,6 +158,25 @@ def test_reset_refuses_when_the_key_changed(dev, key_path) -> None:
         s.reset(fingerprint)
 
 
+def test_reset_refuses_another_key_of_the_same_model_at_the_same_path(dev, key_path) -> None:
+    """Found by review: path + AAGUID could not tell two keys of one model apart. Now the
+    whole getInfo and the PIN retry counter are compared as well."""
+    from keyadmin.device.discovery import open_device
+    from keyadmin.device.session import DeviceSession
+    from keyadmin.errors import DeviceError
+
+    with DeviceSession(*open_device(dev)) as s:
+        fingerprint = s.fingerprint()
+        assert s.fingerprint() == fingerprint  # stable for the same key
+    other = key_path.with_name("other.json")
+    SoftKey.create(other)  # same model (the software key's AAGUID), with a PIN set
+    _set_pin(f"sim:{other}")
+    other.replace(key_path)  # plugged in at the same place while the prompt waited
+    with DeviceSession(*open_device(dev)) as s, pytest.raises(DeviceError, match="changed"):
+        s.reset(fingerprint)
+    assert SoftKey.open(key_path).state.pin_hash is not None  # nothing was wiped
+
+
 def test_bad_selector_and_missing_state_file(tmp_path) -> None:
     bad = invoke("device", "info", "-d", "usb:whatever")
     assert bad.code == 2 and "hid:PATH" in bad.stderr

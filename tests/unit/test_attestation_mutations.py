@@ -204,10 +204,56 @@ def test_flipped_byte_in_client_data(index: int, data: st.DataObject) -> None:
     assert not _outcome(index, _material(index)[0], bytes(cdj))
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
-@given(blob=st.binary(max_size=300), cdj=st.binary(max_size=80))
-def test_arbitrary_bytes_only_raise_declared_errors(blob: bytes, cdj: bytes) -> None:
+def _only_declared_errors(att_obj: bytes, index: int = 0) -> None:
+    """Parse with a VALID clientDataJSON (so the attestationObject parser is reached), then
+    verify: only AttestationError may come out, and nothing forged is trusted."""
+    _original, cdj, anchors, entry = _material(index)
     try:
-        parse_registration(blob, cdj)
+        parsed = parse_registration(att_obj, cdj)
     except AttestationError:
         return
+    try:
+        evidence = verify_attestation(
+            parsed, trust_anchors=anchors, at=BASES[index].at, metadata_entry=entry
+        )
+    except AttestationError:
+        return
+    assert not evidence.trusted or att_obj == _original
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(blob=st.binary(max_size=300))
+def test_arbitrary_attestation_object_bytes_only_raise_declared_errors(blob: bytes) -> None:
+    """(Found by review: the earlier version fed random clientDataJSON too, so every example
+    stopped at the client data and the attestationObject parser was never reached.)"""
+    _only_declared_errors(blob)
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.binary(max_size=40)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+_STMT_KEYS = st.sampled_from(
+    ["alg", "sig", "x5c", "ver", "response", "certInfo", "pubArea", "ecdaaKeyId"]
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    fmt=st.sampled_from(
+        ["packed", "fido-u2f", "tpm", "apple", "android-key", "android-safetynet", "none"]
+    ),
+    stmt=st.dictionaries(_STMT_KEYS, _VALUES, max_size=5),
+    index=INDEX,
+)
+def test_odd_statement_fields_only_raise_declared_errors(
+    fmt: str, stmt: dict[str, Any], index: int
+) -> None:
+    """Every format's verifier on attStmt fields of any CBOR type, with a real authData."""
+    import cbor2  # encodes every CBOR type drawn here (None, big integers) unlike fido2.cbor
+
+    auth = _decoded(index)["authData"]
+    _only_declared_errors(cbor2.dumps({"fmt": fmt, "attStmt": stmt, "authData": auth}), index)

@@ -188,6 +188,25 @@ def test_stale_metadata_refuses(hardware: Any, metadata: Any) -> None:
     assert "went stale at 2026-11-08" in fresh.detail
 
 
+def test_stale_metadata_override_is_honoured_and_said(hardware: Any, metadata: Any) -> None:
+    """Found by review: enrolment's --allow-stale-metadata passed the gate, was logged, and
+    then the metadata.fresh rule refused anyway: the override could never work."""
+    cap = capture("jws-realexamples-YubikeyFips5Nfc")
+    decision = evaluate_registration(
+        hardware,
+        cap.attestation_object,
+        cap.client_data_json,
+        at=datetime(2026, 11, 22, tzinfo=UTC),
+        metadata=metadata,
+        rp_id=cap.rp_id,
+        origins=[cap.origin],
+        stale_metadata_override=True,
+    )
+    assert decision.allowed, [r for r in decision.reasons if r.outcome == "fail"]
+    fresh = decision.reason("metadata.fresh")
+    assert fresh.outcome == "skip" and "OVERRIDDEN" in fresh.detail
+
+
 def test_expired_chain_is_untrusted(hardware: Any, metadata: Any) -> None:
     decision = judge(
         hardware,

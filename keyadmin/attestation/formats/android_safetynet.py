@@ -47,7 +47,8 @@ def verify_android_safetynet(parsed: ParsedRegistration, at: datetime) -> Statem
         raise AttestationInvalid(
             "android-safetynet certificate is not issued to attest.android.com"
         )
-    alg = _JWS_ALGS.get(header.get("alg"))  # type: ignore[arg-type]
+    name = header.get("alg")
+    alg = _JWS_ALGS.get(name) if isinstance(name, str) else None
     if alg is None:
         raise AttestationInvalid(
             f"android-safetynet JWS alg {header.get('alg')!r} is not RS256 or ES256"
@@ -73,7 +74,12 @@ def check_payload(payload: dict[str, Any], parsed: ParsedRegistration, at: datet
     ts = payload.get("timestampMs")
     if not isinstance(ts, int) or isinstance(ts, bool):
         raise AttestationMalformed("android-safetynet payload has no integer timestampMs")
-    issued = datetime.fromtimestamp(0, tz=at.tzinfo) + timedelta(milliseconds=ts)
+    try:
+        issued = datetime.fromtimestamp(0, tz=at.tzinfo) + timedelta(milliseconds=ts)
+    except (OverflowError, ValueError):
+        raise AttestationMalformed(
+            f"android-safetynet timestampMs {ts} is not a representable time"
+        ) from None
     if issued > at + CLOCK_SKEW:
         raise AttestationInvalid(
             f"android-safetynet response was issued at {issued.isoformat()},"
