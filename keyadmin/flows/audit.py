@@ -339,13 +339,28 @@ def audit(
     # enforcement
     quarantined: list[str] = []
     if enforce and failing:
+        from keyadmin.errors import UsageError
+        from keyadmin.store.registry import NotFound
+
+        moved: list[int] = []
         with transaction(registry_url) as s:
             for rid, fs in sorted(failing.items()):
                 first = fs[0]
                 reason = f"audit: {first.rule}: {first.detail}"[:500]
-                changed = registry.change_status(s, rid, "quarantine", reason=reason, actor=actor)
+                try:
+                    changed = registry.change_status(
+                        s, rid, "quarantine", reason=reason, actor=actor
+                    )
+                except (UsageError, NotFound):  # revoked or removed since it was judged
+                    moved.append(rid)
+                    continue
                 quarantined.append(changed.credential_id)
         notes.append(f"quarantined {len(quarantined)} credential(s); see keyadmin log")
+        if moved:
+            notes.append(
+                f"{len(moved)} failing credential(s) changed status during the audit and were "
+                "left as they are now (e.g. revoked meanwhile)"
+            )
 
     return AuditResult(
         at=now.isoformat(),

@@ -218,3 +218,32 @@ def test_audit_reports_drift_with_the_application(estate, tmp_path: Path) -> Non
         ("sync.unapproved", (b"\x77" * 16).hex()),
         ("sync.inactive-present", enrolled["bob"]),
     }
+
+
+def test_enforce_leaves_a_credential_revoked_during_the_audit_as_it_is(
+    estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator revokes alice's key while the audit runs (after it was judged, before the
+    quarantine): enforcement quarantines carol, leaves alice revoked, and says so - it used to
+    abort the whole enforcement."""
+    db, policy, enrolled, load_metadata = estate
+    load_metadata(2, {AAGUID_A})
+    real = registry.change_status
+    alice = registry.get_credential
+
+    def revoked_first(session, ref, verb, **kw):  # type: ignore[no-untyped-def]
+        # the operator's revocation lands just before the audit's quarantine of alice
+        if verb == "quarantine" and alice(session, ref).credential_id == enrolled["alice"]:
+            real(session, enrolled["alice"], "revoke", reason="lost", actor="ops")
+        return real(session, ref, verb, **kw)
+
+    monkeypatch.setattr(registry, "change_status", revoked_first)
+    enforced = _run("audit", "--policy", str(policy), "--db", db, "--enforce", "--json")
+    assert enforced.exit_code == 3, enforced.stdout + enforced.stderr
+    report = json.loads(enforced.stdout)
+    assert report["quarantined"] == [enrolled["carol"]]
+    assert any("changed status during the audit" in n for n in report["notes"])
+    with transaction(db) as s:
+        status = {c.user: c.status for c in registry.list_credentials(s)}
+        assert audit_log.verify(s).ok
+    assert status == {"alice": "revoked", "bob": "active", "carol": "quarantined"}
