@@ -259,10 +259,14 @@ class FinishConnection:
             raise RuntimeError("the connection was closed")
         r = self.raw
         params = {"id": challenge_id, "cid": credential_id, "since": r.time(failures_since)}
-        if r.postgres:  # one snapshot for every read
-            with _transaction(r, write=False):
-                r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                row = r.execute(_CONTEXT, params).fetchone()
+        if r.postgres:  # ONE statement: one snapshot, one round trip (no BEGIN/COMMIT)
+            conn = self._conn.dbapi_connection
+            with _database_errors():
+                conn.autocommit = True
+                try:
+                    row = r.execute(_CONTEXT, params).fetchone()
+                finally:
+                    conn.autocommit = False
         else:
             try:
                 row = r.cur.execute(_CONTEXT, params).fetchone()
@@ -318,10 +322,20 @@ class FinishConnection:
             if cas != 1:
                 r.rollback()
                 return CommitOutcome.COUNTER_REFUSED, None
-            seq = _append_audit(
-                r, at=at, actor=actor, action="stepup.ok", subject=subject, details=details
-            )
-            r.execute(_STAMP, {"seq": seq, "id": credential_row_id})
+            # the head row, locked; then the audit row, the head and change_seq in ONE
+            # statement (all three rows are this transaction's own by now)
+            head_seq, prev_hash = r.execute(_HEAD_FOR_UPDATE).fetchone()
+            seq = int(head_seq) + 1
+            text = _DETAILS.encode(details)
+            digest = audit.row_hash(prev_hash, seq, at, actor, "stepup.ok", subject, text)
+            r.execute(
+                _APPEND_AND_STAMP_PG,
+                {
+                    "seq": seq, "at": now, "actor": actor, "action": "stepup.ok",
+                    "subject": subject, "details": text, "prev": prev_hash, "hash": digest,
+                    "id": credential_row_id,
+                },
+            )  # fmt: skip
             return CommitOutcome.OK, seq
 
     def _commit_sqlite(
@@ -542,7 +556,13 @@ _CAS_ZERO_SEQ = (
     "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now, "
     "change_seq = :seq WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
 )
-_STAMP = "UPDATE ka_credential SET change_seq = :seq WHERE id = :id"
+#: PostgreSQL: the audit row, the head and change_seq in one statement (one round trip).
+_APPEND_AND_STAMP_PG = (
+    "WITH a AS (INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
+    "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)), "
+    "h AS (UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1) "
+    "UPDATE ka_credential SET change_seq = :seq WHERE id = :id"
+)
 _INSERT_AUDIT = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
@@ -550,53 +570,6 @@ _INSERT_AUDIT = (
 #: ``audit._canonical``: sorted keys, no spaces, UTF-8 kept (one encoder, made once).
 _DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _SET_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
-
-
-def _insert_audit(
-    r: _Raw,
-    *,
-    head: tuple[int, str],
-    at: datetime,
-    actor: str,
-    action: str,
-    subject: str,
-    details: dict[str, Any],
-) -> int:
-    """The row after ``head`` (read under the caller's lock): same hash as ``audit.append``."""
-    seq = int(head[0]) + 1
-    text = _DETAILS.encode(details)
-    digest = audit.row_hash(head[1], seq, at, actor, action, subject, text)
-    r.execute(
-        _INSERT_AUDIT,
-        {
-            "seq": seq,
-            "at": r.time(at),
-            "actor": actor,
-            "action": action,
-            "subject": subject,
-            "details": text,
-            "prev": head[1],
-            "hash": digest,
-        },
-    )
-    r.execute(_SET_HEAD, {"seq": seq, "hash": digest})
-    return seq
-
-
-def _append_audit(
-    r: _Raw, *, at: datetime, actor: str, action: str, subject: str, details: dict[str, Any]
-) -> int:
-    """``audit.append`` on the DBAPI connection: same hash, same head row, same lock order."""
-    head = r.execute(_HEAD_FOR_UPDATE if r.postgres else _HEAD).fetchone()
-    return _insert_audit(
-        r,
-        head=(int(head[0]), head[1]),
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=details,
-    )
 
 
 def commit_success(

@@ -72,9 +72,16 @@ def _nothing_stored(lab: Lab, ch: Any, counter_before: int, rows_before: int) ->
 
 
 def _accepted_once_after(lab: Lab, ch: Any, response: Any, counter_before: int) -> None:
+    from sqlalchemy import text
+
     result = _finish(lab, ch, response)
     assert result.counter > counter_before
     assert stored(lab.db_url).sign_count == result.counter
+    with get_engine(lab.db_url).connect() as conn:  # sync sees the change: change_seq set
+        change_seq, head = conn.execute(
+            text("SELECT c.change_seq, h.seq FROM ka_credential c, ka_audit_head h")
+        ).one()
+    assert change_seq == head == result.audit_seq
     with pytest.raises(ChallengeRefused):  # and only once
         _finish(lab, ch, response)
     assert stored(lab.db_url).sign_count == result.counter
