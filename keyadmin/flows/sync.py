@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keyadmin.store.appstore import AppRow, AppStore, Mapping
+from keyadmin.store.appstore import AppRow, AppStore, Mapping, display_id
 
 #: Rows the application used this close to the previous mark are read again next run
 #: (a sign-in whose transaction committed after the mark was taken is not missed). Rows it
@@ -138,7 +138,10 @@ def sync(
     drift: list[AppRow] = []
     try:
         with store.transaction(create=create_table, commit=not dry_run) as conn:
-            if not full_run and _census_fails(store, conn, details, notes):
+            rows_at_start, added = store.census(
+                conn, _mark(details, "app_created_mark", timedelta(0))
+            )
+            if not full_run and _census_fails(details, rows_at_start, added, notes):
                 full_run = True  # rows went or came where the marks cannot see: compare all
                 with transaction(registry_url) as s:
                     changed = st.changed_since(s, 0, upto)
@@ -214,11 +217,26 @@ def sync(
                 deletes.extend(r.credential_id for r in drift)
 
             writes = 0
+            updated_rows, deleted_rows = len(updates), len(deletes)  # as planned (dry run)
+            inserted_rows = 0
             if not dry_run:
-                writes += store.insert(conn, inserts)
-                writes += store.update(conn, updates)
-                writes += store.delete(conn, deletes)
-            used_mark, created_mark, app_count = store.marks(conn)
+                inserted_rows = store.insert(conn, inserts)
+                writes += inserted_rows
+                updated_rows = store.update(conn, updates)
+                deleted_rows = store.delete(conn, deletes)
+                writes += updated_rows + deleted_rows
+                missed = len(updates) - updated_rows + len(deletes) - deleted_rows
+                if missed:
+                    notes.append(
+                        f"{missed} row(s) to change or remove were not there under keyadmin's "
+                        "spelling of their credential id; rows spelt otherwise are drift "
+                        "(keyadmin sync --full lists them)"
+                    )
+            used_mark, created_mark, _rows_now = store.marks(conn)
+            # The count the next census compares with: the rows this run saw at its start
+            # plus what it inserted, minus what it removed. Not a count taken now: a row the
+            # application deleted (or back-dated) while this run went on must still show.
+            app_count = rows_at_start + inserted_rows - deleted_rows
     finally:
         store.close()
 
@@ -243,11 +261,11 @@ def sync(
                     subject=label,
                     details={
                         "inserted": len(inserts),
-                        "updated": len(updates) - disables,
-                        "removed": len(deletes) - (len(drift) if prune else 0),
+                        "updated": max(0, updated_rows - disables),
+                        "removed": max(0, deleted_rows - (len(drift) if prune else 0)),
                         "disabled": disables,
                         "pruned": len(drift) if prune else 0,
-                        "pruned_credentials": [r.credential_id.hex() for r in drift][:1000]
+                        "pruned_credentials": [display_id(r.credential_id) for r in drift][:1000]
                         if prune
                         else [],
                         "counters_pulled": pulled,
@@ -269,14 +287,17 @@ def sync(
         examined=len(changed),
         app_rows_read=rows_read,
         inserted=len(inserts),
-        updated=len(updates) - disables,
-        removed=len(deletes) - pruned,
+        updated=max(0, updated_rows - disables),
+        removed=max(0, deleted_rows - pruned),
         disabled=disables,
         counters_pulled=pulled,
         drift_count=len(drift),
         drift=tuple(
             DriftRow(
-                r.credential_id.hex(), _user_text(r.values.get("user_id")), r.sign_count, prune
+                display_id(r.credential_id),
+                _user_text(r.values.get("user_id")),
+                r.sign_count,
+                prune,
             )
             for r in drift[:LIST_LIMIT]
         ),
@@ -289,7 +310,7 @@ def sync(
     )
 
 
-def _census_fails(store: AppStore, conn: Any, details: dict[str, Any], notes: list[str]) -> bool:
+def _census_fails(details: dict[str, Any], rows: int, added: int, notes: list[str]) -> bool:
     """Does the table's row count disagree with the last run's count plus the rows added
     after the created_at mark? Then rows were deleted behind keyadmin's back, or added with
     an old (or no) created_at, or committed late by a transaction that began before the last
@@ -298,7 +319,6 @@ def _census_fails(store: AppStore, conn: Any, details: dict[str, Any], notes: li
     previous = details.get("app_rows")
     if not isinstance(previous, int):  # a state saved before the census existed
         return False
-    rows, added = store.census(conn, _mark(details, "app_created_mark", timedelta(0)))
     if rows == previous + added:
         return False
     notes.append(

@@ -162,10 +162,29 @@ def decode_id(value: Any, encoding: str) -> bytes:
     text = str(value)
     try:
         if encoding == "hex":
-            return bytes.fromhex(text)
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            raw = bytes.fromhex(text)
+        else:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError:
-        return text.encode("utf-8", "surrogateescape")  # not ours: still a distinct key
+        raw = None
+    if raw is not None and encode_id(raw, encoding) == text:
+        return raw
+    # Not keyadmin's spelling (upper-case hex, padded or standard base64, ...): a row
+    # keyadmin never wrote. It stays a distinct key, so it is reported as drift, never
+    # taken for (and silently left in place of) the credential it may also spell.
+    return NOT_CANONICAL + text.encode("utf-8", "surrogateescape")
+
+
+#: Marks a credential id column value that is not keyadmin's spelling of any id (the text
+#: follows): such a row is keyed, found, reported and pruned by exactly what is stored.
+NOT_CANONICAL = b"\x00not-canonical:"
+
+
+def display_id(raw: bytes) -> str:
+    """A decoded id for people: hex, or the stored text of a row spelt otherwise."""
+    if raw.startswith(NOT_CANONICAL):
+        return "as stored: " + raw[len(NOT_CANONICAL) :].decode("utf-8", "surrogateescape")
+    return raw.hex()
 
 
 def utc(value: Any) -> datetime | None:
@@ -257,10 +276,10 @@ class AppStore:
     # -- schema --------------------------------------------------------------------------------
     def _default_table(self, md: Any) -> Any:
         from sqlalchemy import (
+            BigInteger,
             Boolean,
             Column,
             DateTime,
-            Integer,
             LargeBinary,
             String,
             Table,
@@ -272,7 +291,7 @@ class AppStore:
             "credential_id": LargeBinary if m.credential_id_encoding == "bytes" else String(700),
             "user_id": LargeBinary if m.user_id_encoding == "bytes" else String(400),
             "public_key": LargeBinary,
-            "sign_count": Integer,
+            "sign_count": BigInteger,  # WebAuthn counters are unsigned 32-bit
             "transports": Text,
             "device_type": String(32),
             "backed_up": Boolean,
@@ -350,10 +369,16 @@ class AppStore:
                     tx.commit()
                 else:
                     tx.rollback()
-        except SQLAlchemyError as e:
+        except Exception as e:
+            # SQLAlchemy's errors, and the driver's own from the COPY path (psycopg raises
+            # outside SQLAlchemy there)
+            if not isinstance(e, SQLAlchemyError) and not (type(e).__module__ or "").startswith(
+                ("psycopg", "sqlite3")
+            ):
+                raise
             raise AppStoreError(
                 f"the application's database refused the sync; nothing was written there "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})",
                 hint="check the target URL, the mapping and the table's permissions",
             ) from e
 
@@ -378,6 +403,8 @@ class AppStore:
 
     # -- encoding ----------------------------------------------------------------------------------
     def _cid_param(self, raw: bytes) -> Any:
+        if raw.startswith(NOT_CANONICAL):  # a row spelt otherwise: its stored text
+            return raw[len(NOT_CANONICAL) :].decode("utf-8", "surrogateescape")
         if self._kind.get("credential_id") == "bytes":
             return raw
         enc = self.mapping.credential_id_encoding
@@ -472,6 +499,18 @@ class AppStore:
         for r in conn.execute(self._select()).yield_per(5000):
             yield self._row(r)
 
+    def _dt(self, field: str, value: Any) -> Any:
+        """A time bound for ``field``'s column as the column holds it: a column without a
+        time zone holds UTC wall time (how keyadmin reads it), so it gets a naive UTC value -
+        never a timestamptz that PostgreSQL would shift by the session's time zone."""
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            return value
+        name = self.mapping.column(field)
+        col_type = self.table.c[name].type if name else None
+        if col_type is not None and getattr(col_type, "timezone", True) is False:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
     def rows_touched_since(
         self, conn: Any, used_since: datetime | None, created_since: datetime | None
     ) -> list[AppRow]:
@@ -489,8 +528,12 @@ class AppStore:
             return list(self.all_rows(conn))
         used, created = self.table.c[used_col], self.table.c[created_col]
         conds = [
-            used.is_not(None) if used_since is None else used >= used_since,
-            created.is_not(None) if created_since is None else created > created_since,
+            used.is_not(None)
+            if used_since is None
+            else used >= self._dt("last_used_at", used_since),
+            created.is_not(None)
+            if created_since is None
+            else created > self._dt("created_at", created_since),
         ]
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
@@ -501,17 +544,16 @@ class AppStore:
 
         m = self.mapping
         used_col, created_col = m.column("last_used_at"), m.column("created_at")
-        if not used_col or not created_col:
-            count = conn.execute(select(func.count()).select_from(self.table)).scalar_one()
-            return None, None, int(count)
-        r = conn.execute(
-            select(
-                func.max(self.table.c[used_col]),
-                func.max(self.table.c[created_col]),
-                func.count(),
-            )
-        ).one()
-        return utc(r[0]), utc(r[1]), int(r[2])
+        cols: list[Any] = [func.count()]
+        if used_col:
+            cols.append(func.max(self.table.c[used_col]))
+        if created_col:
+            cols.append(func.max(self.table.c[created_col]))
+        r = list(conn.execute(select(*cols).select_from(self.table)).one())
+        count = int(r.pop(0))
+        used = utc(r.pop(0)) if used_col else None
+        created = utc(r.pop(0)) if created_col else None
+        return used, created, count
 
     def census(self, conn: Any, created_since: datetime | None) -> tuple[int, int]:
         """(rows in the table, rows added since the mark: created_at after ``created_since``,
@@ -524,7 +566,11 @@ class AppStore:
             n = int(conn.execute(select(func.count()).select_from(self.table)).scalar_one())
             return n, 0
         created = self.table.c[created_col]
-        new = created.is_not(None) if created_since is None else created > created_since
+        new = (
+            created.is_not(None)
+            if created_since is None
+            else created > self._dt("created_at", created_since)
+        )
         r = conn.execute(
             select(func.count(), func.sum(case((new, 1), else_=0))).select_from(self.table)
         ).one()
@@ -532,7 +578,7 @@ class AppStore:
 
     # -- writes -------------------------------------------------------------------------------
     def _cols(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: values[f] for f, name in self._names if f in values}
+        return {name: self._dt(f, values[f]) for f, name in self._names if f in values}
 
     def insert(self, conn: Any, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:
@@ -572,7 +618,7 @@ class AppStore:
 
     def update(self, conn: Any, changes: Sequence[tuple[bytes, dict[str, Any]]]) -> int:
         """Apply per-row changes (field -> value); sign_count never goes down."""
-        from sqlalchemy import bindparam, case
+        from sqlalchemy import bindparam, case, or_
 
         if not changes:
             return 0
@@ -583,7 +629,7 @@ class AppStore:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for cid, values in changes:
             key = tuple(sorted(values))
-            one = {f"v_{f}": v for f, v in values.items()}
+            one = {f"v_{f}": self._dt(f, v) if f != "disabled" else v for f, v in values.items()}
             one["k_cid"] = self._cid_param(cid)
             groups.setdefault(key, []).append(one)
         done = 0
@@ -595,12 +641,17 @@ class AppStore:
                 elif f == "sign_count":
                     new: Any = bindparam("v_sign_count")
                     assign[count_col] = case((count_col < new, new), else_=count_col)
+                elif f == "last_used_at":  # like the counter: never moved back (a sign-in
+                    used = t.c[m.column(f)]  # committed after this run read the row stays)
+                    when: Any = bindparam("v_last_used_at")
+                    assign[used] = case((or_(used.is_(None), used < when), when), else_=used)
                 else:
                     assign[t.c[m.column(f)]] = bindparam(f"v_{f}")
             stmt = t.update().where(cid_col == bindparam("k_cid")).values(assign)
             for i in range(0, len(params), 5000):
-                conn.execute(stmt, params[i : i + 5000])
-            done += len(params)
+                batch = params[i : i + 5000]
+                changed = conn.execute(stmt, batch).rowcount
+                done += changed if changed is not None and changed >= 0 else len(batch)
         return done
 
     def delete(self, conn: Any, credential_ids: Iterable[bytes]) -> int:
@@ -608,9 +659,12 @@ class AppStore:
         if not ids:
             return 0
         col = self.table.c[self.mapping.column("credential_id")]
+        done = 0
         for i in range(0, len(ids), CHUNK):
-            conn.execute(self.table.delete().where(col.in_(ids[i : i + CHUNK])))
-        return len(ids)
+            batch = ids[i : i + CHUNK]
+            gone = conn.execute(self.table.delete().where(col.in_(batch))).rowcount
+            done += gone if gone is not None and gone >= 0 else len(batch)
+        return done
 
 
 def _kind(sa_type: Any) -> str:

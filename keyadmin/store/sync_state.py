@@ -169,15 +169,15 @@ def _aware(value: datetime | str) -> datetime:
 
 
 def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
-    """Credentials whose last change has seq in (last_seq, upto_seq] (uses the index)."""
+    """Credentials whose last change has seq in (last_seq, upto_seq] (uses the index).
+
+    From 0 (a first or full run) every credential up to ``upto_seq`` counts, including rows
+    migration 0002 left at change_seq 0 (enrolled before change_seq existed)."""
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
-    q = (
-        _cred_select()
-        .where(c.change_seq > int(last_seq), c.change_seq <= int(upto_seq))
-        .order_by(c.id)
-    )
+    lower = int(last_seq) if int(last_seq) > 0 else -1
+    q = _cred_select().where(c.change_seq > lower, c.change_seq <= int(upto_seq)).order_by(c.id)
     # The driver's own cursor (a first sync reads every credential; SQLAlchemy's per-row
     # processing would cost as much as the rest of the run). The only parameters are the two
     # integers above, rendered as literals by SQLAlchemy's compiler for this dialect.

@@ -242,3 +242,147 @@ def test_row_added_with_an_old_created_at_is_found_as_drift(dbs) -> None:
     assert r.full is True and r.drift_count == 1 and r.drift[0].credential_id == rogue.hex()
     again = _sync(reg, app)  # remembered, re-checked, the census agrees again
     assert (again.full, again.drift_count, again.app_writes) == (False, 1, 0)
+
+
+def test_counters_above_two_to_the_31_fit_the_created_table(dbs) -> None:
+    """Found by review: --create-table made sign_count int4; WebAuthn counters are unsigned
+    32-bit, and one above 2^31-1 made every PostgreSQL sync fail (with a raw driver error)."""
+    reg, app, ids = dbs
+    eng = create_engine(reg)
+    try:
+        with eng.begin() as c:
+            c.execute(
+                text("UPDATE ka_credential SET sign_count = 3000000000 WHERE credential_id = :c"),
+                {"c": ids[0]},
+            )
+    finally:
+        eng.dispose()
+    r = _sync(reg, app, create_table=True)
+    assert r.inserted == 40
+    assert _rows(app)[ids[0]]["sign_count"] == 3_000_000_000
+
+
+def test_a_sign_in_committed_during_a_sync_keeps_its_last_used_at(
+    dbs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: only sign_count was guarded, so sync wrote the registry's older
+    last_used_at over a sign-in the application committed meanwhile; the row then fell below
+    the next run's mark and the counter it advanced was never pulled back."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from keyadmin.store import appstore
+    from keyadmin.store.models import CredentialRow
+
+    reg, app, ids = dbs
+    _sync(reg, app, create_table=True)
+    now = datetime.now(UTC)
+    _exec(
+        app,
+        "UPDATE webauthn_credentials SET last_used_at = :t WHERE credential_id = :c",
+        t=now - timedelta(minutes=1),
+        c=ids[2],
+    )
+    _sync(reg, app)
+    with transaction(reg) as s:  # a step-up in keyadmin half an hour ago (counter 3)
+        entry = audit.append(s, actor="t", action="stepup.ok", subject="u", details={})
+        table = CredentialRow.__table__  # type: ignore[attr-defined]
+        s.execute(
+            update(table)
+            .where(table.c.credential_id == ids[0])
+            .values(sign_count=3, last_used_at=now - timedelta(minutes=30), change_seq=entry.seq)
+        )
+    real = appstore.AppStore.update
+
+    def signed_in_meanwhile(self, conn, changes):  # type: ignore[no-untyped-def]
+        _exec(
+            app,
+            "UPDATE webauthn_credentials SET sign_count = 10, last_used_at = :t "
+            "WHERE credential_id = :c",
+            t=now,
+            c=ids[0],
+        )
+        monkeypatch.setattr(appstore.AppStore, "update", real)
+        return real(self, conn, changes)
+
+    monkeypatch.setattr(appstore.AppStore, "update", signed_in_meanwhile)
+    _sync(reg, app)
+    row = _rows(app)[ids[0]]
+    assert row["sign_count"] == 10 and row["last_used_at"] == now
+    pulled = _sync(reg, app)
+    assert pulled.counters_pulled == 1
+    with transaction(reg) as s:
+        assert registry.get_credential(s, ids[0].hex()).sign_count == 10
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/New_York"])
+def test_naive_timestamp_columns_in_a_non_utc_session(postgres_server, model, zone) -> None:
+    """Found by review: naive `timestamp` columns (UTC wall time) were compared with marks
+    bound as timestamptz, which PostgreSQL shifts by the session time zone: east of UTC a
+    sign-in after the mark was missed, west of it every quiet run became a full one."""
+    from datetime import timedelta
+
+    import psycopg
+
+    reg = postgres_server.create_database()
+    app = postgres_server.create_database()
+    ids = generate(reg, 3, [model], users=2)
+    name = app.rsplit("/", 1)[1]
+    dsn = f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname={name}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"ALTER DATABASE {name} SET timezone = '{zone}'")
+        c.execute(
+            "CREATE TABLE webauthn_credentials (credential_id bytea PRIMARY KEY, user_id bytea "
+            "NOT NULL, public_key bytea NOT NULL, sign_count bigint NOT NULL, transports text, "
+            "device_type varchar(32), backed_up boolean, created_at timestamp, "
+            "last_used_at timestamp)"
+        )
+
+    def sign_in(cid: bytes, count: int, at: datetime) -> None:  # naive UTC wall time
+        _exec(
+            app,
+            "UPDATE webauthn_credentials SET sign_count = :n, last_used_at = :t "
+            "WHERE credential_id = :c",
+            n=count,
+            t=at.replace(tzinfo=None),
+            c=cid,
+        )
+
+    assert _sync(reg, app).inserted == 3
+    now = datetime.now(UTC)
+    sign_in(ids[0], 5, now - timedelta(minutes=2))
+    assert _sync(reg, app).counters_pulled == 1
+    quiet = _sync(reg, app)
+    assert (quiet.full, quiet.app_writes) == (False, 0)
+    sign_in(ids[1], 9, now)  # two minutes after the mark
+    later = _sync(reg, app)
+    assert (later.full, later.counters_pulled) == (False, 1)
+    with transaction(reg) as s:
+        assert registry.get_credential(s, ids[1].hex()).sign_count == 9
+
+
+def test_a_row_deleted_while_a_sync_runs_is_found_by_the_next(
+    dbs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the saved count was taken at the end of the run, so a row the
+    application deleted during the run was in neither the count nor the marks."""
+    from keyadmin.store import appstore
+
+    reg, app, ids = dbs
+    _sync(reg, app, create_table=True)
+    with transaction(reg) as s:  # something for the next run to write
+        registry.change_status(s, ids[5].hex(), "suspend", reason="t", actor="t")
+    real = appstore.AppStore.update
+
+    def deleted_meanwhile(self, conn, changes):  # type: ignore[no-untyped-def]
+        _exec(app, "DELETE FROM webauthn_credentials WHERE credential_id = :c", c=ids[3])
+        monkeypatch.setattr(appstore.AppStore, "update", real)
+        return real(self, conn, changes)
+
+    monkeypatch.setattr(appstore.AppStore, "update", deleted_meanwhile)
+    _sync(reg, app)
+    assert ids[3] not in _rows(app)
+    healed = _sync(reg, app)
+    assert healed.full is True and healed.inserted == 1 and ids[3] in _rows(app)
+    assert _sync(reg, app).full is False

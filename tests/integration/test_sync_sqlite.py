@@ -149,3 +149,90 @@ def test_rows_gone_or_back_dated_behind_keyadmins_back_are_found(setup) -> None:
     assert (found["full"], found["drift_count"], found["app_writes"]) == (True, 1, 0)
     quiet = sync_json()
     assert (quiet["full"], quiet["app_writes"], quiet["drift_count"]) == (False, 0, 1)
+
+
+def test_ids_spelt_otherwise_are_drift_and_counts_are_what_happened(tmp_path: Path) -> None:
+    """Found by review: upper-case hex (or padded base64) ids were read as keyadmin's own but
+    never matched by its writes, so a revoked credential stayed while sync said "removed"."""
+    from keyadmin.flows.sync import sync
+
+    reg = f"sqlite:///{tmp_path / 'registry.db'}"
+    ids = generate(reg, 3, [lab_model("6b657961-646d-4e00-8000-736f66746b79")], users=2)
+    app_path = tmp_path / "app.db"
+    con = sqlite3.connect(app_path)
+    con.execute(
+        "CREATE TABLE webauthn_credentials (credential_id TEXT PRIMARY KEY, user_id TEXT, "
+        "public_key BLOB, sign_count INTEGER, created_at TIMESTAMP, last_used_at TIMESTAMP)"
+    )
+    con.commit()
+    con.close()
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        '[encoding]\ncredential_id = "hex"\nuser_id = "hex"\n'
+        '[columns]\ntransports = ""\ndevice_type = ""\nbacked_up = ""\n'
+    )
+    m = load_mapping(mapping)
+    app = f"sqlite:///{app_path}"
+
+    def run(**kw):  # type: ignore[no-untyped-def]
+        return sync(registry_url=reg, target_url=app, mapping=m, actor="t", **kw)
+
+    assert run().inserted == 3
+    con = sqlite3.connect(app_path)
+    con.execute("UPDATE webauthn_credentials SET credential_id = upper(credential_id)")
+    con.commit()
+    con.close()
+    with transaction(reg) as s:
+        registry.change_status(s, ids[0].hex(), "revoke", reason="lost", actor="t")
+    quiet = run()
+    assert quiet.removed == 0  # nothing under keyadmin's spelling: nothing claimed
+    full = run(full=True)
+    assert full.removed == 0 and full.drift_count == 3 and full.inserted == 2
+    assert {d.credential_id for d in full.drift} == {f"as stored: {i.hex().upper()}" for i in ids}
+    pruned = run(prune=True)
+    assert pruned.pruned == 3
+    con = sqlite3.connect(app_path)
+    left = sorted(r[0] for r in con.execute("SELECT credential_id FROM webauthn_credentials"))
+    con.close()
+    assert left == sorted(i.hex() for i in ids[1:])  # the revoked one is gone in every spelling
+
+
+def test_credentials_from_before_change_seq_are_synced(tmp_path: Path) -> None:
+    """Found by review: migration 0002 left older credentials at change_seq 0, and a first
+    (or --full) run read change_seq > 0 only: they never reached the application."""
+    from sqlalchemy import text
+
+    from keyadmin.flows.sync import sync
+    from keyadmin.store.db import get_engine
+
+    reg = f"sqlite:///{tmp_path / 'registry.db'}"
+    ids = generate(reg, 4, [lab_model("6b657961-646d-4e00-8000-736f66746b79")], users=2)
+    with get_engine(reg).begin() as conn:  # as migration 0002 leaves pre-existing rows
+        conn.execute(text("UPDATE ka_credential SET change_seq = 0"))
+    app = f"sqlite:///{tmp_path / 'app.db'}"
+    first = sync(
+        registry_url=reg, target_url=app, mapping=load_mapping(None), actor="t",
+        create_table=True,
+    )  # fmt: skip
+    assert first.inserted == 4 and first.examined == 4
+    con = sqlite3.connect(tmp_path / "app.db")
+    assert con.execute("SELECT count(*) FROM webauthn_credentials").fetchone() == (len(ids),)
+    con.close()
+
+
+def test_census_with_created_at_but_no_last_used_at(tmp_path: Path) -> None:
+    """Found by review: without a last_used_at column no created mark was saved, so every
+    later run's census counted every row as added and turned into a full run."""
+    from keyadmin.flows.sync import sync
+
+    reg = f"sqlite:///{tmp_path / 'registry.db'}"
+    generate(reg, 20, [lab_model("6b657961-646d-4e00-8000-736f66746b79")], users=5)
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[columns]\nlast_used_at = ""\n')
+    m, app = load_mapping(mapping), f"sqlite:///{tmp_path / 'app.db'}"
+    runs = [
+        sync(registry_url=reg, target_url=app, mapping=m, actor="t", create_table=True)
+        for _ in range(3)
+    ]
+    assert [r.full for r in runs] == [True, False, False]
+    assert all(not r.notes for r in runs[1:])
