@@ -50,7 +50,7 @@ def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any
 def _pin_if_set(session: Any) -> str | None:
     from keyadmin.cli.interact import read_pin
 
-    if session.ctap.get_info().options.get("clientPin"):
+    if session.ctap_info().options.get("clientPin"):
         return read_pin("Current PIN: ")
     return None
 

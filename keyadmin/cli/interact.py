@@ -27,6 +27,19 @@ def read_pin(prompt: str = "PIN: ") -> str:
         pin = line.rstrip("\r\n")
     if not pin:
         raise PinError("no PIN given", hint="type it at the prompt, or pipe it on stdin")
+    return _text(pin)
+
+
+def _text(pin: str) -> str:
+    """A PIN must be text (CTAP sends its UTF-8): bytes the terminal's encoding could not
+    decode are refused here, without showing any of them."""
+    try:
+        pin.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PinError(
+            "the PIN is not valid text in this terminal's encoding",
+            hint="check the terminal's locale (e.g. LANG=C.UTF-8), then retry",
+        ) from None
     return pin
 
 
@@ -38,7 +51,7 @@ def read_new_pin() -> str:
             raise PinError("the two PINs differ; nothing was changed")
         if not first:
             raise PinError("no PIN given")
-        return first
+        return _text(first)
     return read_pin()
 
 

@@ -76,6 +76,10 @@ def open_device(selector: str | None) -> tuple[DeviceRef, Any]:
             raise DeviceError(
                 f"cannot open {rest}: {e.strerror or e}", hint=NO_DEVICE_HINT
             ) from None
+        except ValueError:  # python-fido2: "Not a FIDO device" (a keyboard's node, say)
+            raise DeviceError(
+                f"{rest} is not a FIDO security key", hint="keyadmin device list shows the keys"
+            ) from None
         return DeviceRef("hid", rest, dev.product_name), dev
     return _open_nfc(rest)
 

@@ -28,6 +28,11 @@ def device_errors() -> Iterator[None]:
         yield
     except KeyadminError:
         raise
+    except OSError as e:  # a USB key pulled mid-command (ENODEV), a node gone, an I/O error
+        raise DeviceError(
+            f"the key cannot be reached ({e.strerror or e})",
+            hint="check it is plugged in and readable (keyadmin doctor), then retry",
+        ) from e
     except (ValueError, IndexError, KeyError, TypeError, struct.error) as e:
         raise DeviceProtocolError(
             f"the key sent a malformed reply ({type(e).__name__}: {e})",

@@ -92,7 +92,7 @@ class DeviceSession:
         from fido2.ctap2 import ClientPin
 
         with device_errors():
-            info = self.ctap.get_info()
+            info = self.ctap_info()
             pin_set = bool(info.options.get("clientPin"))
             retries: int | None = None
             power_cycle = False
@@ -149,7 +149,7 @@ class DeviceSession:
         return retries, bool(power_cycle)
 
     def set_pin(self, pin: str) -> None:
-        if self.ctap.get_info().options.get("clientPin"):
+        if self.ctap_info().options.get("clientPin"):
             raise PinError(
                 "the key already has a PIN", hint="change it with: keyadmin device pin change"
             )
@@ -167,7 +167,7 @@ class DeviceSession:
     def token(self, pin: str, permissions: int | None = None, rp_id: str | None = None) -> bytes:
         from fido2.ctap2 import ClientPin
 
-        if not self.ctap.get_info().options.get("clientPin"):
+        if not self.ctap_info().options.get("clientPin"):
             raise PinError("the key has no PIN", hint="set one with: keyadmin device pin set")
         perms = permissions if permissions is not None else ClientPin.PERMISSION.GET_ASSERTION
         if perms & (ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.GET_ASSERTION):
@@ -178,7 +178,7 @@ class DeviceSession:
         return token
 
     def _check_length(self, pin: str) -> None:
-        minimum = self.ctap.get_info().min_pin_length
+        minimum = self.ctap_info().min_pin_length
         if len(pin) < minimum:
             raise PinError(
                 f"the PIN is shorter than the key's minimum of {minimum} characters",
@@ -191,7 +191,7 @@ class DeviceSession:
     def _config(self, pin: str | None) -> Any:
         from fido2.ctap2 import ClientPin, Config
 
-        info = self.ctap.get_info()
+        info = self.ctap_info()
         if not Config.is_supported(info):
             raise DeviceError("this key does not support authenticatorConfig (CTAP 2.1)")
         if not info.options.get("clientPin"):
@@ -205,7 +205,7 @@ class DeviceSession:
 
     def set_always_uv(self, enabled: bool, pin: str | None) -> bool:
         """Turn alwaysUv on or off. Returns True when it changed."""
-        if bool(self.ctap.get_info().options.get("alwaysUv")) == enabled:
+        if bool(self.ctap_info().options.get("alwaysUv")) == enabled:
             return False
         config = self._config(pin)
         with device_errors():
@@ -215,7 +215,7 @@ class DeviceSession:
     def set_min_pin_length(
         self, length: int, pin: str | None, rp_ids: list[str] | None = None, force: bool = False
     ) -> bool:
-        info = self.ctap.get_info()
+        info = self.ctap_info()
         if length < info.min_pin_length:
             raise PinError(
                 f"the key's minimum PIN length is {info.min_pin_length}; it can only grow",
@@ -231,7 +231,7 @@ class DeviceSession:
         return True
 
     def enable_enterprise_attestation(self, pin: str | None) -> bool:
-        info = self.ctap.get_info()
+        info = self.ctap_info()
         if "ep" not in info.options:
             raise DeviceError("this key does not support enterprise attestation")
         if info.options.get("ep"):
@@ -245,7 +245,7 @@ class DeviceSession:
     def _credman(self, pin: str) -> Any:
         from fido2.ctap2 import ClientPin, CredentialManagement
 
-        if not CredentialManagement.is_supported(self.ctap.get_info()):
+        if not CredentialManagement.is_supported(self.ctap_info()):
             raise DeviceError("this key does not support credential management")
         token = self.token(pin, ClientPin.PERMISSION.CREDENTIAL_MGMT)
         return CredentialManagement(self.ctap, self._last_protocol, token)
@@ -297,6 +297,11 @@ class DeviceSession:
                 raise DeviceError(f"no credential {credential_id.hex()} on this key") from None
             raise
 
+    def ctap_info(self) -> Any:
+        """getInfo, with a malformed or missing reply as a keyadmin error (exit 4)."""
+        with device_errors():
+            return self.ctap.get_info()
+
     # ------------------------------------------------------------------ reset
     def fingerprint(self) -> str:
         """What tells this key apart between two commands, as far as CTAP allows: transport
@@ -307,7 +312,7 @@ class DeviceSession:
         from fido2 import cbor
 
         with device_errors():
-            info = self.ctap.get_info()
+            info = self.ctap_info()
             retries = self.pin_retries() if info.options.get("clientPin") else None
         serial = getattr(getattr(self.device, "descriptor", None), "serial_number", None)
         parts = [

@@ -51,10 +51,19 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def ensure_private_file(path: Path) -> None:
-    """Create the SQLite file with mode 0600 (and its directory 0700) before SQLite does."""
+    """Create the SQLite file with mode 0600 (and a missing directory 0700) before SQLite
+    does; an existing registry file (and its -wal/-shm) with looser modes is tightened to
+    0600. SQLite gives its -wal and -shm files the main file's mode."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = each.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            each.chmod(0o600)
 
 
 def sqlite_synchronous() -> str:

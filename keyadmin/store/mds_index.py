@@ -379,7 +379,9 @@ class MdsIndex:
             from sqlalchemy import create_engine
 
             if self._sqlite is not None:
-                self._sqlite.parent.mkdir(parents=True, exist_ok=True)
+                from keyadmin.store.db import ensure_private_file
+
+                ensure_private_file(self._sqlite)  # 0600, like the registry it shares
             self._engine = create_engine(self.url, future=True)
         return self._engine
 

