@@ -47,6 +47,17 @@ def open_device(selector: str | None) -> tuple[DeviceRef, Any]:
     """Open the selected device and return python-fido2's CtapDevice for it."""
     if selector is None:
         found = list_devices()
+        hidden = unreadable_fido_nodes()
+        if hidden:
+            # python-fido2 skips a FIDO node it cannot open: with one key readable and one
+            # not, choosing "the one device" could act on the wrong key. Never guess.
+            paths = ", ".join(hidden)
+            raise DeviceError(
+                f"a FIDO key at {paths} cannot be opened by this user"
+                + (f", besides {len(found)} that can" if found else ""),
+                hint="install the udev rule (keyadmin doctor says how), or choose a key with "
+                "--device",
+            )
         if not found:
             raise DeviceError("no FIDO device found", hint=NO_DEVICE_HINT)
         if len(found) > 1:
@@ -100,6 +111,13 @@ def _open_nfc(reader: str) -> tuple[DeviceRef, Any]:
     dev = devs[0]
     name = getattr(dev, "_name", reader)
     return DeviceRef("nfc", name, None), dev
+
+
+def unreadable_fido_nodes() -> list[str]:
+    """hidraw nodes whose report descriptor says FIDO but which this user cannot open."""
+    from keyadmin.device import hidraw
+
+    return [n.path for n in hidraw.scan() if n.is_fido and not n.accessible]
 
 
 def list_devices() -> list[DeviceRef]:

@@ -422,3 +422,20 @@ def test_a_pin_that_is_not_text_is_refused_without_echo(dev) -> None:
     )
     assert proc.returncode == 5, proc.stderr
     assert b"not valid text" in proc.stderr and b"udcff" not in proc.stderr
+
+
+def test_auto_selection_never_guesses_past_an_unreadable_fido_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by review: python-fido2 skips a FIDO node this user cannot open, so with two
+    keys plugged in "the one device" could be the wrong one. (Tests run as root, who can
+    open any node, so the kernel's answer is given: one FIDO node that is not accessible.)"""
+    from keyadmin.device import hidraw
+
+    node = hidraw.HidrawNode(
+        "/dev/hidraw7", is_fido=True, accessible=False, descriptor_readable=True
+    )
+    monkeypatch.setattr(hidraw, "scan", lambda *a, **k: [node])
+    out = invoke("device", "info", "--json")
+    assert out.code == 4, out.stderr
+    assert "/dev/hidraw7 cannot be opened by this user" in out.stderr and "udev" in out.stderr
