@@ -25,7 +25,7 @@ def _canonical(fields: dict[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _utc_text(at: datetime) -> str:
+def utc_text(at: datetime) -> str:
     if at.tzinfo is not None:
         at = at.astimezone(UTC).replace(tzinfo=None)
     return at.isoformat(timespec="microseconds")
@@ -48,13 +48,13 @@ def _canonical_row(
 def row_hash(
     prev: str, seq: int, at: datetime, actor: str, action: str, subject: str | None, details: str
 ) -> str:
-    return row_hash_text(prev, seq, _utc_text(at), actor, action, subject, details)
+    return row_hash_text(prev, seq, utc_text(at), actor, action, subject, details)
 
 
 def row_hash_text(
     prev: str, seq: int, at: str, actor: str, action: str, subject: str | None, details: str
 ) -> str:
-    """``row_hash`` with the time already as ``_utc_text`` gives it (naive UTC, 'T', µs)."""
+    """``row_hash`` with the time already as ``utc_text`` gives it (naive UTC, 'T', µs)."""
     body = _canonical_row(seq, at, actor, action, subject, details)
     return hashlib.sha256(f"{prev}\n{body}".encode()).hexdigest()
 
@@ -114,7 +114,7 @@ def append(
     head.seq, head.hash = seq, digest
     session.add(head)
     session.flush()
-    return LogEntry(seq, _utc_text(now), actor, action, subject, details, digest)
+    return LogEntry(seq, utc_text(now), actor, action, subject, details, digest)
 
 
 def entries(
@@ -134,7 +134,7 @@ def entries(
         rows = rows[-limit:]
     return [
         LogEntry(
-            r.seq, _utc_text(r.at), r.actor, r.action, r.subject, json.loads(r.details), r.hash
+            r.seq, utc_text(r.at), r.actor, r.action, r.subject, json.loads(r.details), r.hash
         )
         for r in rows
     ]

@@ -93,6 +93,30 @@ class FinishContext(NamedTuple):
     failures_user: int
 
 
+class _Write(NamedTuple):
+    """What one successful step-up writes (the same for both databases)."""
+
+    challenge_id: str
+    credential_row_id: int
+    new_count: int
+    counter_checked: bool
+    at: datetime
+    actor: str
+    subject: str
+    details_text: str
+
+
+def _audit_row(w: _Write, seq: int, prev_hash: str, at_text: str, at_value: Any) -> dict:
+    """The ``stepup.ok`` audit row's parameters, hashed as ``audit.append`` hashes a row."""
+    digest = audit.row_hash_text(
+        prev_hash, seq, at_text, w.actor, "stepup.ok", w.subject, w.details_text
+    )
+    return {
+        "seq": seq, "at": at_value, "actor": w.actor, "action": "stepup.ok",
+        "subject": w.subject, "details": w.details_text, "prev": prev_hash, "hash": digest,
+    }  # fmt: skip
+
+
 class CommitOutcome(Enum):
     OK = "ok"
     CHALLENGE_GONE = "challenge-gone"  # used meanwhile (a replay lost the race) or expired
@@ -296,103 +320,64 @@ class FinishConnection:
         """
         if self._conn is None:
             raise RuntimeError("the connection was closed")
-        if not self.postgres:
-            return self._commit_sqlite(
-                challenge_id=challenge_id,
-                credential_row_id=credential_row_id,
-                new_count=new_count,
-                counter_checked=counter_checked,
-                at=at,
-                actor=actor,
-                subject=subject,
-                details=details,
-            )
+        w = _Write(
+            challenge_id, credential_row_id, new_count, counter_checked, at, actor, subject,
+            _DETAILS.encode(details),  # before BEGIN: nothing to do under the lock
+        )  # fmt: skip
+        return self._commit_postgres(w) if self.postgres else self._commit_sqlite(w)
+
+    def _commit_postgres(self, w: _Write) -> tuple[CommitOutcome, int | None]:
+        """Lock order as everywhere else (challenge, credential, audit head): take the
+        challenge, the compare-and-set, the head FOR UPDATE; then the audit row, the head and
+        change_seq in ONE statement (all three rows are this transaction's own by then)."""
         with _transaction(self.raw, write=True) as r:
-            now = r.time(at)
-            taken = r.rowcount(_TAKE, {"now": now, "id": challenge_id})
-            if taken != 1:
+            now = r.time(w.at)
+            if r.rowcount(_TAKE, {"now": now, "id": w.challenge_id}) != 1:
                 r.rollback()
                 return CommitOutcome.CHALLENGE_GONE, None
-            # Lock order as everywhere else (challenge, credential, audit head): the
-            # compare-and-set first, the head FOR UPDATE after it, then change_seq.
             cas = r.rowcount(
-                _CAS_STRICT if counter_checked else _CAS_ZERO,
-                {"new": new_count, "now": now, "id": credential_row_id},
+                _CAS_STRICT if w.counter_checked else _CAS_ZERO,
+                {"new": w.new_count, "now": now, "id": w.credential_row_id},
             )
             if cas != 1:
                 r.rollback()
                 return CommitOutcome.COUNTER_REFUSED, None
-            # the head row, locked; then the audit row, the head and change_seq in ONE
-            # statement (all three rows are this transaction's own by now)
             head_seq, prev_hash = r.execute(_HEAD_FOR_UPDATE).fetchone()
             seq = int(head_seq) + 1
-            text = _DETAILS.encode(details)
-            digest = audit.row_hash(prev_hash, seq, at, actor, "stepup.ok", subject, text)
+            at_text = audit.utc_text(w.at)
             r.execute(
                 _APPEND_AND_STAMP_PG,
-                {
-                    "seq": seq, "at": now, "actor": actor, "action": "stepup.ok",
-                    "subject": subject, "details": text, "prev": prev_hash, "hash": digest,
-                    "id": credential_row_id,
-                },
-            )  # fmt: skip
+                {**_audit_row(w, seq, prev_hash, at_text, now), "id": w.credential_row_id},
+            )
             return CommitOutcome.OK, seq
 
-    def _commit_sqlite(
-        self,
-        *,
-        challenge_id: str,
-        credential_row_id: int,
-        new_count: int,
-        counter_checked: bool,
-        at: datetime,
-        actor: str,
-        subject: str,
-        details: dict[str, Any],
-    ) -> tuple[CommitOutcome, int | None]:
-        """The SQLite commit, statement for statement what ``_transaction`` would run.
-
-        BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
+    def _commit_sqlite(self, w: _Write) -> tuple[CommitOutcome, int | None]:
+        """BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
         after it cannot move before COMMIT: its seq + 1 is the seq of this change, set as
         ``change_seq`` by the compare-and-set itself (one UPDATE of the credential).
         """
-        text = _DETAILS.encode(details)  # before BEGIN: nothing to do under the lock
-        at_text = at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+        at_text = audit.utc_text(w.at)
         now = at_text.replace("T", " ", 1)  # SQLAlchemy's SQLite DateTime text
         cur = self.raw.cur
         with _database_errors():
             cur.execute("BEGIN IMMEDIATE")
             try:
-                cur.execute(_TAKE, {"now": now, "id": challenge_id})
+                cur.execute(_TAKE, {"now": now, "id": w.challenge_id})
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.CHALLENGE_GONE, None
                 prev_seq, prev_hash = cur.execute(_HEAD).fetchone()
                 seq = int(prev_seq) + 1
                 cur.execute(
-                    _CAS_STRICT_SEQ if counter_checked else _CAS_ZERO_SEQ,
-                    {"new": new_count, "now": now, "id": credential_row_id, "seq": seq},
+                    _CAS_STRICT_SEQ if w.counter_checked else _CAS_ZERO_SEQ,
+                    {"new": w.new_count, "now": now, "id": w.credential_row_id, "seq": seq},
                 )
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.COUNTER_REFUSED, None
-                digest = audit.row_hash_text(
-                    prev_hash, seq, at_text, actor, "stepup.ok", subject, text
-                )
-                cur.execute(
-                    _INSERT_AUDIT,
-                    {
-                        "seq": seq,
-                        "at": now,
-                        "actor": actor,
-                        "action": "stepup.ok",
-                        "subject": subject,
-                        "details": text,
-                        "prev": prev_hash,
-                        "hash": digest,
-                    },
-                )
-                cur.execute(_SET_HEAD, {"seq": seq, "hash": digest})
+                row = _audit_row(w, seq, prev_hash, at_text, now)
+                cur.execute(_INSERT_AUDIT, row)
+                cur.execute(_SET_HEAD, {"seq": seq, "hash": row["hash"]})
                 cur.execute("COMMIT")
             except BaseException:
                 if self._conn is not None and self._conn.in_transaction:
