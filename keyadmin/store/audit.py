@@ -133,9 +133,7 @@ def entries(
     if limit is not None:
         rows = rows[-limit:]
     return [
-        LogEntry(
-            r.seq, utc_text(r.at), r.actor, r.action, r.subject, json.loads(r.details), r.hash
-        )
+        LogEntry(r.seq, utc_text(r.at), r.actor, r.action, r.subject, json.loads(r.details), r.hash)
         for r in rows
     ]
 
