@@ -261,18 +261,12 @@ def test_prepare_twice_then_nothing_to_change(tmp_path) -> None:
             "always_uv = false": "always_uv = true",
         },
     )
-    first = invoke(
-        "device",
-        "prepare",
-        "--policy",
-        str(lab.policy),
-        "-d",
-        lab.device,
-        "--json",
-        "--db",
-        db,
-        input="new-pin-1234\n",
-    )
+
+    def prepare(*extra: str, input: str):  # type: ignore[no-untyped-def]
+        args = ("--policy", str(lab.policy), "-d", lab.device, "--db", db)
+        return invoke("device", "prepare", *args, *extra, input=input)
+
+    first = prepare("--json", input="new-pin-1234\n")
     assert first.code == 0, first.stderr
     r1 = json.loads(first.stdout)
     assert r1["changed"] is True and r1["ready"] is True
@@ -290,46 +284,14 @@ def test_prepare_twice_then_nothing_to_change(tmp_path) -> None:
 
     register(open_hid(lab.key()), "new-pin-1234", user_name="stray")
     assert lab.credentials_on_key() == 1
-    second = invoke(
-        "device",
-        "prepare",
-        "--policy",
-        str(lab.policy),
-        "-d",
-        lab.device,
-        "--json",
-        "--db",
-        db,
-        input="new-pin-1234\n",
-    )
+    second = prepare("--json", input="new-pin-1234\n")
     r2 = json.loads(second.stdout)
     assert [s["step"] for s in r2["steps"] if s["changed"]] == ["stray-credentials"]
     assert lab.credentials_on_key() == 0
-    third = invoke(
-        "device",
-        "prepare",
-        "--policy",
-        str(lab.policy),
-        "-d",
-        lab.device,
-        "--json",
-        "--db",
-        db,
-        input="new-pin-1234\n",
-    )
+    third = prepare("--json", input="new-pin-1234\n")
     r3 = json.loads(third.stdout)
     assert r3["changed"] is False and r3["ready"] is True
-    text_out = invoke(
-        "device",
-        "prepare",
-        "--policy",
-        str(lab.policy),
-        "-d",
-        lab.device,
-        "--db",
-        db,
-        input="new-pin-1234\n",
-    )
+    text_out = prepare(input="new-pin-1234\n")
     assert "nothing to change" in text_out.stdout
 
 
