@@ -22,7 +22,6 @@ from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC)
-AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 
 
 def _name(cn: str, ou: str | None = None) -> x509.Name:
@@ -71,24 +70,20 @@ class Vendor:
         return hashlib.sha256(self.root_der).hexdigest()
 
     def batch(self, cert_aaguid: uuid.UUID | None) -> tuple[Any, x509.Certificate]:
-        """An attestation key and its certificate (with the AAGUID extension, or without)."""
+        """An attestation key and its certificate (with the AAGUID extension, or without),
+        issued as the software key's lab PKI issues its leaf."""
+        from keyadmin.sim.pki import issue_leaf
+
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name("Test Key", ou="Authenticator Attestation"))
-            .issuer_name(self.root.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - timedelta(days=1))
-            .not_valid_after(NOW + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        cert = issue_leaf(
+            cert_aaguid.bytes if cert_aaguid is not None else None,
+            self.root,
+            self.key,
+            key,
+            not_before=NOW - timedelta(days=1),
+            not_after=NOW + timedelta(days=3650),
         )
-        if cert_aaguid is not None:
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(AAGUID_OID, b"\x04\x10" + cert_aaguid.bytes),
-                critical=False,
-            )
-        return key, builder.sign(self.key, hashes.SHA256())
+        return key, cert
 
 
 def packed_registration(

@@ -15,11 +15,8 @@ from keyadmin.attestation import AttestationError, parse_registration
 from keyadmin.attestation.formats import android_safetynet as sn
 from keyadmin.mds import errors as E
 from keyadmin.mds.jws import parse_compact
+from keyadmin.stepup.verify import b64url, b64url_decode
 from tests.unit.test_attestation_support import capture
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _nexus5() -> tuple[object, bytes]:
@@ -36,8 +33,8 @@ def _with_response(parsed: object, response: bytes) -> object:
 def test_safetynet_header_alg_of_another_type_is_refused(alg: object) -> None:
     parsed, response = _nexus5()
     head, body, sig = response.split(b".")
-    header = json.loads(base64.urlsafe_b64decode(head + b"=" * (-len(head) % 4)))
-    head = _b64u(json.dumps({**header, "alg": alg}).encode()).encode()
+    header = json.loads(b64url_decode(head.decode()))
+    head = b64url(json.dumps({**header, "alg": alg}).encode()).encode()
     forged = b".".join([head, body, sig])
     with pytest.raises(AttestationError, match="alg"):
         sn.verify_android_safetynet(_with_response(parsed, forged), datetime.now(UTC))
@@ -53,7 +50,7 @@ def test_safetynet_timestamp_out_of_range_is_refused(ts: int) -> None:
 
 
 def _compact(header: object) -> bytes:
-    return f"{_b64u(json.dumps(header).encode())}.{_b64u(b'{}')}.{_b64u(b'sig')}".encode()
+    return f"{b64url(json.dumps(header).encode())}.{b64url(b'{}')}.{b64url(b'sig')}".encode()
 
 
 def test_blob_header_crit_with_an_object_is_refused() -> None:
@@ -63,6 +60,6 @@ def test_blob_header_crit_with_an_object_is_refused() -> None:
 
 def test_blob_header_nested_too_deeply_is_refused() -> None:
     header = b'{"alg":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    raw = ".".join([_b64u(header), _b64u(b"{}"), _b64u(b"sig")]).encode()
+    raw = ".".join([b64url(header), b64url(b"{}"), b64url(b"sig")]).encode()
     with pytest.raises(E.BlobMalformed, match="nests too deeply"):
         parse_compact(raw)
