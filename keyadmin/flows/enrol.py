@@ -65,6 +65,16 @@ def _log(db_url: str, *, actor: str, action: str, subject: str, details: dict[st
     record(db_url, actor=actor, action=action, subject=subject, details=details)
 
 
+def _log_refusal(db_url: str, *, actor: str, subject: str, details: dict[str, Any]) -> str:
+    """Log an ``enrol.refused`` row. The refusal stands whatever happens to its log row:
+    returns "" when logged, else a note for the refusal's message."""
+    try:
+        _log(db_url, actor=actor, action="enrol.refused", subject=subject, details=details)
+    except KeyadminError as e:
+        return f" (the refusal could not be written to the log: {e.message})"
+    return ""
+
+
 def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: bool) -> Any:
     """Freshness (and signature) gate for policies that need metadata; None when not needed."""
     if not policy.metadata.required:
@@ -186,15 +196,14 @@ def enrol(
     readiness = evaluate_device(policy, device_facts(info))
     if not readiness.allowed:
         reasons = _reasons(readiness)
-        _log(
+        unlogged = _log_refusal(
             db_url,
             actor=operator,
-            action="enrol.refused",
             subject=user,
             details={**base, "stage": "device", "aaguid": info.aaguid, "reasons": reasons},
         )
         raise EnrolmentRefused(
-            f"the key is not ready for enrolment: {_failed(reasons)}",
+            f"the key is not ready for enrolment: {_failed(reasons)}{unlogged}",
             hint=f"prepare it with: keyadmin device prepare --policy {policy.path}",
             reasons=reasons,
         )
@@ -223,10 +232,9 @@ def enrol(
             [bytes.fromhex(c.credential_id) for c in existing],
         )
     except EnrolmentRefused as refused:
-        _log(
+        refused.message += _log_refusal(
             db_url,
             actor=operator,
-            action="enrol.refused",
             subject=user,
             details={
                 **base,
@@ -275,24 +283,19 @@ def enrol(
         reasons = _reasons(decision)
         if not decision.allowed:
             removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
-            unlogged = ""
-            try:
-                _log(
-                    db_url,
-                    actor=operator,
-                    action="enrol.refused",
-                    subject=user,
-                    details={
-                        **base,
-                        "stage": "attestation",
-                        "aaguid": aaguid,
-                        "credential": cred_id.hex(),
-                        "reasons": reasons,
-                        "removed_from_key": removed,
-                    },
-                )
-            except KeyadminError as e:  # the refusal stands; say that its log row is missing
-                unlogged = f" (the refusal could not be written to the log: {e.message})"
+            unlogged = _log_refusal(
+                db_url,
+                actor=operator,
+                subject=user,
+                details={
+                    **base,
+                    "stage": "attestation",
+                    "aaguid": aaguid,
+                    "credential": cred_id.hex(),
+                    "reasons": reasons,
+                    "removed_from_key": removed,
+                },
+            )
             raise EnrolmentRefused(
                 f"the policy refused this key: {_failed(reasons)}"
                 + ("" if removed else " (the credential could NOT be removed from the key)")

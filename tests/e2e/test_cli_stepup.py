@@ -40,11 +40,11 @@ def key(tmp_path: Path) -> Path:
     return path
 
 
-def _step_up(lab: Lab, key: Path, state: Path, *extra: str, action: str = ACTION):
+def _step_up(lab: Lab, key: Path, state: Path, *extra: str, action: str = ACTION, pin: str = PIN):
     return invoke(
         "step-up", "alice", "--action", action, "--policy", str(lab.policy_path),
         "-d", f"sim:{state}", "--receipt-key", str(key), "--db", lab.db_url, *extra,
-        input=f"{PASS}\n{PIN}\n",
+        input=f"{PASS}\n{pin}\n",
     )  # fmt: skip
 
 
@@ -83,11 +83,7 @@ def test_cloned_key_exits_6_and_is_quarantined(lab: Lab, key: Path, tmp_path: Pa
 
 
 def test_wrong_pin_exits_5(lab: Lab, key: Path) -> None:
-    out = invoke(
-        "step-up", "alice", "--action", ACTION, "--policy", str(lab.policy_path),
-        "-d", f"sim:{lab.keys['alice']}", "--receipt-key", str(key), "--db", lab.db_url,
-        input=f"{PASS}\nwrong-pin\n",
-    )  # fmt: skip
+    out = _step_up(lab, key, lab.keys["alice"], pin="wrong-pin")
     assert out.exit_code == 5, out.stderr
     assert "wrong PIN" in out.stderr
 
@@ -98,11 +94,7 @@ def test_a_key_without_pin_exits_5(lab: Lab, key: Path, tmp_path: Path) -> None:
 
     bare = tmp_path / "no-pin.key"
     SoftKey.create(bare)
-    out = invoke(
-        "step-up", "alice", "--action", ACTION, "--policy", str(lab.policy_path),
-        "-d", f"sim:{bare}", "--receipt-key", str(key), "--db", lab.db_url,
-        input=f"{PASS}\n{PIN}\n",
-    )  # fmt: skip
+    out = _step_up(lab, key, bare)
     assert out.exit_code == 5, out.stderr
     assert "no PIN" in out.stderr and "Traceback" not in out.stderr
 
