@@ -65,6 +65,22 @@ def _log(db_url: str, *, actor: str, action: str, subject: str, details: dict[st
     record(db_url, actor=actor, action=action, subject=subject, details=details)
 
 
+def _registered(db_url: str, credential_id: bytes) -> bool:
+    """Is this credential in the registry (committed)? False when that cannot be read."""
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+    from keyadmin.store.registry import NotFound
+
+    try:
+        with transaction(db_url) as s:
+            registry.get_credential(s, credential_id.hex())
+    except NotFound:
+        return False
+    except Exception:  # noqa: BLE001 - unknown means not stored: clean the key up
+        return False
+    return True
+
+
 def _log_refusal(db_url: str, *, actor: str, subject: str, details: dict[str, Any]) -> str:
     """Log an ``enrol.refused`` row. The refusal stands whatever happens to its log row:
     returns "" when logged, else a note for the refusal's message."""
@@ -348,6 +364,10 @@ def enrol(
     except EnrolmentRefused:
         raise
     except BaseException as e:
+        if _registered(db_url, cred_id):
+            # Ctrl-C landed after the commit (on its way out of the transaction): the
+            # enrolment is complete, so the credential stays on the key with its row.
+            raise
         removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
         if isinstance(e, KeyadminError):
             e.data["removed_from_key"] = removed

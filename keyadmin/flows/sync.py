@@ -232,7 +232,7 @@ def sync(
                         "spelling of their credential id; rows spelt otherwise are drift "
                         "(keyadmin sync --full lists them)"
                     )
-            used_mark, created_mark, _rows_now = store.marks(conn)
+            used_mark, created_mark = store.marks(conn)
             # The count the next census compares with: the rows this run saw at its start
             # plus what it inserted, minus what it removed. Not a count taken now: a row the
             # application deleted (or back-dated) while this run went on must still show.

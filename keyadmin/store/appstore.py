@@ -537,23 +537,19 @@ class AppStore:
         ]
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
-    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None, int]:
-        """(max last_used_at, max created_at, rows) in the table, read in one statement:
-        the next run's marks and the row count its census compares against."""
+    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:
+        """(max last_used_at, max created_at) in the table, each None without its column
+        (or any value): the next run's marks, read in one statement."""
         from sqlalchemy import func, select
 
         m = self.mapping
-        used_col, created_col = m.column("last_used_at"), m.column("created_at")
-        cols: list[Any] = [func.count()]
-        if used_col:
-            cols.append(func.max(self.table.c[used_col]))
-        if created_col:
-            cols.append(func.max(self.table.c[created_col]))
-        r = list(conn.execute(select(*cols).select_from(self.table)).one())
-        count = int(r.pop(0))
-        used = utc(r.pop(0)) if used_col else None
-        created = utc(r.pop(0)) if created_col else None
-        return used, created, count
+        cols = [m.column("last_used_at"), m.column("created_at")]
+        present = [func.max(self.table.c[c]) for c in cols if c]
+        if not present:
+            return None, None
+        found = iter(conn.execute(select(*present).select_from(self.table)).one())
+        used, created = (utc(next(found)) if c else None for c in cols)
+        return used, created
 
     def census(self, conn: Any, created_since: datetime | None) -> tuple[int, int]:
         """(rows in the table, rows added since the mark: created_at after ``created_since``,

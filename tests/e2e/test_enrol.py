@@ -445,3 +445,46 @@ def test_interrupt_after_the_key_made_the_credential_removes_it(tmp_path) -> Non
     assert device.fired
     assert key.state.credentials == []  # the credential the key made is gone again
     assert lab.registry_rows() == []
+
+
+def test_interrupt_just_after_the_commit_keeps_row_and_credential(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the random Ctrl-C test: a SIGINT on the way out of the committed transaction
+    made the flow delete the credential from the key while its registry row stayed. Now the
+    flow asks the registry first: committed means complete, and the key keeps it."""
+    from contextlib import contextmanager
+
+    from keyadmin.cli.interact import CliInteraction
+    from keyadmin.device.discovery import open_device
+    from keyadmin.device.session import DeviceSession
+    from keyadmin.flows.enrol import enrol
+    from keyadmin.policy.loader import load_policy
+    from keyadmin.store import db as store_db
+    from keyadmin.store import registry
+
+    lab = make_lab(tmp_path / "late", f"sqlite:///{tmp_path / 'late.db'}")
+    real_tx, real_add = store_db.transaction, registry.add_credential
+    armed = {"now": False, "fired": False}
+
+    def add_credential(*a, **k):  # type: ignore[no-untyped-def]
+        armed["now"] = True
+        return real_add(*a, **k)
+
+    @contextmanager
+    def transaction(url):  # type: ignore[no-untyped-def]
+        with real_tx(url) as s:
+            yield s
+        if armed["now"] and not armed["fired"]:  # committed: Ctrl-C lands right here
+            armed["fired"] = True
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "add_credential", add_credential)
+    monkeypatch.setattr(store_db, "transaction", transaction)
+    with DeviceSession(*open_device(lab.device)) as session, pytest.raises(KeyboardInterrupt):
+        enrol(
+            user="alice", display_name=None, policy=load_policy(lab.policy), session=session,
+            interaction=CliInteraction(PIN), db_url=lab.db, metadata=None, operator="op",
+        )  # fmt: skip
+    assert armed["fired"]
+    assert len(lab.registry_rows()) == 1 and lab.credentials_on_key() == 1
