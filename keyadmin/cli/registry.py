@@ -293,29 +293,216 @@ def log_show(
         )
 
 
-@log_app.command("verify")
-def log_verify(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
-    """Recompute the hash chain; name the first edited, deleted, inserted or moved row.
+LOG_KEY_OPT = typer.Option(
+    None,
+    "--log-key",
+    envvar="KEYADMIN_LOG_KEY",
+    help="The log signing key (default: log-key.pem in the data directory).",
+)
+ENV_LOG_PASSPHRASE = "KEYADMIN_LOG_PASSPHRASE"  # noqa: S105 - the variable's name
 
-    Exit 1 when the log does not verify. Keep the printed head hash elsewhere to anchor it.
-    Example: keyadmin log verify --json
+
+def _log_key(path: Path | None) -> Path:
+    from keyadmin.config import data_dir
+
+    return path if path is not None else data_dir() / "log-key.pem"
+
+
+@log_app.command("verify")
+def log_verify(
+    anchor: Path = typer.Option(
+        None, "--anchor", help="An anchor from `keyadmin log anchor`: the log must extend it."
+    ),
+    public_key: Path = typer.Option(
+        None,
+        "--log-public-key",
+        help="The log key's public half (default: the .pub.pem beside the default log key).",
+    ),
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Recompute the hash chain and replay the registry's state from the log.
+
+    Names the first edited, deleted, inserted or moved log row, and every credential row
+    whose user, public key, AAGUID, status or counter differs from what the log recorded
+    (or that the log never recorded, or that is missing). With --anchor, refuses a log that
+    does not extend the anchored head (truncated or rewritten). Exit 1 when anything fails.
+    Example: keyadmin log verify --anchor /mnt/offline/keyadmin.anchor --json
     """
-    from keyadmin.store import audit
+    from keyadmin.store import audit, state
+    from keyadmin.store.db import transaction
+
+    pinned = None
+    if anchor is not None:
+        from keyadmin.stepup.receipts import load_public_key, public_path
+        from keyadmin.store import anchor as anchors
+
+        key = load_public_key(public_key or public_path(_log_key(None)))
+        try:
+            token = anchor.read_text(encoding="ascii", errors="replace")[:65536]
+        except OSError as e:
+            raise UsageError(f"cannot read the anchor {anchor}: {e.strerror}") from None
+        pinned = anchors.read(token, key)
+    rows: list[tuple[int, str, Any, Any]] = []
+    with transaction(_db(db)) as s:
+        result = audit.verify(s, anchor=(pinned.seq, pinned.hash) if pinned else None, rows=rows)
+        replayed = state.replay(s, rows)
+    ok = result.ok and replayed.ok
+    if json_out:
+        from dataclasses import asdict
+
+        anchored = None
+        if pinned:
+            anchored = {"seq": pinned.seq, "hash": pinned.hash, "issued_at": pinned.issued_at}
+        emit_json(
+            {
+                **asdict(result),
+                "ok": ok,
+                "chain_ok": result.ok,
+                "anchor": anchored,
+                "state": replayed,
+            }  # fmt: skip
+        )
+    else:
+        chain_rows: list[tuple[str, Any]] = [
+            ("rows", result.rows_checked),
+            ("head", f"{result.head_seq} {result.head_hash}"),
+        ]
+        if pinned:
+            chain_rows.append(("anchor", f"{pinned.seq} {pinned.hash} ({pinned.issued_at})"))
+        if not result.ok:
+            chain_rows += [("first bad row", result.first_bad_seq), ("problem", result.problem)]
+        chain_rows.append(("credentials replayed", replayed.credentials_checked))
+        if replayed.unbound:
+            chain_rows.append(
+                (
+                    "not bound",
+                    f"{replayed.unbound} (logged before state binding: keyadmin log bind-state)",
+                )  # fmt: skip
+            )
+        title = "The log verifies" if ok else "THE LOG OR THE REGISTRY DOES NOT VERIFY"
+        if pinned and result.ok:
+            title += f" and extends the anchor of {pinned.issued_at}"
+        emit_kv(title, chain_rows)
+        for problem in replayed.problems:
+            say(f"  registry differs from the log: {problem}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@log_app.command("keygen")
+def log_keygen(
+    log_key: Path = LOG_KEY_OPT,
+    no_passphrase: bool = typer.Option(
+        False, "--no-passphrase", help="Store unencrypted (mode 0600 is then enforced)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing key."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Create the log signing key (P-256, PKCS#8, mode 0600): it signs anchors of the log head.
+
+    Keep it off the registry's machine if you can. The passphrase comes from
+    KEYADMIN_LOG_PASSPHRASE, else a hidden prompt (or one line on stdin).
+    Example: keyadmin log keygen --log-key /secure/log-key.pem
+    """
+    from keyadmin.stepup.receipts import generate_key
+
+    passphrase = None
+    if not no_passphrase:
+        text = os.environ.get(ENV_LOG_PASSPHRASE) or _read_line("Log key passphrase: ")
+        if not text:
+            raise UsageError("an empty passphrase", hint="or pass --no-passphrase")
+        passphrase = text.encode()
+    files = generate_key(_log_key(log_key), passphrase, force=force)
+    if json_out:
+        emit_json(files)
+    else:
+        emit_kv("Log key created", [("private", files.private), ("public", files.public),
+                                    ("kid", files.kid)])  # fmt: skip
+
+
+def _read_line(prompt: str) -> str:
+    import sys
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        return getpass.getpass(prompt, stream=sys.stderr)
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    return line.rstrip("\r\n")
+
+
+@log_app.command("anchor")
+def log_anchor(
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Write the anchor here (default: stdout). Keep it elsewhere."
+    ),
+    log_key: Path = LOG_KEY_OPT,
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Sign the log head with the log key: a statement that later logs must extend.
+
+    Verifies the chain and the state first (a broken log is never anchored). Store the
+    anchor where a registry writer cannot reach (another machine, write-once storage).
+    Example: keyadmin log anchor --out /mnt/offline/keyadmin-$(date +%F).anchor
+    """
+    from keyadmin.stepup.receipts import ReceiptSigner, key_is_encrypted
+    from keyadmin.store import anchor as anchors
+    from keyadmin.store import audit, state
+    from keyadmin.store.db import transaction
+
+    path = _log_key(log_key)
+    passphrase = None
+    if key_is_encrypted(path):
+        text = os.environ.get(ENV_LOG_PASSPHRASE) or _read_line("Log key passphrase: ")
+        passphrase = text.encode() or None
+    signer = ReceiptSigner.load(path, passphrase)
+    rows: list[tuple[int, str, Any, Any]] = []
+    with transaction(_db(db)) as s:
+        result = audit.verify(s, rows=rows)
+        replayed = state.replay(s, rows)
+    if not result.ok or not replayed.ok:
+        from keyadmin.errors import KeyadminError
+
+        raise KeyadminError(
+            "the log does not verify; it is not anchored",
+            hint="see: keyadmin log verify",
+        )
+    if result.head_seq < 1:
+        raise UsageError("the log is empty; nothing to anchor")
+    made = anchors.make(signer, seq=result.head_seq, head_hash=result.head_hash)
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(made.token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    if json_out:
+        emit_json(made)
+    elif out is not None:
+        emit_kv("Log head anchored", [("seq", made.seq), ("hash", made.hash),
+                                      ("file", str(out))])  # fmt: skip
+    else:
+        import sys
+
+        sys.stdout.write(made.token + "\n")
+
+
+@log_app.command("bind-state")
+def log_bind_state(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+    """Record in the log the state of credentials enrolled before state binding.
+
+    Trust on first use, once, after an upgrade: until then `log verify` reports such
+    credentials as not bound and step-up refuses them. Review `keyadmin creds list` first.
+    Example: keyadmin log bind-state
+    """
+    from keyadmin.store import state
     from keyadmin.store.db import transaction
 
     with transaction(_db(db)) as s:
-        result = audit.verify(s)
+        bound = state.bind_unbound(s, actor=_operator())
     if json_out:
-        emit_json(result)
-    elif result.ok:
-        emit_kv(
-            "The log verifies",
-            [("rows", result.rows_checked), ("head", f"{result.head_seq} {result.head_hash}")],
-        )
+        emit_json({"bound": bound})
     else:
-        emit_kv(
-            "THE LOG DOES NOT VERIFY",
-            [("first bad row", result.first_bad_seq), ("problem", result.problem)],
-        )
-    if not result.ok:
-        raise typer.Exit(1)
+        emit_kv("State bound", [("credentials", bound)])

@@ -392,6 +392,7 @@ def _finish(
     at: datetime,
     actor: str | None,
 ) -> StepUpResult:
+    from keyadmin.store import state
     from keyadmin.store import stepup as store
 
     ctx = db.load_context(
@@ -469,6 +470,20 @@ def _finish(
             StepUpRefused(f"the credential is not a registered credential of {ch.user}"),
             counts=False,
         )
+    try:
+        state.check_bound(
+            credential_id=cred.credential_id, user=ch.user, public_key=cred.public_key,
+            aaguid=cred.aaguid, status=cred.status, counter=cred.sign_count,
+            change_seq=cred.change_seq, log_row=cred.log_row, next_prev_hash=cred.next_prev_hash,
+        )  # fmt: skip
+    except state.NotBound as e:
+        raise refuse(
+            StepUpRefused(
+                f"the credential's registry row does not match the log: {e}",
+                hint="the registry was edited outside keyadmin; run: keyadmin log verify",
+            ),
+            counts=False,
+        ) from None
     if cred.status != "active":
         raise refuse(StepUpRefused(f"the credential is {cred.status}"), counts=False)
     if assertion.user_handle is not None and not hmac.compare_digest(
@@ -541,7 +556,19 @@ def _finish(
         at=at,
         actor=actor or ch.user,
         subject=ch.user,
-        details={**base, "user": ch.user, "rp_id": ch.rp_id},
+        details={
+            **base,
+            "user": ch.user,
+            "rp_id": ch.rp_id,
+            "state": state.credential_state(
+                credential_id=cred.credential_id,
+                user=ch.user,
+                public_key=cred.public_key,
+                aaguid=cred.aaguid,
+                status="active",
+                counter=new,
+            ),  # fmt: skip
+        },
     )
     if outcome is store.CommitOutcome.CHALLENGE_GONE:
         raise refuse(

@@ -284,3 +284,63 @@ def verify_receipt(
         kid=kid,
         action_checked=action is not None,
     )
+
+
+# ----------------------------------------------------------------------------- other statements
+def sign_statement(signer: ReceiptSigner, typ: str, claims: dict[str, Any]) -> str:
+    """A compact ES256 JWS of ``claims`` under ``typ`` with the signer's key (low-S)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    header = {"alg": "ES256", "typ": typ, "kid": signer.kid}
+    signing_input = (_segment(header) + "." + _segment(claims)).encode("ascii")
+    r, s = decode_dss_signature(signer._key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    s = min(s, _P256_N - s)  # low-S: one valid encoding per statement
+    return (
+        signing_input.decode("ascii") + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    )
+
+
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def verify_statement(
+    token: str, public_key: Any, typ: str, error: type[Exception]
+) -> dict[str, Any]:
+    """The claims of a compact ES256 JWS of type ``typ`` signed by ``public_key``; raises
+    ``error`` naming what failed (format, header, key id, high-S or signature)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    parts = token.strip().split(".")
+    if len(parts) != 3 or len(token) > 65536:
+        raise error("not a compact JWS (three dot-separated parts expected)")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        claims = json.loads(b64url_decode(parts[1]))
+        sig = b64url_decode(parts[2])
+    except (ValueError, RecursionError):
+        raise error("the statement does not decode (base64url JSON expected)") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise error("the statement's header or claims are not JSON objects")
+    if header.get("alg") != "ES256" or header.get("typ") != typ:
+        raise error(f"unexpected header alg={header.get('alg')!r} typ={header.get('typ')!r}")
+    if not hmac.compare_digest(str(header.get("kid", "")).encode(), key_id(public_key).encode()):
+        raise error("the statement was signed by another key (kid differs)")
+    if len(sig) != 64:
+        raise error("the signature is not 64 bytes (ES256 r || s)")
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    if s > _P256_N // 2:
+        raise error("the signature is not in low-S form (a malleated copy)")
+    try:
+        public_key.verify(
+            encode_dss_signature(r, s),
+            f"{parts[0]}.{parts[1]}".encode("ascii"),
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except InvalidSignature:
+        raise error("the signature does not verify (tampered?)") from None
+    return claims

@@ -138,23 +138,40 @@ def entries(
     ]
 
 
-def _same(stored: Any, expected: str) -> bool:
+def same(stored: Any, expected: str) -> bool:
     """Constant-time equality of a stored hash with the expected one; a value of the wrong
     type (NULL, a number, non-ASCII text put there by an edit) is simply not equal."""
     return isinstance(stored, str) and hmac.compare_digest(stored.encode(), expected.encode())
 
 
-def _recomputed(prev: str, r: Any) -> str:
-    """The row's hash from its stored fields, or "" when an edit left a field unusable."""
+def recompute(
+    prev: str, seq: Any, at: Any, actor: Any, action: Any, subject: Any, details: Any
+) -> str:
+    """A row's hash from its stored values as the driver returns them (``at`` as text or a
+    datetime), or "" when an edit left a field unusable."""
     try:
-        at = datetime.fromisoformat(r.at) if isinstance(r.at, str) else r.at
-        return row_hash(prev, r.seq, at, r.actor, r.action, r.subject, r.details)
+        when = datetime.fromisoformat(at) if isinstance(at, str) else at
+        return row_hash(prev, seq, when, actor, action, subject, details)
     except (TypeError, ValueError, AttributeError, UnicodeError, OverflowError):
         return ""
 
 
-def verify(session: Any) -> LogVerification:
-    """Recompute the chain from the first row; stop at the first row that does not hold."""
+def _recomputed(prev: str, r: Any) -> str:
+    return recompute(prev, r.seq, r.at, r.actor, r.action, r.subject, r.details)
+
+
+def verify(
+    session: Any,
+    *,
+    anchor: tuple[int, str] | None = None,
+    rows: list[tuple[int, str, Any, Any]] | None = None,
+) -> LogVerification:
+    """Recompute the chain from the first row; stop at the first row that does not hold.
+
+    ``anchor`` (seq, hash): the log must extend it (its row ``seq`` has that hash). ``rows``,
+    when given, receives (seq, action, subject, details) of every row that held, for
+    ``state.replay``.
+    """
     from sqlmodel import select
 
     from keyadmin.store.models import AuditHeadRow
@@ -176,14 +193,32 @@ def verify(session: Any) -> LogVerification:
                 problem = (expected_seq, f"row {expected_seq} is missing (deleted)")
             else:
                 problem = (r.seq, f"row {r.seq} appears out of order")
-        elif not _same(r.prev_hash, prev):
+        elif not same(r.prev_hash, prev):
             problem = (r.seq, f"row {r.seq} does not follow row {r.seq - 1} (inserted or moved)")
-        elif not _same(_recomputed(prev, r), r.hash):
+        elif not same(_recomputed(prev, r), r.hash):
             problem = (r.seq, f"row {r.seq} was edited after it was written")
+        elif anchor is not None and r.seq == anchor[0] and not same(r.hash, anchor[1]):
+            problem = (
+                r.seq,
+                f"row {r.seq} is not the row that was anchored (the log was rewritten up to "
+                "or past the anchor)",
+            )
         if problem is not None:
             return LogVerification(False, checked, head.seq, head.hash, problem[0], problem[1])
+        if rows is not None:
+            rows.append((r.seq, r.action, r.subject, r.details))
         prev, expected_seq, checked = r.hash, expected_seq + 1, checked + 1
-    if head.seq != checked or not _same(head.hash, prev):
+    if anchor is not None and checked < anchor[0]:
+        return LogVerification(
+            False,
+            checked,
+            head.seq,
+            head.hash,
+            checked + 1,
+            f"the log ends at row {checked} but the anchor names row {anchor[0]} "
+            "(rows were deleted from the end, or the log was replaced)",
+        )
+    if head.seq != checked or not same(head.hash, prev):
         return LogVerification(
             False,
             checked,

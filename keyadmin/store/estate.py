@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keyadmin.errors import UsageError
-from keyadmin.store import audit
+from keyadmin.store import audit, state
 
 AuditRow = tuple[int, bytes, bytes]
 """(registry id, attestation object, client data JSON)"""
@@ -205,7 +205,17 @@ def bulk_add_credentials(
         details={
             "reason": reason,
             "count": len(creds),
-            "credentials": [c.credential_id.hex() for c in creds],
+            "states": [
+                state.credential_state(
+                    credential_id=c.credential_id,
+                    user=c.user,
+                    public_key=c.public_key_cose,
+                    aaguid=c.aaguid,
+                    status="active",
+                    counter=c.sign_count,
+                )  # fmt: skip
+                for c in creds
+            ],
         },
     )
     ev_rows = [
@@ -274,11 +284,19 @@ def bulk_change_status(
     ids = list(credential_ids)
     for i in range(0, len(ids), 1000):
         rows = session.execute(
-            select(ct.c.id, ct.c.credential_id, ct.c.status, ut.c.name)
+            select(
+                ct.c.id,
+                ct.c.credential_id,
+                ct.c.status,
+                ut.c.name,
+                ct.c.public_key,
+                ct.c.aaguid,
+                ct.c.sign_count,
+            )  # fmt: skip
             .join_from(ct, ut, ct.c.user_id == ut.c.id)
             .where(ct.c.credential_id.in_(ids[i : i + 1000]))
         ).all()
-        for rid, cid, status, user in rows:
+        for rid, cid, status, user, pk, aaguid, ctr in rows:
             if status not in before:
                 continue
             entry = audit.append(
@@ -291,6 +309,14 @@ def bulk_change_status(
                     "from": status,
                     "to": after,
                     "reason": reason,
+                    "state": state.credential_state(
+                        credential_id=cid,
+                        user=user,
+                        public_key=pk,
+                        aaguid=aaguid,
+                        status=after,
+                        counter=ctr,
+                    ),  # fmt: skip
                 },
             )
             session.execute(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keyadmin.errors import KeyadminError, UsageError
-from keyadmin.store import audit
+from keyadmin.store import audit, state
 
 STATUSES = ("active", "suspended", "revoked", "quarantined")
 
@@ -229,6 +229,14 @@ def add_credential(
             "policy_sha256": policy.sha256 if policy else None,
             "metadata_no": metadata_no,
             "witness": witness,
+            "state": state.credential_state(
+                credential_id=credential_id,
+                user=user.name,
+                public_key=public_key_cose,
+                aaguid=aaguid,
+                status="active",
+                counter=sign_count,
+            ),  # fmt: skip
         },
     )
     row.change_seq = entry.seq
@@ -332,6 +340,14 @@ def change_status(
             "from": record.status,
             "to": after,
             "reason": reason,
+            "state": state.credential_state(
+                credential_id=row.credential_id,
+                user=record.user,
+                public_key=row.public_key,
+                aaguid=row.aaguid,
+                status=after,
+                counter=row.sign_count,
+            ),  # fmt: skip
         },
     )
     row.change_seq = entry.seq

@@ -84,6 +84,11 @@ class CredentialData(NamedTuple):
     aaguid: str
     backup_eligible: bool
     status: str
+    change_seq: int
+    #: the log row ``change_seq`` names (seq, at, actor, action, subject, details, prev_hash,
+    #: hash) and the next row's prev_hash: what ``state.check_bound`` checks the row against
+    log_row: tuple[Any, ...] | None
+    next_prev_hash: Any
 
 
 class FinishContext(NamedTuple):
@@ -461,11 +466,15 @@ _CONTEXT = (
     "(SELECT count(*) FROM ka_stepup_failure f WHERE f.user_id = c.user_id "
     "AND f.at >= :since), "
     "(SELECT count(*) FROM ka_stepup_failure g WHERE g.credential_id = :cid "
-    "AND g.at >= :since) "
+    "AND g.at >= :since), "
+    "k.change_seq, a.seq, a.at, a.actor, a.action, a.subject, a.details, a.prev_hash, a.hash, "
+    "n.prev_hash "
     "FROM (SELECT 1 AS one) AS o "
     "LEFT JOIN ka_challenge c ON c.id = :id "
     "LEFT JOIN ka_user u ON u.id = c.user_id "
-    "LEFT JOIN ka_credential k ON k.credential_id = :cid"
+    "LEFT JOIN ka_credential k ON k.credential_id = :cid "
+    "LEFT JOIN ka_audit a ON a.seq = k.change_seq "
+    "LEFT JOIN ka_audit n ON n.seq = k.change_seq + 1"
 )
 
 
@@ -498,6 +507,9 @@ def _context(row: Any) -> FinishContext:
             aaguid=row[18],
             backup_eligible=bool(row[19]),
             status=row[20],
+            change_seq=int(row[23] or 0),
+            log_row=tuple(row[24:32]) if row[24] is not None else None,
+            next_prev_hash=row[32],
         )
     if challenge is None:  # the counts are of the challenge's user; none without one
         return FinishContext(None, credential, 0, 0)

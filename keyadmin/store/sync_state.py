@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keyadmin.store import audit
+from keyadmin.store import audit, state
 
 ACTIVE = "active"
 
@@ -231,6 +231,23 @@ def pull_counters(
     raised = 0
     for i in range(0, len(pulls), 200):
         batch = pulls[i : i + 200]
+        now = datetime.now(UTC)
+        moved: list[tuple[int, bytes]] = []
+        for p in batch:
+            values: dict[str, Any] = {"sign_count": p.app_count, "updated_at": now}
+            if p.app_last_used_at is not None:
+                values["last_used_at"] = p.app_last_used_at
+            res = session.execute(
+                update(t)
+                .where(t.c.id == p.registry_id, t.c.sign_count < p.app_count)
+                .values(**values)
+            )
+            if res.rowcount:
+                moved.append((p.registry_id, p.credential_id))
+        if not moved:
+            continue
+        raised += len(moved)
+        ids = {cid for _, cid in moved}
         entry = audit.append(
             session,
             actor=actor,
@@ -244,23 +261,13 @@ def pull_counters(
                         "to": p.app_count,
                     }
                     for p in batch
-                ]
+                    if p.credential_id in ids
+                ],
+                "states": state.read_states(session, [cid for _, cid in moved]),
             },
         )
-        now = datetime.now(UTC)
-        for p in batch:
-            values: dict[str, Any] = {
-                "sign_count": p.app_count,
-                "change_seq": entry.seq,
-                "updated_at": now,
-            }
-            if p.app_last_used_at is not None:
-                values["last_used_at"] = p.app_last_used_at
-            res = session.execute(
-                update(t)
-                .where(t.c.id == p.registry_id, t.c.sign_count < p.app_count)
-                .values(**values)
-            )
-            raised += res.rowcount or 0
+        session.execute(
+            update(t).where(t.c.id.in_([rid for rid, _ in moved])).values(change_seq=entry.seq)
+        )
     session.flush()
     return raised
