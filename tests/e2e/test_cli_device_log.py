@@ -282,3 +282,57 @@ def test_the_default_registry_is_the_one_other_commands_use(dev, tmp_path, monke
     _logged(default, "device.pin.set", dev)
     shown = invoke("log", "show", "--json", "--action", "device.pin.set")  # no --db either
     assert len(json.loads(shown.stdout)) == 1
+
+
+def test_prepare_stopped_after_a_change_still_logs_what_it_changed(tmp_path, db, monkeypatch):
+    """The key is pulled when prepare has set the PIN and goes on to its configuration: the
+    PIN stays set, so the row is written (completed: false, the error) before exit 4."""
+    import errno
+
+    from keyadmin.sim import hid
+    from tests.support.lab import make_lab
+
+    lab = make_lab(
+        tmp_path / "prep", db, pin=None, policy_edit={"min_pin_length = 4": "min_pin_length = 8"}
+    )
+    real = hid.SimHidConnection.write_packet
+
+    def pulled_at_config(self, data):  # type: ignore[no-untyped-def]
+        if data[4] == 0x90 and data[7] == 0x0D:  # CTAPHID_CBOR, authenticatorConfig
+            raise OSError(errno.ENODEV, "No such device")
+        return real(self, data)
+
+    monkeypatch.setattr(hid.SimHidConnection, "write_packet", pulled_at_config)
+    args = ("--policy", str(lab.policy), "-d", lab.device, "--db", db)
+    out = invoke("device", "prepare", *args, input=f"{NEW_PIN}\n")
+    assert out.code == 4, out.stderr
+    assert lab.key().state.pin_hash is not None and lab.key().state.min_pin_length == 4
+    details = _logged(db, "device.prepare", lab.device)["details"]
+    assert details["completed"] is False and details["pin_set"] is True
+    assert "min_pin_length" not in details and "cannot be reached" in details["error"]
+
+
+def test_postgres_registry_logs_and_a_read_only_role_touches_no_key(pg_url, dev, key_path):
+    """PostgreSQL: the row lands there; a role that may read but not write the log is
+    refused before the key is touched (the head row is locked FOR UPDATE, which needs the
+    right to write it)."""
+    import uuid
+
+    import psycopg
+
+    _set_pin(dev, pg_url)
+    rows = _rows(pg_url, "device.pin.set")
+    assert len(rows) == 1 and rows[0]["details"]["device"]["aaguid"] == SOFTKEY_AAGUID
+    assert invoke("log", "verify", "--db", pg_url).code == 0
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    reader = pg_url.replace("//postgres@", f"//{role}@")
+    assert invoke("log", "show", "--db", reader).code == 0  # it can read the log
+    out = invoke("device", "config", "always-uv", "on", "-d", dev, "--db", reader, input=f"{PIN}\n")
+    assert out.code == 1, out.stderr
+    assert "nothing was done to the key" in out.stderr and "Traceback" not in out.stderr
+    assert not SoftKey.open(key_path).state.always_uv
+    assert len(_rows(pg_url)) == 1
