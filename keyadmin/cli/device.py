@@ -238,9 +238,8 @@ def creds_delete(
 
     Example: keyadmin device credentials delete 9b66eba9… --force
     """
-    from dataclasses import asdict
-
     from keyadmin.cli.interact import confirm, read_pin
+    from keyadmin.flows.device_log import credential_details
 
     try:
         cred_id = bytes.fromhex(credential_id)
@@ -254,12 +253,8 @@ def creds_delete(
         pin = read_pin()
         cred = s.find_credential(pin, cred_id)
         s.delete_credential(pin, cred_id)
-        details = {k: v for k, v in asdict(cred).items() if k in _CRED_LOGGED}
-        log.write("device.credential.delete", who, cred.credential_id, details)
+        log.write("device.credential.delete", who, cred.credential_id, credential_details(cred))
         _done("credential delete", True, s.ref.selector, json_out, credential_id=credential_id)
-
-
-_CRED_LOGGED = ("credential_id", "rp_id", "user_name", "user_id")
 
 
 # ---------------------------------------------------------------------------- reset

@@ -3,11 +3,14 @@ changes made to it, and the one-line result."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from keyadmin.cli.render import emit_json, emit_kv
+
+if TYPE_CHECKING:
+    from keyadmin.flows.device_log import DeviceLog
 
 DEVICE_OPT = typer.Option(
     None,
@@ -41,7 +44,7 @@ def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any
         emit_kv(f"{action}: {'done' if changed else 'nothing to change'}", list(result.items()))
 
 
-def _log(db: str | None) -> Any:
+def _log(db: str | None) -> DeviceLog:
     """The registry's log for a command that changes a key, proven writable before the key is
     touched (fail closed); the operator as enrol and creds name it (flows/device_log.py)."""
     from keyadmin.cli.registry import _db, _operator

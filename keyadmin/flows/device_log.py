@@ -21,9 +21,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.errors import KeyadminError
+
+if TYPE_CHECKING:
+    from keyadmin.device.session import DeviceIdentity
+
+
+def credential_details(cred: Any) -> dict[str, Any]:
+    """What a row says about a credential deleted from a key (a StoredCredential)."""
+    return {
+        "credential_id": cred.credential_id,
+        "rp_id": cred.rp_id,
+        "user_name": cred.user_name,
+        "user_id": cred.user_id,
+    }
 
 
 class LogUnavailable(KeyadminError):
@@ -56,7 +69,9 @@ class DeviceLog:
             ) from e
         return cls(url, actor)
 
-    def write(self, action: str, device: Any, subject: str | None, details: dict[str, Any]) -> None:
+    def write(
+        self, action: str, device: DeviceIdentity, subject: str | None, details: dict[str, Any]
+    ) -> None:
         """Append the action's row in its own transaction; UnloggedChange when it fails."""
         from keyadmin.store.audit import record
 

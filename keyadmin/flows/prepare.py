@@ -19,9 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.errors import KeyadminError, PinError
+from keyadmin.flows.device_log import credential_details
+
+if TYPE_CHECKING:
+    from keyadmin.flows.device_log import DeviceLog
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def prepare(
     current_pin: Callable[[], str],
     new_pin: Callable[[], str],
     known_credential_ids: set[str],
-    log: Any,
+    log: DeviceLog,
 ) -> PrepareResult:
     identity = session.identity()
     changes: dict[str, Any] = {
@@ -150,14 +154,7 @@ def _apply(
         ]
         for cred in stray:
             session.delete_credential(pin, bytes.fromhex(cred.credential_id))
-            changes["deleted"].append(
-                {
-                    "credential_id": cred.credential_id,
-                    "rp_id": cred.rp_id,
-                    "user_name": cred.user_name,
-                    "user_id": cred.user_id,
-                }
-            )
+            changes["deleted"].append(credential_details(cred))
         steps.append(
             PrepareStep(
                 "stray-credentials",
