@@ -232,6 +232,8 @@ def _under_a_file(tmp_path: Path) -> str:
 def test_no_key_is_touched_when_the_log_cannot_be_opened(dev, key_path, tmp_path, bad_db) -> None:
     """Fail closed: the registry's log is opened before the key is, and a change that could not
     be logged is never made."""
+    from tests.support.lab import make_lab
+
     url = bad_db(tmp_path)
     out = invoke("device", "pin", "set", "-d", dev, "--db", url, input=f"{PIN}\n")
     assert out.code == 1, out.stderr
@@ -241,6 +243,8 @@ def test_no_key_is_touched_when_the_log_cannot_be_opened(dev, key_path, tmp_path
     _set_pin(dev, good)
     for args in (
         ("config", "always-uv", "on"),
+        ("config", "min-pin-length", "6"),
+        ("config", "enable-ep"),
         ("reset", "--force"),
         ("credentials", "delete", "00" * 16, "--force"),
         ("pin", "change"),
@@ -249,8 +253,13 @@ def test_no_key_is_touched_when_the_log_cannot_be_opened(dev, key_path, tmp_path
         assert out.code == 1, (args, out.stderr)
         assert "nothing was done to the key" in out.stderr
     key = SoftKey.open(key_path)
-    assert key.state.pin_hash is not None and not key.state.always_uv
+    assert key.state.pin_hash is not None and not key.state.always_uv and not key.state.ep_enabled
+    assert key.state.min_pin_length == 4
     assert invoke("device", "pin", "verify", "-d", dev, input=f"{PIN}\n").code == 0
+    lab = make_lab(tmp_path / "prep", good, pin=None)
+    out = invoke("device", "prepare", "--policy", str(lab.policy), "-d", lab.device, "--db", url)
+    assert out.code == 1 and "nothing was done to the key" in out.stderr, out.stderr
+    assert lab.key().state.pin_hash is None
 
 
 def test_a_change_whose_log_row_cannot_be_written_says_so_loudly(dev, db, key_path) -> None:
