@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from keyadmin.cli.device_common import (
+    DB_OPT,
+    DEVICE_OPT,
+    JSON_OPT,
+    _done,
+    _log,
+    _session,
+)
+from keyadmin.cli.device_config import config_app
 from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
 from keyadmin.errors import UsageError
 
@@ -15,49 +23,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 pin_app = typer.Typer(help="Set, change, verify the key's PIN, or show its retries.")
-config_app = typer.Typer(help="authenticatorConfig: always-UV, minimum PIN length, enterprise att.")
 creds_app = typer.Typer(help="Discoverable credentials stored on the key.")
 app.add_typer(pin_app, name="pin")
 app.add_typer(config_app, name="config")
 app.add_typer(creds_app, name="credentials")
 
-DEVICE_OPT = typer.Option(
-    None,
-    "--device",
-    "-d",
-    envvar="KEYADMIN_DEVICE",
-    help="hid:PATH, nfc:READER or sim:STATEFILE. Default: the one device present.",
-)
-JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
-
-
-def _session(selector: str | None) -> Any:
-    from keyadmin.device.discovery import open_device
-    from keyadmin.device.session import DeviceSession
-
-    ref, dev = open_device(selector)
-    return DeviceSession(ref, dev)
-
-
-def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any) -> None:
-    result = {"action": action, "changed": changed, "device": device, **detail}
-    if json_out:
-        emit_json(result)
-    else:
-        emit_kv(f"{action}: {'done' if changed else 'nothing to change'}", list(result.items()))
-
-
-def _pin_if_set(session: Any) -> str | None:
-    from keyadmin.cli.interact import read_pin
-
-    if session.ctap_info().options.get("clientPin"):
-        return read_pin("Current PIN: ")
-    return None
-
 
 @app.command("list")
 def list_cmd(
-    db: str = typer.Option(None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL."),
+    db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """List every FIDO device on USB HID and on PC/SC readers, with its AAGUID and model.
@@ -86,7 +60,7 @@ def list_cmd(
 def info(
     device: str = DEVICE_OPT,
     policy: Path = typer.Option(None, "--policy", help="Judge readiness against this policy."),
-    db: str = typer.Option(None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL."),
+    db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show the decoded getInfo of a key, its PIN retries, its metadata model, and with
@@ -154,29 +128,37 @@ def info(
 
 # ---------------------------------------------------------------------------- PIN
 @pin_app.command("set")
-def pin_set(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
-    """Set the PIN of a key that has none (hidden prompt, or one line on stdin).
+def pin_set(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+    """Set the PIN of a key that has none (hidden prompt, or one line on stdin). Logged as
+    device.pin.set (never the PIN).
 
     Example: keyadmin device pin set --device sim:lab.key
     """
     from keyadmin.cli.interact import read_new_pin
 
+    log = _log(db)
     with _session(device) as s:
+        who = s.identity()
         s.set_pin(read_new_pin())
+        log.write("device.pin.set", who, s.ref.selector, {})
         _done("pin set", True, s.ref.selector, json_out)
 
 
 @pin_app.command("change")
-def pin_change(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
-    """Change the PIN (current, then new: prompts, or two lines on stdin).
+def pin_change(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+    """Change the PIN (current, then new: prompts, or two lines on stdin). Logged as
+    device.pin.change (never a PIN).
 
     Example: printf '%s\\n%s\\n' "$OLD" "$NEW" | keyadmin device pin change
     """
     from keyadmin.cli.interact import read_new_pin, read_pin
 
+    log = _log(db)
     with _session(device) as s:
+        who = s.identity()
         old = read_pin("Current PIN: ")
         s.change_pin(old, read_new_pin())
+        log.write("device.pin.change", who, s.ref.selector, {})
         _done("pin change", True, s.ref.selector, json_out)
 
 
@@ -207,54 +189,6 @@ def pin_retries(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
         emit_json(result)
     else:
         emit_kv("PIN retries", list(result.items()))
-
-
-# ---------------------------------------------------------------------------- config
-@config_app.command("always-uv")
-def config_always_uv(
-    state: str = typer.Argument(..., help="on or off"),
-    device: str = DEVICE_OPT,
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Require user verification (PIN) for every operation, or stop requiring it.
-
-    Example: keyadmin device config always-uv on --device sim:lab.key
-    """
-    if state not in ("on", "off"):
-        raise UsageError(f"always-uv takes 'on' or 'off', not {state!r}")
-    with _session(device) as s:
-        changed = s.set_always_uv(state == "on", _pin_if_set(s))
-        _done(f"always-uv {state}", changed, s.ref.selector, json_out)
-
-
-@config_app.command("min-pin-length")
-def config_min_pin_length(
-    length: int = typer.Argument(..., help="New minimum PIN length (can only grow)."),
-    rp_id: list[str] = typer.Option(  # noqa: B008 - typer's idiom
-        [], "--rp-id", help="RP ID allowed to read the minimum PIN length (repeatable)."
-    ),
-    force_change: bool = typer.Option(False, "--force-change", help="Force a PIN change."),
-    device: str = DEVICE_OPT,
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Raise the key's minimum PIN length, optionally forcing a PIN change.
-
-    Example: keyadmin device config min-pin-length 8 --force-change
-    """
-    with _session(device) as s:
-        changed = s.set_min_pin_length(length, _pin_if_set(s), list(rp_id), force_change)
-        _done("min-pin-length", changed, s.ref.selector, json_out, length=length)
-
-
-@config_app.command("enable-ep")
-def config_enable_ep(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
-    """Enable enterprise attestation on the key.
-
-    Example: keyadmin device config enable-ep --device sim:lab.key
-    """
-    with _session(device) as s:
-        changed = s.enable_enterprise_attestation(_pin_if_set(s))
-        _done("enable-ep", changed, s.ref.selector, json_out)
 
 
 # ---------------------------------------------------------------------------- credentials
@@ -296,22 +230,30 @@ def creds_delete(
     credential_id: str = typer.Argument(..., help="Credential ID in hex ('credentials list')."),
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
     device: str = DEVICE_OPT,
+    db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Delete one credential from the key (asks first unless --force).
+    """Delete one credential from the key (asks first unless --force). Logged as
+    device.credential.delete with the credential's id, RP and user.
 
     Example: keyadmin device credentials delete 9b66eba9… --force
     """
     from keyadmin.cli.interact import confirm, read_pin
+    from keyadmin.flows.device_log import credential_details
 
     try:
         cred_id = bytes.fromhex(credential_id)
     except ValueError:
         raise UsageError("the credential ID must be hex") from None
+    log = _log(db)
     with _session(device) as s:
+        who = s.identity()
         if not force:
             confirm(f"Delete credential {credential_id[:16]}… from {s.ref.selector}?")
-        s.delete_credential(read_pin(), cred_id)
+        pin = read_pin()
+        cred = s.find_credential(pin, cred_id)
+        s.delete_credential(pin, cred_id)
+        log.write("device.credential.delete", who, cred.credential_id, credential_details(cred))
         _done("credential delete", True, s.ref.selector, json_out, credential_id=credential_id)
 
 
@@ -320,18 +262,22 @@ def creds_delete(
 def reset(
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
     device: str = DEVICE_OPT,
+    db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Factory-reset the key: destroys EVERY credential on it and removes the PIN.
 
     Asks for confirmation unless --force, and checks it is still the same key before acting.
+    Logged as device.reset.
     Example: keyadmin device reset --device sim:lab.key
     """
     from keyadmin.cli.interact import confirm
 
+    log = _log(db)
     with _session(device) as s:
         selector = s.ref.selector
         fingerprint = s.fingerprint()
+        who, pin_was_set = s.identity(), bool(s.ctap_info().options.get("clientPin"))
     if not force:
         confirm(
             f"Reset {selector}? This destroys EVERY credential on the key, for every "
@@ -340,6 +286,7 @@ def reset(
     with _session(selector) as s:  # reopened: it must still be the same key
         say("Touch your security key to confirm the reset...")
         s.reset(fingerprint)
+    log.write("device.reset", who, selector, {"pin_was_set": pin_was_set})
     _done("reset", True, selector, json_out)
 
 
@@ -347,18 +294,18 @@ def reset(
 def prepare_cmd(
     policy: Path = typer.Option(..., "--policy", help="The policy whose device profile to apply."),
     device: str = DEVICE_OPT,
-    db: str = typer.Option(None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL."),
+    db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Apply the policy's device profile (PIN, minimum PIN length, always-UV, no stray
     credentials for its RP) and read the key back to prove each setting took.
 
     Idempotent: a second run changes nothing and says so. Exit 3 when the key still is not
-    ready (e.g. firmware below the policy's floor, which no setting can fix).
+    ready (e.g. firmware below the policy's floor, which no setting can fix). A run that
+    changed the key is logged as device.prepare (settings old and new, credentials deleted).
     Example: keyadmin device prepare --policy policies/yubikey-fips.toml -d nfc:ACS
     """
     from keyadmin.cli.interact import read_new_pin, read_pin
-    from keyadmin.config import database_url
     from keyadmin.errors import PolicyRefused
     from keyadmin.flows.prepare import prepare
     from keyadmin.policy.loader import load_policy
@@ -366,7 +313,8 @@ def prepare_cmd(
     from keyadmin.store.db import transaction
 
     loaded = load_policy(policy)
-    with transaction(database_url(db)) as s:
+    log = _log(db)
+    with transaction(log.url) as s:
         known = {c.credential_id for c in registry.list_credentials(s)}
     with _session(device) as s:
         result = prepare(
@@ -375,6 +323,7 @@ def prepare_cmd(
             current_pin=lambda: read_pin("Current PIN: "),
             new_pin=read_new_pin,
             known_credential_ids=known,
+            log=log,
         )
     if json_out:
         emit_json({**to_jsonable(result), "changed": result.changed})

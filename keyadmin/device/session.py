@@ -52,6 +52,30 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True)
+class DeviceIdentity:
+    """Which key an action was done to, as the log records it (no secret in it).
+
+    ``info_sha256`` is SHA-256 over the getInfo fields no command changes (everything but the
+    options, PIN length and force-change flags, remaining credential slots, UV counter and the
+    encrypted fields): the same for one key before and after a PIN change, a configuration
+    change or a reset. Keys of one model and firmware share it; ``serial`` (the USB serial
+    number, where the key reports one) tells those apart."""
+
+    transport: str
+    path: str
+    product: str | None
+    aaguid: str
+    firmware: str | None
+    serial: str | None
+    info_sha256: str
+
+
+#: getInfo keys whose values change with the key's state (CTAP 2.2 §6.4): left out of
+#: DeviceIdentity.info_sha256 so it names the key, not its state.
+_STATEFUL_INFO_KEYS = frozenset({0x04, 0x0C, 0x0D, 0x14, 0x17, 0x19, 0x1B})
+
+
+@dataclass(frozen=True)
 class StoredCredential:
     """A discoverable credential as the key's credential management reports it."""
 
@@ -118,6 +142,23 @@ class DeviceSession:
             pin_set=pin_set,
             pin_retries=retries,
             pin_blocked_until_power_cycle=power_cycle,
+        )
+
+    def identity(self) -> DeviceIdentity:
+        """The key's identity for the log (getInfo only: no PIN, no touch)."""
+        from fido2 import cbor
+
+        info = self.ctap_info()
+        stable = {k: v for k, v in dict(info).items() if k not in _STATEFUL_INFO_KEYS}
+        serial = getattr(getattr(self.device, "descriptor", None), "serial_number", None)
+        return DeviceIdentity(
+            transport=self.ref.transport,
+            path=self.ref.path,
+            product=self.ref.product,
+            aaguid=str(info.aaguid),
+            firmware=firmware_text(info.firmware_version),
+            serial=str(serial) if serial else None,
+            info_sha256=hashlib.sha256(bytes(cbor.encode(stable))).hexdigest(),
         )
 
     # ------------------------------------------------------------------ PIN
@@ -283,6 +324,15 @@ class DeviceSession:
                         )
                     )
         return out
+
+    def find_credential(self, pin: str, credential_id: bytes) -> StoredCredential:
+        """The discoverable credential with this id (DeviceError when the key has none)."""
+        import hmac
+
+        for cred in self.list_credentials(pin):
+            if hmac.compare_digest(bytes.fromhex(cred.credential_id), credential_id):
+                return cred
+        raise DeviceError(f"no credential {credential_id.hex()} on this key")
 
     def delete_credential(self, pin: str, credential_id: bytes) -> None:
         from fido2.ctap import CtapError

@@ -8,15 +8,24 @@ Steps, each idempotent (a second run changes nothing and says so):
  4. no stray credentials for the policy's RP: discoverable credentials on the key that the
     registry does not know are deleted
  5. read back getInfo and judge it with the policy's device rules (the readiness verdict)
+
+A run that changed the key writes one ``device.prepare`` row to the log (flows/device_log.py):
+the settings changed (old and new), the credentials deleted (id, RP, user), the verdict. A run
+stopped by an error after a change still writes its row, with ``completed: false`` and the
+error, before the error goes on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyadmin.errors import PinError
+from keyadmin.errors import KeyadminError, PinError
+from keyadmin.flows.device_log import credential_details
+
+if TYPE_CHECKING:
+    from keyadmin.flows.device_log import DeviceLog
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,46 @@ def prepare(
     current_pin: Callable[[], str],
     new_pin: Callable[[], str],
     known_credential_ids: set[str],
+    log: DeviceLog,
 ) -> PrepareResult:
+    identity = session.identity()
+    changes: dict[str, Any] = {
+        "policy": policy.name,
+        "policy_sha256": policy.sha256,
+        "pin_set": False,
+        "deleted": [],
+    }
+    subject = session.ref.selector
+    try:
+        result = _apply(session, policy, current_pin, new_pin, known_credential_ids, changes)
+    except (Exception, KeyboardInterrupt) as e:
+        if _made(changes):
+            why = e.message if isinstance(e, KeyadminError) else type(e).__name__
+            details = {**changes, "completed": False, "error": why}
+            log.write("device.prepare", identity, subject, details)
+        raise
+    if result.changed:
+        details = {**changes, "completed": True, "ready": result.ready}
+        log.write("device.prepare", identity, subject, details)
+    return result
+
+
+def _made(changes: dict[str, Any]) -> bool:
+    """Whether any change reached the key."""
+    return bool(
+        changes["pin_set"] or changes["deleted"] or {"min_pin_length", "always_uv"} & set(changes)
+    )
+
+
+def _apply(
+    session: Any,
+    policy: Any,
+    current_pin: Callable[[], str],
+    new_pin: Callable[[], str],
+    known_credential_ids: set[str],
+    changes: dict[str, Any],
+) -> PrepareResult:
+    """The five steps; every change is noted in ``changes`` as soon as the key made it."""
     from keyadmin.flows.enrol import device_facts
     from keyadmin.policy.readiness import evaluate_device
 
@@ -68,6 +116,7 @@ def prepare(
             if len(pin) < want_min:
                 raise PinError(f"the policy asks for a PIN of at least {want_min} characters")
             session.set_pin(pin)
+            changes["pin_set"] = True
             steps.append(PrepareStep("pin", True, "PIN set"))
 
     # 2. minimum PIN length
@@ -76,6 +125,11 @@ def prepare(
         session.set_min_pin_length(
             policy.device.min_pin_length, pin or None, [policy.relying_party.rp_id], force
         )
+        changes["min_pin_length"] = {
+            "from": info.min_pin_length,
+            "to": policy.device.min_pin_length,
+        }
+        changes["force_pin_change"] = force
         detail = f"raised from {info.min_pin_length} to {policy.device.min_pin_length}"
         steps.append(
             PrepareStep("min-pin-length", True, detail + (", PIN change forced" if force else ""))
@@ -86,6 +140,8 @@ def prepare(
     # 3. always-UV
     if policy.device.always_uv:
         changed = session.set_always_uv(True, pin or None)
+        if changed:
+            changes["always_uv"] = {"from": False, "to": True}
         steps.append(PrepareStep("always-uv", changed, "turned on" if changed else "already on"))
 
     # 4. stray credentials for the policy's RP
@@ -98,6 +154,7 @@ def prepare(
         ]
         for cred in stray:
             session.delete_credential(pin, bytes.fromhex(cred.credential_id))
+            changes["deleted"].append(credential_details(cred))
         steps.append(
             PrepareStep(
                 "stray-credentials",

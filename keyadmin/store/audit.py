@@ -117,6 +117,26 @@ def append(
     return LogEntry(seq, utc_text(now), actor, action, subject, details, digest)
 
 
+def check_writable(url: str) -> None:
+    """Open the log as ``append`` would and lock its head row, without writing: proof, before
+    an action that cannot be undone, that its row can be written. Anything in the way (a file
+    that is no database, a directory that cannot be made, a server that refuses) raises
+    DatabaseError."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import select
+
+    from keyadmin.store.db import DatabaseError, transaction
+    from keyadmin.store.models import AuditHeadRow
+
+    try:
+        with transaction(url) as session:
+            session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()).one()
+    except DatabaseError:
+        raise
+    except (SQLAlchemyError, OSError) as e:
+        raise DatabaseError(f"{type(e).__name__}: {e}".splitlines()[0][:300]) from e
+
+
 def entries(
     session: Any, since: datetime | None = None, action: str | None = None, limit: int | None = None
 ) -> list[LogEntry]:

@@ -12,6 +12,12 @@ from tests.e2e.cli import invoke, run
 PIN = "4821-lab"
 
 
+@pytest.fixture(autouse=True)
+def _registry(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that change a key log to the registry: this test's own, never the user's."""
+    monkeypatch.setenv("KEYADMIN_DATABASE_URL", f"sqlite:///{tmp_path / 'device-log.db'}")
+
+
 @pytest.fixture
 def dev(key_path) -> str:
     SoftKey.create(key_path)

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.pcsc
 PIN = "8642-nfc"
 
 
+@pytest.fixture(autouse=True)
+def _registry(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that change a key log to the registry: this test's own, never the user's."""
+    monkeypatch.setenv("KEYADMIN_DATABASE_URL", f"sqlite:///{tmp_path / 'device-log.db'}")
+
+
 @pytest.fixture
 def card(pcsc_softkey: Any, tmp_path) -> Any:
     """A fresh software key on the test reader for this test only."""

@@ -1,0 +1,61 @@
+"""What every keyadmin device command shares: the options, opening the key, the log of the
+changes made to it, and the one-line result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from keyadmin.cli.render import emit_json, emit_kv
+
+if TYPE_CHECKING:
+    from keyadmin.flows.device_log import DeviceLog
+
+DEVICE_OPT = typer.Option(
+    None,
+    "--device",
+    "-d",
+    envvar="KEYADMIN_DEVICE",
+    help="hid:PATH, nfc:READER or sim:STATEFILE. Default: the one device present.",
+)
+JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
+DB_OPT = typer.Option(
+    None,
+    "--db",
+    envvar="KEYADMIN_DATABASE_URL",
+    help="Registry URL; commands that change the key log there (default: the SQLite registry).",
+)
+
+
+def _session(selector: str | None) -> Any:
+    from keyadmin.device.discovery import open_device
+    from keyadmin.device.session import DeviceSession
+
+    ref, dev = open_device(selector)
+    return DeviceSession(ref, dev)
+
+
+def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any) -> None:
+    result = {"action": action, "changed": changed, "device": device, **detail}
+    if json_out:
+        emit_json(result)
+    else:
+        emit_kv(f"{action}: {'done' if changed else 'nothing to change'}", list(result.items()))
+
+
+def _log(db: str | None) -> DeviceLog:
+    """The registry's log for a command that changes a key, proven writable before the key is
+    touched (fail closed); the operator as enrol and creds name it (flows/device_log.py)."""
+    from keyadmin.cli.registry import _db, _operator
+    from keyadmin.flows.device_log import DeviceLog
+
+    return DeviceLog.open(_db(db), _operator())
+
+
+def _pin_if_set(session: Any) -> str | None:
+    from keyadmin.cli.interact import read_pin
+
+    if session.ctap_info().options.get("clientPin"):
+        return read_pin("Current PIN: ")
+    return None
