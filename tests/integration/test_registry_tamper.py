@@ -304,3 +304,20 @@ def test_forged_or_foreign_anchor_is_refused(anchored: Any, tmp_path: Path) -> N
     anchor.write_text(f"{head}.{forged}.{sig}\n")
     out = _verify_anchored(lab, anchor, pub)
     assert out.code != 0 and "does not verify" in out.stderr
+
+
+def test_registry_from_before_the_binding_is_bound_once_then_steps_up(lab: Lab) -> None:
+    """change_seq 0 is how migration 0002 left credentials enrolled before it: step-up refuses
+    them (no logged state) until `log bind-state` records what the registry holds."""
+    import json
+
+    _sql(lab.db_url, "UPDATE ka_credential SET change_seq = 0")
+    with pytest.raises(StepUpRefused, match="no record of this credential's state"):
+        _step_up(lab, "alice", lab.keys["alice"])
+    out = _cli("log", "bind-state", "--db", lab.db_url, "--json")
+    assert out.code == 0 and json.loads(out.stdout) == {"bound": 2}
+    again = _cli("log", "bind-state", "--db", lab.db_url, "--json")
+    assert json.loads(again.stdout) == {"bound": 0}
+    _step_up(lab, "alice", lab.keys["alice"])
+    chain, replay = _verify(lab.db_url)
+    assert chain.ok and replay.ok, replay.problems
