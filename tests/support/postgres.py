@@ -38,8 +38,10 @@ def _free_port() -> int:
 
 
 class PrivatePostgres:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, fsync: bool = False) -> None:
+        """``fsync`` False (tests): -F, no fsync; True (benchmarks): durable commits."""
         self.workdir = Path(workdir)
+        self.fsync = fsync
         self.data = self.workdir / "data"
         self.port = _free_port()
         self.bindir = _bindir()
@@ -75,7 +77,8 @@ class PrivatePostgres:
     def start_again(self) -> None:
         """Start the server on its existing data directory (after ``stop``), same port."""
         opts = (
-            f"-F -k {self.workdir} -p {self.port} -c listen_addresses=127.0.0.1 "
+            f"{'' if self.fsync else '-F '}-k {self.workdir} -p {self.port} "
+            "-c listen_addresses=127.0.0.1 "
             "-c max_connections=200 -c shared_buffers=64MB"
         )
         started = self._run(
