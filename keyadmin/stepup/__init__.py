@@ -23,6 +23,7 @@ from keyadmin.stepup.api import (
     policy_admits,
 )
 from keyadmin.stepup.errors import (
+    AssertionReplayed,
     AttemptsExceeded,
     ChallengeRefused,
     CounterRegression,
@@ -42,6 +43,7 @@ from keyadmin.stepup.verify import Assertion, parse_response
 
 __all__ = [
     "Assertion",
+    "AssertionReplayed",
     "AttemptsExceeded",
     "ChallengeRefused",
     "CounterRegression",

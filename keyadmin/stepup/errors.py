@@ -26,6 +26,14 @@ class ChallengeRefused(CounterViolation):
     """The challenge is unknown, already used (a replay), or expired."""
 
 
+class AssertionReplayed(ChallengeRefused):
+    """A validly signed assertion made for another challenge: a captured assertion replayed.
+
+    Not counted as a failed attempt and the challenge it was sent for stays usable: anyone
+    holding an old assertion could otherwise burn the user's live challenge and lock them out.
+    """
+
+
 class CounterRegression(CounterViolation):
     """The signature counter did not advance: a cloned key or a replayed assertion.
 
