@@ -29,6 +29,7 @@ from keyadmin.stepup.errors import (
     CounterRegression,
     ReceiptInvalid,
     StepUpRefused,
+    TooManyChallenges,
     UserVerificationMissing,
 )
 from keyadmin.stepup.receipts import (
@@ -54,6 +55,7 @@ __all__ = [
     "StepUpChallenge",
     "StepUpRefused",
     "StepUpResult",
+    "TooManyChallenges",
     "UserVerificationMissing",
     "action_hash",
     "begin",

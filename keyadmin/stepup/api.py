@@ -30,6 +30,7 @@ from keyadmin.stepup.errors import (
     ChallengeRefused,
     CounterRegression,
     StepUpRefused,
+    TooManyChallenges,
 )
 from keyadmin.stepup.receipts import action_hash as hash_action
 from keyadmin.stepup.verify import (
@@ -49,6 +50,7 @@ DOMAIN = b"keyadmin-stepup-v1\x00"
 #: Defaults for limits the policy file does not (yet) set; see docs/stepup.md.
 DEFAULT_ATTEMPT_WINDOW_SECONDS = 900
 DEFAULT_COUNTER_JUMP_THRESHOLD = 1000
+DEFAULT_MAX_LIVE_CHALLENGES = 10
 #: Bounds on what callers hand in: the ids ``begin`` issues are 32 characters.
 MAX_CHALLENGE_ID_CHARS = 64
 MAX_ACTION_CHARS = 1024
@@ -65,6 +67,7 @@ class Limits:
     max_attempts_per_user: int
     attempt_window_seconds: int
     counter_jump_threshold: int
+    max_live_challenges: int = DEFAULT_MAX_LIVE_CHALLENGES
 
     @classmethod
     def from_policy(cls, policy: Any) -> Limits:
@@ -91,6 +94,9 @@ class Limits:
             ),
             counter_jump_threshold=int(
                 getattr(su, "counter_jump_threshold", DEFAULT_COUNTER_JUMP_THRESHOLD)
+            ),
+            max_live_challenges=int(
+                getattr(su, "max_live_challenges", DEFAULT_MAX_LIVE_CHALLENGES)
             ),
         )
 
@@ -174,8 +180,10 @@ def begin(
 ) -> StepUpChallenge:
     """Issue a single-use challenge bound to ``action`` for ``user``'s active credentials.
 
-    Refuses (StepUpRefused) a user without an active credential, and (AttemptsExceeded)
-    a user or credentials over the policy's failed-attempt limit.
+    Refuses (StepUpRefused) a user without an active credential, (AttemptsExceeded) a user
+    or credentials over the policy's failed-attempt limit, and (TooManyChallenges) a user
+    with ``step_up.max_live_challenges`` unused, unexpired challenges. Deletes up to
+    ``PURGE_BATCH`` of the user's expired, unused challenges first.
     """
     from keyadmin.store import stepup as store
     from keyadmin.store.db import transaction
@@ -205,6 +213,14 @@ def begin(
                 hint="enrol a key first (keyadmin enrol USER --policy FILE)",
             )
         store.purge_expired_challenges(s, user_id=user_id, now=at, limit=PURGE_BATCH)
+        live = store.count_live_challenges(s, user_id=user_id, now=at)
+        if live >= limits.max_live_challenges:
+            raise TooManyChallenges(
+                f"{user} has {live} live step-up challenges (limit "
+                f"{limits.max_live_challenges}); finish one or let them expire",
+                hint=f"challenges expire {limits.challenge_lifetime_seconds} s after begin; "
+                "the limit is step_up.max_live_challenges in the policy",
+            )
         since = at - timedelta(seconds=limits.attempt_window_seconds)
         total, per = store.count_failures(s, user_id=user_id, since=since)
         if total >= limits.max_attempts_per_user:

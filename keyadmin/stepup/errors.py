@@ -18,6 +18,10 @@ class AttemptsExceeded(StepUpRefused):
     """Too many failed step-ups for this credential or user within the policy's window."""
 
 
+class TooManyChallenges(StepUpRefused):
+    """The user already has the policy's maximum of live (unused, unexpired) challenges."""
+
+
 class UserVerificationMissing(PinError):
     """The assertion does not show user verification (UV flag clear)."""
 

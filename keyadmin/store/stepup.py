@@ -462,6 +462,24 @@ def purge_expired_challenges(session: Any, *, user_id: int, now: datetime, limit
     return len(ids)
 
 
+def count_live_challenges(session: Any, *, user_id: int, now: datetime) -> int:
+    """How many of the user's challenges are unused and unexpired."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from keyadmin.store.models import ChallengeRow
+
+    return int(
+        session.exec(
+            select(func.count()).where(
+                ChallengeRow.user_id == user_id,
+                ChallengeRow.used_at.is_(None),  # type: ignore[union-attr]
+                ChallengeRow.expires_at > now,
+            )
+        ).one()
+    )
+
+
 def count_failures(session: Any, *, user_id: int, since: datetime) -> tuple[int, dict[bytes, int]]:
     """Failures of a user since ``since``: (total, per credential id)."""
     from sqlmodel import select

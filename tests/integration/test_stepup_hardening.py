@@ -314,3 +314,40 @@ def test_expired_unused_challenges_are_purged_by_begin(db_url: str, tmp_path: Pa
     assert not ids & {s.challenge_id for s in stale}
     with pytest.raises(ChallengeRefused, match="unknown challenge"):
         _finish(lab, stale[0], assertion_for(lab.keys["alice"], stale[0]), now=later)
+
+
+def test_live_challenges_per_user_are_capped(tmp_path: Path) -> None:
+    from keyadmin.stepup import TooManyChallenges
+    from keyadmin.stepup.api import DEFAULT_MAX_LIVE_CHALLENGES
+
+    lab = _lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+    t0 = datetime.now(UTC)
+    first = [
+        begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=t0)
+        for _ in range(DEFAULT_MAX_LIVE_CHALLENGES)
+    ]
+    with pytest.raises(TooManyChallenges, match="live step-up challenges") as e:
+        begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=t0)
+    assert e.value.exit_code == 3
+    _finish(lab, first[0], assertion_for(lab.keys["alice"], first[0]), now=t0)  # one fewer
+    begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=t0)
+    later = t0 + timedelta(seconds=121)  # all expired: a new one is issued again
+    begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=later)
+
+
+def test_live_challenge_cap_comes_from_the_policy(tmp_path: Path) -> None:
+    from keyadmin.policy import PolicyLoadError, load_policy
+    from keyadmin.stepup import TooManyChallenges
+
+    lab = _lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+    text = lab.policy_path.read_text()
+    lab.policy_path.write_text(text.replace("[step_up]", "[step_up]\nmax_live_challenges = 2"))
+    policy = load_policy(lab.policy_path)
+    assert policy.step_up.max_live_challenges == 2
+    for _ in range(2):
+        begin(lab.db_url, policy, user="alice", action=ACTION)
+    with pytest.raises(TooManyChallenges, match=r"2 live step-up challenges \(limit 2\)"):
+        begin(lab.db_url, policy, user="alice", action=ACTION)
+    lab.policy_path.write_text(text.replace("[step_up]", "[step_up]\nmax_live_challenges = 0"))
+    with pytest.raises(PolicyLoadError, match="max_live_challenges"):
+        load_policy(lab.policy_path)
