@@ -351,3 +351,16 @@ def test_live_challenge_cap_comes_from_the_policy(tmp_path: Path) -> None:
     lab.policy_path.write_text(text.replace("[step_up]", "[step_up]\nmax_live_challenges = 0"))
     with pytest.raises(PolicyLoadError, match="max_live_challenges"):
         load_policy(lab.policy_path)
+
+
+def test_field_sizes_are_checked_on_the_decoded_bytes() -> None:
+    """A 64-byte userHandle is accepted also when its base64url carries padding; 65 is not,
+    however it is spelled."""
+    from keyadmin.stepup.verify import parse_response
+
+    a = Assertion(b"\x01" * 16, b"{}", b"\x00" * 37, b"\x30", b"\x07" * 64).to_json()
+    padded = dict(a, response=dict(a["response"], userHandle=b64url(b"\x07" * 64) + "=="))
+    assert parse_response(padded).user_handle == b"\x07" * 64
+    big = dict(a, response=dict(a["response"], userHandle=b64url(b"\x07" * 65)))
+    with pytest.raises(StepUpRefused, match="userHandle is 65 bytes"):
+        parse_response(big)
