@@ -384,9 +384,11 @@ def finish(
 ) -> StepUpResult:
     """Verify the browser's (or the CLI's) assertion for ``challenge_id`` and ``action``.
 
-    Raises ChallengeRefused (unknown, used, expired: exit 6), CounterRegression (the
-    credential is quarantined: exit 6), UserVerificationMissing (exit 5), AttemptsExceeded
-    or StepUpRefused (exit 3). Every refusal that names a known challenge is logged.
+    Raises ChallengeRefused (unknown, used, expired; AssertionReplayed for a validly signed
+    assertion made for another challenge, which leaves this one usable: exit 6),
+    CounterRegression (the credential is quarantined: exit 6), UserVerificationMissing
+    (exit 5), AttemptsExceeded or StepUpRefused (exit 3; also for oversized input, see
+    ``keyadmin.stepup.verify.MAX_SIZES``). Every refusal past the input bounds is logged.
     """
     from keyadmin.store import stepup as store
 

@@ -236,6 +236,10 @@ def test_oversized_challenge_id_is_refused_and_logged_bounded(db_url: str, tmp_p
     with pytest.raises(ChallengeRefused, match="unknown challenge"):
         finish(lab.db_url, lab.policy, challenge_id="ab" * 16, action=ACTION, response=a)
     assert store.stepup_log(lab.db_url)[-1].details["challenge"] == "ab" * 16
+    from keyadmin.errors import UsageError
+
+    with pytest.raises(UsageError, match="must be text"):
+        finish(lab.db_url, lab.policy, challenge_id=b"ab", action=ACTION, response=a)  # type: ignore[arg-type]
     assert _finish(lab, ch, a).user == "alice"
 
 
