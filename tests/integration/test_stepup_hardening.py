@@ -164,6 +164,10 @@ def test_key_signed_helper_is_accepted_when_nothing_is_wrong(tmp_path: Path) -> 
     lab = _lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
     ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
     assert _finish(lab, ch, _key_signed(lab, ch)).user == "alice"
+    # ED with one CBOR map of extensions after the counter is well formed
+    ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+    signed = _key_signed(lab, ch, flags=0x85, tail=bytes.fromhex("a16b6372656450726f7465637402"))
+    assert _finish(lab, ch, signed).user == "alice"
 
 
 @pytest.mark.parametrize(
@@ -173,6 +177,8 @@ def test_key_signed_helper_is_accepted_when_nothing_is_wrong(tmp_path: Path) -> 
         ({}, 0x05 | 0x40, b"", "AT is set"),
         ({}, 0x05 | 0x80, b"", "ED is set"),
         ({}, 0x05, b"\xa0", "bytes after the counter"),
+        ({}, 0x85, b"\xa0\x00", "1 bytes after its extensions"),
+        ({}, 0x85, b"\x80", "not a CBOR map"),
         ({"crossOrigin": "true"}, None, b"", "crossOrigin is not a JSON boolean"),
         ({"crossOrigin": 1}, None, b"", "crossOrigin is not a JSON boolean"),
         ({"crossOrigin": None}, None, b"", "crossOrigin is not a JSON boolean"),
