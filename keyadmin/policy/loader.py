@@ -75,6 +75,7 @@ SCHEMA: dict[str, frozenset[str]] = {
             "attempt_window_seconds",
             "counter_jump_threshold",
             "receipt_lifetime_seconds",
+            "max_live_challenges",
         }
     ),
     "enrolment": frozenset({"witness_required"}),
@@ -284,6 +285,7 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         attempt_window_seconds=_positive(r, "step_up", "attempt_window_seconds", 900),
         counter_jump_threshold=_positive(r, "step_up", "counter_jump_threshold", 1000),
         receipt_lifetime_seconds=_positive(r, "step_up", "receipt_lifetime_seconds", 300),
+        max_live_challenges=_positive(r, "step_up", "max_live_challenges", 10),
     )
     witness_required = r.get("enrolment", "witness_required", bool, False, what="true or false")
     kmin = _positive(r, "keys_per_user", "minimum", 1)

@@ -126,6 +126,7 @@ class StepUpRules:
     attempt_window_seconds: int = 900
     counter_jump_threshold: int = 1000  # a larger counter jump is flagged
     receipt_lifetime_seconds: int = 300
+    max_live_challenges: int = 10  # unused, unexpired challenges per user; begin refuses more
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ from keyadmin.stepup.api import (
     policy_admits,
 )
 from keyadmin.stepup.errors import (
+    AssertionReplayed,
     AttemptsExceeded,
     ChallengeRefused,
     CounterRegression,
     ReceiptInvalid,
     StepUpRefused,
+    TooManyChallenges,
     UserVerificationMissing,
 )
 from keyadmin.stepup.receipts import (
@@ -42,6 +44,7 @@ from keyadmin.stepup.verify import Assertion, parse_response
 
 __all__ = [
     "Assertion",
+    "AssertionReplayed",
     "AttemptsExceeded",
     "ChallengeRefused",
     "CounterRegression",
@@ -52,6 +55,7 @@ __all__ = [
     "StepUpChallenge",
     "StepUpRefused",
     "StepUpResult",
+    "TooManyChallenges",
     "UserVerificationMissing",
     "action_hash",
     "begin",

@@ -25,10 +25,12 @@ from typing import Any
 
 from keyadmin.errors import KeyadminError, UsageError
 from keyadmin.stepup.errors import (
+    AssertionReplayed,
     AttemptsExceeded,
     ChallengeRefused,
     CounterRegression,
     StepUpRefused,
+    TooManyChallenges,
 )
 from keyadmin.stepup.receipts import action_hash as hash_action
 from keyadmin.stepup.verify import (
@@ -37,8 +39,10 @@ from keyadmin.stepup.verify import (
     check_auth_data,
     check_client_data,
     check_signature,
+    check_sizes,
     parse_auth_data,
     parse_response,
+    trace,
 )
 
 DOMAIN = b"keyadmin-stepup-v1\x00"
@@ -46,6 +50,12 @@ DOMAIN = b"keyadmin-stepup-v1\x00"
 #: Defaults for limits the policy file does not (yet) set; see docs/stepup.md.
 DEFAULT_ATTEMPT_WINDOW_SECONDS = 900
 DEFAULT_COUNTER_JUMP_THRESHOLD = 1000
+DEFAULT_MAX_LIVE_CHALLENGES = 10
+#: Bounds on what callers hand in: the ids ``begin`` issues are 32 characters.
+MAX_CHALLENGE_ID_CHARS = 64
+MAX_ACTION_CHARS = 1024
+#: Expired, unused challenges of the user that ``begin`` deletes per call (at most).
+PURGE_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class Limits:
     max_attempts_per_user: int
     attempt_window_seconds: int
     counter_jump_threshold: int
+    max_live_challenges: int = DEFAULT_MAX_LIVE_CHALLENGES
 
     @classmethod
     def from_policy(cls, policy: Any) -> Limits:
@@ -83,6 +94,9 @@ class Limits:
             ),
             counter_jump_threshold=int(
                 getattr(su, "counter_jump_threshold", DEFAULT_COUNTER_JUMP_THRESHOLD)
+            ),
+            max_live_challenges=int(
+                getattr(su, "max_live_challenges", DEFAULT_MAX_LIVE_CHALLENGES)
             ),
         )
 
@@ -166,14 +180,21 @@ def begin(
 ) -> StepUpChallenge:
     """Issue a single-use challenge bound to ``action`` for ``user``'s active credentials.
 
-    Refuses (StepUpRefused) a user without an active credential, and (AttemptsExceeded)
-    a user or credentials over the policy's failed-attempt limit.
+    Refuses (StepUpRefused) a user without an active credential, (AttemptsExceeded) a user
+    or credentials over the policy's failed-attempt limit, and (TooManyChallenges) a user
+    with ``step_up.max_live_challenges`` unused, unexpired challenges. Deletes up to
+    ``PURGE_BATCH`` of the user's expired, unused challenges first.
     """
     from keyadmin.store import stepup as store
     from keyadmin.store.db import transaction
 
     if not action.strip():
         raise UsageError("the action must not be empty", hint='e.g. --action "delete tenant 42"')
+    if len(action) > MAX_ACTION_CHARS:
+        raise UsageError(
+            f"the action is {len(action)} characters; at most {MAX_ACTION_CHARS} are accepted",
+            hint='name the operation briefly (e.g. "delete tenant 42")',
+        )
     rp = policy.relying_party
     origin = origin or rp.origins[0]
     if origin not in rp.origins:
@@ -190,6 +211,15 @@ def begin(
             raise StepUpRefused(
                 f"{user} has no active credential in the registry",
                 hint="enrol a key first (keyadmin enrol USER --policy FILE)",
+            )
+        store.purge_expired_challenges(s, user_id=user_id, now=at, limit=PURGE_BATCH)
+        live = store.count_live_challenges(s, user_id=user_id, now=at)
+        if live >= limits.max_live_challenges:
+            raise TooManyChallenges(
+                f"{user} has {live} live step-up challenges (limit "
+                f"{limits.max_live_challenges}); finish one or let them expire",
+                hint=f"challenges expire {limits.challenge_lifetime_seconds} s after begin; "
+                "the limit is step_up.max_live_challenges in the policy",
             )
         since = at - timedelta(seconds=limits.attempt_window_seconds)
         total, per = store.count_failures(s, user_id=user_id, since=since)
@@ -354,15 +384,25 @@ def finish(
 ) -> StepUpResult:
     """Verify the browser's (or the CLI's) assertion for ``challenge_id`` and ``action``.
 
-    Raises ChallengeRefused (unknown, used, expired: exit 6), CounterRegression (the
-    credential is quarantined: exit 6), UserVerificationMissing (exit 5), AttemptsExceeded
-    or StepUpRefused (exit 3). Every refusal that names a known challenge is logged.
+    Raises ChallengeRefused (unknown, used, expired; AssertionReplayed for a validly signed
+    assertion made for another challenge, which leaves this one usable: exit 6),
+    CounterRegression (the credential is quarantined: exit 6), UserVerificationMissing
+    (exit 5), AttemptsExceeded or StepUpRefused (exit 3; also for oversized input, see
+    ``keyadmin.stepup.verify.MAX_SIZES``). Every refusal past the input bounds is logged.
     """
     from keyadmin.store import stepup as store
 
     at = _now(now)
     limits = Limits.from_policy(policy)
-    assertion = response if isinstance(response, Assertion) else parse_response(response)
+    if not isinstance(challenge_id, str):
+        raise UsageError(f"the challenge id must be text, not {type(challenge_id).__name__}")
+    if len(challenge_id) > MAX_CHALLENGE_ID_CHARS:
+        raise _refuse_challenge_id(db_url, challenge_id, at, actor)
+    if isinstance(response, Assertion):
+        check_sizes(response)  # parse_response bounds what it decodes
+        assertion = response
+    else:
+        assertion = parse_response(response)
     # One pooled connection for the reads and the commit; idle (no transaction) in between.
     with store.FinishConnection(db_url) as db:
         return _finish(
@@ -377,6 +417,34 @@ def finish(
             at=at,
             actor=actor,
         )
+
+
+def _refuse_challenge_id(
+    db_url: str, challenge_id: str, at: datetime, actor: str | None
+) -> ChallengeRefused:
+    """An id longer than any issued one: refused, and logged as a short trace only."""
+    from keyadmin.store import stepup as store
+
+    error = ChallengeRefused(
+        f"unknown challenge: the challenge id is {len(challenge_id)} characters, longer than "
+        f"any keyadmin issues (at most {MAX_CHALLENGE_ID_CHARS})",
+        hint="send the challenge_id that begin() returned",
+    )
+    refusal = store.record_refusal(
+        db_url,
+        user_id=None,
+        user=None,
+        challenge_id=None,
+        credential_id=None,
+        reason=error.message,
+        counts_as_attempt=False,
+        counter_violation=None,
+        at=at,
+        actor=actor or "keyadmin",
+        details={"challenge": trace(challenge_id)},
+    )
+    error.data.update(audit_seq=refusal.audit_seq, quarantined=False, challenge_consumed=False)
+    return error
 
 
 def _finish(
@@ -408,7 +476,11 @@ def _finish(
     }
 
     def refuse(
-        error: KeyadminError, *, counts: bool, counter_violation: int | None = None
+        error: KeyadminError,
+        *,
+        counts: bool,
+        counter_violation: int | None = None,
+        log_action: str | None = None,
     ) -> KeyadminError:
         db.close()  # the refusal is written through a session of its own: never hold two
         refusal = store.record_refusal(
@@ -423,8 +495,13 @@ def _finish(
             at=at,
             actor=actor or (ch.user if ch else "keyadmin"),
             details=base,
+            log_action=log_action,
         )
-        error.data.update(audit_seq=refusal.audit_seq, quarantined=refusal.quarantined)
+        error.data.update(
+            audit_seq=refusal.audit_seq,
+            quarantined=refusal.quarantined,
+            challenge_consumed=refusal.consumed,
+        )
         if counter_violation is not None and not refusal.consumed:
             return ChallengeRefused(
                 "the challenge was used already (a replayed assertion)", **error.data
@@ -510,6 +587,9 @@ def _finish(
         )
     except KeyadminError as e:
         raise refuse(e, counts=False) from None
+    # A valid signature over client data naming another challenge: a captured assertion
+    # replayed (check_client_data checks the challenge first). It neither counts nor
+    # consumes the challenge, or an old assertion would lock the admin out.
     try:
         check_client_data(
             assertion.client_data_json, challenge=ch.challenge, origins=policy.relying_party.origins
@@ -521,6 +601,8 @@ def _finish(
             registered_backup_eligible=cred.backup_eligible,
             device_bound=bool(policy.credential.device_bound),
         )
+    except AssertionReplayed as e:
+        raise refuse(e, counts=False, log_action="stepup.replay") from None
     except KeyadminError as e:
         raise refuse(e, counts=True) from None
     # -- the counter rule

@@ -18,12 +18,24 @@ class AttemptsExceeded(StepUpRefused):
     """Too many failed step-ups for this credential or user within the policy's window."""
 
 
+class TooManyChallenges(StepUpRefused):
+    """The user already has the policy's maximum of live (unused, unexpired) challenges."""
+
+
 class UserVerificationMissing(PinError):
     """The assertion does not show user verification (UV flag clear)."""
 
 
 class ChallengeRefused(CounterViolation):
     """The challenge is unknown, already used (a replay), or expired."""
+
+
+class AssertionReplayed(ChallengeRefused):
+    """A validly signed assertion made for another challenge: a captured assertion replayed.
+
+    Not counted as a failed attempt and the challenge it was sent for stays usable: anyone
+    holding an old assertion could otherwise burn the user's live challenge and lock them out.
+    """
 
 
 class CounterRegression(CounterViolation):

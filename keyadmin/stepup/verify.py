@@ -5,8 +5,12 @@
 not hold. Nothing here touches the database: ``keyadmin.stepup.api.finish`` calls these
 before its one write transaction.
 
-Order: type -> challenge -> origin (and crossOrigin) -> rpIdHash -> UP -> UV -> BE matches
-the registration -> signature over authenticatorData || SHA-256(clientDataJSON).
+Every externally supplied value is bounded first (``MAX_SIZES``: the response text, then
+each field before and after decoding). ``finish`` checks the signature over
+authenticatorData || SHA-256(clientDataJSON) first, then: challenge (another one: a replay,
+``AssertionReplayed``) -> type -> origin -> topOrigin and crossOrigin -> the layout of the
+authenticator data (AT, ED, no trailing bytes) -> rpIdHash -> UP -> UV -> BS only with BE ->
+BE matches the registration.
 """
 
 from __future__ import annotations
@@ -21,12 +25,46 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from keyadmin.stepup.errors import StepUpRefused, UserVerificationMissing
+from keyadmin.stepup.errors import AssertionReplayed, StepUpRefused, UserVerificationMissing
 
 FLAG_UP = 0x01
 FLAG_UV = 0x04
 FLAG_BE = 0x08
 FLAG_BS = 0x10
+FLAG_AT = 0x40
+FLAG_ED = 0x80
+
+#: The most bytes accepted per field of a response (WebAuthn: credential ids up to 1023
+#: bytes, user handles up to 64); anything larger is refused before it is stored or logged.
+MAX_SIZES = {
+    "credential id": 1023,
+    "clientDataJSON": 8192,
+    "authenticatorData": 4096,
+    "signature": 1024,  # RSA-8192; ES256 is at most 72
+    "userHandle": 64,
+}
+#: The most bytes of response JSON text ``parse_response`` reads.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+def _short(value: Any, limit: int = 64) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message quoting client input stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def trace(value: str | bytes, keep: int = 16) -> dict[str, Any]:
+    """What the log keeps of an oversized value: its length, SHA-256 and first characters."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    prefix = value[:keep] if isinstance(value, str) else value[:keep].hex()
+    return {"length": len(value), "sha256": hashlib.sha256(data).hexdigest(), "prefix": prefix}
+
+
+def _too_large(name: str, size: int) -> StepUpRefused:
+    return StepUpRefused(
+        f"the {name} is {size} bytes; at most {MAX_SIZES[name]} are accepted",
+        hint="send the PublicKeyCredential exactly as the browser returned it",
+    )
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -78,19 +116,39 @@ class AuthData:
     counter: int
 
 
-def _field(obj: Mapping[str, Any], key: str) -> bytes:
+def _field(obj: Mapping[str, Any], key: str, name: str) -> bytes:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
         raise StepUpRefused(f"the response lacks {key}")
+    if len(value) > 2 * (MAX_SIZES[name] * 4 // 3 + 4):  # far too long: do not even decode
+        raise _too_large(name, len(value.rstrip("=")) * 3 // 4)
     try:
         return b64url_decode(value)
     except (ValueError, TypeError):
         raise StepUpRefused(f"the response's {key} is not base64url") from None
 
 
+def check_sizes(assertion: Assertion) -> None:
+    """Refuse any field larger than ``MAX_SIZES`` (also for an Assertion built by a caller)."""
+    sizes = {
+        "credential id": len(assertion.credential_id),
+        "clientDataJSON": len(assertion.client_data_json),
+        "authenticatorData": len(assertion.authenticator_data),
+        "signature": len(assertion.signature),
+        "userHandle": len(assertion.user_handle or b""),
+    }
+    for name, size in sizes.items():
+        if size > MAX_SIZES[name]:
+            raise _too_large(name, size)
+
+
 def parse_response(response: Mapping[str, Any] | str | bytes) -> Assertion:
-    """Decode ``PublicKeyCredential`` JSON (a dict, or its JSON text)."""
+    """Decode ``PublicKeyCredential`` JSON (a dict, or its JSON text), every field bounded."""
     if isinstance(response, (str, bytes)):
+        if len(response) > MAX_RESPONSE_BYTES:
+            raise StepUpRefused(
+                f"the response is {len(response)} bytes; at most {MAX_RESPONSE_BYTES} are read"
+            )
         try:
             response = json.loads(response)
         except ValueError:
@@ -98,52 +156,109 @@ def parse_response(response: Mapping[str, Any] | str | bytes) -> Assertion:
     if not isinstance(response, Mapping):
         raise StepUpRefused("the response is not a PublicKeyCredential object")
     if response.get("type", "public-key") != "public-key":
-        raise StepUpRefused(f"credential type {response.get('type')!r} is not public-key")
+        raise StepUpRefused(f"credential type {_short(response.get('type'))} is not public-key")
     inner = response.get("response")
     if not isinstance(inner, Mapping):
         raise StepUpRefused("the response lacks its 'response' object")
-    raw_id = _field(response, "rawId" if "rawId" in response else "id")
-    if "id" in response and "rawId" in response and _field(response, "id") != raw_id:
+    cid = "credential id"
+    raw_id = _field(response, "rawId" if "rawId" in response else "id", cid)
+    if "id" in response and "rawId" in response and _field(response, "id", cid) != raw_id:
         raise StepUpRefused("id and rawId differ")
     handle = inner.get("userHandle")
-    return Assertion(
+    assertion = Assertion(
         credential_id=raw_id,
-        client_data_json=_field(inner, "clientDataJSON"),
-        authenticator_data=_field(inner, "authenticatorData"),
-        signature=_field(inner, "signature"),
-        user_handle=_field(inner, "userHandle") if handle else None,
+        client_data_json=_field(inner, "clientDataJSON", "clientDataJSON"),
+        authenticator_data=_field(inner, "authenticatorData", "authenticatorData"),
+        signature=_field(inner, "signature", "signature"),
+        user_handle=_field(inner, "userHandle", "userHandle") if handle else None,
     )
+    check_sizes(assertion)  # the rule, on the decoded bytes
+    return assertion
 
 
 def parse_auth_data(data: bytes) -> AuthData:
+    """rpIdHash, flags, counter; the flags must describe what follows them: AT never (an
+    assertion carries no attested credential data), ED exactly when one CBOR map of
+    extensions follows, nothing else after the counter."""
     if len(data) < 37:
         raise StepUpRefused(f"authenticatorData is {len(data)} bytes; at least 37 expected")
-    return AuthData(data[:32], data[32], int.from_bytes(data[33:37], "big"))
+    flags, rest = data[32], data[37:]
+    if flags & FLAG_AT:
+        raise StepUpRefused(
+            "AT is set in authenticatorData, but an assertion carries no attested credential "
+            f"data ({len(data)} bytes, {len(rest)} after the counter)"
+        )
+    if flags & FLAG_ED:
+        if not rest:
+            raise StepUpRefused(
+                "ED is set in authenticatorData, but it is 37 bytes (no extensions follow)"
+            )
+        _check_extensions(rest)
+    elif rest:
+        raise StepUpRefused(
+            f"authenticatorData has {len(rest)} bytes after the counter without the ED flag"
+        )
+    return AuthData(data[:32], flags, int.from_bytes(data[33:37], "big"))
+
+
+def _check_extensions(rest: bytes) -> None:
+    from fido2 import cbor
+
+    try:
+        extensions, trailing = cbor.decode_from(rest)
+    except Exception:  # noqa: BLE001 - any decoding failure is the same refusal
+        extensions, trailing = None, b""
+    if not isinstance(extensions, dict):
+        raise StepUpRefused("the extensions after the ED flag are not a CBOR map")
+    if trailing:
+        raise StepUpRefused(f"authenticatorData has {len(trailing)} bytes after its extensions")
 
 
 def check_client_data(
     client_data_json: bytes, *, challenge: bytes, origins: tuple[str, ...]
 ) -> None:
+    """Call only once the signature over this client data has verified: a different
+    challenge is then a replay (``AssertionReplayed``), not a forgery."""
     try:
         cd = json.loads(client_data_json)
     except ValueError:
         raise StepUpRefused("clientDataJSON is not JSON") from None
     if not isinstance(cd, dict):
         raise StepUpRefused("clientDataJSON is not an object")
-    if cd.get("type") != "webauthn.get":
-        raise StepUpRefused(f"clientData type {cd.get('type')!r} is not webauthn.get")
     try:
         signed = b64url_decode(str(cd.get("challenge", "")))
     except ValueError:
         signed = b""
     if not hmac.compare_digest(signed, challenge):
-        raise StepUpRefused("the assertion was made for another challenge (or another action)")
+        raise AssertionReplayed(
+            "the assertion was signed for another challenge (a replayed assertion, or one "
+            "made for another action); this challenge stays usable",
+            hint="make a new assertion for this challenge",
+        )
+    if cd.get("type") != "webauthn.get":
+        raise StepUpRefused(f"clientData type {_short(cd.get('type'))} is not webauthn.get")
     if cd.get("origin") not in origins:
         raise StepUpRefused(
-            f"origin {cd.get('origin')!r} is not one of the policy's origins",
+            f"origin {_short(cd.get('origin'))} is not one of the policy's origins",
             hint=f"expected one of: {', '.join(origins)}",
         )
-    if cd.get("crossOrigin") is True:
+    _check_cross_origin(cd, origins)
+
+
+def _check_cross_origin(cd: dict[str, Any], origins: tuple[str, ...]) -> None:
+    """crossOrigin absent or a JSON boolean, and not true (no policy allows cross-origin
+    step-up); topOrigin, which a client sends only for a cross-origin call, refused with the
+    reason that names what is wrong with it."""
+    cross = cd.get("crossOrigin", False)
+    if not isinstance(cross, bool):
+        raise StepUpRefused(f"clientData crossOrigin is not a JSON boolean: {_short(cross)}")
+    if "topOrigin" in cd:
+        top = cd["topOrigin"]
+        if top not in origins:
+            raise StepUpRefused(f"clientData topOrigin {_short(top)} is not an allowed origin")
+        if not cross:
+            raise StepUpRefused("clientData topOrigin is present but crossOrigin is not true")
+    if cross:
         raise StepUpRefused("cross-origin assertions are not accepted for step-up")
 
 
@@ -165,6 +280,11 @@ def check_auth_data(
             hint="step-up needs the key's PIN or built-in verification",
         )
     be = bool(auth.flags & FLAG_BE)
+    if auth.flags & FLAG_BS and not be:
+        raise StepUpRefused(
+            "BS=1 with BE=0 in authenticatorData: a credential that is not backup eligible "
+            "cannot be backed up (invalid flags)"
+        )
     if be != registered_backup_eligible:
         raise StepUpRefused(
             f"backup eligibility changed since enrolment (BE={int(be)}, registered "

@@ -440,6 +440,51 @@ def insert_challenge(
     session.flush()
 
 
+def purge_expired_challenges(session: Any, *, user_id: int, now: datetime, limit: int) -> int:
+    """Delete up to ``limit`` of the user's expired, never used challenges; how many went.
+
+    Used challenges stay (the record that an id was spent). Scoped to the user (the user_id
+    index): ``begin`` runs this for the user it issues to, so no user's expired challenges
+    pile up past one batch, without a scan of every user's rows.
+    """
+    from sqlalchemy import delete
+    from sqlmodel import select
+
+    from keyadmin.store.models import ChallengeRow
+
+    stale = (
+        select(ChallengeRow.id)
+        .where(
+            ChallengeRow.user_id == user_id,
+            ChallengeRow.used_at.is_(None),  # type: ignore[union-attr]
+            ChallengeRow.expires_at <= now,
+        )
+        .limit(limit)
+    )
+    ids = list(session.exec(stale).all())
+    if ids:
+        session.exec(delete(ChallengeRow).where(ChallengeRow.id.in_(ids)))  # type: ignore[attr-defined]
+    return len(ids)
+
+
+def count_live_challenges(session: Any, *, user_id: int, now: datetime) -> int:
+    """How many of the user's challenges are unused and unexpired."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from keyadmin.store.models import ChallengeRow
+
+    return int(
+        session.exec(
+            select(func.count()).where(
+                ChallengeRow.user_id == user_id,
+                ChallengeRow.used_at.is_(None),  # type: ignore[union-attr]
+                ChallengeRow.expires_at > now,
+            )
+        ).one()
+    )
+
+
 def count_failures(session: Any, *, user_id: int, since: datetime) -> tuple[int, dict[bytes, int]]:
     """Failures of a user since ``since``: (total, per credential id)."""
     from sqlmodel import select
@@ -617,8 +662,12 @@ def record_refusal(
     at: datetime,
     actor: str,
     details: dict[str, Any],
+    log_action: str | None = None,
 ) -> Refusal:
     """Log a refused step-up; consume its challenge; quarantine on a counter violation.
+
+    The audit action is ``stepup.counter-violation`` when the credential was quarantined,
+    else ``log_action`` (e.g. ``stepup.replay``), else ``stepup.refused``.
 
     ``counter_violation`` is the refused new counter. The credential is quarantined only
     when this attempt consumed a live challenge (a replay of an assertion whose challenge
@@ -676,7 +725,7 @@ def record_refusal(
         entry = audit.append(
             s,
             actor=actor,
-            action="stepup.counter-violation" if quarantined else "stepup.refused",
+            action="stepup.counter-violation" if quarantined else log_action or "stepup.refused",
             subject=user,
             details={
                 **details,

@@ -102,12 +102,14 @@ def test_replayed_assertion_is_refused(lab: Lab) -> None:
     with pytest.raises(ChallengeRefused, match="used already") as e:
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
     assert e.value.exit_code == 6
-    # the same assertion against a fresh challenge: signed for another challenge
+    # the same assertion against a fresh challenge: signed for another challenge, a replay
+    # (exit 6) that leaves the fresh challenge usable
     fresh = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
-    with pytest.raises(StepUpRefused, match="another challenge"):
+    with pytest.raises(ChallengeRefused, match="another challenge") as e:
         finish(lab.db_url, lab.policy, challenge_id=fresh.challenge_id, action=ACTION, response=a)
+    assert e.value.exit_code == 6 and e.value.data["challenge_consumed"] is False
     assert stored(lab.db_url).status == "active"
-    assert [e.action for e in _log(lab)][-2:] == ["stepup.refused", "stepup.refused"]
+    assert [e.action for e in _log(lab)][-2:] == ["stepup.refused", "stepup.replay"]
 
 
 def test_expired_challenge_is_refused(lab: Lab) -> None:
@@ -187,8 +189,11 @@ def _raw_assertion(lab: Lab, ch: Any, *, origin: str, uv: bool) -> dict[str, Any
 def test_assertion_moved_to_another_actions_challenge_is_refused(lab: Lab) -> None:
     ch_a, a = _step(lab, action="rotate audit key")
     ch_b = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
-    with pytest.raises(StepUpRefused, match="another challenge"):
+    with pytest.raises(ChallengeRefused, match="another challenge"):
         finish(lab.db_url, lab.policy, challenge_id=ch_b.challenge_id, action=ACTION, response=a)
+    b = assertion_for(lab.keys["alice"], ch_b)  # B's own assertion still passes
+    r = finish(lab.db_url, lab.policy, challenge_id=ch_b.challenge_id, action=ACTION, response=b)
+    assert r.action_hash == ch_b.action_hash
 
 
 def test_tampered_signature_and_client_data_are_refused(lab: Lab) -> None:
