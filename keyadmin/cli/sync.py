@@ -97,7 +97,7 @@ def sync(
     if result.tampering_count:
         kinds = sorted({t.kind for t in result.tampering})
         raise TamperingFound(
-            f"sync: {result.tampering_count} tampered row(s) in the application's table "
+            f"sync: {result.tampering_count} tampering finding(s) in the application's table "
             f"({', '.join(kinds)}); the registry's values stand"
             + ("" if result.dry_run else ", and it is logged (sync.tamper)"),
             hint="find out who wrote the application's table; keyadmin log show --action "
@@ -118,7 +118,7 @@ def _sync_table(result: Any, prune: bool) -> None:
             ("removed", result.removed),
             ("disabled", result.disabled),
             ("counters pulled back", result.counters_pulled),
-            ("tampered rows", result.tampering_count),
+            ("tampering findings", result.tampering_count),
             ("repaired (tampered)", result.repaired),
             ("drift (never approved)", result.drift_count),
             ("pruned", result.pruned),

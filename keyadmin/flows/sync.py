@@ -324,7 +324,7 @@ def sync(
         notes.append("dry run: nothing was written to either database")
     if tampered:
         notes.append(
-            f"{len(tampered)} tampered row(s) in the application's table"
+            f"{len(tampered)} tampering finding(s) in the application's table"
             + ("" if dry_run else "; logged as sync.tamper")
         )
 
