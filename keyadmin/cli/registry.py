@@ -231,8 +231,9 @@ def creds_set_counter(
     """Set a credential's signature counter on purpose: a repair, e.g. after a wrong value
     was adopted (asks first unless --force; logged with the old and new value and the reason).
 
-    A step-up then needs a counter above VALUE. keyadmin sync writes a raised counter into the
-    application's table; it never lowers the application's counter.
+    A step-up then needs a counter above VALUE. keyadmin sync never lowers the application's
+    counter: fix the application's row first, or the next sync may pull its value back.
+
     Example: keyadmin creds set-counter 3 1207 --reason 'restored after incident 42'
     """
     from keyadmin.cli.interact import confirm
