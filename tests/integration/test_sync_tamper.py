@@ -238,6 +238,13 @@ def test_substituted_key_or_user_is_tampering_for_full_sync_and_audit(urls, tmp_
         (ids[1].hex(), "sync.tampered.user"),
     }
 
+    enforced = _cli(
+        "audit", "--policy", str(policy), "--db", reg, "--target", app_url, "--enforce", "--json"
+    )
+    assert enforced.exit_code == 3 and json.loads(enforced.stdout)["quarantined"] == []
+    with transaction(reg) as s:  # tampering in the application never quarantines
+        assert {c.status for c in registry.list_credentials(s)} == {"active"}
+
     out = _cli("sync", "--target", app_url, "--db", reg, "--full", "--json")
     assert out.exit_code == 3, out.output
     r = json.loads(out.stdout)
