@@ -12,9 +12,12 @@ One run, in this order (docs/sync.md):
    (``last_used_at``/``created_at`` marks, with a safety margin) - a full run reads every row.
    Then: insert new active credentials, update changed ones (a counter is only ever raised),
    delete or disable (per the mapping) revoked/suspended/quarantined ones, report rows
-   keyadmin never approved (drift) and delete them only with ``prune``.
+   keyadmin never approved (drift) and delete them only with ``prune``. Every row read of an
+   active credential is checked for tampering (``keyadmin.flows.tamper``): a substituted key
+   or user is written back, a counter is pulled back only within the jump threshold.
 3. Registry transaction: counters the application advanced are pulled back (compare-and-set,
-   logged, ``change_seq`` set), the watermark and marks are saved.
+   logged, ``change_seq`` set), tampering is logged (``sync.tamper``), the watermark and
+   marks are saved.
 
 The application commits before the registry records the watermark: a run killed between the
 two leaves the application's table complete and the next run re-examines the same changes,
