@@ -20,7 +20,9 @@ DEVICE_OPT = typer.Option(
     None, "--device", "-d", envvar="KEYADMIN_DEVICE", help="hid:PATH, nfc:READER or sim:FILE."
 )
 
-creds_app = typer.Typer(help="Credentials in the registry: list, show, revoke, suspend, reinstate.")
+creds_app = typer.Typer(
+    help="Credentials in the registry: list, show, revoke, suspend, reinstate, set-counter."
+)
 users_app = typer.Typer(help="Users in the registry and their key coverage.")
 log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
 
@@ -215,6 +217,46 @@ def _status_command(verb: str) -> Any:
 
 for _verb in ("revoke", "suspend", "reinstate"):
     creds_app.command(_verb)(_status_command(_verb))
+
+
+@creds_app.command("set-counter")
+def creds_set_counter(
+    ref: str = typer.Argument(..., help=REF_HELP),
+    value: int = typer.Argument(..., min=0, max=2**32 - 1, help="The new counter, 0..4294967295."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
+    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Set a credential's signature counter on purpose: a repair, e.g. after a wrong value
+    was adopted (asks first unless --force; logged with the old and new value and the reason).
+
+    A step-up then needs a counter above VALUE. keyadmin sync never lowers the application's
+    counter: fix the application's row first, or the next sync may pull its value back.
+
+    Example: keyadmin creds set-counter 3 1207 --reason 'restored after incident 42'
+    """
+    from keyadmin.cli.interact import confirm
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+
+    url = _db(db)
+    if not force:
+        with transaction(url) as s:
+            c = registry.get_credential(s, ref)
+        confirm(
+            f"Set the counter of credential #{c.id} of {c.user} from {c.sign_count} to {value}?"
+        )
+    with transaction(url) as s:
+        before = registry.get_credential(s, ref).sign_count
+        changed = registry.set_counter(s, ref, value, reason=reason, actor=_operator())
+    if json_out:
+        emit_json(changed)
+    else:
+        emit_kv(
+            f"Credential #{changed.id}: counter {before} -> {changed.sign_count}",
+            [("reason", reason)],
+        )
 
 
 # ---------------------------------------------------------------------------- users

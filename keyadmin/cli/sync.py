@@ -48,22 +48,37 @@ def sync(
     full: bool = typer.Option(
         False, "--full", help="Compare everything, not only the changes since the last run."
     ),
+    policy: Path = typer.Option(
+        None,
+        "--policy",
+        help="Policy whose step_up.counter_jump_threshold bounds the counters pulled back "
+        "(default 1000).",
+    ),
     db: str = DB_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
     """Write active credentials into the application's credential table, in one transaction.
 
     Inserts new credentials, updates changed ones, deletes or disables (per the mapping)
-    revoked, suspended and quarantined ones, and pulls back counters the application advanced.
-    Rows keyadmin never approved are reported, and deleted only with --prune. Only the changes
-    since the last run are read (--full reads everything).
+    revoked, suspended and quarantined ones, and pulls back counters the application advanced
+    (at most the policy's counter jump threshold above the registry's). Rows keyadmin never
+    approved are reported, and deleted only with --prune. A row of an approved credential with
+    another public key or user, or a counter far above, below or outside the registry's, is
+    tampering: reported, logged, repaired where the registry's value can be written, and the
+    exit code is 3. Only the changes since the last run are read (--full reads everything).
 
     Example: keyadmin sync --target postgresql://app@db/app --mapping app-mapping.toml --dry-run
     """
     from keyadmin.config import database_url
     from keyadmin.flows.sync import sync as run_sync
+    from keyadmin.flows.tamper import TamperingFound, jump_threshold
     from keyadmin.store.appstore import load_mapping
 
+    loaded = None
+    if policy is not None:
+        from keyadmin.policy.loader import load_policy
+
+        loaded = load_policy(policy)
     result = run_sync(
         registry_url=database_url(db),
         target_url=target,
@@ -73,10 +88,24 @@ def sync(
         prune=prune,
         create_table=create_table,
         full=full,
+        counter_jump_threshold=jump_threshold(loaded),
     )
     if json_out:
         emit_json(result)
-        return
+    else:
+        _sync_table(result, prune)
+    if result.tampering_count:
+        kinds = sorted({t.kind for t in result.tampering})
+        raise TamperingFound(
+            f"sync: {result.tampering_count} tampering finding(s) in the application's table "
+            f"({', '.join(kinds)}); the registry's values stand"
+            + ("" if result.dry_run else ", and it is logged (sync.tamper)"),
+            hint="find out who wrote the application's table; keyadmin log show --action "
+            "sync.tamper lists the rows",
+        )
+
+
+def _sync_table(result: Any, prune: bool) -> None:
     title = "Sync (dry run, nothing written)" if result.dry_run else "Sync done"
     emit_kv(
         f"{title}: {result.target}",
@@ -89,6 +118,8 @@ def sync(
             ("removed", result.removed),
             ("disabled", result.disabled),
             ("counters pulled back", result.counters_pulled),
+            ("tampering findings", result.tampering_count),
+            ("repaired (tampered)", result.repaired),
             ("drift (never approved)", result.drift_count),
             ("pruned", result.pruned),
             ("writes to the application", result.app_writes),
@@ -96,9 +127,15 @@ def sync(
             ("seconds", result.seconds),
         ],
     )
-    for d in result.drift:
+    for t in result.tampering:
         sys.stdout.write(
-            f"  drift: {d.credential_id[:32]}… user {d.user_id[:24]} counter {d.sign_count}"
+            f"  TAMPERED: {t.credential_id[:32]}… {t.kind}: {t.detail}"
+            f"{' (repaired)' if t.repaired else ''}\n"
+        )
+    for d in result.drift:
+        count = d.sign_count if d.sign_count is not None else f"{d.stored_count!r} (not a counter)"
+        sys.stdout.write(
+            f"  drift: {d.credential_id[:32]}… user {d.user_id[:24]} counter {count}"
             f"{' (pruned)' if d.pruned else ''}\n"
         )
     if result.drift_count and not prune:
@@ -164,9 +201,12 @@ def audit(
         _table(result)
     if not result.ok:
         fails = sum(1 for f in result.findings if f.severity == "fail")
+        tampered = len({f.subject for f in result.findings if f.kind == "tamper"})
         raise AuditFailed(
             f"audit: {fails} finding(s) fail the policy "
-            f"({result.failed_credentials} credential(s))",
+            f"({result.failed_credentials} credential(s)"
+            + (f"; {tampered} tampered row(s) in the application's table" if tampered else "")
+            + ")",
             hint=None if enforce else "review them; --enforce quarantines failing credentials",
         )
 

@@ -46,7 +46,7 @@ class AuditFailed(PolicyRefused):
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "estate", "credential", "user", "drift"
+    kind: str  # "estate", "credential", "user", "drift", "tamper"
     subject: str  # credential id (hex), user name, or what the estate finding is about
     rule: str
     detail: str
@@ -333,7 +333,9 @@ def audit(
     # drift with the application's store
     label = None
     if target_url is not None:
-        label, drift = _drift(registry_url, target_url, mapping)
+        from keyadmin.flows.tamper import jump_threshold
+
+        label, drift = _drift(registry_url, target_url, mapping, jump_threshold(policy))
         findings.extend(drift)
 
     # enforcement
@@ -398,15 +400,23 @@ def _firmware_verdict(fw: str | None, floor: Any) -> tuple[str, str] | None:
     return None
 
 
-def _drift(registry_url: str, target_url: str, mapping: Any) -> tuple[str, list[Finding]]:
-    """Compare every application row with the registry (a full read of both)."""
+def _drift(
+    registry_url: str, target_url: str, mapping: Any, jump: int
+) -> tuple[str, list[Finding]]:
+    """Compare every application row with the registry (a full read of both): rows never
+    approved, inactive credentials still usable, approved rows tampered with
+    (keyadmin.flows.tamper), active credentials missing."""
     from keyadmin.flows.sync import target_label
+    from keyadmin.flows.tamper import inspect_row, shown
     from keyadmin.store import sync_state as st
-    from keyadmin.store.appstore import AppStore
+    from keyadmin.store.appstore import AppStore, display_id
     from keyadmin.store.db import transaction
 
+    label = target_label(target_url, mapping)
     with transaction(registry_url) as s:
-        status = st.all_credential_status(s)
+        creds = {c.credential_id: c for c in st.changed_since(s, 0, st.head_seq(s))}
+        state = st.load_state(s, st.target_key(label))
+    synced_seq = state.last_seq if state is not None else -1
     store = AppStore(target_url, mapping)
     out: list[Finding] = []
     seen: set[bytes] = set()
@@ -414,38 +424,62 @@ def _drift(registry_url: str, target_url: str, mapping: Any) -> tuple[str, list[
         with store.transaction(commit=False) as conn:
             for row in store.all_rows(conn):
                 seen.add(row.credential_id)
-                known = status.get(row.credential_id)
-                if known is None:
+                rec = creds.get(row.credential_id)
+                subject = display_id(row.credential_id)
+                if rec is None:
+                    bad = (
+                        ""
+                        if row.sign_count is not None
+                        else f"; its sign_count {shown(row.values.get('sign_count'))!r} is "
+                        "not a counter"
+                    )
                     out.append(
                         Finding(
                             "drift",
-                            row.credential_id.hex(),
+                            subject,
                             "sync.unapproved",
                             "in the application's table but never approved by keyadmin "
-                            "(keyadmin sync --prune removes it)",
+                            f"(keyadmin sync --prune removes it){bad}",
                         )
                     )
-                elif known != "active" and not row.disabled:
-                    out.append(
-                        Finding(
-                            "drift",
-                            row.credential_id.hex(),
-                            "sync.inactive-present",
-                            f"{known} in the registry but usable in the application "
-                            "(run keyadmin sync)",
+                elif rec.status != "active":
+                    if not row.disabled:
+                        out.append(
+                            Finding(
+                                "drift",
+                                subject,
+                                "sync.inactive-present",
+                                f"{rec.status} in the registry but usable in the application "
+                                "(run keyadmin sync)",
+                            )
                         )
-                    )
+                else:
+                    synced = 0 <= rec.change_seq <= synced_seq
+                    for kind, detail in inspect_row(
+                        store, store.desired(rec), rec, row, synced=synced, jump=jump
+                    ):
+                        out.append(
+                            Finding(
+                                "tamper",
+                                subject,
+                                f"sync.tampered.{kind}",
+                                f"the application's row: {detail} (keyadmin sync --full writes "
+                                "the registry's values back where it can)",
+                                registry_id=rec.id,
+                                user=rec.user_name,
+                            )
+                        )
     finally:
         store.close()
-    missing = [cid for cid, s_ in status.items() if s_ == "active" and cid not in seen]
-    for cid in missing:
-        out.append(
-            Finding(
-                "drift",
-                cid.hex(),
-                "sync.missing",
-                "active in the registry but not in the application's table (run keyadmin sync)",
-                "warn",
+    for cid, rec in creds.items():
+        if rec.status == "active" and cid not in seen:
+            out.append(
+                Finding(
+                    "drift",
+                    cid.hex(),
+                    "sync.missing",
+                    "active in the registry but not in the application's table (run keyadmin sync)",
+                    "warn",
+                )
             )
-        )
-    return target_label(target_url, mapping), out
+    return label, out

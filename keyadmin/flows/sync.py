@@ -12,9 +12,12 @@ One run, in this order (docs/sync.md):
    (``last_used_at``/``created_at`` marks, with a safety margin) - a full run reads every row.
    Then: insert new active credentials, update changed ones (a counter is only ever raised),
    delete or disable (per the mapping) revoked/suspended/quarantined ones, report rows
-   keyadmin never approved (drift) and delete them only with ``prune``.
+   keyadmin never approved (drift) and delete them only with ``prune``. Every row read of an
+   active credential is checked for tampering (``keyadmin.flows.tamper``): a substituted key
+   or user is written back, a counter is pulled back only within the jump threshold.
 3. Registry transaction: counters the application advanced are pulled back (compare-and-set,
-   logged, ``change_seq`` set), the watermark and marks are saved.
+   logged, ``change_seq`` set), tampering is logged (``sync.tamper``), the watermark and
+   marks are saved.
 
 The application commits before the registry records the watermark: a run killed between the
 two leaves the application's table complete and the next run re-examines the same changes,
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyadmin.flows.tamper import REPAIRED, Tamper, inspect_row, shown
 from keyadmin.store.appstore import AppRow, AppStore, Mapping, display_id
 
 #: Rows the application used this close to the previous mark are read again next run
@@ -46,8 +50,9 @@ class DriftRow:
 
     credential_id: str  # hex
     user_id: str
-    sign_count: int
+    sign_count: int | None  # None: the stored value is not a counter (``stored_count``)
     pruned: bool
+    stored_count: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class SyncResult:
     counters_pulled: int  # application counters copied back into the registry
     drift_count: int
     drift: tuple[DriftRow, ...]  # the first LIST_LIMIT
+    repaired: int  # tampered rows rewritten with the registry's values
+    tampering_count: int
+    tampering: tuple[Tamper, ...]  # the first LIST_LIMIT
     pruned: int
     app_writes: int
     last_seq_before: int
@@ -88,12 +96,6 @@ def _mark(details: dict[str, Any], key: str, margin: timedelta) -> datetime | No
     return datetime.fromisoformat(raw) - margin if isinstance(raw, str) else None
 
 
-def _user_text(value: Any) -> str:
-    if isinstance(value, (bytes, memoryview)):
-        return bytes(value).hex()
-    return str(value)
-
-
 def sync(
     *,
     registry_url: str,
@@ -104,9 +106,14 @@ def sync(
     prune: bool = False,
     create_table: bool = False,
     full: bool = False,
+    counter_jump_threshold: int | None = None,
     now: datetime | None = None,
 ) -> SyncResult:
-    """Bring the application's table in line with the registry; see the module docstring."""
+    """Bring the application's table in line with the registry; see the module docstring.
+
+    ``counter_jump_threshold``: the policy's ``step_up.counter_jump_threshold`` (None: the
+    documented default); an application counter further above the registry's is tampering."""
+    from keyadmin.flows.tamper import jump_threshold
     from keyadmin.store import audit
     from keyadmin.store import sync_state as st
     from keyadmin.store.db import transaction
@@ -116,12 +123,14 @@ def sync(
     label = target_label(target_url, mapping)
     key = st.target_key(label)
     notes: list[str] = []
+    jump = jump_threshold(None) if counter_jump_threshold is None else counter_jump_threshold
 
     # 1. what changed in the registry
     with transaction(registry_url) as s:
         state = st.load_state(s, key)
         upto = st.head_seq(s)
         full_run = full or state is None or prune
+        synced_seq = state.last_seq if state is not None else -1  # written by an earlier run
         since = 0 if full_run else state.last_seq  # type: ignore[union-attr]
         changed = st.changed_since(s, since, upto)
     details = dict(state.details) if state is not None else {}
@@ -136,6 +145,8 @@ def sync(
     disables = 0
     pulls: list[st.CounterPull] = []
     drift: list[AppRow] = []
+    tampered: list[Tamper] = []
+    repairs = 0
     try:
         with store.transaction(create=create_table, commit=not dry_run) as conn:
             rows_at_start, added = store.census(
@@ -163,35 +174,48 @@ def sync(
                 # drift found by earlier runs stays reported (and prunable) until it is gone
                 seen = changed_ids | {r.credential_id for r in touched}
                 remembered = [
-                    bytes.fromhex(h) for h in details.get("drift", []) if isinstance(h, str)
+                    bytes.fromhex(h)
+                    for h in [*details.get("drift", []), *details.get("tampered", [])]
+                    if isinstance(h, str)
                 ]
                 touched += store.rows_for(conn, [c for c in remembered if c not in seen]).values()
             rows_read = len(app_rows) + len(touched)
 
             def plan(c: st.RegistryCredential, row: AppRow | None) -> None:
-                nonlocal disables
+                nonlocal disables, repairs
                 if c.status == st.ACTIVE:
                     want = store.desired(c)
                     if row is None:
                         inserts.append(want)
                         return
+                    found = inspect_row(
+                        store, want, c, row, synced=0 <= c.change_seq <= synced_seq, jump=jump
+                    )
+                    kinds = {kind for kind, _ in found}
                     diff = _differences(store, want, row)
-                    if c.sign_count > row.sign_count:
+                    count = row.sign_count
+                    if count is not None and c.sign_count > count:
                         diff["sign_count"] = c.sign_count
                     if row.disabled:
                         diff["disabled"] = False
                     if diff:
                         updates.append((c.credential_id, diff))
-                    if row.sign_count > c.sign_count:
+                        repairs += bool(kinds & REPAIRED)
+                    if count is not None and count > c.sign_count and not kinds:
                         pulls.append(
                             st.CounterPull(
-                                c.id,
-                                c.credential_id,
-                                c.sign_count,
-                                row.sign_count,
-                                row.last_used_at,
+                                c.id, c.credential_id, c.sign_count, count, row.last_used_at
                             )
                         )
+                    tampered.extend(
+                        Tamper(
+                            display_id(c.credential_id),
+                            kind,
+                            detail,
+                            repaired=kind in REPAIRED and not dry_run,
+                        )
+                        for kind, detail in found
+                    )
                     return
                 if row is None:
                     return
@@ -211,7 +235,7 @@ def sync(
                     rec = known.get(row.credential_id)
                     if rec is None:
                         drift.append(row)
-                    elif rec.status != st.ACTIVE or row.sign_count != rec.sign_count:
+                    else:  # status, counter and content are checked by plan
                         plan(rec, row)
             if prune:
                 deletes.extend(r.credential_id for r in drift)
@@ -252,7 +276,30 @@ def sync(
                 "app_rows": app_count,
                 "table": mapping.describe(),
                 "drift": [] if prune else [r.credential_id.hex() for r in drift[:DRIFT_MEMORY]],
+                # rows left tampered (a counter keyadmin does not lower): re-checked each run
+                "tampered": sorted({t.credential_id for t in tampered if not t.repaired})[
+                    :DRIFT_MEMORY
+                ],
             }
+            if tampered:
+                audit.append(
+                    s,
+                    actor=actor,
+                    action="sync.tamper",
+                    subject=label,
+                    details={
+                        "count": len(tampered),
+                        "tampering": [
+                            {
+                                "credential": t.credential_id,
+                                "kind": t.kind,
+                                "detail": t.detail,
+                                "repaired": t.repaired,
+                            }
+                            for t in tampered[:1000]
+                        ],
+                    },
+                )
             if writes or pulled or (prune and drift):
                 audit.append(
                     s,
@@ -269,6 +316,7 @@ def sync(
                         if prune
                         else [],
                         "counters_pulled": pulled,
+                        "repaired": repairs,
                         "drift": len(drift),
                         "upto_seq": upto,
                     },
@@ -277,6 +325,11 @@ def sync(
     else:
         pulled = len(pulls)
         notes.append("dry run: nothing was written to either database")
+    if tampered:
+        notes.append(
+            f"{len(tampered)} tampering finding(s) in the application's table"
+            + ("" if dry_run else "; logged as sync.tamper")
+        )
 
     pruned = len(drift) if prune else 0
     return SyncResult(
@@ -287,7 +340,7 @@ def sync(
         examined=len(changed),
         app_rows_read=rows_read,
         inserted=len(inserts),
-        updated=max(0, updated_rows - disables),
+        updated=max(0, updated_rows - disables - repairs),
         removed=max(0, deleted_rows - pruned),
         disabled=disables,
         counters_pulled=pulled,
@@ -295,12 +348,16 @@ def sync(
         drift=tuple(
             DriftRow(
                 display_id(r.credential_id),
-                _user_text(r.values.get("user_id")),
+                shown(r.values.get("user_id"), 400),
                 r.sign_count,
                 prune,
+                "" if r.sign_count is not None else shown(r.values.get("sign_count")),
             )
             for r in drift[:LIST_LIMIT]
         ),
+        repaired=repairs,
+        tampering_count=len(tampered),
+        tampering=tuple(tampered[:LIST_LIMIT]),
         pruned=pruned,
         app_writes=writes,
         last_seq_before=since,

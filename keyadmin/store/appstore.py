@@ -25,10 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from keyadmin.errors import ConfigError, KeyadminError
+from keyadmin.store.registry import MAX_SIGN_COUNT
 
 FIELDS = (
     "credential_id",
@@ -202,12 +204,35 @@ def utc(value: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def parse_counter(value: Any) -> int | None:
+    """The application's stored counter as an int, or None when it is not a WebAuthn counter
+    (not a whole number, negative, above 2^32-1). A NULL counter reads as 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, (float, Decimal)):
+        try:
+            n = int(value)
+        except (ValueError, OverflowError):  # NaN, infinity
+            return None
+        if n != value:  # a fraction
+            return None
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        n = int(value)
+    else:
+        return None
+    return n if 0 <= n <= MAX_SIGN_COUNT else None
+
+
 @dataclass(frozen=True)
 class AppRow:
     """One row of the application's table, decoded to keyadmin's terms."""
 
     credential_id: bytes
-    sign_count: int
+    sign_count: int | None  # None: the stored value is not a counter (values has it as stored)
     values: dict[str, Any]  # field -> value as the database returned it (normalised)
     disabled: bool
     last_used_at: datetime | None
@@ -471,7 +496,7 @@ class AppStore:
         disabled = bool(r._mapping[self.table.c[m.disabled_column]]) if m.disabled_column else False
         return AppRow(
             credential_id=self._cid_decode(values["credential_id"]),
-            sign_count=int(values["sign_count"] or 0),
+            sign_count=parse_counter(values["sign_count"]),
             values=values,
             disabled=disabled,
             last_used_at=values.get("last_used_at"),

@@ -17,6 +17,8 @@ from keyadmin.errors import KeyadminError, UsageError
 from keyadmin.store import audit, state
 
 STATUSES = ("active", "suspended", "revoked", "quarantined")
+#: WebAuthn signature counters are unsigned 32-bit.
+MAX_SIGN_COUNT = 2**32 - 1
 
 
 class NotFound(KeyadminError):
@@ -353,6 +355,53 @@ def change_status(
     row.change_seq = entry.seq
     session.add(row)
     session.flush()
+    return get_credential(session, record.id)
+
+
+def set_counter(
+    session: Any, ref: str | int, value: int, *, reason: str, actor: str
+) -> CredentialRecord:
+    """Set a credential's signature counter on purpose (a repair), logged with the old and
+    new value. Compare-and-set on the value read: a step-up committed meanwhile makes this
+    fail (run it again) rather than be overwritten unseen."""
+    from sqlalchemy import update
+
+    from keyadmin.store.models import CredentialRow
+
+    if not reason.strip():
+        raise UsageError("a reason is required", hint="pass --reason TEXT")
+    if not 0 <= value <= MAX_SIGN_COUNT:
+        raise UsageError(
+            f"counter {value} is outside 0..{MAX_SIGN_COUNT}",
+            hint="WebAuthn signature counters are unsigned 32-bit numbers",
+        )
+    record = get_credential(session, ref)
+    entry = audit.append(
+        session,
+        actor=actor,
+        action="credential.set-counter",
+        subject=record.user,
+        details={
+            "credential": record.credential_id,
+            "from": record.sign_count,
+            "to": value,
+            "reason": reason,
+        },
+    )
+    t = CredentialRow.__table__  # type: ignore[attr-defined]
+    done = session.execute(
+        update(t)
+        .where(t.c.id == record.id, t.c.sign_count == record.sign_count)
+        .values(sign_count=value, change_seq=entry.seq, updated_at=_now())
+    ).rowcount
+    if done != 1:
+        raise KeyadminError(
+            f"the counter of credential #{record.id} changed while it was being set "
+            "(a step-up meanwhile?); nothing was changed",
+            hint="check it with keyadmin creds show, then run the command again",
+        )
+    session.flush()
+    session.expire_all()  # the ORM's copy of the row predates the UPDATE
     return get_credential(session, record.id)
 
 

@@ -204,16 +204,6 @@ def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, Registr
     return out
 
 
-def all_credential_status(session: Any) -> dict[bytes, str]:
-    """Every credential id in the registry with its status (for full reconciliations)."""
-    from sqlalchemy import select
-
-    from keyadmin.store.models import CredentialRow
-
-    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
-    return {bytes(r[0]): r[1] for r in session.execute(select(c.credential_id, c.status))}
-
-
 def pull_counters(
     session: Any, pulls: Sequence[CounterPull], *, actor: str, target_label: str
 ) -> int:
