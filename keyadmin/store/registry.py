@@ -386,6 +386,11 @@ def set_counter(
             "from": record.sign_count,
             "to": value,
             "reason": reason,
+            "state": state.credential_state(
+                credential_id=bytes.fromhex(record.credential_id), user=record.user,
+                public_key=bytes.fromhex(record.public_key_cose), aaguid=record.aaguid,
+                status=record.status, counter=value,
+            ),  # fmt: skip
         },
     )
     t = CredentialRow.__table__  # type: ignore[attr-defined]

@@ -321,3 +321,24 @@ def test_registry_from_before_the_binding_is_bound_once_then_steps_up(lab: Lab) 
     _step_up(lab, "alice", lab.keys["alice"])
     chain, replay = _verify(lab.db_url)
     assert chain.ok and replay.ok, replay.problems
+
+
+def test_logged_changes_keep_the_registry_bound(lab: Lab) -> None:
+    """Every way keyadmin itself changes a credential records its new state: a counter set on
+    purpose, a suspension and reinstatement, step-ups; the replay stays clean throughout."""
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+
+    _step_up(lab, "alice", lab.keys["alice"])
+    ref, counter = stored(lab.db_url).id, stored(lab.db_url).sign_count
+    assert counter >= 1
+    with transaction(lab.db_url) as s:
+        registry.set_counter(s, ref, counter - 1, reason="repair after review", actor="sec")
+    with transaction(lab.db_url) as s:
+        registry.change_status(s, ref, "suspend", reason="t", actor="sec")
+    with transaction(lab.db_url) as s:
+        registry.change_status(s, ref, "reinstate", reason="t", actor="sec")
+    _chain, replay = _verify(lab.db_url)
+    assert replay.ok, replay.problems
+    assert _step_up(lab, "alice", lab.keys["alice"]).previous_counter == counter - 1
+    assert _verify(lab.db_url)[1].ok
