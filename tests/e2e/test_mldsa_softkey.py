@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,18 @@ def test_mldsa_softkey_enrols_and_steps_up(tmp_path: Path, receipt_key: Path) ->
 
     assert cose == cbor.encode(cose_public(-48, _load_key(cred.private_key_pem)))
     assert cbor.decode(cose)[1] == 7 and cbor.decode(cose)[3] == -48
+    # and the application's credential table gets the same bytes
+    app_db = tmp_path / "app.db"
+    synced = invoke(
+        "sync", "--target", f"sqlite:///{app_db}", "--create-table", "--db", lab.db, "--json"
+    )
+    assert synced.code == 0, synced.stderr
+    con = sqlite3.connect(app_db)
+    try:
+        (app_key,) = con.execute("SELECT public_key FROM webauthn_credentials").fetchone()
+    finally:
+        con.close()
+    assert bytes(app_key) == cose
 
     first = _step_up(lab, receipt_key)
     assert first.code == 0, first.stderr

@@ -431,3 +431,20 @@ def test_unknown_algorithm_in_self_attestation_is_refused_at_statement_and_algor
     fails = failed(decision)
     assert "-999" in fails["algorithm"]
     assert "-999" in fails["attestation.statement"]
+
+
+def test_stepup_refuses_a_stored_key_it_cannot_use() -> None:
+    key = _mldsa_key(-48)
+    pub = key.public_key().public_bytes_raw()
+    ad, cdj = b"\x00" * 37, b"{}"
+    sig = key.sign(ad + hashlib.sha256(cdj).digest())
+    check_signature(fido_cbor.encode({1: 7, 3: -48, -1: pub}), ad, cdj, sig)  # the control
+    with pytest.raises(StepUpRefused, match="COSE algorithm -999 is not one keyadmin verifies"):
+        check_signature(fido_cbor.encode({1: 7, 3: -999, -1: pub}), ad, cdj, sig)
+    with pytest.raises(StepUpRefused, match="carries a private key"):
+        check_signature(
+            fido_cbor.encode({1: 7, 3: -48, -1: pub, -2: key.private_bytes_raw()}), ad, cdj, sig
+        )
+    with pytest.raises(StepUpRefused, match="does not verify"):  # a 44 signature under a 65 key
+        other = _mldsa_key(-49).public_key().public_bytes_raw()
+        check_signature(fido_cbor.encode({1: 7, 3: -49, -1: other}), ad, cdj, sig)
