@@ -169,7 +169,7 @@ def _mldsa_public_key(alg: int, pub: bytes) -> PublicKeyTypes:
         from cryptography.hazmat.primitives.asymmetric import mldsa
     except ImportError:
         raise AttestationUnsupported(
-            f"{name} keys need a cryptography package with ML-DSA (install cryptography >= 50)",
+            f"{name} keys need a cryptography package with ML-DSA (50.x has it)",
             alg=alg,
         ) from None
     classes: dict[int, Any] = {

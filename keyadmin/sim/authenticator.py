@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from fido2 import cbor
 
 from keyadmin.sim import SOFTWARE_KEY_LABEL
-from keyadmin.sim.credkeys import ES256, check_available, generate
+from keyadmin.sim.credkeys import ES256, IMPLEMENTED, check_available, generate
 from keyadmin.sim.credkeys import cose_public as _cose_public
 from keyadmin.sim.credkeys import sign as _sign
 from keyadmin.sim.ctap import (
@@ -428,6 +428,7 @@ class SoftKey:
                 if isinstance(p, dict)
                 and p.get("type") == "public-key"
                 and p.get("alg") in s.algorithms
+                and p.get("alg") in IMPLEMENTED
             ),
             None,
         )

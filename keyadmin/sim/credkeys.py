@@ -24,7 +24,7 @@ ALGORITHMS: dict[str, int] = {
     "ML-DSA-65": ML_DSA_65,
     "ML-DSA-87": ML_DSA_87,
 }
-DEFAULT_ALGORITHMS = (ES256, EDDSA)
+IMPLEMENTED = frozenset(ALGORITHMS.values())
 
 
 def _mldsa_private_class(alg: int) -> Any:
@@ -40,7 +40,7 @@ def _mldsa_private_class(alg: int) -> Any:
 
 def check_available(alg: int) -> None:
     """Raise ValueError when this installation cannot make keys of ``alg``."""
-    if alg not in ALGORITHMS.values():
+    if alg not in IMPLEMENTED:
         raise ValueError(f"COSE algorithm {alg} is not one the software key implements")
     if alg in MLDSA:
         try:
