@@ -52,6 +52,9 @@ def test_sim_init_offers_the_algorithms_it_is_given(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["algorithms"] == ["ML-DSA-44"]
     shown = invoke("sim", "show", "--state", str(tmp_path / "pq.key"), "--json")
     assert json.loads(shown.stdout)["algorithms"] == ["ML-DSA-44"]
+    info = invoke("device", "info", "-d", f"sim:{tmp_path / 'pq.key'}")  # getInfo over HID
+    assert info.code == 0, info.stderr
+    assert "ML-DSA-44 (-48)" in info.stdout
     bad = invoke("sim", "init", "--state", str(tmp_path / "bad.key"), "--alg", "ML-DSA-99")
     assert bad.code == 2 and "unknown algorithm 'ML-DSA-99'" in bad.stderr
     assert not (tmp_path / "bad.key").exists()
