@@ -85,10 +85,23 @@ class ParsedRegistration:
     credential_id: bytes
     credential_public_key: Mapping[int, Any]
     credential_public_key_cbor: bytes
-    credential_key: PublicKeyTypes
+    credential_key: PublicKeyTypes | None  # None: an algorithm keyadmin does not verify
     algorithm: int
     extensions: Mapping[str, Any]
     x5c: tuple[x509.Certificate, ...]
+
+    def verified_key(self, what: str) -> PublicKeyTypes:
+        """The credential key, for a statement that must check a signature or compare a key
+        with it; an algorithm keyadmin does not verify makes that statement unsupported."""
+        if self.credential_key is None:
+            from keyadmin.attestation.errors import AttestationUnsupported
+
+            raise AttestationUnsupported(
+                f"credential public key algorithm {self.algorithm} is not one keyadmin "
+                f"verifies, so the {what} cannot be checked",
+                alg=self.algorithm,
+            )
+        return self.credential_key
 
     @property
     def cred_protect(self) -> int | None:

@@ -2,6 +2,11 @@
 
 Every statement signature goes through ``verify_signature``, which refuses a key whose
 type or curve does not match the COSE algorithm instead of guessing.
+
+ML-DSA (FIPS 204, RFC 9964) keys are COSE key type AKP (7) with the raw public key in
+parameter -1 ("pub"); they sign the message itself ("pure" ML-DSA, empty context). They need a
+``cryptography`` with the ``mldsa`` module (and a backend that has ML-DSA); without one an
+ML-DSA key is ``AttestationUnsupported``, never a crash.
 """
 
 from __future__ import annotations
@@ -27,12 +32,17 @@ ES256, ES384, ES512 = -7, -35, -36
 EDDSA, ED25519 = -8, -19
 RS256, RS384, RS512, RS1 = -257, -258, -259, -65535
 PS256, PS384, PS512 = -37, -38, -39
+ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
+
+# COSE key types (IANA COSE Key Types registry); AKP is RFC 9964's "Algorithm Key Pair".
+KTY_OKP, KTY_EC2, KTY_RSA, KTY_AKP = 1, 2, 3, 7
+AKP_PUB, AKP_PRIV = -1, -2
 
 
 @dataclass(frozen=True)
 class _Alg:
     name: str
-    family: str  # "ec", "rsa-pkcs1", "rsa-pss", "eddsa"
+    family: str  # "ec", "rsa-pkcs1", "rsa-pss", "eddsa", "mldsa"
     hash: hashes.HashAlgorithm | None
     curve: type[ec.EllipticCurve] | None = None
 
@@ -49,7 +59,18 @@ _ALGORITHMS: dict[int, _Alg] = {
     PS512: _Alg("PS512", "rsa-pss", hashes.SHA512()),
     EDDSA: _Alg("EdDSA", "eddsa", None),
     ED25519: _Alg("Ed25519", "eddsa", None),
+    ML_DSA_44: _Alg("ML-DSA-44", "mldsa", None),
+    ML_DSA_65: _Alg("ML-DSA-65", "mldsa", None),
+    ML_DSA_87: _Alg("ML-DSA-87", "mldsa", None),
     RS1: _Alg("RS1", "rsa-pkcs1", hashes.SHA1()),  # noqa: S303 - TPM statements only
+}
+# The COSE key type each algorithm family's keys have.
+_KTY_FOR_FAMILY = {
+    "ec": KTY_EC2,
+    "rsa-pkcs1": KTY_RSA,
+    "rsa-pss": KTY_RSA,
+    "eddsa": KTY_OKP,
+    "mldsa": KTY_AKP,
 }
 
 # RS1 (SHA-1) is allowed only where a format explicitly needs it (TPM statements made by
@@ -79,22 +100,30 @@ def _bytes_param(cose: Mapping[int, Any], label: int, what: str) -> bytes:
     return value
 
 
-def load_cose_key(cose: Mapping[int, Any]) -> tuple[PublicKeyTypes, int]:
-    """Turn a COSE_Key map into (cryptography public key, COSE alg); raise on anything odd."""
+def load_cose_key(cose: Mapping[int, Any]) -> tuple[PublicKeyTypes | None, int]:
+    """Turn a COSE_Key map into (cryptography public key, COSE alg); raise on anything odd.
+
+    An algorithm keyadmin does not verify (unknown, or RS1 for a credential) is not an error
+    here: the key is returned as None with its alg, so that the policy's ``algorithm`` rule
+    refuses it by number. A known algorithm whose key does not fit it is malformed."""
     kty = cose.get(1)
     alg = cose.get(3)
     if not isinstance(alg, int) or isinstance(alg, bool):
         raise AttestationMalformed("credential public key has no integer alg (label 3)")
-    if alg not in _ALGORITHMS or alg in WEAK_ALGORITHMS:
-        raise AttestationUnsupported(
-            f"credential public key algorithm {alg} is not supported", alg=alg
+    entry = _ALGORITHMS.get(alg)
+    if entry is None or alg in WEAK_ALGORITHMS:
+        return None, alg
+    if kty != _KTY_FOR_FAMILY[entry.family]:
+        raise AttestationMalformed(
+            f"credential public key of type {kty!r} does not fit algorithm {entry.name} "
+            f"(which needs key type {_KTY_FOR_FAMILY[entry.family]})"
         )
     key: PublicKeyTypes
     try:
-        if kty == 2:
+        if kty == KTY_EC2:
             crv = cose.get(-1)
             if not isinstance(crv, int) or crv not in _CURVES:
-                raise AttestationUnsupported(f"EC2 credential key on unsupported curve {crv!r}")
+                raise AttestationMalformed(f"EC2 credential key on unknown curve {crv!r}")
             x = _bytes_param(cose, -2, "x")
             y = _bytes_param(cose, -3, "y")
             size = (_CURVES[crv].key_size + 7) // 8
@@ -105,13 +134,13 @@ def load_cose_key(cose: Mapping[int, Any]) -> tuple[PublicKeyTypes, int]:
             key = ec.EllipticCurvePublicNumbers(
                 int.from_bytes(x, "big"), int.from_bytes(y, "big"), _CURVES[crv]
             ).public_key()
-        elif kty == 3:
+        elif kty == KTY_RSA:
             n = _bytes_param(cose, -1, "n")
             e = _bytes_param(cose, -2, "e")
             key = rsa.RSAPublicNumbers(
                 int.from_bytes(e, "big"), int.from_bytes(n, "big")
             ).public_key()
-        elif kty == 1:
+        elif kty == KTY_OKP:
             crv = cose.get(-1)
             x = _bytes_param(cose, -2, "x")
             if crv == 6:
@@ -119,13 +148,58 @@ def load_cose_key(cose: Mapping[int, Any]) -> tuple[PublicKeyTypes, int]:
             elif crv == 7:
                 key = ed448.Ed448PublicKey.from_public_bytes(x)
             else:
-                raise AttestationUnsupported(f"OKP credential key on unsupported curve {crv!r}")
+                raise AttestationMalformed(f"OKP credential key on unknown curve {crv!r}")
         else:
-            raise AttestationUnsupported(f"credential key type {kty!r} is not supported")
+            if AKP_PRIV in cose:
+                raise AttestationMalformed(
+                    "AKP credential key carries a private key (label -2): refused"
+                )
+            key = _mldsa_public_key(alg, _bytes_param(cose, AKP_PUB, "pub"))
     except (ValueError, UnsupportedAlgorithm) as e:
         raise AttestationMalformed(f"credential public key does not load: {e}") from None
     _check_key_matches_alg(key, alg, "credential public key")
     return key, alg
+
+
+def _mldsa_public_key(alg: int, pub: bytes) -> PublicKeyTypes:
+    """An ML-DSA public key from its raw encoding (FIPS 204 pkEncode); a wrong length is a
+    ValueError. A ``cryptography`` without ML-DSA is AttestationUnsupported."""
+    name = algorithm_name(alg)
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mldsa
+    except ImportError:
+        raise AttestationUnsupported(
+            f"{name} keys need a cryptography package with ML-DSA (50.x has it)",
+            alg=alg,
+        ) from None
+    classes: dict[int, Any] = {
+        ML_DSA_44: mldsa.MLDSA44PublicKey,
+        ML_DSA_65: mldsa.MLDSA65PublicKey,
+        ML_DSA_87: mldsa.MLDSA87PublicKey,
+    }
+    try:
+        key: PublicKeyTypes = classes[alg].from_public_bytes(pub)
+    except UnsupportedAlgorithm:
+        raise AttestationUnsupported(
+            f"{name} is not available in this cryptography build (its OpenSSL has no ML-DSA)",
+            alg=alg,
+        ) from None
+    return key
+
+
+def _mldsa_alg(key: PublicKeyTypes) -> int | None:
+    """The COSE alg of an ML-DSA public key; None for any other key."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mldsa
+    except ImportError:
+        return None
+    if isinstance(key, mldsa.MLDSA44PublicKey):
+        return ML_DSA_44
+    if isinstance(key, mldsa.MLDSA65PublicKey):
+        return ML_DSA_65
+    if isinstance(key, mldsa.MLDSA87PublicKey):
+        return ML_DSA_87
+    return None
 
 
 def _check_key_matches_alg(key: PublicKeyTypes, alg: int, what: str) -> _Alg:
@@ -150,6 +224,8 @@ def _check_key_matches_alg(key: PublicKeyTypes, alg: int, what: str) -> _Alg:
             raise AttestationInvalid(f"{what}: algorithm {entry.name} needs an EdDSA key")
         if alg == ED25519 and not isinstance(key, ed25519.Ed25519PublicKey):
             raise AttestationInvalid(f"{what}: algorithm Ed25519 needs an Ed25519 key")
+    elif entry.family == "mldsa" and _mldsa_alg(key) != alg:
+        raise AttestationInvalid(f"{what}: algorithm {entry.name} needs an {entry.name} key")
     return entry
 
 
@@ -181,6 +257,13 @@ def verify_signature(
                 padding.PSS(mgf=padding.MGF1(entry.hash), salt_length=padding.PSS.AUTO),
                 entry.hash,
             )
+        elif entry.family == "mldsa":
+            from cryptography.hazmat.primitives.asymmetric import mldsa
+
+            assert isinstance(
+                key, (mldsa.MLDSA44PublicKey, mldsa.MLDSA65PublicKey, mldsa.MLDSA87PublicKey)
+            )
+            key.verify(signature, message)  # pure ML-DSA, empty context (RFC 9964)
         else:
             assert isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey))
             key.verify(signature, message)

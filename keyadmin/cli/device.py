@@ -72,6 +72,7 @@ def info(
     from keyadmin.config import database_url
     from keyadmin.errors import PolicyRefused
     from keyadmin.flows.devices import device_report
+    from keyadmin.policy.model import ALGORITHM_NAMES
 
     loaded = None
     if policy is not None:
@@ -107,7 +108,7 @@ def info(
             ("min PIN length", result.min_pin_length),
             ("force PIN change", result.force_pin_change),
             ("remaining disc. creds", result.remaining_discoverable_credentials),
-            ("algorithms", list(result.algorithms)),
+            ("algorithms", [f"{ALGORITHM_NAMES.get(a, 'COSE')} ({a})" for a in result.algorithms]),
             ("transports", list(result.transports)),
             ("PIN/UV protocols", list(result.pin_uv_protocols)),
             ("certifications", result.certifications),

@@ -85,14 +85,23 @@ def init(
     ),
     fault_ctap_error: str = typer.Option("0x7F", help="With --fault ctap-error: the status byte."),
     fault_delay: float = typer.Option(0.0, help="With --fault slow: seconds per reply."),
+    alg: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--alg",
+        help="Credential algorithm the key offers (repeatable, in its order): ES256, EdDSA, "
+        "ML-DSA-44, ML-DSA-65, ML-DSA-87. Default: ES256 and EdDSA.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing state file."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Create a SOFTWARE key in a new state file, with its own lab attestation PKI.
 
     Example: keyadmin sim init --state lab.key --firmware 5.4.3 --counter-mode global
+
+    Example (post-quantum credentials): keyadmin sim init --state pq.key --alg ML-DSA-44
     """
     from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.credkeys import ALGORITHMS
 
     if state.exists() and not force:
         raise UsageError(f"{state} exists", hint="pass --force to replace that software key")
@@ -101,6 +110,9 @@ def init(
         if name not in FAULT_COMMANDS:
             raise UsageError(f"unknown command {name!r}", hint=", ".join(FAULT_COMMANDS))
         commands.append(FAULT_COMMANDS[name])
+    unknown = [a for a in alg if a not in ALGORITHMS]
+    if unknown:
+        raise UsageError(f"unknown algorithm {unknown[0]!r}", hint=", ".join(ALGORITHMS))
     try:
         key = SoftKey.create(
             state,
@@ -115,6 +127,7 @@ def init(
             fault_commands=commands,
             fault_ctap_error=_int_auto(fault_ctap_error),
             fault_delay=fault_delay,
+            algorithms=[ALGORITHMS[a] for a in alg],
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -123,6 +136,9 @@ def init(
 
 def _show(key: object, json_out: bool, title: str) -> None:
     from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.credkeys import ALGORITHMS
+
+    alg_names = {v: k for k, v in ALGORITHMS.items()}
 
     assert isinstance(key, SoftKey)
     s = key.state
@@ -132,6 +148,7 @@ def _show(key: object, json_out: bool, title: str) -> None:
         "aaguid": s.aaguid,
         "firmware": _firmware_text(s.firmware),
         "attestation": s.attestation,
+        "algorithms": [alg_names.get(a, str(a)) for a in s.algorithms],
         "counter_mode": s.counter_mode
         + (f" (after {s.rollback_after})" if s.rollback_after else ""),
         "backup_eligible": s.backup_eligible,

@@ -24,7 +24,8 @@ from typing import Any
 from keyadmin.device.errors import device_errors
 from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused
 
-ALG_NAMES = {-7: "ES256", -8: "EdDSA"}
+#: pubKeyCredParams in the RP's order of preference; only those the policy allows are sent.
+_REQUESTED_ALGORITHMS = (-7, -8, -48, -49, -50)  # ES256, EdDSA, ML-DSA-44/65/87
 
 
 class EnrolmentRefused(PolicyRefused):
@@ -257,7 +258,11 @@ def enrol(
                 "stage": "ceremony",
                 "aaguid": info.aaguid,
                 "reasons": [
-                    {"rule": "registry.duplicate", "outcome": "fail", "detail": refused.message}
+                    {
+                        "rule": refused.data.get("rule", "registry.duplicate"),
+                        "outcome": "fail",
+                        "detail": refused.message,
+                    }
                 ],
             },
         )
@@ -320,7 +325,9 @@ def enrol(
                 removed_from_key=removed,
                 logged=not unlogged,
             )
-        evidence = decision.evidence.to_dict() if decision.evidence is not None else {}
+        if decision.evidence is None:  # an allowed decision always rests on verified evidence
+            raise KeyadminError("internal: an allowed decision without evidence")
+        evidence = decision.evidence.to_dict()
         with transaction(db_url) as s:
             u = registry.get_or_create_user(s, user, display_name, user_handle=user_handle)
             policy_id = registry.record_policy(
@@ -334,7 +341,8 @@ def enrol(
                 s,
                 user=u,
                 credential_id=cred_id,
-                public_key_cose=_cose_bytes(cred_data.public_key),
+                # the COSE_Key exactly as the authenticator encoded it in authData
+                public_key_cose=decision.evidence.credential_public_key_cbor,
                 sign_count=auth_data.counter,
                 aaguid=aaguid,
                 transports=list(info.transports),
@@ -386,12 +394,6 @@ def enrol(
     )
 
 
-def _cose_bytes(public_key: Any) -> bytes:
-    from fido2 import cbor
-
-    return bytes(cbor.encode(dict(public_key)))
-
-
 def _make_credential(
     session: Any,
     interaction: Any,
@@ -427,7 +429,7 @@ def _make_credential(
         }
         extensions["credentialProtectionPolicy"] = names[policy.credential.cred_protect]
         extensions["enforceCredentialProtectionPolicy"] = True
-    algs = [a for a in (-7, -8) if a in policy.credential.algorithms]
+    algs = [a for a in _REQUESTED_ALGORITHMS if a in policy.credential.algorithms]
     options = PublicKeyCredentialCreationOptions(
         rp=PublicKeyCredentialRpEntity(name=policy.name, id=rp.rp_id),
         user=PublicKeyCredentialUserEntity(
@@ -463,6 +465,17 @@ def _make_credential(
             raise EnrolmentRefused(
                 f"this key already holds a credential of {user} in the registry",
                 hint="the same key cannot be enrolled twice for one user; use another key",
+            ) from None
+        if isinstance(inner, CtapError) and inner.code == CtapError.ERR.UNSUPPORTED_ALGORITHM:
+            from keyadmin.policy.model import ALGORITHM_NAMES
+
+            wanted = ", ".join(ALGORITHM_NAMES.get(a, str(a)) for a in algs) or "none"
+            raise EnrolmentRefused(
+                f"the key makes credentials with none of the algorithms requested ({wanted}; "
+                "the policy's credential.algorithms that enrolment can request)",
+                hint="use a key that supports one of them, or a policy allowing the key's "
+                "algorithms (keyadmin device info lists them)",
+                rule="algorithm",
             ) from None
         raise
 

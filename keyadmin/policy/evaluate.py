@@ -113,15 +113,18 @@ def _skip_unparsed(ctx: _Ctx) -> tuple[Outcome, str] | None:
 
 
 def rule_parse(ctx: _Ctx) -> tuple[Outcome, str]:
-    from keyadmin.attestation import AttestationMalformed, parse_registration
+    from keyadmin.attestation import AttestationError, parse_registration
 
     try:
         ctx.parsed = parse_registration(ctx.attestation_object, ctx.client_data_json)
-    except AttestationMalformed as e:
+    except AttestationError as e:
         ctx.parse_error = e.reason
-        return "fail", f"malformed registration: {e.reason}"
+        return "fail", str(e)
     p = ctx.parsed
-    return "pass", f"{p.fmt} registration, AAGUID {p.aaguid}, flags 0x{p.flags.raw:02x}"
+    return "pass", (
+        f"{p.fmt} registration, AAGUID {p.aaguid}, flags 0x{p.flags.raw:02x}, "
+        f"credential key {ALGORITHM_NAMES.get(p.algorithm, f'COSE {p.algorithm}')}"
+    )
 
 
 def rule_rp_id(ctx: _Ctx) -> tuple[Outcome, str]:
@@ -595,12 +598,14 @@ def rule_algorithm(ctx: _Ctx) -> tuple[Outcome, str]:
     if (s := _skip_unparsed(ctx)) is not None:
         return s
     alg = ctx.parsed.algorithm
-    name = ALGORITHM_NAMES.get(alg, f"COSE {alg}")
-    if alg in ctx.policy.credential.algorithms:
-        return "pass", f"{name} is allowed"
     allowed = ", ".join(
         sorted(ALGORITHM_NAMES.get(a, str(a)) for a in ctx.policy.credential.algorithms)
     )
+    if ctx.parsed.credential_key is None:
+        return "fail", (f"COSE algorithm {alg} is not one keyadmin verifies (allowed: {allowed})")
+    name = ALGORITHM_NAMES.get(alg, f"COSE {alg}")
+    if alg in ctx.policy.credential.algorithms:
+        return "pass", f"{name} is allowed"
     return "fail", f"{name} is not allowed (allowed: {allowed})"
 
 

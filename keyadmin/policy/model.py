@@ -22,6 +22,9 @@ ALGORITHMS: dict[str, int] = {
     "ES512": -36,
     "PS256": -37,
     "RS256": -257,
+    "ML-DSA-44": -48,  # FIPS 204 / RFC 9964, COSE key type AKP
+    "ML-DSA-65": -49,
+    "ML-DSA-87": -50,
 }
 ALGORITHM_NAMES: dict[int, str] = {v: k for k, v in ALGORITHMS.items()}
 

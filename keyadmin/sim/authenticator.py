@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives import serialization
 from fido2 import cbor
 
 from keyadmin.sim import SOFTWARE_KEY_LABEL
+from keyadmin.sim.credkeys import ES256, IMPLEMENTED, check_available, generate
+from keyadmin.sim.credkeys import cose_public as _cose_public
+from keyadmin.sim.credkeys import sign as _sign
 from keyadmin.sim.ctap import (
     FLAG_AT,
     FLAG_BE,
@@ -58,9 +60,6 @@ from keyadmin.sim.state import (
 
 log = logging.getLogger(__name__)
 
-ES256 = -7
-EDDSA = -8
-SUPPORTED_ALGS = (ES256, EDDSA)
 MAX_MSG_SIZE = 1200
 MAX_CRED_COUNT_IN_LIST = 8
 MAX_CRED_ID_LENGTH = 64
@@ -68,26 +67,6 @@ MAX_RPIDS_FOR_MIN_PIN = 4
 DEFAULT_FAULT_COMMANDS = (Cmd.MAKE_CREDENTIAL, Cmd.GET_ASSERTION, Cmd.GET_NEXT_ASSERTION)
 
 Keepalive = Callable[[int], None]
-
-
-def _cose_public(alg: int, key: Any) -> dict[int, Any]:
-    if alg == ES256:
-        nums = key.public_key().public_numbers()
-        return {
-            1: 2,
-            3: ES256,
-            -1: 1,
-            -2: nums.x.to_bytes(32, "big"),
-            -3: nums.y.to_bytes(32, "big"),
-        }
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {1: 1, 3: EDDSA, -1: 6, -2: raw}
-
-
-def _sign(alg: int, key: Any, message: bytes) -> bytes:
-    if alg == ES256:
-        return bytes(key.sign(message, ec.ECDSA(hashes.SHA256())))
-    return bytes(key.sign(message))
 
 
 def _load_key(pem: str) -> Any:
@@ -192,8 +171,11 @@ class SoftKey:
         fault_ctap_error: int = Err.OTHER,
         fault_delay: float = 0.0,
         transports: list[str] | None = None,
+        algorithms: list[int] | None = None,
     ) -> SoftKey:
-        """Create a new key with a fresh lab PKI; write it to ``state_path`` (unless None)."""
+        """Create a new key with a fresh lab PKI; write it to ``state_path`` (unless None).
+
+        ``algorithms``: the COSE algorithms its credentials may use (default ES256, EdDSA)."""
         if counter_mode not in COUNTER_MODES:
             raise ValueError(f"counter mode must be one of {', '.join(COUNTER_MODES)}")
         if attestation not in ATTESTATION_MODES:
@@ -218,6 +200,10 @@ class SoftKey:
             state.firmware = firmware
         if transports:
             state.transports = list(transports)
+        if algorithms:
+            for alg in algorithms:
+                check_available(alg)
+            state.algorithms = list(dict.fromkeys(algorithms))
         pki = generate_lab_pki(state.aaguid, leaf_under_root=attestation == "fido-u2f")
         state.root_cert_pem, state.root_key_pem = pki.root_cert_pem, pki.root_key_pem
         state.intermediate_cert_pem = pki.intermediate_cert_pem
@@ -368,7 +354,7 @@ class SoftKey:
             0x07: MAX_CRED_COUNT_IN_LIST,
             0x08: MAX_CRED_ID_LENGTH,
             0x09: list(s.transports),
-            0x0A: [{"type": "public-key", "alg": a} for a in SUPPORTED_ALGS],
+            0x0A: [{"type": "public-key", "alg": a} for a in s.algorithms],
             0x0C: s.force_pin_change,
             0x0D: s.min_pin_length,
             0x0E: s.firmware,
@@ -441,7 +427,8 @@ class SoftKey:
                 for p in cred_params
                 if isinstance(p, dict)
                 and p.get("type") == "public-key"
-                and p.get("alg") in SUPPORTED_ALGS
+                and p.get("alg") in s.algorithms
+                and p.get("alg") in IMPLEMENTED
             ),
             None,
         )
@@ -481,11 +468,7 @@ class SoftKey:
             for old in same_user:  # one discoverable credential per (RP, user)
                 s.credentials.remove(old)
 
-        key: Any = (
-            ec.generate_private_key(ec.SECP256R1())
-            if alg == ES256
-            else ed25519.Ed25519PrivateKey.generate()
-        )
+        key: Any = generate(alg)
         cred = Credential(
             credential_id=b64e(os.urandom(32)),
             rp_id=rp_id,

@@ -83,6 +83,7 @@ class KeyState:
     backup_eligible: bool = False
     backed_up: bool = False
     transports: list[str] = field(default_factory=lambda: ["usb", "nfc"])
+    algorithms: list[int] = field(default_factory=lambda: [-7, -8])  # COSE: ES256, EdDSA
     max_discoverable: int = 25
     faults: list[str] = field(default_factory=list)
     fault_commands: list[int] = field(default_factory=list)

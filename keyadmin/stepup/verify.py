@@ -303,7 +303,6 @@ def verifier_for(cose_key: bytes) -> Verifier:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
     from fido2 import cbor
-    from fido2.cose import CoseKey
 
     params = cbor.decode(cose_key)
     if not isinstance(params, dict):
@@ -325,10 +324,31 @@ def verifier_for(cose_key: bytes) -> Verifier:
             ed.verify(signature, message)
 
         return eddsa
-    key = CoseKey.parse(params)
+    return _cose_verifier(params)
+
+
+def _cose_verifier(params: Mapping[int, Any]) -> Verifier:
+    """Every other algorithm (ML-DSA, ES384, RS256, ...) through keyadmin's one COSE reader."""
+    from cryptography.exceptions import InvalidSignature
+
+    from keyadmin.attestation.errors import AttestationError
+    from keyadmin.attestation.signatures import load_cose_key, verify_signature
+
+    try:
+        key, alg = load_cose_key(params)
+    except AttestationError as e:
+        raise StepUpRefused(f"the registered public key cannot be used: {e.reason}") from None
+    if key is None:
+        raise StepUpRefused(
+            f"the registered key's COSE algorithm {alg} is not one keyadmin verifies"
+        )
+    checked_key = key
 
     def other(message: bytes, signature: bytes) -> None:
-        key.verify(message, signature)
+        try:
+            verify_signature(checked_key, alg, message, signature, what="assertion signature")
+        except AttestationError:
+            raise InvalidSignature from None
 
     return other
 

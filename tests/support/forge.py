@@ -94,12 +94,16 @@ def packed_registration(
     flags: int = 0x45,
     rp_id: str = "example.com",
     origin: str = "https://example.com",
+    cose: dict[int, Any] | None = None,
 ) -> tuple[bytes, bytes]:
-    """(attestationObject, clientDataJSON) of a packed full-attestation registration."""
+    """(attestationObject, clientDataJSON) of a packed full-attestation registration; the
+    credential key is a fresh ES256 key unless ``cose`` gives another COSE_Key."""
     from fido2 import cbor
 
-    cred = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
-    cose = {1: 2, 3: -7, -1: 1, -2: cred.x.to_bytes(32, "big"), -3: cred.y.to_bytes(32, "big")}
+    if cose is None:
+        cred = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+        x, y = cred.x.to_bytes(32, "big"), cred.y.to_bytes(32, "big")
+        cose = {1: 2, 3: -7, -1: 1, -2: x, -3: y}
     cred_id = os.urandom(16)
     auth = (
         hashlib.sha256(rp_id.encode()).digest()

@@ -75,7 +75,7 @@ def verify_android_key(parsed: ParsedRegistration, at: datetime) -> StatementRes
     verify_signature(
         cert.public_key(), alg, signed_data(parsed), sig, what="android-key statement signature"
     )
-    if not same_key(cert.public_key(), parsed.credential_key):
+    if not same_key(cert.public_key(), parsed.verified_key("android-key key comparison")):
         raise AttestationInvalid("android-key certificate key differs from the credential key")
     desc = read_key_description(cert)
     check_key_description(desc, parsed.client_data_hash)

@@ -32,7 +32,7 @@ def verify_apple(parsed: ParsedRegistration, at: datetime) -> StatementResult:
     expected = hashlib.sha256(signed_data(parsed)).digest()
     if not hmac.compare_digest(nonce, expected):
         raise AttestationInvalid("apple nonce does not equal SHA-256(authData || clientDataHash)")
-    if not same_key(cert.public_key(), parsed.credential_key):
+    if not same_key(cert.public_key(), parsed.verified_key("apple key comparison")):
         raise AttestationInvalid("apple credential public key differs from the certificate's key")
     return StatementResult(AttestationType.ANONCA, parsed.x5c)
 

@@ -45,7 +45,7 @@ def verify_packed(parsed: ParsedRegistration, at: datetime) -> StatementResult:
             f"{parsed.algorithm}"
         )
     verify_signature(
-        parsed.credential_key,
+        parsed.verified_key("packed self attestation"),
         alg,
         signed_data(parsed),
         sig,

@@ -133,7 +133,7 @@ def check_pub_area_key(pub_area: TpmPublicFormat, parsed: ParsedRegistration) ->
         key = pub_area.public_key()
     except _TPM_PARSE_ERRORS as e:
         raise AttestationMalformed(f"tpm pubArea key does not load: {e}") from None
-    if not same_key(key, parsed.credential_key):
+    if not same_key(key, parsed.verified_key("tpm pubArea key comparison")):
         raise AttestationInvalid("tpm pubArea key differs from the credential public key")
 
 
