@@ -31,6 +31,19 @@ def utc_text(at: datetime) -> str:
     return at.isoformat(timespec="microseconds")
 
 
+def body_parts(
+    at: str, actor: str, action: str, subject: str | None, details: str
+) -> tuple[str, str]:
+    """A row's canonical text before and after its seq (the database that assigns the seq
+    under its own lock hashes ``prev + "\\n" + before + seq + after``, as ``row_hash_text``)."""
+    subj = "null" if subject is None else _json_str(subject)
+    return (
+        f'{{"action":{_json_str(action)},"actor":{_json_str(actor)},"at":{_json_str(at)},'
+        f'"details":{_json_str(details)},"seq":',
+        f',"subject":{subj}}}',
+    )
+
+
 def _canonical_row(
     seq: int, at: str, actor: str, action: str, subject: str | None, details: str
 ) -> str:
@@ -38,11 +51,8 @@ def _canonical_row(
     walking a dict: the keys in sorted order, each string escaped by the same function
     ``json.dumps(..., ensure_ascii=False)`` uses (tests/unit/test_store_audit.py compares
     the two on generated rows)."""
-    subj = "null" if subject is None else _json_str(subject)
-    return (
-        f'{{"action":{_json_str(action)},"actor":{_json_str(actor)},"at":{_json_str(at)},'
-        f'"details":{_json_str(details)},"seq":{int(seq)},"subject":{subj}}}'
-    )
+    before, after = body_parts(at, actor, action, subject, details)
+    return f"{before}{int(seq)}{after}"
 
 
 def row_hash(

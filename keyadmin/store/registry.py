@@ -387,9 +387,12 @@ def set_counter(
             "to": value,
             "reason": reason,
             "state": state.credential_state(
-                credential_id=bytes.fromhex(record.credential_id), user=record.user,
-                public_key=bytes.fromhex(record.public_key_cose), aaguid=record.aaguid,
-                status=record.status, counter=value,
+                credential_id=bytes.fromhex(record.credential_id),
+                user=record.user,
+                public_key=bytes.fromhex(record.public_key_cose),
+                aaguid=record.aaguid,
+                status=record.status,
+                counter=value,
             ),  # fmt: skip
         },
     )

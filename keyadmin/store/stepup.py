@@ -45,6 +45,9 @@ from keyadmin.store.db import (
     drop_hot_connection,
     get_engine,
     hot_sqlite_connection,
+    sqlite_file,
+    writer_lock,
+    writer_unlock,
 )
 
 
@@ -332,29 +335,37 @@ class FinishConnection:
         return self._commit_postgres(w) if self.postgres else self._commit_sqlite(w)
 
     def _commit_postgres(self, w: _Write) -> tuple[CommitOutcome, int | None]:
-        """Lock order as everywhere else (challenge, credential, audit head): take the
-        challenge, the compare-and-set, the head FOR UPDATE; then the audit row, the head and
-        change_seq in ONE statement (all three rows are this transaction's own by then)."""
+        """Two statements and COMMIT. The first takes the challenge and compare-and-sets the
+        counter (lock order as everywhere else: challenge, credential). The second takes the
+        audit head, appends the row, whose seq and hash the server computes under the head's
+        lock, and stamps change_seq; it is pipelined with COMMIT, so the one lock every
+        step-up shares is held for that statement and the commit, not for round trips."""
         with _transaction(self.raw, write=True) as r:
             now = r.time(w.at)
-            if r.rowcount(_TAKE, {"now": now, "id": w.challenge_id}) != 1:
+            taken, cas = r.execute(
+                _TAKE_AND_CAS_STRICT_PG if w.counter_checked else _TAKE_AND_CAS_ZERO_PG,
+                {"now": now, "cid": w.challenge_id, "new": w.new_count,
+                 "id": w.credential_row_id},
+            ).fetchone()  # fmt: skip
+            if taken != 1:
                 r.rollback()
                 return CommitOutcome.CHALLENGE_GONE, None
-            cas = r.rowcount(
-                _CAS_STRICT if w.counter_checked else _CAS_ZERO,
-                {"new": w.new_count, "now": now, "id": w.credential_row_id},
-            )
             if cas != 1:
                 r.rollback()
                 return CommitOutcome.COUNTER_REFUSED, None
-            head_seq, prev_hash = r.execute(_HEAD_FOR_UPDATE).fetchone()
-            seq = int(head_seq) + 1
-            at_text = audit.utc_text(w.at)
-            r.execute(
-                _APPEND_AND_STAMP_PG,
-                {**_audit_row(w, seq, prev_hash, at_text, now), "id": w.credential_row_id},
+            before, after = audit.body_parts(
+                audit.utc_text(w.at), w.actor, "stepup.ok", w.subject, w.details_text
             )
-            return CommitOutcome.OK, seq
+            params = {"before": before, "after": after, "at": now, "actor": w.actor,
+                      "subject": w.subject, "details": w.details_text,
+                      "id": w.credential_row_id}  # fmt: skip
+            conn = getattr(r.conn, "dbapi_connection", r.conn)  # psycopg's own connection
+            with conn.pipeline():
+                cur = r.execute(_APPEND_AND_STAMP_PG, params)
+                conn.commit()
+            r.finished = True
+            seq, _digest = cur.fetchone()
+            return CommitOutcome.OK, int(seq)
 
     def _commit_sqlite(self, w: _Write) -> tuple[CommitOutcome, int | None]:
         """BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
@@ -364,9 +375,12 @@ class FinishConnection:
         at_text = audit.utc_text(w.at)
         now = at_text.replace("T", " ", 1)  # SQLAlchemy's SQLite DateTime text
         cur = self.raw.cur
+        path = sqlite_file(self.url)
         with _database_errors():
-            cur.execute("BEGIN IMMEDIATE")
+            if path is not None:
+                writer_lock(path)
             try:
+                cur.execute("BEGIN IMMEDIATE")
                 cur.execute(_TAKE, {"now": now, "id": w.challenge_id})
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
@@ -388,6 +402,9 @@ class FinishConnection:
                 if self._conn is not None and self._conn.in_transaction:
                     cur.execute("ROLLBACK")
                 raise
+            finally:
+                if path is not None:
+                    writer_unlock(path)
         return CommitOutcome.OK, seq
 
 
@@ -573,21 +590,10 @@ def load_context(
 
 # ----------------------------------------------------------------------------- the hot path
 _HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
-_HEAD_FOR_UPDATE = "SELECT seq, hash FROM ka_audit_head WHERE id = 1 FOR UPDATE"
 #: Single use: the challenge is taken only while unused and unexpired.
 _TAKE = (
     "UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
     "WHERE id = :id AND used_at IS NULL AND expires_at > :now"
-)
-#: The compare-and-set: one row changes only when the stored counter is below the new one.
-_CAS_STRICT = (
-    "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now "
-    "WHERE id = :id AND status = 'active' AND sign_count < :new"
-)
-#: A credential that never counts (policy counter = "allow-zero"): it must still read 0.
-_CAS_ZERO = (
-    "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now "
-    "WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
 )
 #: The same guards, stamping change_seq (the audit seq of this change) in the same UPDATE.
 _CAS_STRICT_SEQ = (
@@ -598,12 +604,30 @@ _CAS_ZERO_SEQ = (
     "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now, "
     "change_seq = :seq WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
 )
-#: PostgreSQL: the audit row, the head and change_seq in one statement (one round trip).
+#: PostgreSQL: take the challenge and compare-and-set the counter in one statement; the
+#: credential is updated only when the challenge was taken (``FROM t``).
+_TAKE_AND_CAS_PG = (
+    "WITH t AS (UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
+    "WHERE id = :cid AND used_at IS NULL AND expires_at > :now RETURNING id), "
+    "c AS (UPDATE ka_credential k SET sign_count = :new, last_used_at = :now, updated_at = :now "
+    "FROM t WHERE k.id = :id AND k.status = 'active' AND {guard} RETURNING k.id) "
+    "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM c)"
+)
+_TAKE_AND_CAS_STRICT_PG = _TAKE_AND_CAS_PG.format(guard="k.sign_count < :new")
+_TAKE_AND_CAS_ZERO_PG = _TAKE_AND_CAS_PG.format(guard="k.sign_count = 0 AND :new = 0")
+#: PostgreSQL: the head (locked; under READ COMMITTED ``old`` is its newest version), the
+#: audit row hashed by the server exactly as ``audit.row_hash_text`` hashes it, the new head
+#: and change_seq, in one statement.
 _APPEND_AND_STAMP_PG = (
-    "WITH a AS (INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
-    "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)), "
-    "h AS (UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1) "
-    "UPDATE ka_credential SET change_seq = :seq WHERE id = :id"
+    "WITH old AS (SELECT seq, hash FROM ka_audit_head WHERE id = 1 FOR UPDATE), "
+    "h AS (UPDATE ka_audit_head SET seq = old.seq + 1, hash = encode(sha256(convert_to("
+    "old.hash || chr(10) || :before || CAST(old.seq + 1 AS text) || :after, 'UTF8')), 'hex') "
+    "FROM old WHERE ka_audit_head.id = 1 "
+    "RETURNING ka_audit_head.seq AS seq, old.hash AS prev, ka_audit_head.hash AS hash), "
+    "a AS (INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
+    "SELECT h.seq, :at, :actor, 'stepup.ok', :subject, :details, h.prev, h.hash FROM h) "
+    "UPDATE ka_credential SET change_seq = h.seq FROM h WHERE ka_credential.id = :id "
+    "RETURNING h.seq, h.hash"
 )
 _INSERT_AUDIT = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
