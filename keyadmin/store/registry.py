@@ -177,6 +177,7 @@ def add_credential(
     metadata_no: int | None,
     operator: str,
     witness: str | None,
+    authority: dict[str, Any] | None = None,
 ) -> CredentialRecord:
     from sqlmodel import select
 
@@ -229,6 +230,7 @@ def add_credential(
             "policy_sha256": policy.sha256 if policy else None,
             "metadata_no": metadata_no,
             "witness": witness,
+            **({"authority": authority} if authority is not None else {}),
         },
     )
     row.change_seq = entry.seq
@@ -305,8 +307,15 @@ ALLOWED_TRANSITIONS = {
 
 
 def change_status(
-    session: Any, ref: str | int, verb: str, *, reason: str, actor: str
+    session: Any,
+    ref: str | int,
+    verb: str,
+    *,
+    reason: str,
+    actor: str,
+    authority: dict[str, Any] | None = None,
 ) -> CredentialRecord:
+    """``authority`` (keyadmin.flows.authority's evidence) goes into the log row's details."""
     from keyadmin.store.models import CredentialRow
 
     if verb not in ALLOWED_TRANSITIONS:
@@ -332,6 +341,7 @@ def change_status(
             "from": record.status,
             "to": after,
             "reason": reason,
+            **({"authority": authority} if authority is not None else {}),
         },
     )
     row.change_seq = entry.seq
