@@ -71,7 +71,9 @@ def _change(
     url = _db(db)
     wanted = check_roles(roles)
     action = "operator.add" if add else "operator.remove"
-    authority = authorize_cli(url, action, {"user": user, "roles": wanted}, operator, operator_device)
+    authority = authorize_cli(
+        url, action, {"user": user, "roles": wanted}, operator, operator_device
+    )
     change = change_roles(url, authority, user, wanted, add=add)
     _show(change, json_out, f"{user}: roles now {', '.join(change.roles) or '(none)'}")
 

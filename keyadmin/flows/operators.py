@@ -68,7 +68,9 @@ def bootstrap(db_url: str, user: str, device: Any, interaction: Any) -> Operator
     roles = list(operators.ROLES)
     if not _lab(db_url):
         raise NotAuthorized("an operator exists already; bootstrap happens once per registry")
-    proof = prove(db_url, "operator.bootstrap", {"user": user, "roles": roles}, user, device, interaction)
+    proof = prove(
+        db_url, "operator.bootstrap", {"user": user, "roles": roles}, user, device, interaction
+    )
     with transaction(db_url) as s:
         operators.lock(s)
         if operators.any_operator(s):  # another bootstrap won the race
@@ -164,7 +166,12 @@ def login(
     _require_role(db_url, operator, None, "operator.login")
     sid = secrets.token_hex(16)
     proof = prove(
-        db_url, "operator.login", {"session": sid, "minutes": minutes}, operator, device, interaction
+        db_url,
+        "operator.login",
+        {"session": sid, "minutes": minutes},
+        operator,
+        device,
+        interaction,
     )
     secret = os.urandom(32)
     now = datetime.now(UTC)

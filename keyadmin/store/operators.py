@@ -233,7 +233,7 @@ def _credentials(session: Any, where: Any) -> list[OperatorCredential]:
 def active_credentials(session: Any, user: str) -> list[OperatorCredential]:
     from sqlmodel import col
 
-    from keyadmin.store.models import CredentialRow, UserRow
+    from keyadmin.store.models import UserRow
 
     return [
         c

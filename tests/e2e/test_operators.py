@@ -133,7 +133,12 @@ def test_operator_cannot_witness_themself_under_a_claimed_name(team) -> None:
 def test_the_witness_must_be_an_operator_with_the_enrol_role(team) -> None:
     lab, olivia_key, _bob_key = team
     carol_key = _key(lab, "carol")
-    assert _enrol_lab(lab, "carol", carol_key, *_as("olivia", olivia_key), input=f"{PIN}\n{PIN}\n").code == 0
+    assert (
+        _enrol_lab(
+            lab, "carol", carol_key, *_as("olivia", olivia_key), input=f"{PIN}\n{PIN}\n"
+        ).code
+        == 0
+    )
     alice_key = _key(lab, "alice")
     out = _enrol_lab(
         lab, "alice", alice_key, *_as("olivia", olivia_key),
@@ -205,7 +210,9 @@ def test_roles_are_enforced_and_managed_by_operator_admins(team) -> None:
     listed = json.loads(invoke("operator", "list", "--db", lab.db, "--json").stdout)
     assert {o["user"]: sorted(o["roles"]) for o in listed} == {
         "bob": ["enrol", "lifecycle"],
-        "olivia": sorted(["audit", "device", "enrol", "lifecycle", "metadata", "operator-admin", "sync"]),
+        "olivia": sorted(
+            ["audit", "device", "enrol", "lifecycle", "metadata", "operator-admin", "sync"]
+        ),
     }
     # bob has no operator-admin role
     denied = invoke("operator", "add", "bob", "--role", "sync", "--db", lab.db,
@@ -213,12 +220,19 @@ def test_roles_are_enforced_and_managed_by_operator_admins(team) -> None:
     assert denied.code == 3 and "operator-admin" in denied.stderr
     # bob may suspend carol's key (lifecycle), authorized by his own key
     carol_key = _key(lab, "carol")
-    assert _enrol_lab(lab, "carol", carol_key, *_as("olivia", olivia_key), input=f"{PIN}\n{PIN}\n").code == 0
+    assert (
+        _enrol_lab(
+            lab, "carol", carol_key, *_as("olivia", olivia_key), input=f"{PIN}\n{PIN}\n"
+        ).code
+        == 0
+    )
     ok = invoke("creds", "suspend", "3", "--reason", "travel", "--force", "--db", lab.db,
                 *_as("bob", bob_key), input=f"{PIN}\n")  # fmt: skip
     assert ok.code == 0, ok.stderr
     row = _log(lab)[-1]
-    assert row["action"] == "credential.suspend" and row["details"]["authority"]["operator"] == "bob"
+    assert (
+        row["action"] == "credential.suspend" and row["details"]["authority"]["operator"] == "bob"
+    )
     removed = invoke("operator", "remove", "bob", "--role", "lifecycle", "--db", lab.db,
                      *_as("olivia", olivia_key), input=f"{PIN}\n")  # fmt: skip
     assert removed.code == 0, removed.stderr
@@ -246,7 +260,8 @@ def test_session_login_use_logout(team, home: Path) -> None:
     secret = json.loads(files[0].read_text())["secret"]
     with get_engine(lab.db).connect() as conn:
         stored = conn.execute(text("SELECT secret_sha256 FROM ka_operator_session")).scalar()
-        dump = json.dumps([list(r) for r in conn.execute(text("SELECT * FROM ka_operator_session"))], default=str)  # fmt: skip
+        rows = conn.execute(text("SELECT * FROM ka_operator_session")).all()
+    dump = json.dumps([list(r) for r in rows], default=str)
     assert secret not in dump and stored != secret and len(stored) == 64
     # a revoke by session: no key, no PIN
     ok = invoke("creds", "suspend", "2", "--reason", "travel", "--force", "--db", lab.db)
@@ -289,3 +304,41 @@ def test_verify_log_catches_an_edited_action_or_signature(team) -> None:
     assert out.code == 1
     report = json.loads(out.stdout)
     assert report["ok"] is False and report["problems"][0]["seq"] == row["seq"]
+
+
+def test_deleting_the_roles_to_regain_lab_mode_shows_in_verify_log(team) -> None:
+    """Someone with write access to the database deletes every role: commands run in lab mode
+    again, but the log says so and verify-log names the row."""
+    lab, _, _ = team
+    with get_engine(lab.db).begin() as conn:
+        conn.execute(text("DELETE FROM ka_operator_role"))
+    out = invoke("creds", "suspend", "2", "--reason", "x", "--force", "--db", lab.db)
+    assert out.code == 0 and "lab mode" in out.stderr
+    report = invoke("operator", "verify-log", "--db", lab.db, "--json")
+    assert report.code == 1
+    problems = json.loads(report.stdout)["problems"]
+    assert problems[-1]["action"] == "credential.suspend"
+    assert "lab-mode row after the operator bootstrap" in problems[-1]["problem"]
+
+
+def test_an_existing_registry_upgrades_into_lab_mode(tmp_path) -> None:
+    """A registry made before operators existed (schema 0002) gains the tables, no operator."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, inspect
+
+    import keyadmin.store.db as store_db
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(store_db.__file__).parent / "migrations"))
+    old = create_engine(url)
+    with old.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    assert "ka_operator_role" not in inspect(old).get_table_names()
+    old.dispose()
+    listed = invoke("operator", "list", "--db", url, "--json")
+    assert listed.code == 0 and json.loads(listed.stdout) == []
+    tables = set(inspect(get_engine(url)).get_table_names())
+    assert {"ka_operator_role", "ka_operator_session"} <= tables
