@@ -230,7 +230,7 @@ def logout(db_url: str, *, sessions: Path | None = None) -> SessionInfo:
         raise UsageError("the session file was unreadable; it is deleted") from None
     with transaction(db_url) as s:
         rec = operators.get_session(s, sid)
-        ended = operators.end_sessions(s, id=sid)
+        operators.end_sessions(s, id=sid)
         seq = 0
         if rec is not None:
             seq = audit.append(
@@ -244,9 +244,10 @@ def logout(db_url: str, *, sessions: Path | None = None) -> SessionInfo:
                 },
             ).seq
     path.unlink(missing_ok=True)
-    user = rec.user if rec else str(data.get("operator", ""))
-    expires = rec.expires_at.isoformat() if rec else ""
-    return SessionInfo(user, sid if ended or rec else sid, expires, 0, seq, str(path))
+    if rec is None:  # not (or no longer) in this registry: the file is gone all the same
+        return SessionInfo(str(data.get("operator", "")), sid, "", 0, 0, str(path))
+    minutes = round((rec.expires_at - rec.created_at).total_seconds() / 60)
+    return SessionInfo(rec.user, sid, rec.expires_at.isoformat(), minutes, seq, str(path))
 
 
 # ----------------------------------------------------------------------------- offline check
