@@ -238,7 +238,7 @@ def active_credentials(session: Any, user: str) -> list[OperatorCredential]:
     return [
         c
         for c in _credentials(session, col(UserRow.name) == user)
-        if c.status == "active" and c.rp_id
+        if c.status == "active" and c.rp_id and c.origins
     ]
 
 

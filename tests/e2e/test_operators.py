@@ -268,6 +268,15 @@ def test_session_login_use_logout(team, home: Path) -> None:
     assert ok.code == 0, ok.stderr
     authority = _log(lab)[-1]["details"]["authority"]
     assert authority["session"] == info["session"] and authority["operator"] == "olivia"
+    # past its expiry the session authorizes nothing
+    from datetime import UTC, datetime, timedelta
+
+    from keyadmin.flows.authority import NotAuthorized, authorize
+
+    later = datetime.now(UTC) + timedelta(minutes=6)
+    with pytest.raises(NotAuthorized, match="ended"):
+        authorize(lab.db, "credential.reinstate", {}, operator=None, open_device=None,
+                  interaction=None, now=later)  # fmt: skip
     # a forged secret in the file is refused
     data = json.loads(files[0].read_text())
     files[0].write_text(json.dumps({**data, "secret": "00" * 32}))
@@ -286,15 +295,40 @@ def test_session_login_use_logout(team, home: Path) -> None:
 
 
 # ------------------------------------------------------------------ offline verification
-def test_verify_log_catches_an_edited_action_or_signature(team) -> None:
+def _other_key(row: dict, lab: Lab) -> str:
+    listed = json.loads(invoke("creds", "list", "--json", "--db", lab.db).stdout)
+    mine = row["details"]["authority"]["assertion"]["credential"]
+    other = next(c for c in listed if c["credential_id"] != mine)
+    return other["public_key_cose"]
+
+
+def _flip_signature(authority: dict) -> None:
+    sig = authority["assertion"]["signature"]
+    authority["assertion"]["signature"] = ("A" if sig[0] != "A" else "B") + sig[1:]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "words"),
+    [
+        (lambda d, row, lab: d.update(reason="something else"), "reason differs"),
+        (lambda d, row, lab: _flip_signature(d["authority"]), "signature does not verify"),
+        (
+            lambda d, row, lab: d["authority"].update(public_key=_other_key(row, lab)),
+            "not the registry's key",
+        ),
+        (lambda d, row, lab: d["authority"]["statement"].update(seq=10**6), "not older"),
+    ],
+    ids=["argument", "signature", "public-key", "statement"],
+)
+def test_verify_log_catches_edited_evidence(team, tamper, words) -> None:
     lab, olivia_key, _ = team
     ok = invoke("creds", "suspend", "2", "--reason", "travel", "--force", "--db", lab.db,
                 *_as("olivia", olivia_key), input=f"{PIN}\n")  # fmt: skip
     assert ok.code == 0, ok.stderr
     assert invoke("operator", "verify-log", "--db", lab.db).code == 0
     row = _log(lab)[-1]
-    # the evidence moved onto another action: its statement no longer matches the row
-    details = dict(row["details"], reason="something else")
+    details = json.loads(json.dumps(row["details"]))
+    tamper(details, row, lab)
     with get_engine(lab.db).begin() as conn:
         conn.execute(
             text("UPDATE ka_audit SET details = :d WHERE seq = :s"),
@@ -304,6 +338,7 @@ def test_verify_log_catches_an_edited_action_or_signature(team) -> None:
     assert out.code == 1
     report = json.loads(out.stdout)
     assert report["ok"] is False and report["problems"][0]["seq"] == row["seq"]
+    assert words in report["problems"][0]["problem"], report
 
 
 def test_deleting_the_roles_to_regain_lab_mode_shows_in_verify_log(team) -> None:
