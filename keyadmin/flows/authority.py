@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -132,13 +131,13 @@ def authorize(
     if open_device is not None:
         if not operator:
             raise NotAuthorized("name the operator whose key authorizes this (--operator NAME)")
-        _require_role(db_url, operator, role, action)
+        require_role(db_url, operator, role, action)
         with open_device() as device:
             return prove(db_url, action, args, operator, device, interaction, now=now)
     return _from_session(db_url, action, role, session_file(db_url, sessions), now)
 
 
-def _require_role(db_url: str, user: str, role: str | None, action: str) -> None:
+def require_role(db_url: str, user: str, role: str | None, action: str) -> None:
     from keyadmin.store import operators
     from keyadmin.store.db import transaction
 
@@ -280,7 +279,7 @@ def _from_session(
         cred = operators.credential(s, rec.credential_id)
         if cred is None or cred.status != "active":
             raise NotAuthorized("the credential that opened the session is no longer active")
-    _require_role(db_url, rec.user, role, action)
+    require_role(db_url, rec.user, role, action)
     evidence = {"operator": rec.user, "role": role, "session": rec.id, "login_seq": rec.login_seq}
     return Authority(rec.user, False, evidence, session=rec.id)
 
@@ -340,7 +339,7 @@ def _require_witness_role(db_url: str, user: str) -> None:
     from keyadmin.flows.enrol import EnrolmentRefused
 
     try:
-        _require_role(db_url, user, "enrol", "enrol.witness")
+        require_role(db_url, user, "enrol", "enrol.witness")
     except NotAuthorized as e:
         raise EnrolmentRefused(
             f"the witness must be an operator with the enrol role: {e.message}",
@@ -364,7 +363,7 @@ def ensure_not_on_key(db_url: str, device: Any, interaction: Any, user: str, *, 
     from keyadmin.store.db import transaction
 
     with transaction(db_url) as s:
-        creds = [c for c in operators.active_credentials(s, user)]
+        creds = operators.active_credentials(s, user)
     ids = {c.credential_id.hex() for c in creds}
     for rp_id in sorted({c.rp_id for c in creds if c.rp_id}):
         known = getattr(interaction, "known_pin", None)
@@ -387,7 +386,3 @@ def ensure_not_on_key(db_url: str, device: Any, interaction: Any, user: str, *, 
                 "physical key (the same key cannot vouch for itself)",
                 hint="the witness uses their own key; enrol this one with another witness",
             )
-
-
-def new_secret() -> bytes:
-    return os.urandom(32)

@@ -17,6 +17,7 @@ from keyadmin.flows.authority import (
     Authority,
     NotAuthorized,
     challenge_of,
+    is_lab,
     prove,
     session_file,
 )
@@ -66,7 +67,7 @@ def bootstrap(db_url: str, user: str, device: Any, interaction: Any) -> Operator
     from keyadmin.store.db import transaction
 
     roles = list(operators.ROLES)
-    if not _lab(db_url):
+    if not is_lab(db_url):
         raise NotAuthorized("an operator exists already; bootstrap happens once per registry")
     proof = prove(
         db_url, "operator.bootstrap", {"user": user, "roles": roles}, user, device, interaction
@@ -84,12 +85,6 @@ def bootstrap(db_url: str, user: str, device: Any, interaction: Any) -> Operator
         )
         operators.grant(s, user, roles, seq=entry.seq)
     return OperatorChange(user, "bootstrap", tuple(roles), tuple(roles), user, entry.seq)
-
-
-def _lab(db_url: str) -> bool:
-    from keyadmin.flows.authority import is_lab
-
-    return is_lab(db_url)
 
 
 def change_roles(
@@ -152,18 +147,18 @@ def login(
 ) -> SessionInfo:
     """Start a short session: the operator's fresh UV assertion over {session id, minutes};
     the secret goes to a 0600 file outside the registry, its SHA-256 into the registry."""
-    from keyadmin.flows.authority import _require_role
+    from keyadmin.flows.authority import require_role
     from keyadmin.store import audit, operators
     from keyadmin.store.db import transaction
 
     if not 1 <= minutes <= MAX_SESSION_MINUTES:
         raise UsageError(f"--minutes must be 1 to {MAX_SESSION_MINUTES}")
-    if _lab(db_url):
+    if is_lab(db_url):
         raise NotAuthorized(
             "no operator is bootstrapped (lab mode): there is nothing to log in to",
             hint="keyadmin operator bootstrap USER",
         )
-    _require_role(db_url, operator, None, "operator.login")
+    require_role(db_url, operator, None, "operator.login")
     sid = secrets.token_hex(16)
     proof = prove(
         db_url,
