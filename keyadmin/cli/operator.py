@@ -179,7 +179,7 @@ def verify_log(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
 
     Example: keyadmin operator verify-log --json
     """
-    from keyadmin.flows.operators import verify_log as run
+    from keyadmin.flows.authority_log import verify_log as run
 
     report = run(_db(db))
     if json_out:

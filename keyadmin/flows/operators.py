@@ -1,5 +1,4 @@
-"""Operator administration: bootstrap, roles, sessions; and the offline check of the log's
-authority evidence (``verify_log``). See docs/operator-guide.md."""
+"""Operator administration: bootstrap, roles, sessions. See docs/operator-guide.md."""
 
 from __future__ import annotations
 
@@ -7,16 +6,15 @@ import hashlib
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from keyadmin.errors import KeyadminError, UsageError
+from keyadmin.errors import UsageError
 from keyadmin.flows.authority import (
     Authority,
     NotAuthorized,
-    challenge_of,
     is_lab,
     prove,
     session_file,
@@ -24,20 +22,6 @@ from keyadmin.flows.authority import (
 
 DEFAULT_SESSION_MINUTES = 10
 MAX_SESSION_MINUTES = 60
-#: How long after its statement an authorized row may be written (the command's run time).
-STATEMENT_WINDOW = timedelta(minutes=15)
-
-#: Which log rows a signed command may authorize.
-ROWS_FOR: dict[str, set[str]] = {
-    "enrol": {"enrol.approved", "enrol.refused", "override.stale-metadata"},
-    "credential.revoke": {"credential.revoke"},
-    "credential.suspend": {"credential.suspend"},
-    "credential.reinstate": {"credential.reinstate"},
-    "operator.add": {"operator.add"},
-    "operator.remove": {"operator.remove"},
-    "operator.login": {"operator.login"},
-    "operator.bootstrap": {"operator.bootstrap"},
-}
 
 
 @dataclass(frozen=True)
@@ -243,152 +227,3 @@ def logout(db_url: str, *, sessions: Path | None = None) -> SessionInfo:
         return SessionInfo(str(data.get("operator", "")), sid, "", 0, 0, str(path))
     minutes = round((rec.expires_at - rec.created_at).total_seconds() / 60)
     return SessionInfo(rec.user, sid, rec.expires_at.isoformat(), minutes, seq, str(path))
-
-
-# ----------------------------------------------------------------------------- offline check
-@dataclass(frozen=True)
-class AuthorityReport:
-    ok: bool
-    rows_checked: int
-    assertions_verified: int
-    session_rows: int
-    lab_rows: int
-    problems: list[dict[str, Any]] = field(default_factory=list)
-
-
-def verify_log(db_url: str) -> AuthorityReport:
-    """Check every log row's ``authority`` evidence: each assertion verifies under the public
-    key logged (which must be that registry credential's key, of that operator), over
-    SHA-256 of its statement, whose command and arguments are the row's; each
-    session-authorized row falls inside a logged, verified, unended login; no lab-mode row
-    after the bootstrap; no evidence used twice for the same kind of row."""
-    from keyadmin.store import audit, operators
-    from keyadmin.store.db import transaction
-
-    problems: list[dict[str, Any]] = []
-    verified = session_rows = lab_rows = checked = 0
-    bootstrapped = False
-    sessions: dict[str, tuple[str, datetime, bool]] = {}  # id -> (operator, expires, ended)
-    seen: set[tuple[str, str]] = set()
-    with transaction(db_url) as s:
-        rows = audit.entries(s)
-
-        def check(ev: Any, row: Any, command: str, actor: str | None) -> str | None:
-            try:
-                _check_assertion(s, operators, ev, row, command, actor)
-            except (KeyadminError, KeyError, TypeError, ValueError, AttributeError) as e:
-                return e.message if isinstance(e, KeyadminError) else f"malformed evidence ({e})"
-            return None
-
-        for row in rows:
-            ev = row.details.get("authority") if isinstance(row.details, dict) else None
-            if ev is None:
-                continue
-            checked += 1
-            problem = None
-            at = _aware(datetime.fromisoformat(row.at))
-            if not isinstance(ev, dict):
-                problem = "the authority evidence is not an object"
-            elif ev.get("lab") is True:
-                lab_rows += 1
-                if bootstrapped:
-                    problem = "a lab-mode row after the operator bootstrap"
-            elif "assertion" in ev:
-                command = str(ev.get("statement", {}).get("command", ""))
-                problem = check(ev, row, command, row.actor)
-                key = (str(ev.get("statement", {}).get("nonce")), row.action)
-                if problem is None and key in seen:
-                    problem = "this authorization evidence was used before for the same action"
-                seen.add(key)
-                if problem is None:
-                    verified += 1
-                    if row.action == "operator.bootstrap":
-                        bootstrapped = True
-                    if row.action == "operator.login":
-                        minutes = int(row.details["minutes"])
-                        sessions[row.details["session"]] = (
-                            row.actor,
-                            at + timedelta(minutes=minutes),
-                            False,
-                        )
-            elif "session" in ev:
-                session_rows += 1
-                known = sessions.get(str(ev["session"]))
-                if known is None:
-                    problem = "the session has no verified login row before this row"
-                elif known[0] != row.actor or ev.get("operator") != row.actor:
-                    problem = "the session belongs to another operator"
-                elif known[2] or at > known[1]:
-                    problem = "the session had ended (logout or expiry) before this row"
-                elif row.action in ("operator.login", "operator.bootstrap"):
-                    problem = f"{row.action} cannot be authorized by a session"
-                if problem is None and row.action == "operator.logout":
-                    sessions[str(ev["session"])] = (known[0], known[1], True)  # type: ignore[index]
-            else:
-                problem = "the authority evidence names neither an assertion nor a session"
-            if problem is None and isinstance(ev, dict) and isinstance(ev.get("witness"), dict):
-                wit = ev["witness"]
-                problem = check(wit, row, "enrol.witness", None)
-                if problem is None and wit.get("operator") in (ev.get("operator"), row.subject):
-                    problem = "the witness is the operator or the enrolled user"
-                if problem is None:
-                    verified += 1
-            if problem is not None:
-                problems.append({"seq": row.seq, "action": row.action, "problem": problem})
-    return AuthorityReport(not problems, checked, verified, session_rows, lab_rows, problems)
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _check_assertion(
-    s: Any, operators: Any, ev: dict[str, Any], row: Any, command: str, actor: str | None
-) -> None:
-    from keyadmin.stepup.verify import (
-        b64url_decode,
-        check_auth_data,
-        check_client_data,
-        check_signature,
-        parse_auth_data,
-    )
-
-    stmt = ev["statement"]
-    if command == "enrol.witness":
-        if stmt.get("command") != command:
-            raise KeyadminError("the witness's statement is for another command")
-    elif command not in ROWS_FOR or row.action not in ROWS_FOR[command]:
-        raise KeyadminError(f"a {command!r} authorization cannot authorize a {row.action} row")
-    for k, v in stmt["args"].items():
-        if k == "user" and v != row.subject:
-            raise KeyadminError("the statement names another user than the row")
-        if k != "user" and k in row.details and row.details[k] != v:
-            raise KeyadminError(f"the statement's {k} differs from the row's")
-    if actor is not None and ev["operator"] != actor:
-        raise KeyadminError("the row's actor is not the operator who signed")
-    if not int(stmt["seq"]) < row.seq:
-        raise KeyadminError("the statement is not older than the row")
-    signed_at = datetime.fromisoformat(stmt["time"])
-    row_at = _aware(datetime.fromisoformat(row.at))
-    if not signed_at - timedelta(seconds=5) <= row_at <= signed_at + STATEMENT_WINDOW:
-        raise KeyadminError("the row was written long after (or before) the signed statement")
-    a = ev["assertion"]
-    cred = operators.credential(s, bytes.fromhex(a["credential"]))
-    if cred is None or cred.user != ev["operator"]:
-        raise KeyadminError(f"the credential is not a registry credential of {ev['operator']}")
-    if cred.public_key_cose.hex() != ev["public_key"]:
-        raise KeyadminError("the logged public key is not the registry's key for the credential")
-    auth_data = b64url_decode(a["authenticator_data"])
-    client_data = b64url_decode(a["client_data_json"])
-    check_signature(
-        bytes.fromhex(ev["public_key"]), auth_data, client_data, b64url_decode(a["signature"])
-    )
-    check_client_data(client_data, challenge=challenge_of(stmt), origins=cred.origins)
-    check_auth_data(
-        parse_auth_data(auth_data),
-        rp_id=str(ev["rp_id"]),
-        registered_backup_eligible=cred.backup_eligible,
-        device_bound=False,
-    )
-    if ev["rp_id"] != cred.rp_id:
-        raise KeyadminError("the assertion is for another relying party than the credential's")

@@ -377,3 +377,26 @@ def test_an_existing_registry_upgrades_into_lab_mode(tmp_path) -> None:
     assert listed.code == 0 and json.loads(listed.stdout) == []
     tables = set(inspect(get_engine(url)).get_table_names())
     assert {"ka_operator_role", "ka_operator_session"} <= tables
+
+
+def test_a_role_granted_behind_the_log_s_back_shows_in_verify_log(team) -> None:
+    """Someone with write access to the database gives bob operator-admin directly: his signed
+    command verifies as a signature, but the log never granted him the role."""
+    lab, _, bob_key = team
+    with get_engine(lab.db).begin() as conn:
+        bob = conn.execute(text("SELECT id FROM ka_user WHERE name = 'bob'")).scalar()
+        conn.execute(
+            text(
+                "INSERT INTO ka_operator_role (user_id, role, granted_at, granted_seq) "
+                "VALUES (:u, 'operator-admin', CURRENT_TIMESTAMP, 0)"
+            ),
+            {"u": bob},
+        )
+    out = invoke("operator", "add", "bob", "--role", "sync", "--db", lab.db,
+                 *_as("bob", bob_key), input=f"{PIN}\n")  # fmt: skip
+    assert out.code == 0, out.stderr  # the registry believes the inserted row
+    report = invoke("operator", "verify-log", "--db", lab.db, "--json")
+    assert report.code == 1
+    problem = json.loads(report.stdout)["problems"][-1]
+    assert problem["action"] == "operator.add"
+    assert "did not hold the operator-admin role" in problem["problem"]
