@@ -30,7 +30,7 @@ STATEMENT_WINDOW = timedelta(minutes=15)
 
 #: Which log rows a signed command may authorize.
 ROWS_FOR: dict[str, set[str]] = {
-    "enrol": {"enrol.approved", "enrol.refused", "override.stale-metadata"},
+    "enrol": {"enrol.approved", "enrol.refused", "override.stale-metadata", "policy.new-version"},
     "credential.revoke": {"credential.revoke"},
     "credential.suspend": {"credential.suspend"},
     "credential.reinstate": {"credential.reinstate"},
@@ -137,32 +137,34 @@ def _check_row(
 ) -> None:
     if not isinstance(ev, dict):
         raise _Problem("the authority evidence is not an object")
+    # keyadmin itself writes a policy's first sighting; the operator's evidence rides along
+    actor = None if row.action == "policy.new-version" else row.actor
     if ev.get("lab") is True:
         counts["lab"] += 1
         if state.bootstrapped:
             raise _Problem("a lab-mode row after the operator bootstrap")
     elif "assertion" in ev:
         command = str(ev["statement"]["command"])
-        _check_assertion(s, operators, ev, row, command, actor=row.actor)
+        _check_assertion(s, operators, ev, row, command, actor=actor)
         key = (str(ev["statement"]["nonce"]), row.action)
         if key in state.seen:
             raise _Problem("this authorization evidence was used before for the same action")
         state.seen.add(key)
-        state.need_role(row.actor, command)
+        state.need_role(str(ev["operator"]), command)
         counts["assertions"] += 1
     elif "session" in ev:
         counts["sessions"] += 1
         known = state.sessions.get(str(ev["session"]))
         if known is None:
             raise _Problem("the session has no open, verified login before this row")
-        if known[0] != row.actor or ev.get("operator") != row.actor:
+        if ev.get("operator") != known[0] or actor not in (None, known[0]):
             raise _Problem("the session belongs to another operator")
         if at > known[1]:
             raise _Problem("the session had expired before this row")
         if row.action in ("operator.login", "operator.bootstrap"):
             raise _Problem(f"{row.action} cannot be authorized by a session")
         if row.action != "operator.logout":
-            state.need_role(row.actor, SESSION_COMMAND.get(row.action, row.action))
+            state.need_role(known[0], SESSION_COMMAND.get(row.action, row.action))
     else:
         raise _Problem("the authority evidence names neither an assertion nor a session")
     witness = ev.get("witness")
@@ -178,6 +180,25 @@ def _check_row(
 def _check_assertion(
     s: Any, operators: Any, ev: dict[str, Any], row: Any, command: str, actor: str | None
 ) -> None:
+    stmt = ev["statement"]
+    if command == "enrol.witness":
+        if stmt["command"] != command:
+            raise _Problem("the witness's statement is for another command")
+    elif command not in ROWS_FOR or row.action not in ROWS_FOR[command]:
+        raise _Problem(f"a {command!r} authorization cannot authorize a {row.action} row")
+    if row.action == "policy.new-version":  # the policy the enrolment brought in
+        if stmt["args"].get("policy_sha256") != row.details.get("sha256"):
+            raise _Problem("the statement names another policy than the row")
+        return _check_signed(s, operators, ev, row, actor)
+    for k, v in stmt["args"].items():
+        if k == "user" and v != row.subject:
+            raise _Problem("the statement names another user than the row")
+        if k != "user" and k in row.details and row.details[k] != v:
+            raise _Problem(f"the statement's {k} differs from the row's")
+    _check_signed(s, operators, ev, row, actor)
+
+
+def _check_signed(s: Any, operators: Any, ev: dict[str, Any], row: Any, actor: str | None) -> None:
     from keyadmin.stepup.verify import (
         b64url_decode,
         check_auth_data,
@@ -187,16 +208,6 @@ def _check_assertion(
     )
 
     stmt = ev["statement"]
-    if command == "enrol.witness":
-        if stmt["command"] != command:
-            raise _Problem("the witness's statement is for another command")
-    elif command not in ROWS_FOR or row.action not in ROWS_FOR[command]:
-        raise _Problem(f"a {command!r} authorization cannot authorize a {row.action} row")
-    for k, v in stmt["args"].items():
-        if k == "user" and v != row.subject:
-            raise _Problem("the statement names another user than the row")
-        if k != "user" and k in row.details and row.details[k] != v:
-            raise _Problem(f"the statement's {k} differs from the row's")
     if actor is not None and ev["operator"] != actor:
         raise _Problem("the row's actor is not the operator who signed")
     if not int(stmt["seq"]) < row.seq:

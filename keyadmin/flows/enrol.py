@@ -359,6 +359,7 @@ def enrol(
                 name=policy.name,
                 path=str(policy.path),
                 content=policy.text,
+                authority=authority,
             )
             record = registry.add_credential(
                 s,

@@ -133,8 +133,17 @@ def get_or_create_user(
 
 
 # ----------------------------------------------------------------------------- policy versions
-def record_policy(session: Any, *, sha256: str, name: str, path: str, content: str) -> int:
-    """Store a policy's text once per hash; log the first sighting. Returns its row id."""
+def record_policy(
+    session: Any,
+    *,
+    sha256: str,
+    name: str,
+    path: str,
+    content: str,
+    authority: dict[str, Any] | None = None,
+) -> int:
+    """Store a policy's text once per hash; log the first sighting (with the ``authority``
+    of the command that brought it, when given). Returns its row id."""
     from sqlmodel import select
 
     from keyadmin.store.models import PolicyVersionRow
@@ -150,7 +159,11 @@ def record_policy(session: Any, *, sha256: str, name: str, path: str, content: s
         actor="keyadmin",
         action="policy.new-version",
         subject=name,
-        details={"sha256": sha256, "path": path},
+        details={
+            "sha256": sha256,
+            "path": path,
+            **({"authority": authority} if authority is not None else {}),
+        },
     )
     assert row.id is not None
     return row.id

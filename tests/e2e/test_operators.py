@@ -166,6 +166,8 @@ def test_a_second_operator_on_a_second_key_is_accepted_and_verifiable(team) -> N
     assert authority["operator"] == "olivia" and "lab" not in authority
     assert authority["assertion"]["signature"] and authority["statement"]["command"] == "enrol"
     assert authority["witness"]["operator"] == "bob"
+    brought = [r for r in _log(lab) if r["action"] == "policy.new-version"][-1]  # alice's policy
+    assert brought["details"]["authority"]["statement"] == authority["statement"]
     verified = invoke("operator", "verify-log", "--db", lab.db, "--json")
     assert verified.code == 0, verified.stdout + verified.stderr
     report = json.loads(verified.stdout)
