@@ -152,7 +152,10 @@ def test_the_witness_must_be_an_operator_with_the_enrol_role(team) -> None:
 
 def test_a_second_operator_on_a_second_key_is_accepted_and_verifiable(team) -> None:
     lab, olivia_key, bob_key = team
-    alice_key = _key(lab, "alice")
+    # a policy text the registry has not seen: the enrolment also logs policy.new-version
+    alice_key = make_lab(
+        lab.dir / "alice", lab.db, name="alice.json", policy_edit={"version = 1": "version = 2"}
+    )
     out = _enrol_lab(
         lab, "alice", alice_key, *_as("olivia", olivia_key),
         "--witness", "bob", "--witness-device", bob_key.device,
@@ -166,7 +169,7 @@ def test_a_second_operator_on_a_second_key_is_accepted_and_verifiable(team) -> N
     assert authority["operator"] == "olivia" and "lab" not in authority
     assert authority["assertion"]["signature"] and authority["statement"]["command"] == "enrol"
     assert authority["witness"]["operator"] == "bob"
-    brought = [r for r in _log(lab) if r["action"] == "policy.new-version"][-1]  # alice's policy
+    brought = [r for r in _log(lab) if r["action"] == "policy.new-version"][-1]
     assert brought["details"]["authority"]["statement"] == authority["statement"]
     verified = invoke("operator", "verify-log", "--db", lab.db, "--json")
     assert verified.code == 0, verified.stdout + verified.stderr
