@@ -405,3 +405,49 @@ def test_a_role_granted_behind_the_log_s_back_shows_in_verify_log(team) -> None:
     problem = json.loads(report.stdout)["problems"][-1]
     assert problem["action"] == "operator.add"
     assert "did not hold the operator-admin role" in problem["problem"]
+
+
+def _edit_key(key: Lab, **changes: object) -> None:
+    """Change a software key's behaviour after its credential was enrolled."""
+    state = json.loads(key.key_path.read_text())
+    state.update(changes)
+    key.key_path.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "words"),
+    [
+        ({"faults": ["bad-signature"]}, 3, "signature does not verify"),
+        ({"faults": ["clear-up-uv"]}, 3, "user presence"),
+        ({"counter_mode": "zero"}, 6, "counter"),
+    ],
+    ids=["bad-signature", "no-up-uv", "counter-went-back"],
+)
+def test_an_assertion_that_does_not_verify_authorizes_nothing(team, changes, code, words) -> None:
+    lab, olivia_key, _ = team
+    _edit_key(olivia_key, **changes)
+    out = invoke("creds", "suspend", "2", "--reason", "x", "--force", "--db", lab.db,
+                 *_as("olivia", olivia_key), input=f"{PIN}\n")  # fmt: skip
+    assert out.code == code, out.stderr
+    assert words in out.stderr and "Traceback" not in out.stderr
+    assert {r["user"]: r["status"] for r in lab.registry_rows()}["bob"] == "active"
+
+
+def test_a_key_that_cannot_list_its_credentials_cannot_be_enrolled_with_a_witness(team) -> None:
+    """Fail closed: without credential management keyadmin cannot check that the witness's
+    credential is not on the key being enrolled."""
+    lab, olivia_key, bob_key = team
+    alice_key = make_lab(
+        lab.dir / "alice",
+        lab.db,
+        name="alice.json",
+        key_options={"faults": ["ctap-error"], "fault_commands": [0x0A], "fault_ctap_error": 0x01},
+    )
+    out = _enrol_lab(
+        lab, "alice", alice_key, *_as("olivia", olivia_key),
+        "--witness", "bob", "--witness-device", bob_key.device,
+        input=f"{PIN}\n{PIN}\n{PIN}\n",
+    )  # fmt: skip
+    assert out.code == 3, out.stderr
+    assert "cannot check" in out.stderr
+    assert alice_key.credentials_on_key() == 0
