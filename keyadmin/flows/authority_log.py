@@ -172,6 +172,8 @@ def _check_row(
         _check_assertion(s, operators, witness, row, "enrol.witness", actor=None)
         if witness["operator"] in (ev.get("operator"), row.subject):
             raise _Problem("the witness is the operator or the enrolled user")
+        if witness["statement"]["args"].get("operator") != ev.get("operator"):
+            raise _Problem("the witness signed for another operator's enrolment")
         if state.bootstrapped:
             state.need_role(witness["operator"], "enrol.witness")
         counts["assertions"] += 1
