@@ -41,4 +41,9 @@ $KA users list --policy "$DEMO/lab-softkey.toml"
 step "6. The tamper-evident log"
 $KA log show
 $KA log verify
+
+step "7. Operators: alice becomes the first operator (her key, her PIN); lab mode ends"
+printf '%s\n' "$pin" | $KA operator bootstrap alice --device "sim:$KEY"
+$KA operator list
+$KA operator verify-log
 printf '\nDemo files are in %s (registry: %s/keyadmin.db).\n' "$DEMO" "$KEYADMIN_HOME"

@@ -47,10 +47,11 @@ def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any
 def _log(db: str | None) -> DeviceLog:
     """The registry's log for a command that changes a key, proven writable before the key is
     touched (fail closed); the operator as enrol and creds name it (flows/device_log.py)."""
-    from keyadmin.cli.registry import _db, _operator
+    from keyadmin.cli.authority import operator_name
+    from keyadmin.cli.registry import _db
     from keyadmin.flows.device_log import DeviceLog
 
-    return DeviceLog.open(_db(db), _operator())
+    return DeviceLog.open(_db(db), operator_name(None))
 
 
 def _pin_if_set(session: Any) -> str | None:

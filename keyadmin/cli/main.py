@@ -49,6 +49,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "Users in the registry and their key coverage.",
     ),
     "log": ("keyadmin.cli.registry", "log_app", "The tamper-evident log: show, verify."),
+    "operator": (
+        "keyadmin.cli.operator",
+        "app",
+        "Operators: bootstrap, roles, sessions, verify the log's authority evidence.",
+    ),
     "sync": (
         "keyadmin.cli.sync",
         "sync",

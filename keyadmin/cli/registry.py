@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
 from keyadmin.cli.render import emit_json, emit_kv, say
 from keyadmin.errors import UsageError
 
@@ -28,10 +29,6 @@ log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
 
 
 REF_HELP = "Registry id (3; #12345678 for any size), or credential id (hex prefix)."
-
-
-def _operator() -> str:
-    return os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
 
 
 def _db(db: str | None) -> str:
@@ -55,17 +52,24 @@ def enrol(
     allow_stale_metadata: bool = typer.Option(
         False, "--allow-stale-metadata", help="Enrol although metadata is stale (logged)."
     ),
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Enrol a key for USER: make a credential with direct attestation and keep it only if the
     policy approves. A refused credential is deleted from the key again.
 
-    The PIN is asked once (hidden prompt, or a line on stdin). Exit 3 when refused.
+    Once an operator is bootstrapped, an operator with the enrol role authorizes it (their
+    key, --operator-device, or their session). PINs are read in order: the operator's, the
+    witness's, the enrolled key's (hidden prompt, or lines on stdin). Exit 3 when refused.
     Example: keyadmin enrol alice --policy policies/fido-certified-hardware.toml
+    --operator olivia --operator-device hid:/dev/hidraw4 --witness bob --witness-device nfc:ACS
     """
     from keyadmin.cli.device import _session
     from keyadmin.cli.interact import CliInteraction
+    from keyadmin.flows.authority import ensure_not_on_key
+    from keyadmin.flows.authority import witness as prove_witness
     from keyadmin.flows.enrol import enrol as run_enrol
     from keyadmin.policy.loader import load_policy
     from keyadmin.policy.metadata import IndexMetadata
@@ -74,41 +78,46 @@ def enrol(
     url = _db(db)
     loaded = load_policy(policy)
     metadata = IndexMetadata(MdsIndex(url))
+    if witness is not None and witness_device is None:
+        raise UsageError("--witness needs --witness-device: the witness's own key")
+    args = {"user": user, "policy_sha256": loaded.sha256, "witness": witness}
+    authority = authorize_cli(url, "enrol", args, operator, operator_device)
+    evidence = dict(authority.evidence)
     proof = None
     if witness is not None:
-        if witness_device is None:
-            raise UsageError("--witness needs --witness-device: the witness's own key")
-        from keyadmin.flows.enrol import check_witness
-        from keyadmin.flows.stepup import witness_presence
-
-        check_witness(witness, user=user, operator=_operator())  # before any key is touched
-
         with _session(witness_device) as wsession:
             say(f"Witness {witness}: prove presence with your own key (your PIN)")
-            proof = witness_presence(
-                witness,
-                loaded,
-                wsession,
-                CliInteraction(),
+            proof = prove_witness(
                 url,
+                witness=witness,
+                operator=authority,
                 subject=user,
-                metadata=metadata if loaded.metadata.required else None,
+                args={**args, "operator": authority.operator},
+                device=wsession,
+                interaction=CliInteraction(),
             )
+        evidence["witness"] = proof.evidence
+    interaction = CliInteraction()
     with _session(device) as session:
+        if witness is not None:  # the witness's credential must not be on the enrolled key
+            ensure_not_on_key(
+                url, session, interaction, witness, why="the witness's own credential"
+            )
         say(f"Enrolling a key for {user} under policy {loaded.name} ({loaded.sha256[:12]}…)")
         result = run_enrol(
             user=user,
             display_name=display_name,
             policy=loaded,
             session=session,
-            interaction=CliInteraction(),
+            interaction=interaction,
             db_url=url,
             metadata=metadata,
-            operator=_operator(),
+            operator=authority.operator,
             nickname=nickname,
             witness=witness,
             witness_proof=proof,
             override_stale_metadata=allow_stale_metadata,
+            authority=evidence,
         )
     if json_out:
         emit_json(result)
@@ -189,6 +198,8 @@ def _status_command(verb: str) -> Any:
         ref: str = typer.Argument(..., help=REF_HELP),
         reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
         force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+        operator: str = OPERATOR_OPT,
+        operator_device: str = OPERATOR_DEVICE_OPT,
         db: str = DB_OPT,
         json_out: bool = JSON_OPT,
     ) -> None:
@@ -197,20 +208,31 @@ def _status_command(verb: str) -> Any:
         from keyadmin.store.db import transaction
 
         url = _db(db)
-        if not force:
-            with transaction(url) as s:
-                c = registry.get_credential(s, ref)
-            confirm(f"{verb.capitalize()} credential #{c.id} of {c.user} ({c.status})?")
         with transaction(url) as s:
-            changed = registry.change_status(s, ref, verb, reason=reason, actor=_operator())
+            c = registry.get_credential(s, ref)
+        if not force:
+            confirm(f"{verb.capitalize()} credential #{c.id} of {c.user} ({c.status})?")
+        args = {"credential": c.credential_id, "reason": reason}
+        authority = authorize_cli(url, f"credential.{verb}", args, operator, operator_device)
+        with transaction(url) as s:
+            changed = registry.change_status(
+                s,
+                c.id,
+                verb,
+                reason=reason,
+                actor=authority.operator,
+                authority=authority.evidence,
+            )
         if json_out:
             emit_json(changed)
         else:
             emit_kv(f"Credential #{changed.id} is now {changed.status}", [("reason", reason)])
 
     command.__doc__ = (
-        f"{verb.capitalize()} a credential (asks first unless --force; logged).\n\n"
-        f"Example: keyadmin creds {verb} 3 --reason 'key reported lost'"
+        f"{verb.capitalize()} a credential (asks first unless --force; logged). Once an "
+        "operator is bootstrapped, an operator with the lifecycle role authorizes it.\n\n"
+        f"Example: keyadmin creds {verb} 3 --reason 'key reported lost' "
+        "--operator olivia --operator-device hid:/dev/hidraw4"
     )
     return command
 
@@ -225,6 +247,8 @@ def creds_set_counter(
     value: int = typer.Argument(..., min=0, max=2**32 - 1, help="The new counter, 0..4294967295."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -241,15 +265,19 @@ def creds_set_counter(
     from keyadmin.store.db import transaction
 
     url = _db(db)
+    with transaction(url) as s:
+        c = registry.get_credential(s, ref)
     if not force:
-        with transaction(url) as s:
-            c = registry.get_credential(s, ref)
         confirm(
             f"Set the counter of credential #{c.id} of {c.user} from {c.sign_count} to {value}?"
         )
+    args = {"credential": c.credential_id, "value": value, "reason": reason}
+    authority = authorize_cli(url, "credential.set-counter", args, operator, operator_device)
     with transaction(url) as s:
-        before = registry.get_credential(s, ref).sign_count
-        changed = registry.set_counter(s, ref, value, reason=reason, actor=_operator())
+        before = registry.get_credential(s, c.id).sign_count
+        changed = registry.set_counter(
+            s, c.id, value, reason=reason, actor=authority.operator, authority=authority.evidence
+        )
     if json_out:
         emit_json(changed)
     else:
@@ -532,7 +560,12 @@ def log_anchor(
 
 
 @log_app.command("bind-state")
-def log_bind_state(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def log_bind_state(
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """Record in the log the state of credentials enrolled before state binding.
 
     Trust on first use, once, after an upgrade: until then `log verify` reports such
@@ -542,9 +575,13 @@ def log_bind_state(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
     from keyadmin.store import state
     from keyadmin.store.db import transaction
 
-    with transaction(_db(db)) as s:
-        bound = state.bind_unbound(s, actor=_operator())
+    url = _db(db)
+    authority = authorize_cli(url, "log.bind-state", {}, operator, operator_device)
+    with transaction(url) as s:
+        bound = state.bind_unbound(s, actor=authority.operator, authority=authority.evidence)
     if json_out:
-        emit_json({"bound": bound})
+        emit_json({"bound": len(bound), "credentials": bound})
     else:
-        emit_kv("State bound", [("credentials", bound)])
+        emit_kv("State bound", [("credentials", len(bound))])
+        for cid in bound:
+            say(f"  bound as found: {cid}")

@@ -73,7 +73,7 @@ def step_up(
     """
     from keyadmin.cli.device import _session
     from keyadmin.cli.interact import CliInteraction
-    from keyadmin.cli.registry import _db, _operator
+    from keyadmin.cli.registry import _db
     from keyadmin.flows.stepup import step_up as run_step_up
     from keyadmin.policy.loader import load_policy
 
@@ -98,7 +98,7 @@ def step_up(
             metadata=metadata,
             signer=signer,
             receipt_lifetime_seconds=receipt_ttl or loaded.step_up.receipt_lifetime_seconds,
-            actor=_operator() if os.environ.get("KEYADMIN_OPERATOR") else user,
+            actor=os.environ.get("KEYADMIN_OPERATOR") or user,
         )
     for flag in result.flags:
         sys.stderr.write(f"warning: {flag} (logged)\n")

@@ -60,9 +60,19 @@ def _failed(reasons: list[dict[str, str]]) -> str:
     return "; ".join(fails) or "a required rule did not pass"
 
 
-def _log(db_url: str, *, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+def _log(
+    db_url: str,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
+    authority: dict[str, Any] | None = None,
+) -> None:
     from keyadmin.store.audit import record
 
+    if authority is not None:
+        details = {**details, "authority": authority}
     record(db_url, actor=actor, action=action, subject=subject, details=details)
 
 
@@ -82,11 +92,25 @@ def _registered(db_url: str, credential_id: bytes) -> bool:
     return True
 
 
-def _log_refusal(db_url: str, *, actor: str, subject: str, details: dict[str, Any]) -> str:
+def _log_refusal(
+    db_url: str,
+    *,
+    actor: str,
+    subject: str,
+    details: dict[str, Any],
+    authority: dict[str, Any] | None = None,
+) -> str:
     """Log an ``enrol.refused`` row. The refusal stands whatever happens to its log row:
     returns "" when logged, else a note for the refusal's message."""
     try:
-        _log(db_url, actor=actor, action="enrol.refused", subject=subject, details=details)
+        _log(
+            db_url,
+            actor=actor,
+            action="enrol.refused",
+            subject=subject,
+            details=details,
+            authority=authority,
+        )
     except KeyadminError as e:
         return f" (the refusal could not be written to the log: {e.message})"
     return ""
@@ -154,9 +178,11 @@ def enrol(
     witness_proof: Any = None,
     override_stale_metadata: bool = False,
     now: datetime | None = None,
+    authority: dict[str, Any] | None = None,
 ) -> EnrolResult:
-    """``witness_proof`` is the StepUpResult of ``keyadmin.flows.stepup.witness_presence``:
-    the witness proved presence with their own enrolled key, for this subject, just now."""
+    """``witness_proof`` is the WitnessProof of ``keyadmin.flows.authority.witness``: the
+    witness proved presence with their own credential, for this enrolment, just now.
+    ``authority`` (keyadmin.flows.authority's evidence) goes into every log row's details."""
     from keyadmin.policy.readiness import evaluate_device
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
@@ -204,6 +230,7 @@ def enrol(
             action="override.stale-metadata",
             subject=user,
             details={"no": fresh.no, "deadline": fresh.deadline, "device": device},
+            authority=authority,
         )
     snap = metadata.snapshot() if metadata is not None else None
     metadata_no = snap.no if snap is not None else None
@@ -216,6 +243,7 @@ def enrol(
         unlogged = _log_refusal(
             db_url,
             actor=operator,
+            authority=authority,
             subject=user,
             details={**base, "stage": "device", "aaguid": info.aaguid, "reasons": reasons},
         )
@@ -252,6 +280,7 @@ def enrol(
         refused.message += _log_refusal(
             db_url,
             actor=operator,
+            authority=authority,
             subject=user,
             details={
                 **base,
@@ -307,6 +336,7 @@ def enrol(
             unlogged = _log_refusal(
                 db_url,
                 actor=operator,
+                authority=authority,
                 subject=user,
                 details={
                     **base,
@@ -336,6 +366,7 @@ def enrol(
                 name=policy.name,
                 path=str(policy.path),
                 content=policy.text,
+                authority=authority,
             )
             record = registry.add_credential(
                 s,
@@ -368,6 +399,7 @@ def enrol(
                 metadata_no=metadata_no,
                 operator=operator,
                 witness=witness,
+                authority=authority,
             )
     except EnrolmentRefused:
         raise

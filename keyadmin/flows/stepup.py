@@ -5,8 +5,7 @@ getAssertion ceremony on the key with user verification required (the PIN throug
 interaction callback) -> ``keyadmin.stepup.finish`` (the same checks and the same counter
 compare-and-set as the web API) -> a signed receipt, when a signer is given.
 
-``witness_presence`` is the same proof for enrolment's dual control: the witness's own
-enrolled key signs a fresh challenge bound to "witness enrolment of SUBJECT".
+Enrolment's dual control (the witness's assertion) is keyadmin.flows.authority.witness.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyadmin.device.errors import device_errors
-from keyadmin.stepup.api import StepUpChallenge, StepUpResult, begin, finish
+from keyadmin.stepup.api import StepUpChallenge, begin, finish
 from keyadmin.stepup.verify import Assertion
 
 
@@ -119,33 +118,4 @@ def step_up(
         flags=result.flags,
         receipt=receipt,
         receipt_expires_at=expires,
-    )
-
-
-def witness_presence(
-    user: str,
-    policy: Any,
-    session: Any,
-    interaction: Any,
-    db_url: str,
-    *,
-    subject: str | None = None,
-    metadata: Any = None,
-) -> StepUpResult:
-    """The witness ``user`` proves presence with their own enrolled key (UV assertion).
-
-    Same verification and counter compare-and-set as a step-up; the action is
-    "witness enrolment of SUBJECT" (or "witness presence of USER"). Raises like ``finish``.
-    """
-    action = f"witness enrolment of {subject}" if subject else f"witness presence of {user}"
-    challenge = begin(db_url, policy, user=user, action=action)
-    assertion = get_assertion(session, interaction, challenge)
-    return finish(
-        db_url,
-        policy,
-        challenge_id=challenge.challenge_id,
-        action=action,
-        response=assertion,
-        metadata=metadata,
-        actor=user,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, Text
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -128,3 +128,31 @@ class SyncStateRow(SQLModel, table=True):
     last_seq: int = 0
     last_run_at: datetime | None = None
     details: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class OperatorRoleRow(SQLModel, table=True):
+    """One role of one operator (a registry user); see keyadmin.store.operators."""
+
+    __tablename__ = "ka_operator_role"
+    __table_args__ = (UniqueConstraint("user_id", "role", name="uq_ka_operator_role_user_role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="ka_user.id", index=True)
+    role: str
+    granted_at: datetime
+    granted_seq: int  # the audit row that granted it
+
+
+class OperatorSessionRow(SQLModel, table=True):
+    """A short operator session: only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "ka_operator_session"
+
+    id: str = Field(primary_key=True)
+    user_id: int = Field(foreign_key="ka_user.id", index=True)
+    credential_id: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    secret_sha256: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    login_seq: int  # the audit row of the login (its assertion is the evidence)

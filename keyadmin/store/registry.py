@@ -135,8 +135,17 @@ def get_or_create_user(
 
 
 # ----------------------------------------------------------------------------- policy versions
-def record_policy(session: Any, *, sha256: str, name: str, path: str, content: str) -> int:
-    """Store a policy's text once per hash; log the first sighting. Returns its row id."""
+def record_policy(
+    session: Any,
+    *,
+    sha256: str,
+    name: str,
+    path: str,
+    content: str,
+    authority: dict[str, Any] | None = None,
+) -> int:
+    """Store a policy's text once per hash; log the first sighting (with the ``authority``
+    of the command that brought it, when given). Returns its row id."""
     from sqlmodel import select
 
     from keyadmin.store.models import PolicyVersionRow
@@ -152,7 +161,11 @@ def record_policy(session: Any, *, sha256: str, name: str, path: str, content: s
         actor="keyadmin",
         action="policy.new-version",
         subject=name,
-        details={"sha256": sha256, "path": path},
+        details={
+            "sha256": sha256,
+            "path": path,
+            **({"authority": authority} if authority is not None else {}),
+        },
     )
     assert row.id is not None
     return row.id
@@ -179,6 +192,7 @@ def add_credential(
     metadata_no: int | None,
     operator: str,
     witness: str | None,
+    authority: dict[str, Any] | None = None,
 ) -> CredentialRecord:
     from sqlmodel import select
 
@@ -239,6 +253,7 @@ def add_credential(
                 status="active",
                 counter=sign_count,
             ),  # fmt: skip
+            **({"authority": authority} if authority is not None else {}),
         },
     )
     row.change_seq = entry.seq
@@ -315,8 +330,15 @@ ALLOWED_TRANSITIONS = {
 
 
 def change_status(
-    session: Any, ref: str | int, verb: str, *, reason: str, actor: str
+    session: Any,
+    ref: str | int,
+    verb: str,
+    *,
+    reason: str,
+    actor: str,
+    authority: dict[str, Any] | None = None,
 ) -> CredentialRecord:
+    """``authority`` (keyadmin.flows.authority's evidence) goes into the log row's details."""
     from keyadmin.store.models import CredentialRow
 
     if verb not in ALLOWED_TRANSITIONS:
@@ -350,6 +372,7 @@ def change_status(
                 status=after,
                 counter=row.sign_count,
             ),  # fmt: skip
+            **({"authority": authority} if authority is not None else {}),
         },
     )
     row.change_seq = entry.seq
@@ -359,7 +382,13 @@ def change_status(
 
 
 def set_counter(
-    session: Any, ref: str | int, value: int, *, reason: str, actor: str
+    session: Any,
+    ref: str | int,
+    value: int,
+    *,
+    reason: str,
+    actor: str,
+    authority: dict[str, Any] | None = None,
 ) -> CredentialRecord:
     """Set a credential's signature counter on purpose (a repair), logged with the old and
     new value. Compare-and-set on the value read: a step-up committed meanwhile makes this
@@ -393,7 +422,8 @@ def set_counter(
                 aaguid=record.aaguid,
                 status=record.status,
                 counter=value,
-            ),  # fmt: skip
+            ),
+            **({"authority": authority} if authority is not None else {}),
         },
     )
     t = CredentialRow.__table__  # type: ignore[attr-defined]

@@ -285,11 +285,11 @@ def _show(name: str, value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- upgrade
-def bind_unbound(session: Any, *, actor: str) -> int:
+def bind_unbound(session: Any, *, actor: str, authority: dict[str, Any] | None = None) -> list[str]:
     """Record the current state of every credential whose ``change_seq`` row has none.
 
     For registries written before the binding. Trust on first use: it records what the
-    registry holds now, in a log row that says so. Returns the number bound.
+    registry holds now, in a log row that says so. Returns the credential ids bound (hex).
     """
     from sqlalchemy import select, update
 
@@ -309,7 +309,7 @@ def bind_unbound(session: Any, *, actor: str) -> int:
             recorded = None
         if not any(s["cred"] == hexid for s in states_of(recorded)):
             todo.append(bytes(cid))
-    bound = 0
+    bound: list[str] = []
     for i in range(0, len(todo), 200):
         batch = todo[i : i + 200]
         states = read_states(session, batch)
@@ -318,11 +318,15 @@ def bind_unbound(session: Any, *, actor: str) -> int:
             actor=actor,
             action="log.bind-state",
             subject=None,
-            details={"note": "trust on first use: the registry's state as found", "states": states},
+            details={
+                "note": "trust on first use: the registry's state as found",
+                "states": states,
+                **({"authority": authority} if authority is not None else {}),
+            },
         )
         session.execute(
             update(ct).where(ct.c.credential_id.in_(batch)).values(change_seq=entry.seq)
         )
-        bound += len(batch)
+        bound += [cid.hex() for cid in batch]
     session.flush()
     return bound

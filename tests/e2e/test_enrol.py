@@ -366,8 +366,11 @@ def test_dual_control_witness_proves_presence_with_their_own_key(tmp_path, db) -
     assert result["witness"] == "olivia" and result["witness_proof"]["counter"] >= 2
     rows = {r["user"]: r for r in lab.registry_rows()}
     assert rows["alice"]["witness"] == "olivia"
-    actions = _log_actions(lab)
-    assert actions.index("stepup.ok") < len(actions) - 1 and actions[-1] == "enrol.approved"
+    log = json.loads(invoke("log", "show", "--json", "--db", lab.db).stdout)
+    assert log[-1]["action"] == "enrol.approved"
+    witnessed = log[-1]["details"]["authority"]["witness"]  # the witness's signed statement
+    assert witnessed["operator"] == "olivia" and witnessed["statement"]["args"]["user"] == "alice"
+    assert invoke("operator", "verify-log", "--db", lab.db).code == 0
 
 
 def test_the_witness_must_be_a_second_person(tmp_path, db) -> None:

@@ -315,9 +315,9 @@ def test_registry_from_before_the_binding_is_bound_once_then_steps_up(lab: Lab) 
     with pytest.raises(StepUpRefused, match="no record of this credential's state"):
         _step_up(lab, "alice", lab.keys["alice"])
     out = _cli("log", "bind-state", "--db", lab.db_url, "--json")
-    assert out.code == 0 and json.loads(out.stdout) == {"bound": 2}
+    assert out.code == 0 and json.loads(out.stdout)["bound"] == 2
     again = _cli("log", "bind-state", "--db", lab.db_url, "--json")
-    assert json.loads(again.stdout) == {"bound": 0}
+    assert json.loads(again.stdout)["bound"] == 0
     _step_up(lab, "alice", lab.keys["alice"])
     chain, replay = _verify(lab.db_url)
     assert chain.ok and replay.ok, replay.problems

@@ -26,7 +26,6 @@ from keyadmin.stepup import (
 from keyadmin.stepup.verify import b64url, b64url_decode
 from tests.integration.test_stepup_support import (
     ACTION,
-    PIN,
     Lab,
     assertion_for,
     clone,
@@ -311,19 +310,6 @@ def test_credential_of_another_user_is_refused(tmp_path: Path) -> None:
     a = assertion_for(lab.keys["bob"], replace(ch, allow_credentials=ch_bob.allow_credentials))
     with pytest.raises(StepUpRefused, match="not a registered credential of alice"):
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
-
-
-def test_witness_presence(tmp_path: Path) -> None:
-    from keyadmin.cli.interact import CliInteraction
-    from keyadmin.flows.stepup import witness_presence
-    from tests.integration.test_stepup_support import open_session
-
-    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", users=("alice", "wendy"))
-    with open_session(lab.keys["wendy"]) as s:
-        r = witness_presence("wendy", lab.policy, s, CliInteraction(PIN), lab.db_url, subject="bob")
-    from keyadmin.stepup import action_hash
-
-    assert r.user == "wendy" and r.action_hash == action_hash("witness enrolment of bob")
 
 
 # ----------------------------------------------------------------------------- receipts

@@ -1,0 +1,75 @@
+"""The shared operator options and the one helper every privileged command calls.
+
+Wiring a command: add ``operator: str = OPERATOR_OPT, operator_device: str =
+OPERATOR_DEVICE_OPT`` to its parameters and call ``authorize_cli(url, ACTION, ARGS, operator,
+operator_device)`` before it changes anything; put ``authority.evidence`` into its log row's
+details under ``authority``. ``keyadmin.flows.authority.ROLE_FOR`` names the role it needs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Any
+
+import typer
+
+from keyadmin.cli.render import say
+
+OPERATOR_OPT = typer.Option(
+    None,
+    "--operator",
+    envvar="KEYADMIN_OPERATOR",
+    help="The operator acting (default: the login name); proven by --operator-device or a "
+    "session (keyadmin operator login), never by the name alone.",
+)
+OPERATOR_DEVICE_OPT = typer.Option(
+    None,
+    "--operator-device",
+    envvar="KEYADMIN_OPERATOR_DEVICE",
+    help="The operator's own key (hid:, nfc:, sim:): its UV assertion authorizes this command.",
+)
+
+LAB_NOTICE = (
+    "lab mode: no operator is bootstrapped, authority is not provable "
+    "(keyadmin operator bootstrap USER)"
+)
+
+
+def operator_name(operator: str | None) -> str:
+    """The claimed name: --operator, else $KEYADMIN_OPERATOR, else the login name."""
+    return operator or os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
+
+
+def authorize_cli(
+    url: str,
+    action: str,
+    args: dict[str, Any],
+    operator: str | None,
+    operator_device: str | None,
+) -> Any:
+    """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr."""
+    from keyadmin.cli.device import _session
+    from keyadmin.cli.interact import CliInteraction
+    from keyadmin.flows.authority import authorize
+
+    name = operator_name(operator)
+
+    def open_device() -> Any:
+        say(f"Operator {name}: authorize {action} with your own key (your PIN)")
+        return _session(operator_device)
+
+    authority = authorize(
+        url,
+        action,
+        args,
+        operator=name,
+        open_device=open_device if operator_device else None,
+        interaction=CliInteraction(),
+    )
+    if authority.lab:
+        say(LAB_NOTICE)
+    else:
+        how = f"session {authority.session}" if authority.session else "key"
+        say(f"Authorized by operator {authority.operator} ({how})")
+    return authority
