@@ -40,7 +40,7 @@ MAX_SIZES = {
     "credential id": 1023,
     "clientDataJSON": 8192,
     "authenticatorData": 4096,
-    "signature": 1024,  # RSA-8192; ES256 is at most 72
+    "signature": 8192,  # ML-DSA-87 is 4627 bytes, RSA-8192 1024; ES256 is at most 72
     "userHandle": 64,
 }
 #: The most bytes of response JSON text ``parse_response`` reads.
