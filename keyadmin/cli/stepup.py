@@ -123,28 +123,45 @@ def step_up(
 def verify(
     token: str = typer.Argument(..., help="The receipt (compact JWS); '-' reads stdin."),
     action: str = typer.Option(None, "--action", help="Refuse unless it is for this action."),
+    no_action_check: bool = typer.Option(
+        False, "--no-action-check", help="Check everything but the action (said in the output)."
+    ),
     public_key: Path = typer.Option(
         None, "--public-key", help="The receipt public key (default: beside the signing key)."
     ),
     receipt_key: Path = KEY_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Check a step-up receipt offline: signature, key, expiry, and the action if given.
+    """Check a step-up receipt offline: signature, key, expiry, and the action.
 
-    Exit 0 when valid, 3 when tampered, expired, or for another action.
+    --action is required; --no-action-check instead checks everything else and says
+    "action NOT checked". Each call is stateless: the CLI cannot tell a receipt used before
+    (verifiers that need single use call keyadmin.stepup.verify_receipt with used=).
+    Exit 0 when valid, 3 when tampered, expired, or for another action, 2 without --action.
     Example: keyadmin receipt verify "$TOKEN" --action "delete tenant 42" --public-key k.pub.pem
     """
+    from keyadmin.errors import UsageError
     from keyadmin.stepup.receipts import load_public_key, public_path, verify_receipt
+
+    if (action is None) == (not no_action_check):
+        raise UsageError(
+            "give --action (the action the receipt must be for)"
+            if action is None
+            else "--action and --no-action-check exclude each other",
+            hint='e.g. keyadmin receipt verify "$TOKEN" --action "delete tenant 42"',
+        )
 
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read().strip()
     key = load_public_key(public_key or public_path(_key_path(receipt_key)))
     receipt = verify_receipt(token, key, action=action)
+    if action is None:
+        say("warning: the action was not checked (--no-action-check)")
     if json_out:
         emit_json({"valid": True, **receipt.__dict__})
         return
     emit_kv(
-        "Receipt valid" + ("" if action is not None else " (action not checked)"),
+        "Receipt valid" + ("" if action is not None else " (action NOT checked)"),
         list(receipt.__dict__.items()),
     )
 

@@ -9,6 +9,12 @@ Token: ``b64url(header) . b64url(claims) . b64url(r || s)`` with header
 ``{"alg": "ES256", "typ": "keyadmin-stepup+jws", "kid": <SHA-256 of the public key>}`` and
 claims ``iss, sub (user), aud (rp id), act (SHA-256 of the action, hex), cred (credential
 id, hex), ctr, jti (challenge id), iat, exp``.
+
+One token per receipt: signatures are issued with low S (s <= n/2) and a high-S signature
+is refused, so nobody can make a second valid string for the same receipt. A receipt is
+valid until it expires; a verifier that wants it single use passes ``used=`` (a
+``UsedReceipts`` in memory, or any object with its ``claim`` method backed by shared
+storage), which records each accepted ``jti`` until its expiry.
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ import hmac
 import json
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from keyadmin.errors import ConfigError
-from keyadmin.stepup.errors import ReceiptInvalid
+from keyadmin.stepup.errors import ReceiptInvalid, ReceiptReused
 from keyadmin.stepup.verify import b64url, b64url_decode
 
 TYP = "keyadmin-stepup+jws"
 ISSUER = "keyadmin"
 DEFAULT_LIFETIME_SECONDS = 300
+#: The order of the P-256 group: a signature (r, s) and (r, n - s) both verify.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class PassphraseRequired(ConfigError):
@@ -181,6 +190,8 @@ class ReceiptSigner:
         signing_input = (_segment(header) + "." + _segment(claims)).encode("ascii")
         der = self._key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
+        if s > P256_ORDER // 2:
+            s = P256_ORDER - s  # low S: the one canonical form
         raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return signing_input.decode("ascii") + "." + b64url(raw)
 
@@ -220,12 +231,51 @@ class Receipt:
     action_checked: bool
 
 
-def verify_receipt(
-    token: str, public_key: Any, *, action: str | None = None, now: datetime | None = None
-) -> Receipt:
-    """Check a receipt offline: signature, algorithm, key id, expiry, and the action if given.
+class ReceiptLedger(Protocol):
+    """Where a verifier records the receipts it has accepted (see ``UsedReceipts``)."""
 
-    Raises ReceiptInvalid naming what failed; returns the claims when everything holds.
+    def claim(self, jti: str, expires: int, now: int) -> bool:
+        """Record ``jti`` as used until ``expires`` (Unix seconds); False if it already was."""
+        ...
+
+
+class UsedReceipts:
+    """Receipt ids (jti) already accepted, each kept until its receipt expires.
+
+    In memory, for one process (thread-safe); expired ids are purged on every claim. Several
+    processes that must share single use need a shared store with the same ``claim``
+    (e.g. a table with the jti as its primary key and an INSERT that fails on a duplicate).
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, jti: str, expires: int, now: int) -> bool:
+        with self._lock:
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            if jti in self._until:
+                return False
+            self._until[jti] = expires
+            return True
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+def verify_receipt(
+    token: str,
+    public_key: Any,
+    *,
+    action: str | None = None,
+    now: datetime | None = None,
+    used: ReceiptLedger | None = None,
+) -> Receipt:
+    """Check a receipt offline: signature (low S only), algorithm, key id, expiry, the action
+    if given and, with ``used``, that it was not accepted before (then it is recorded).
+
+    Raises ReceiptInvalid naming what failed (ReceiptReused, exit 6, for a second use);
+    returns the claims when everything holds.
     """
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
@@ -252,7 +302,10 @@ def verify_receipt(
         raise ReceiptInvalid("the receipt was signed by another key (kid differs)")
     if len(sig) != 64:
         raise ReceiptInvalid("the receipt's signature is not 64 bytes (ES256 r || s)")
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    if s > P256_ORDER // 2:
+        raise ReceiptInvalid("the receipt's signature has a high-S value (not canonical)")
+    der = encode_dss_signature(r, s)
     try:
         public_key.verify(der, f"{parts[0]}.{parts[1]}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
@@ -272,6 +325,8 @@ def verify_receipt(
         raise ReceiptInvalid("the receipt was issued in the future (clock skew?)")
     if action is not None and not hmac.compare_digest(claims["act"], action_hash(action)):
         raise ReceiptInvalid("the receipt is for another action")
+    if used is not None and not used.claim(claims["jti"], claims["exp"], int(at.timestamp())):
+        raise ReceiptReused("the receipt was already used", challenge_id=claims["jti"])
     return Receipt(
         user=claims["sub"],
         action_hash=claims["act"],
