@@ -6,12 +6,12 @@ terminal (for scripts). Never from argv, never logged.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import Any
 
 from fido2.client import UserInteraction
 
+from keyadmin.cli.render import ask_hidden, err
 from keyadmin.errors import KeyadminError, PinError
 
 
@@ -21,7 +21,7 @@ class Cancelled(KeyadminError):
 
 def read_pin(prompt: str = "PIN: ") -> str:
     if sys.stdin is not None and sys.stdin.isatty():
-        pin = getpass.getpass(prompt, stream=sys.stderr)
+        pin = ask_hidden(prompt)
     else:
         line = sys.stdin.readline() if sys.stdin is not None else ""
         pin = line.rstrip("\r\n")
@@ -46,8 +46,8 @@ def _text(pin: str) -> str:
 def read_new_pin() -> str:
     """A new PIN: typed twice at a terminal, or one line of stdin."""
     if sys.stdin is not None and sys.stdin.isatty():
-        first = getpass.getpass("New PIN: ", stream=sys.stderr)
-        if getpass.getpass("New PIN again: ", stream=sys.stderr) != first:
+        first = ask_hidden("New PIN: ")
+        if ask_hidden("New PIN again: ") != first:
             raise PinError("the two PINs differ; nothing was changed")
         if not first:
             raise PinError("no PIN given")
@@ -57,8 +57,7 @@ def read_new_pin() -> str:
 
 def confirm(question: str) -> None:
     """Ask yes/no on stderr; anything but yes aborts with nothing done."""
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
+    err(f"{question} [y/N] ")
     answer = sys.stdin.readline() if sys.stdin is not None else ""
     if answer.strip().lower() not in ("y", "yes"):
         raise Cancelled("cancelled; nothing was changed")
@@ -75,8 +74,7 @@ class CliInteraction(UserInteraction):
         return self._pin
 
     def prompt_up(self) -> None:
-        sys.stderr.write("Touch your security key...\n")
-        sys.stderr.flush()
+        err("Touch your security key...\n")
 
     def request_pin(self, permissions: Any, rp_id: str | None) -> str | None:
         if self._pin is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
 from keyadmin.errors import UsageError
 
 DB_OPT = typer.Option(
@@ -149,14 +149,11 @@ def creds_list(
     if not creds:
         say("no credentials match")
         return
-    import sys
 
-    sys.stdout.write(
-        f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n"
-    )
+    out(f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n")
     for c in creds:
-        sys.stdout.write(
-            f"{c.id:>5}  {c.user:<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
+        out(
+            f"{c.id:>5}  {clean(c.user):<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
             f"{c.credential_id[:16]}…\n"
         )
 
@@ -242,12 +239,11 @@ def users_list(
     if json_out:
         emit_json(rows)
         return
-    import sys
 
     for r in rows:
         verdict = "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")
-        sys.stdout.write(
-            f"{r.user:<20} active {r.active}  suspended {r.suspended}  revoked {r.revoked}  "
+        out(
+            f"{clean(r.user):<20} active {r.active}  suspended {r.suspended}  revoked {r.revoked}  "
             f"quarantined {r.quarantined}  {verdict}\n"
         )
 
@@ -284,11 +280,11 @@ def log_show(
         emit_json(rows)
         return
     import json
-    import sys
 
     for r in rows:
-        sys.stdout.write(
-            f"{r.seq:>6}  {r.at[:19]}  {r.actor:<12} {r.action:<24} {r.subject or '-':<16} "
+        out(
+            f"{r.seq:>6}  {r.at[:19]}  {clean(r.actor):<12} {r.action:<24} "
+            f"{clean(r.subject or '-'):<16} "
             f"{json.dumps(r.details, sort_keys=True)[:120]}\n"
         )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from keyadmin.cli.registry import DB_OPT, DEVICE_OPT, JSON_OPT
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import ask_hidden, emit_json, emit_kv, err, out, say
 
 ENV_PASSPHRASE = "KEYADMIN_RECEIPT_PASSPHRASE"  # noqa: S105 - the variable's name
 KEY_OPT = typer.Option(
@@ -29,10 +29,8 @@ def _key_path(path: Path | None) -> Path:
 
 
 def _read_secret(prompt: str) -> str:
-    import getpass
-
     if sys.stdin is not None and sys.stdin.isatty():
-        return getpass.getpass(prompt, stream=sys.stderr)
+        return ask_hidden(prompt)
     line = sys.stdin.readline() if sys.stdin is not None else ""
     return line.rstrip("\r\n")
 
@@ -101,7 +99,7 @@ def step_up(
             actor=_operator() if os.environ.get("KEYADMIN_OPERATOR") else user,
         )
     for flag in result.flags:
-        sys.stderr.write(f"warning: {flag} (logged)\n")
+        err(f"warning: {flag} (logged)\n")
     if json_out:
         emit_json(result)
         return
@@ -116,7 +114,7 @@ def step_up(
             ("receipt expires", result.receipt_expires_at),
         ],
     )
-    sys.stdout.write(f"{result.receipt}\n")
+    out(f"{result.receipt}\n")
 
 
 @receipt_app.command("verify")
