@@ -1,7 +1,10 @@
 """Terminal interaction for flows: PIN entry and touch prompts, on stderr.
 
 PINs come from a hidden prompt, or from one line of stdin when stdin is not a
-terminal (for scripts). Never from argv, never logged.
+terminal (for scripts). Never from argv, never logged. Before one is read the process is
+made non-dumpable with no core dumps (``protect_secrets``). PINs stay Python ``str``:
+python-fido2 takes the PIN as ``str`` and encodes it itself, and a ``str`` cannot be wiped,
+so a PIN lives in memory until the garbage collector reuses it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,28 @@ class Cancelled(KeyadminError):
     """The operator said no."""
 
 
+def protect_secrets() -> None:
+    """Before a PIN or passphrase is read: this process never writes a core dump (RLIMIT_CORE
+    0, hard limit too, so it cannot be raised again) and, on Linux, is not dumpable
+    (PR_SET_DUMPABLE 0: no core, and other processes of the same user cannot ptrace it or
+    read its memory through /proc). Fails closed when the kernel refuses."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_dumpable = 4
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+            raise KeyadminError(
+                "cannot make this process non-dumpable (prctl PR_SET_DUMPABLE failed); "
+                "no secret was read"
+            )
+
+
 def read_pin(prompt: str = "PIN: ") -> str:
+    protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
         pin = ask_hidden(prompt)
     else:
@@ -45,6 +69,7 @@ def _text(pin: str) -> str:
 
 def read_new_pin() -> str:
     """A new PIN: typed twice at a terminal, or one line of stdin."""
+    protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
         first = ask_hidden("New PIN: ")
         if ask_hidden("New PIN again: ") != first:

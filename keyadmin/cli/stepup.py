@@ -29,6 +29,9 @@ def _key_path(path: Path | None) -> Path:
 
 
 def _read_secret(prompt: str) -> str:
+    from keyadmin.cli.interact import protect_secrets
+
+    protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
         return ask_hidden(prompt)
     line = sys.stdin.readline() if sys.stdin is not None else ""
@@ -38,11 +41,17 @@ def _read_secret(prompt: str) -> str:
 def _signer(path: Path) -> object:
     from keyadmin.stepup.receipts import ReceiptSigner, key_is_encrypted
 
-    passphrase: bytes | None = None
-    if key_is_encrypted(path):
-        text = os.environ.get(ENV_PASSPHRASE) or _read_secret("Receipt key passphrase: ")
-        passphrase = text.encode() or None
-    return ReceiptSigner.load(path, passphrase)
+    if not key_is_encrypted(path):
+        return ReceiptSigner.load(path, None)
+    from keyadmin.cli.interact import protect_secrets
+
+    protect_secrets()
+    text = os.environ.get(ENV_PASSPHRASE) or _read_secret("Receipt key passphrase: ")
+    passphrase = bytearray(text, "utf-8")  # cleared below; the str copy cannot be
+    try:
+        return ReceiptSigner.load(path, passphrase or None)
+    finally:
+        passphrase[:] = bytes(len(passphrase))
 
 
 def step_up(
@@ -185,6 +194,9 @@ def keygen(
 
     passphrase: bytes | None = None
     if not no_passphrase:
+        from keyadmin.cli.interact import protect_secrets
+
+        protect_secrets()
         text = os.environ.get(ENV_PASSPHRASE)
         if not text:
             text = _read_secret("New receipt key passphrase: ")

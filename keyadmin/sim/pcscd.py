@@ -151,14 +151,17 @@ def write_reader_config(config_dir: Path, reader_name: str, port: int) -> Path:
     if '"' in reader_name or "\n" in reader_name:
         raise ValueError("the reader name cannot contain quotes or newlines")
     driver = find_vpcd_driver()
+    from keyadmin.files import write_atomic
+
     config_dir.mkdir(parents=True, exist_ok=True)
     path = config_dir / "vpcd"
-    path.write_text(
+    text = (
         f'FRIENDLYNAME "{reader_name}"\n'
         f"DEVICENAME   /dev/null:0x{port:04X}\n"
         f"LIBPATH      {driver}\n"
         f"CHANNELID    0x{port:04X}\n"
     )
+    write_atomic(path, text.encode(), 0o644)
     return path
 
 

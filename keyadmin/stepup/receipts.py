@@ -74,12 +74,15 @@ class KeyFiles:
 
 
 def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -> KeyFiles:
-    """Write a new P-256 receipt key (0600) and its public key beside it."""
+    """Write a new P-256 receipt key (0600) and its public key beside it, each atomically
+    and never through a symlink (keyadmin.files.write_atomic)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from keyadmin.files import write_atomic
+
     pub_path = public_path(path)
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         from keyadmin.errors import UsageError
 
         raise UsageError(f"{path} exists", hint="pass --force to replace it (old receipts die)")
@@ -92,18 +95,13 @@ def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    pub_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    write_atomic(path, pem, 0o600)  # temp file O_EXCL|O_NOFOLLOW, fsync, rename
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    write_atomic(pub_path, public, 0o644)
     return KeyFiles(str(path), str(pub_path), bool(passphrase), key_id(key.public_key()))
 
 
@@ -126,10 +124,13 @@ class ReceiptSigner:
         self.kid = key_id(private_key.public_key())
 
     @classmethod
-    def load(cls, path: Path, passphrase: bytes | None = None) -> ReceiptSigner:
+    def load(cls, path: Path, passphrase: bytes | bytearray | None = None) -> ReceiptSigner:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
 
+        from keyadmin.files import check_trusted_file
+
+        check_trusted_file(path)
         encrypted = key_is_encrypted(path)
         if not encrypted:
             mode = stat.S_IMODE(path.stat().st_mode)
@@ -144,8 +145,9 @@ class ReceiptSigner:
                 hint="type it at the prompt, or set KEYADMIN_RECEIPT_PASSPHRASE",
             )
         try:
-            key = serialization.load_pem_private_key(
-                path.read_bytes(), password=passphrase if encrypted else None
+            key = serialization.load_pem_private_key(  # takes any buffer: a bytearray
+                path.read_bytes(),  # the caller clears stays uncopied
+                password=passphrase if encrypted else None,  # type: ignore[arg-type]
             )
         except (ValueError, TypeError):
             raise ConfigError(
@@ -204,12 +206,15 @@ def load_public_key(path: Path) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from keyadmin.files import check_trusted_file
+
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as e:
         raise ConfigError(f"cannot read the receipt public key {path}: {e.strerror}") from None
     except ValueError:
         raise ConfigError(f"{path} is not a PEM public key") from None
+    check_trusted_file(path)  # whoever can replace it can forge receipts
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{path} is not an EC public key")
     return key
