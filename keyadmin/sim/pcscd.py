@@ -234,7 +234,8 @@ class PrivatePcscd:
         args = [binary, "--foreground", "--config", str(self.config_dir)]
         if self.debug:
             args.append("--debug")
-        self._log = open(self.log_path, "ab")  # closed in stop()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._log = os.fdopen(os.open(self.log_path, flags, 0o600), "ab")  # closed in stop()
         logger.info("starting %s (log %s)", " ".join(args), self.log_path)
         self._proc = subprocess.Popen(  # noqa: S603 (fixed argument list, no shell)
             args,
