@@ -15,7 +15,7 @@ from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from keyadmin import __version__
-from keyadmin.cli.render import out, say
+from keyadmin.cli.render import err, out, say
 from keyadmin.errors import ExitCode, KeyadminError
 
 # The command groups, loaded only when invoked: name -> (module, attribute, one-line help).
@@ -185,18 +185,18 @@ def exit_code_for(exc: BaseException) -> int:
     if _state["debug"]:
         import traceback
 
-        traceback.print_exception(exc)
-    err = exc if isinstance(exc, KeyadminError) else _translate(exc)
-    if err is None:
+        err("".join(traceback.format_exception(exc)))
+    error = exc if isinstance(exc, KeyadminError) else _translate(exc)
+    if error is None:
         say(
             f"error: unexpected {type(exc).__name__}: {exc}\n"
             "hint: rerun with --debug for the traceback"
         )
         return int(ExitCode.ERROR)
-    say(f"error: {err.message}")
-    if err.hint:
-        say(f"hint: {err.hint}")
-    return int(err.exit_code)
+    say(f"error: {error.message}")
+    if error.hint:
+        say(f"hint: {error.hint}")
+    return int(error.exit_code)
 
 
 def run(argv: list[str] | None = None) -> Any:

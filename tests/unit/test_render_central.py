@@ -10,7 +10,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "keyadmin"
 WRITERS = re.compile(
     r"sys\.(stdout|stderr)\.write|sys\.(stdout|stderr)\)|typer\.echo|click\.echo|"
-    r"typer\.secho|(?<![\w.])print\(|rich\.print|Console\("
+    r"typer\.secho|(?<![\w.])print\(|rich\.print|Console\(|print_exc|print_exception|"
+    r"StreamHandler|basicConfig"
 )
 
 
