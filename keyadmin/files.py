@@ -79,7 +79,7 @@ def private_dir(path: Path) -> Path:
         )
     if st.st_mode & 0o077:
         path.chmod(0o700)
-    check_parents(path.parent)
+    check_parents(path)  # resolved: a symlinked directory's real parents are checked
     return path
 
 

@@ -75,6 +75,11 @@ def test_a_data_directory_under_a_writable_parent_is_refused(tmp_path: Path) -> 
     shared.chmod(0o777)  # no sticky bit: anyone could rename our directory away
     out = invoke("creds", "list", env={"KEYADMIN_HOME": str(shared / "home")})
     assert out.code == 1 and "writable by others" in out.stderr and str(shared) in out.stderr
+    real = shared / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)  # a symlinked home: its real parents count
+    linked = invoke("creds", "list", env={"KEYADMIN_HOME": str(tmp_path / "link")})
+    assert linked.code == 1 and "writable by others" in linked.stderr
     sticky = tmp_path / "sticky"
     sticky.mkdir()
     sticky.chmod(0o1777)  # like /tmp: fine
