@@ -145,7 +145,11 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     check_parents(directory)
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, mode)
+    except OSError as e:
+        raise ConfigError(f"cannot write in {directory}: {e.strerror}") from None
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have narrowed it; never widen past mode
@@ -156,11 +160,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise ConfigError(f"cannot write {path}: {e.strerror}; it is unchanged") from None
         raise
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -146,9 +146,10 @@ def save_state(path: Path, state: KeyState) -> None:
     """Write atomically with mode 0600 (keyadmin.files.write_atomic): a crash leaves the old
     or the new file, never half; a symlink planted at the path is replaced, not followed; a
     directory others can write is refused."""
-    from keyadmin.files import UnsafePath, write_atomic
+    from keyadmin.errors import ConfigError
+    from keyadmin.files import write_atomic
 
     try:
         write_atomic(Path(path), state.to_json().encode("utf-8"), 0o600)
-    except UnsafePath as e:
+    except ConfigError as e:
         raise StateFileError(e.message, hint=e.hint) from None

@@ -143,6 +143,21 @@ def test_software_key_state_is_written_atomically_and_privately(tmp_path: Path) 
         SoftKey.create(shared / "k.key")
 
 
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from keyadmin.errors import ConfigError
+    from keyadmin.files import write_atomic
+
+    target = tmp_path / "target"
+    target.mkdir()  # rename over a directory fails after the temporary file was written
+    with pytest.raises(ConfigError, match="unchanged"):
+        write_atomic(target, b"new")
+    assert target.is_dir() and [p.name for p in tmp_path.iterdir()] == ["target"]
+    keep = tmp_path / "keep"
+    write_atomic(keep, b"one")
+    write_atomic(keep, b"two")
+    assert keep.read_bytes() == b"two" and stat.S_IMODE(keep.stat().st_mode) == 0o600
+
+
 def _core_limit(pid: int) -> tuple[str, str]:
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
         if line.startswith("Max core file size"):
