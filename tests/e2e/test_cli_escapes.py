@@ -149,3 +149,15 @@ def test_the_renderer_escapes_every_value() -> None:
     finally:
         sys.stdout = old
     assert not raw_controls(buf.getvalue()) and shows_escaped(buf.getvalue())
+
+
+def test_transports_reported_by_the_key_are_escaped(tmp_path: Path) -> None:
+    from keyadmin.sim.authenticator import SoftKey
+
+    state = tmp_path / "odd.key"
+    SoftKey.create(state, transports=["usb", NASTY])
+    out = invoke("device", "info", "-d", f"sim:{state}")
+    assert out.code == 0, out.stderr
+    assert not raw_controls(out.stdout) and shows_escaped(out.stdout)
+    js = invoke("device", "info", "-d", f"sim:{state}", "--json")
+    assert NASTY in json.loads(js.stdout)["transports"]
