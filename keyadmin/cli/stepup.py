@@ -150,12 +150,13 @@ def verify(
     from keyadmin.errors import UsageError
     from keyadmin.stepup.receipts import load_public_key, public_path, verify_receipt
 
-    if (action is None) == (not no_action_check):
+    if action is not None and no_action_check:
+        raise UsageError("--action and --no-action-check exclude each other")
+    if action is None and not no_action_check:
         raise UsageError(
-            "give --action (the action the receipt must be for)"
-            if action is None
-            else "--action and --no-action-check exclude each other",
-            hint='e.g. keyadmin receipt verify "$TOKEN" --action "delete tenant 42"',
+            "give --action: the action the receipt must be for",
+            hint='e.g. keyadmin receipt verify "$TOKEN" --action "delete tenant 42" '
+            "(or --no-action-check to check everything else)",
         )
 
     if token == "-":  # noqa: S105 - "-" means stdin
