@@ -17,7 +17,9 @@ def data_dir() -> Path:
 
     $KEYADMIN_HOME, else $XDG_DATA_HOME/keyadmin, else ~/.local/share/keyadmin.
 
-    Created with mode 0700 when missing; tightened to 0700 when it is looser (and ours).
+    Created with mode 0700 when missing; tightened to 0700 when others can read it; refused
+    when another user owns it or others can write it or a directory above it
+    (keyadmin.files.private_dir).
     """
     home = os.environ.get(ENV_HOME)
     if home:
@@ -25,11 +27,9 @@ def data_dir() -> Path:
     else:
         xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         path = Path(xdg) / "keyadmin"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = path.stat()
-    if st.st_mode & 0o077 and st.st_uid == os.geteuid():  # keyadmin's own: tighten it
-        path.chmod(0o700)
-    return path
+    from keyadmin.files import private_dir
+
+    return private_dir(path)
 
 
 def database_url(explicit: str | None = None) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from keyadmin.cli.render import emit_json
+from keyadmin.cli.render import emit_json, out
 
 app = typer.Typer(
     help=(
@@ -100,7 +99,7 @@ def render_decision(decision: Any, as_json: bool, title: str) -> None:
     if first is not None:
         verdict += f" (first failing rule: {first.rule})"
     lines.append(f"decision: {verdict}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    out("\n".join(lines) + "\n")
 
 
 @app.command("verify")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from keyadmin.cli.render import emit_json
+from keyadmin.cli.render import emit_json, out
 
 
 def doctor(
@@ -16,7 +16,6 @@ def doctor(
     Each problem comes with the exact command that fixes it. Exit 1 when a check fails.
     Example: keyadmin doctor --json
     """
-    import sys
 
     from keyadmin.config import database_url
     from keyadmin.flows.doctor import run_doctor
@@ -27,8 +26,8 @@ def doctor(
     else:
         marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
         for c in report.checks:
-            sys.stdout.write(f"[{marks[c.status]}] {c.name}: {c.detail}\n")
+            out(f"[{marks[c.status]}] {c.name}: {c.detail}\n")
             if c.fix:
-                sys.stdout.write(f"       fix: {c.fix}\n")
+                out(f"       fix: {c.fix}\n")
     if not report.ok:
         raise typer.Exit(1)

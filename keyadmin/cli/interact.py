@@ -1,17 +1,20 @@
 """Terminal interaction for flows: PIN entry and touch prompts, on stderr.
 
 PINs come from a hidden prompt, or from one line of stdin when stdin is not a
-terminal (for scripts). Never from argv, never logged.
+terminal (for scripts). Never from argv, never logged. Before one is read the process is
+made non-dumpable with no core dumps (``protect_secrets``). PINs stay Python ``str``:
+python-fido2 takes the PIN as ``str`` and encodes it itself, and a ``str`` cannot be wiped,
+so a PIN lives in memory until the garbage collector reuses it.
 """
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import Any
 
 from fido2.client import UserInteraction
 
+from keyadmin.cli.render import ask_hidden, err
 from keyadmin.errors import KeyadminError, PinError
 
 
@@ -19,9 +22,30 @@ class Cancelled(KeyadminError):
     """The operator said no."""
 
 
+def protect_secrets() -> None:
+    """Before a PIN or passphrase is read: this process never writes a core dump (RLIMIT_CORE
+    0, hard limit too, so it cannot be raised again) and, on Linux, is not dumpable
+    (PR_SET_DUMPABLE 0: no core, and other processes of the same user cannot ptrace it or
+    read its memory through /proc). Fails closed when the kernel refuses."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_dumpable = 4
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+            raise KeyadminError(
+                "cannot make this process non-dumpable (prctl PR_SET_DUMPABLE failed); "
+                "no secret was read"
+            )
+
+
 def read_pin(prompt: str = "PIN: ") -> str:
+    protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
-        pin = getpass.getpass(prompt, stream=sys.stderr)
+        pin = ask_hidden(prompt)
     else:
         line = sys.stdin.readline() if sys.stdin is not None else ""
         pin = line.rstrip("\r\n")
@@ -45,9 +69,10 @@ def _text(pin: str) -> str:
 
 def read_new_pin() -> str:
     """A new PIN: typed twice at a terminal, or one line of stdin."""
+    protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
-        first = getpass.getpass("New PIN: ", stream=sys.stderr)
-        if getpass.getpass("New PIN again: ", stream=sys.stderr) != first:
+        first = ask_hidden("New PIN: ")
+        if ask_hidden("New PIN again: ") != first:
             raise PinError("the two PINs differ; nothing was changed")
         if not first:
             raise PinError("no PIN given")
@@ -57,8 +82,7 @@ def read_new_pin() -> str:
 
 def confirm(question: str) -> None:
     """Ask yes/no on stderr; anything but yes aborts with nothing done."""
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
+    err(f"{question} [y/N] ")
     answer = sys.stdin.readline() if sys.stdin is not None else ""
     if answer.strip().lower() not in ("y", "yes"):
         raise Cancelled("cancelled; nothing was changed")
@@ -75,8 +99,7 @@ class CliInteraction(UserInteraction):
         return self._pin
 
     def prompt_up(self) -> None:
-        sys.stderr.write("Touch your security key...\n")
-        sys.stderr.flush()
+        err("Touch your security key...\n")
 
     def request_pin(self, permissions: Any, rp_id: str | None) -> str | None:
         if self._pin is None:

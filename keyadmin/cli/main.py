@@ -8,7 +8,6 @@ Exit codes (docs/exit-codes.md):
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
@@ -16,6 +15,7 @@ from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from keyadmin import __version__
+from keyadmin.cli.render import err, out, say
 from keyadmin.errors import ExitCode, KeyadminError
 
 # The command groups, loaded only when invoked: name -> (module, attribute, one-line help).
@@ -151,7 +151,7 @@ _state: dict[str, bool] = {"debug": False}
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"keyadmin {__version__}\n")
+        out(f"keyadmin {__version__}\n")
         raise typer.Exit(0)
 
 
@@ -185,23 +185,23 @@ def _translate(exc: BaseException) -> KeyadminError | None:
 def exit_code_for(exc: BaseException) -> int:
     """Report an exception on stderr, once, and return its exit code (the published table)."""
     if isinstance(exc, KeyboardInterrupt):
-        sys.stderr.write("interrupted; nothing more was done\n")
+        say("interrupted; nothing more was done")
         return 130
     if _state["debug"]:
         import traceback
 
-        traceback.print_exception(exc)
-    err = exc if isinstance(exc, KeyadminError) else _translate(exc)
-    if err is None:
-        sys.stderr.write(
+        err("".join(traceback.format_exception(exc)))
+    error = exc if isinstance(exc, KeyadminError) else _translate(exc)
+    if error is None:
+        say(
             f"error: unexpected {type(exc).__name__}: {exc}\n"
-            "hint: rerun with --debug for the traceback\n"
+            "hint: rerun with --debug for the traceback"
         )
         return int(ExitCode.ERROR)
-    sys.stderr.write(f"error: {err.message}\n")
-    if err.hint:
-        sys.stderr.write(f"hint: {err.hint}\n")
-    return int(err.exit_code)
+    say(f"error: {error.message}")
+    if error.hint:
+        say(f"hint: {error.hint}")
+    return int(error.exit_code)
 
 
 def run(argv: list[str] | None = None) -> Any:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
+from keyadmin.cli.render import emit_json, emit_kv, out, say, to_jsonable
 
 app = typer.Typer(
     help=(
@@ -514,7 +514,7 @@ def search_cmd(
             f"  {ident:36}  {r['status']:22}  {r['certification_level'] or '-':22}  "
             f"{r['description']}{flag}"
         )
-    typer.echo("\n".join(lines))
+    out("\n".join(lines) + "\n")
 
 
 @app.command("diff")
@@ -546,10 +546,10 @@ def diff_cmd(
         parsed.append(parse_payload(read_unverified_payload(data)))
     d = diff_payloads(parsed[0], parsed[1])
     if as_json:
-        out = to_jsonable(d)
-        out["newly_blocking"] = to_jsonable(d.newly_blocking)
-        out["verified"] = False
-        emit_json(out)
+        data = to_jsonable(d)
+        data["newly_blocking"] = to_jsonable(d.newly_blocking)
+        data["verified"] = False
+        emit_json(data)
         return
     lines = [
         f"no. {d.old_no} -> no. {d.new_no} (signatures not checked)",
@@ -569,4 +569,4 @@ def diff_cmd(
                 f"  ~ {c.description} ({c.key}): {c.old_status} -> {c.new_status}"
                 + (f" [new: {new_r}]" if new_r else "")
             )
-    typer.echo("\n".join(lines))
+    out("\n".join(lines) + "\n")

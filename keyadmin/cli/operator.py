@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli, operator_name
 from keyadmin.cli.registry import DB_OPT, JSON_OPT, _db
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import emit_json, emit_kv, out, say
 from keyadmin.errors import UsageError
 
 app = typer.Typer(
@@ -127,7 +125,7 @@ def list_cmd(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
     if not rows:
         say("no operators: the registry runs in lab mode (keyadmin operator bootstrap USER)")
     for r in rows:
-        sys.stdout.write(f"{r.user:<20} {', '.join(r.roles)}\n")
+        out(f"{r.user:<20} {', '.join(r.roles)}\n")
 
 
 @app.command("login")

@@ -6,13 +6,12 @@ Import-light: the policy and metadata modules are imported inside the command bo
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from keyadmin.cli.render import emit_json, emit_kv
+from keyadmin.cli.render import emit_json, emit_kv, err, out
 
 app = typer.Typer(
     help=(
@@ -63,9 +62,9 @@ def check_cmd(
                 }
             )
         else:
-            sys.stderr.write(f"error: {e.message}\n")
+            err(f"error: {e.message}\n")
             if e.hint:
-                sys.stderr.write(f"hint: {e.hint}\n")
+                err(f"hint: {e.hint}\n")
         raise typer.Exit(1) from None
     summary = pol.summary()
     if as_json:
@@ -185,20 +184,20 @@ def models_cmd(
     if as_json:
         emit_json(data)
         return
-    out = [
+    text = [
         f"policy {pol.name} v{pol.version} admits {len(listing.models)} model(s) "
         f"of metadata no. {listing.metadata_no}",
         f"  list sha256: {listing.sha256}",
     ]
     for m in listing.models:
         floor = f"  firmware >= {m['firmware_minimum']}" if m["firmware_minimum"] else ""
-        out.append(f"  {m['aaguid']}  {m['description']}  [{m['certification'] or '-'}]{floor}")
+        text.append(f"  {m['aaguid']}  {m['description']}  [{m['certification'] or '-'}]{floor}")
     if "diff" in data:
         d = data["diff"]
-        out.append(f"changes since {diff} (sha256 {d['previous_sha256']}):")
-        out += [f"  + {m['aaguid']}  {m['description']}" for m in d["added"]]
-        out += [f"  - {m['aaguid']}  {m['description']}" for m in d["removed"]]
-        out += [f"  ~ {c['aaguid']}  {c['after']['description']}" for c in d["changed"]]
+        text.append(f"changes since {diff} (sha256 {d['previous_sha256']}):")
+        text += [f"  + {m['aaguid']}  {m['description']}" for m in d["added"]]
+        text += [f"  - {m['aaguid']}  {m['description']}" for m in d["removed"]]
+        text += [f"  ~ {c['aaguid']}  {c['after']['description']}" for c in d["changed"]]
         if not (d["added"] or d["removed"] or d["changed"]):
-            out.append("  (none)")
-    sys.stdout.write("\n".join(out) + "\n")
+            text.append("  (none)")
+    out("\n".join(text) + "\n")

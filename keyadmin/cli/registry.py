@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
 from keyadmin.errors import UsageError
 
 DB_OPT = typer.Option(
@@ -160,14 +159,11 @@ def creds_list(
     if not creds:
         say("no credentials match")
         return
-    import sys
 
-    sys.stdout.write(
-        f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n"
-    )
+    out(f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n")
     for c in creds:
-        sys.stdout.write(
-            f"{c.id:>5}  {c.user:<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
+        out(
+            f"{c.id:>5}  {clean(c.user):<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
             f"{c.credential_id[:16]}…\n"
         )
 
@@ -312,12 +308,11 @@ def users_list(
     if json_out:
         emit_json(rows)
         return
-    import sys
 
     for r in rows:
         verdict = "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")
-        sys.stdout.write(
-            f"{r.user:<20} active {r.active}  suspended {r.suspended}  revoked {r.revoked}  "
+        out(
+            f"{clean(r.user):<20} active {r.active}  suspended {r.suspended}  revoked {r.revoked}  "
             f"quarantined {r.quarantined}  {verdict}\n"
         )
 
@@ -354,11 +349,11 @@ def log_show(
         emit_json(rows)
         return
     import json
-    import sys
 
     for r in rows:
-        sys.stdout.write(
-            f"{r.seq:>6}  {r.at[:19]}  {r.actor:<12} {r.action:<24} {r.subject or '-':<16} "
+        out(
+            f"{r.seq:>6}  {r.at[:19]}  {clean(r.actor):<12} {r.action:<24} "
+            f"{clean(r.subject or '-'):<16} "
             f"{json.dumps(r.details, sort_keys=True)[:120]}\n"
         )
 
@@ -492,17 +487,14 @@ def log_keygen(
 
 
 def _read_line(prompt: str) -> str:
-    import sys
+    from keyadmin.cli.stepup import _read_secret
 
-    if sys.stdin is not None and sys.stdin.isatty():
-        return getpass.getpass(prompt, stream=sys.stderr)
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    return line.rstrip("\r\n")
+    return _read_secret(prompt)
 
 
 @log_app.command("anchor")
 def log_anchor(
-    out: Path = typer.Option(
+    out_file: Path = typer.Option(
         None, "--out", "-o", help="Write the anchor here (default: stdout). Keep it elsewhere."
     ),
     log_key: Path = LOG_KEY_OPT,
@@ -540,23 +532,19 @@ def log_anchor(
     if result.head_seq < 1:
         raise UsageError("the log is empty; nothing to anchor")
     made = anchors.make(signer, seq=result.head_seq, head_hash=result.head_hash)
-    if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(made.token + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+    if out_file is not None:
+        from keyadmin.files import write_atomic
+
+        write_atomic(out_file, (made.token + "\n").encode("ascii"), 0o644)
     if json_out:
         emit_json(made)
-    elif out is not None:
-        emit_kv("Log head anchored", [("seq", made.seq), ("hash", made.hash),
-                                      ("file", str(out))])  # fmt: skip
+    elif out_file is not None:
+        emit_kv(
+            "Log head anchored",
+            [("seq", made.seq), ("hash", made.hash), ("file", str(out_file))],
+        )
     else:
-        import sys
-
-        sys.stdout.write(made.token + "\n")
+        out(made.token + "\n")
 
 
 @log_app.command("bind-state")

@@ -1,6 +1,12 @@
 """One renderer for every command: a table or key/value view for people, JSON for pipes.
 
-Results go to stdout; prompts, progress and errors go to stderr.
+Results go to stdout; prompts, progress and errors go to stderr. Everything written for
+people passes through ``clean``: text from keys (user and display names, transports),
+from operators (nicknames, reasons) and from the registry may hold terminal escape
+sequences, C1 controls, bidi overrides or zero-width characters; each character that
+``str.isprintable`` rejects is shown as a Python-style escape (``\x1b``, ``\u202e``) instead
+of reaching the terminal. JSON output is exact JSON (``ensure_ascii``: it escapes them itself).
+No other module of keyadmin writes to stdout or stderr (tests/unit/test_render_central.py).
 """
 
 from __future__ import annotations
@@ -10,6 +16,51 @@ import json
 import sys
 from enum import Enum
 from typing import Any
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def clean(value: Any, *, lines: bool = False) -> str:
+    """``value`` as text safe for a terminal: every character that is not printable (controls,
+    C1, format characters such as bidi overrides and zero-width spaces, line separators,
+    unassigned code points; newlines too unless ``lines``) becomes an escape."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or (lines and ch == "\n") else _escape(ch) for ch in text)
+
+
+def out(text: str) -> None:
+    """Write text for people on stdout (escaped; its own newlines kept)."""
+    sys.stdout.write(clean(text, lines=True))
+
+
+def err(text: str) -> None:
+    """Write text for people on stderr (escaped; its own newlines kept)."""
+    sys.stderr.write(clean(text, lines=True))
+    sys.stderr.flush()
+
+
+def ask_hidden(prompt: str) -> str:
+    """A hidden prompt on stderr (getpass); the typed text is not echoed."""
+    import getpass
+
+    return getpass.getpass(clean(prompt), stream=sys.stderr)
+
+
+def emit_csv(header: list[str], rows: list[list[Any]]) -> None:
+    """CSV on stdout; each cell escaped like every other text for people."""
+    import csv
+
+    w = csv.writer(sys.stdout)
+    w.writerow(header)
+    for row in rows:
+        w.writerow([clean(c) if isinstance(c, str) else c for c in row])
 
 
 def to_jsonable(value: Any) -> Any:
@@ -33,10 +84,11 @@ def emit_json(value: Any) -> None:
 
 
 def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:
-    """Print a titled key/value block for people."""
-    width = max((len(k) for k, _ in rows), default=0)
-    out = [title]
-    for key, val in rows:
+    """Print a titled key/value block for people (every key and value escaped)."""
+    keys = [clean(k) for k, _ in rows]
+    width = max((len(k) for k in keys), default=0)
+    lines = [clean(title)]
+    for key, (_, val) in zip(keys, rows, strict=True):
         if isinstance(val, (list, tuple)):
             val = ", ".join(str(v) for v in val) if val else "-"
         elif isinstance(val, dict):
@@ -45,11 +97,10 @@ def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:
             val = val.hex()
         elif val is None:
             val = "-"
-        out.append(f"  {key.ljust(width)}  {val}")
-    sys.stdout.write("\n".join(out) + "\n")
+        lines.append(f"  {key.ljust(width)}  {clean(val)}")
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def say(message: str) -> None:
-    """Progress and prompts: stderr, so stdout stays machine-readable."""
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    """Progress and prompts: stderr, so stdout stays machine-readable (escaped)."""
+    err(message + "\n")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import emit_json, emit_kv, out, say
 from keyadmin.errors import UsageError
 
 app = typer.Typer(
@@ -190,7 +189,7 @@ def root(state: Path = STATE_OPT) -> None:
 
     key = SoftKey.open(state)
     say("# lab root of a SOFTWARE key (not hardware); never trust it for real accounts")
-    sys.stdout.write(key.root_certificate_pem())
+    out(key.root_certificate_pem())
 
 
 @app.command("serve")

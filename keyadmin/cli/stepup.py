@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from keyadmin.cli.registry import DB_OPT, DEVICE_OPT, JSON_OPT
-from keyadmin.cli.render import emit_json, emit_kv, say
+from keyadmin.cli.render import ask_hidden, emit_json, emit_kv, err, out, say
 
 ENV_PASSPHRASE = "KEYADMIN_RECEIPT_PASSPHRASE"  # noqa: S105 - the variable's name
 KEY_OPT = typer.Option(
@@ -29,10 +29,11 @@ def _key_path(path: Path | None) -> Path:
 
 
 def _read_secret(prompt: str) -> str:
-    import getpass
+    from keyadmin.cli.interact import protect_secrets
 
+    protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
-        return getpass.getpass(prompt, stream=sys.stderr)
+        return ask_hidden(prompt)
     line = sys.stdin.readline() if sys.stdin is not None else ""
     return line.rstrip("\r\n")
 
@@ -40,11 +41,17 @@ def _read_secret(prompt: str) -> str:
 def _signer(path: Path) -> object:
     from keyadmin.stepup.receipts import ReceiptSigner, key_is_encrypted
 
-    passphrase: bytes | None = None
-    if key_is_encrypted(path):
-        text = os.environ.get(ENV_PASSPHRASE) or _read_secret("Receipt key passphrase: ")
-        passphrase = text.encode() or None
-    return ReceiptSigner.load(path, passphrase)
+    if not key_is_encrypted(path):
+        return ReceiptSigner.load(path, None)
+    from keyadmin.cli.interact import protect_secrets
+
+    protect_secrets()
+    text = os.environ.get(ENV_PASSPHRASE) or _read_secret("Receipt key passphrase: ")
+    passphrase = bytearray(text, "utf-8")  # cleared below; the str copy cannot be
+    try:
+        return ReceiptSigner.load(path, passphrase or None)
+    finally:
+        passphrase[:] = bytes(len(passphrase))
 
 
 def step_up(
@@ -101,7 +108,7 @@ def step_up(
             actor=os.environ.get("KEYADMIN_OPERATOR") or user,
         )
     for flag in result.flags:
-        sys.stderr.write(f"warning: {flag} (logged)\n")
+        err(f"warning: {flag} (logged)\n")
     if json_out:
         emit_json(result)
         return
@@ -116,35 +123,53 @@ def step_up(
             ("receipt expires", result.receipt_expires_at),
         ],
     )
-    sys.stdout.write(f"{result.receipt}\n")
+    out(f"{result.receipt}\n")
 
 
 @receipt_app.command("verify")
 def verify(
     token: str = typer.Argument(..., help="The receipt (compact JWS); '-' reads stdin."),
     action: str = typer.Option(None, "--action", help="Refuse unless it is for this action."),
+    no_action_check: bool = typer.Option(
+        False, "--no-action-check", help="Check everything but the action (said in the output)."
+    ),
     public_key: Path = typer.Option(
         None, "--public-key", help="The receipt public key (default: beside the signing key)."
     ),
     receipt_key: Path = KEY_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Check a step-up receipt offline: signature, key, expiry, and the action if given.
+    """Check a step-up receipt offline: signature, key, expiry, and the action.
 
-    Exit 0 when valid, 3 when tampered, expired, or for another action.
+    --action is required; --no-action-check instead checks everything else and says
+    "action NOT checked". Each call is stateless: the CLI cannot tell a receipt used before
+    (verifiers that need single use call keyadmin.stepup.verify_receipt with used=).
+    Exit 0 when valid, 3 when tampered, expired, or for another action, 2 without --action.
     Example: keyadmin receipt verify "$TOKEN" --action "delete tenant 42" --public-key k.pub.pem
     """
+    from keyadmin.errors import UsageError
     from keyadmin.stepup.receipts import load_public_key, public_path, verify_receipt
+
+    if action is not None and no_action_check:
+        raise UsageError("--action and --no-action-check exclude each other")
+    if action is None and not no_action_check:
+        raise UsageError(
+            "give --action: the action the receipt must be for",
+            hint='e.g. keyadmin receipt verify "$TOKEN" --action "delete tenant 42" '
+            "(or --no-action-check to check everything else)",
+        )
 
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read().strip()
     key = load_public_key(public_key or public_path(_key_path(receipt_key)))
     receipt = verify_receipt(token, key, action=action)
+    if action is None:
+        say("warning: the action was not checked (--no-action-check)")
     if json_out:
         emit_json({"valid": True, **receipt.__dict__})
         return
     emit_kv(
-        "Receipt valid" + ("" if action is not None else " (action not checked)"),
+        "Receipt valid" + ("" if action is not None else " (action NOT checked)"),
         list(receipt.__dict__.items()),
     )
 
@@ -170,6 +195,9 @@ def keygen(
 
     passphrase: bytes | None = None
     if not no_passphrase:
+        from keyadmin.cli.interact import protect_secrets
+
+        protect_secrets()
         text = os.environ.get(ENV_PASSPHRASE)
         if not text:
             text = _read_secret("New receipt key passphrase: ")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import getpass
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
+from keyadmin.cli.render import clean, emit_csv, emit_json, emit_kv, out, say, to_jsonable
 
 DB_OPT = typer.Option(
     None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
@@ -128,15 +126,15 @@ def _sync_table(result: Any, prune: bool) -> None:
         ],
     )
     for t in result.tampering:
-        sys.stdout.write(
-            f"  TAMPERED: {t.credential_id[:32]}… {t.kind}: {t.detail}"
-            f"{' (repaired)' if t.repaired else ''}\n"
+        out(
+            f"  TAMPERED: {t.credential_id[:32]}… {t.kind}: {clean(t.detail)}"
+            f"{' (repaired)' if t.repaired else ''}"
         )
     for d in result.drift:
         count = d.sign_count if d.sign_count is not None else f"{d.stored_count!r} (not a counter)"
-        sys.stdout.write(
-            f"  drift: {d.credential_id[:32]}… user {d.user_id[:24]} counter {count}"
-            f"{' (pruned)' if d.pruned else ''}\n"
+        out(
+            f"  drift: {d.credential_id[:32]}… user {clean(d.user_id[:24])} counter {count}"
+            f"{' (pruned)' if d.pruned else ''}"
         )
     if result.drift_count and not prune:
         say(f"{result.drift_count} row(s) keyadmin never approved; --prune deletes them")
@@ -212,21 +210,14 @@ def audit(
 
 
 def _csv(result: Any) -> None:
-    w = csv.writer(sys.stdout)
-    w.writerow(["kind", "severity", "subject", "user", "aaguid", "registry_id", "rule", "detail"])
-    for f in result.findings:
-        w.writerow(
-            [
-                f.kind,
-                f.severity,
-                f.subject,
-                f.user or "",
-                f.aaguid or "",
-                f.registry_id or "",
-                f.rule,
-                f.detail,
-            ]
-        )
+    emit_csv(
+        ["kind", "severity", "subject", "user", "aaguid", "registry_id", "rule", "detail"],
+        [
+            [f.kind, f.severity, f.subject, f.user or "", f.aaguid or "", f.registry_id or "",
+             f.rule, f.detail]
+            for f in result.findings
+        ],
+    )  # fmt: skip
 
 
 def _table(result: Any) -> None:
@@ -253,13 +244,11 @@ def _table(result: Any) -> None:
         ],
     )
     if result.findings:
-        sys.stdout.write(f"\n{'severity':<8} {'kind':<10} {'subject':<20} {'rule':<26} detail\n")
+        out(f"\n{'severity':<8} {'kind':<10} {'subject':<20} {'rule':<26} detail\n")
         for f in result.findings[:500]:
-            subject = f.subject if len(f.subject) <= 20 else f.subject[:18] + "…"
-            sys.stdout.write(
-                f"{f.severity:<8} {f.kind:<10} {subject:<20} {f.rule:<26} {f.detail}\n"
-            )
+            subject = clean(f.subject if len(f.subject) <= 20 else f.subject[:18] + "…")
+            out(f"{f.severity:<8} {f.kind:<10} {subject:<20} {f.rule:<26} {clean(f.detail)}\n")
         if len(result.findings) > 500:
-            sys.stdout.write(f"… {len(result.findings) - 500} more (use --format csv)\n")
+            out(f"… {len(result.findings) - 500} more (use --format csv)\n")
     else:
-        sys.stdout.write("\nno findings: every credential passes the current policy\n")
+        out("\nno findings: every credential passes the current policy\n")

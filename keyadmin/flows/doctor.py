@@ -125,6 +125,15 @@ def check_database(url: str) -> list[Check]:
         return [Check("database", "ok", f"connected to {_redact(url)}")]
     if path.exists():
         mode = path.stat().st_mode & 0o777
+        if mode & 0o022:
+            return [
+                Check(
+                    "database",
+                    "fail",
+                    f"{path} is writable by others (mode {mode:o}); keyadmin refuses it",
+                    fix=f"check it was not changed, then chmod 600 {path}",
+                )
+            ]
         if mode & 0o077:
             return [
                 Check(

@@ -188,6 +188,9 @@ def enrol(
     from keyadmin.store.db import transaction
 
     now = now or datetime.now(UTC)
+    user = registry.user_name(user)  # NFC; control/bidi/invisible refused before the key
+    if display_name is not None:
+        display_name = registry.user_name(display_name, "display name")
     device = session.ref.selector
     base: dict[str, Any] = {
         "user": user,

@@ -151,14 +151,17 @@ def write_reader_config(config_dir: Path, reader_name: str, port: int) -> Path:
     if '"' in reader_name or "\n" in reader_name:
         raise ValueError("the reader name cannot contain quotes or newlines")
     driver = find_vpcd_driver()
+    from keyadmin.files import write_atomic
+
     config_dir.mkdir(parents=True, exist_ok=True)
     path = config_dir / "vpcd"
-    path.write_text(
+    text = (
         f'FRIENDLYNAME "{reader_name}"\n'
         f"DEVICENAME   /dev/null:0x{port:04X}\n"
         f"LIBPATH      {driver}\n"
         f"CHANNELID    0x{port:04X}\n"
     )
+    write_atomic(path, text.encode(), 0o644)
     return path
 
 
@@ -231,7 +234,8 @@ class PrivatePcscd:
         args = [binary, "--foreground", "--config", str(self.config_dir)]
         if self.debug:
             args.append("--debug")
-        self._log = open(self.log_path, "ab")  # closed in stop()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._log = os.fdopen(os.open(self.log_path, flags, 0o600), "ab")  # closed in stop()
         logger.info("starting %s (log %s)", " ".join(args), self.log_path)
         self._proc = subprocess.Popen(  # noqa: S603 (fixed argument list, no shell)
             args,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,19 +144,13 @@ def load_state(path: Path) -> KeyState:
 
 
 def save_state(path: Path, state: KeyState) -> None:
-    """Write atomically with mode 0600: a crash leaves the old or the new file, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent or "."))
+    """Write atomically with mode 0600 (keyadmin.files.write_atomic): a crash leaves the old
+    or the new file, never half; a symlink planted at the path is replaced, not followed; a
+    directory others can write is refused."""
+    from keyadmin.errors import ConfigError
+    from keyadmin.files import write_atomic
+
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(state.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        write_atomic(Path(path), state.to_json().encode("utf-8"), 0o600)
+    except ConfigError as e:
+        raise StateFileError(e.message, hint=e.hint) from None

@@ -7,7 +7,7 @@ user verification is 5; everything else the verifier refuses is 3 (refused).
 
 from __future__ import annotations
 
-from keyadmin.errors import CounterViolation, PinError, PolicyRefused
+from keyadmin.errors import CounterViolation, ExitCode, PinError, PolicyRefused
 
 
 class StepUpRefused(PolicyRefused):
@@ -47,3 +47,9 @@ class CounterRegression(CounterViolation):
 
 class ReceiptInvalid(PolicyRefused):
     """A step-up receipt is malformed, tampered, expired, or for another action."""
+
+
+class ReceiptReused(ReceiptInvalid):
+    """A receipt presented again to a verifier that asked for single use (a replay)."""
+
+    exit_code = ExitCode.COUNTER

@@ -9,6 +9,12 @@ Token: ``b64url(header) . b64url(claims) . b64url(r || s)`` with header
 ``{"alg": "ES256", "typ": "keyadmin-stepup+jws", "kid": <SHA-256 of the public key>}`` and
 claims ``iss, sub (user), aud (rp id), act (SHA-256 of the action, hex), cred (credential
 id, hex), ctr, jti (challenge id), iat, exp``.
+
+One token per receipt: signatures are issued with low S (s <= n/2) and a high-S signature
+is refused, so nobody can make a second valid string for the same receipt. A receipt is
+valid until it expires; a verifier that wants it single use passes ``used=`` (a
+``UsedReceipts`` in memory, or any object with its ``claim`` method backed by shared
+storage), which records each accepted ``jti`` until its expiry.
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ import hmac
 import json
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from keyadmin.errors import ConfigError
-from keyadmin.stepup.errors import ReceiptInvalid
+from keyadmin.stepup.errors import ReceiptInvalid, ReceiptReused
 from keyadmin.stepup.verify import b64url, b64url_decode
 
 TYP = "keyadmin-stepup+jws"
 ISSUER = "keyadmin"
 DEFAULT_LIFETIME_SECONDS = 300
+#: The order of the P-256 group: a signature (r, s) and (r, n - s) both verify.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class PassphraseRequired(ConfigError):
@@ -65,12 +74,15 @@ class KeyFiles:
 
 
 def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -> KeyFiles:
-    """Write a new P-256 receipt key (0600) and its public key beside it."""
+    """Write a new P-256 receipt key (0600) and its public key beside it, each atomically
+    and never through a symlink (keyadmin.files.write_atomic)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from keyadmin.files import write_atomic
+
     pub_path = public_path(path)
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         from keyadmin.errors import UsageError
 
         raise UsageError(f"{path} exists", hint="pass --force to replace it (old receipts die)")
@@ -83,18 +95,13 @@ def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    pub_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    write_atomic(path, pem, 0o600)  # temp file O_EXCL|O_NOFOLLOW, fsync, rename
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    write_atomic(pub_path, public, 0o644)
     return KeyFiles(str(path), str(pub_path), bool(passphrase), key_id(key.public_key()))
 
 
@@ -117,10 +124,13 @@ class ReceiptSigner:
         self.kid = key_id(private_key.public_key())
 
     @classmethod
-    def load(cls, path: Path, passphrase: bytes | None = None) -> ReceiptSigner:
+    def load(cls, path: Path, passphrase: bytes | bytearray | None = None) -> ReceiptSigner:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
 
+        from keyadmin.files import check_trusted_file
+
+        check_trusted_file(path)
         encrypted = key_is_encrypted(path)
         if not encrypted:
             mode = stat.S_IMODE(path.stat().st_mode)
@@ -135,8 +145,9 @@ class ReceiptSigner:
                 hint="type it at the prompt, or set KEYADMIN_RECEIPT_PASSPHRASE",
             )
         try:
-            key = serialization.load_pem_private_key(
-                path.read_bytes(), password=passphrase if encrypted else None
+            key = serialization.load_pem_private_key(  # takes any buffer: a bytearray
+                path.read_bytes(),  # the caller clears stays uncopied
+                password=passphrase if encrypted else None,  # type: ignore[arg-type]
             )
         except (ValueError, TypeError):
             raise ConfigError(
@@ -161,12 +172,7 @@ class ReceiptSigner:
         issued_at: datetime,
         lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS,
     ) -> str:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
         iat = int(issued_at.timestamp())
-        header = {"alg": "ES256", "typ": TYP, "kid": self.kid}
         claims = {
             "iss": ISSUER,
             "sub": user,
@@ -178,11 +184,7 @@ class ReceiptSigner:
             "iat": iat,
             "exp": iat + lifetime_seconds,
         }
-        signing_input = (_segment(header) + "." + _segment(claims)).encode("ascii")
-        der = self._key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        return signing_input.decode("ascii") + "." + b64url(raw)
+        return sign_statement(self, TYP, claims)
 
 
 def _segment(obj: dict[str, Any]) -> str:
@@ -193,12 +195,15 @@ def load_public_key(path: Path) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from keyadmin.files import check_trusted_file
+
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as e:
         raise ConfigError(f"cannot read the receipt public key {path}: {e.strerror}") from None
     except ValueError:
         raise ConfigError(f"{path} is not a PEM public key") from None
+    check_trusted_file(path)  # whoever can replace it can forge receipts
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{path} is not an EC public key")
     return key
@@ -220,43 +225,54 @@ class Receipt:
     action_checked: bool
 
 
-def verify_receipt(
-    token: str, public_key: Any, *, action: str | None = None, now: datetime | None = None
-) -> Receipt:
-    """Check a receipt offline: signature, algorithm, key id, expiry, and the action if given.
+class ReceiptLedger(Protocol):
+    """Where a verifier records the receipts it has accepted (see ``UsedReceipts``)."""
 
-    Raises ReceiptInvalid naming what failed; returns the claims when everything holds.
+    def claim(self, jti: str, expires: int, now: int) -> bool:
+        """Record ``jti`` as used until ``expires`` (Unix seconds); False if it already was."""
+        ...
+
+
+class UsedReceipts:
+    """Receipt ids (jti) already accepted, each kept until its receipt expires.
+
+    In memory, for one process (thread-safe); expired ids are purged on every claim. Several
+    processes that must share single use need a shared store with the same ``claim``
+    (e.g. a table with the jti as its primary key and an INSERT that fails on a duplicate).
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise ReceiptInvalid("not a compact JWS (three dot-separated parts expected)")
-    try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
-        sig = b64url_decode(parts[2])
-    except ValueError:
-        raise ReceiptInvalid("the receipt does not decode (base64url JSON expected)") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise ReceiptInvalid("the receipt's header or claims are not JSON objects")
-    if header.get("alg") != "ES256" or header.get("typ") != TYP:
-        raise ReceiptInvalid(
-            f"unexpected receipt header alg={header.get('alg')!r} typ={header.get('typ')!r}"
-        )
+    def __init__(self) -> None:
+        self._until: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, jti: str, expires: int, now: int) -> bool:
+        with self._lock:
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            if jti in self._until:
+                return False
+            self._until[jti] = expires
+            return True
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+def verify_receipt(
+    token: str,
+    public_key: Any,
+    *,
+    action: str | None = None,
+    now: datetime | None = None,
+    used: ReceiptLedger | None = None,
+) -> Receipt:
+    """Check a receipt offline: signature (low S only), algorithm, key id, expiry, the action
+    if given and, with ``used``, that it was not accepted before (then it is recorded).
+
+    Raises ReceiptInvalid naming what failed (ReceiptReused, exit 6, for a second use);
+    returns the claims when everything holds.
+    """
+    claims = verify_statement(token, public_key, TYP, ReceiptInvalid, what="receipt")
     kid = key_id(public_key)
-    if not hmac.compare_digest(str(header.get("kid", "")).encode(), kid.encode()):
-        raise ReceiptInvalid("the receipt was signed by another key (kid differs)")
-    if len(sig) != 64:
-        raise ReceiptInvalid("the receipt's signature is not 64 bytes (ES256 r || s)")
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-    try:
-        public_key.verify(der, f"{parts[0]}.{parts[1]}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise ReceiptInvalid("the receipt's signature does not verify (tampered?)") from None
     required = {"iss": str, "sub": str, "aud": str, "act": str, "cred": str, "ctr": int,
                 "jti": str, "iat": int, "exp": int}  # fmt: skip
     for name, kind in required.items():
@@ -272,6 +288,8 @@ def verify_receipt(
         raise ReceiptInvalid("the receipt was issued in the future (clock skew?)")
     if action is not None and not hmac.compare_digest(claims["act"], action_hash(action)):
         raise ReceiptInvalid("the receipt is for another action")
+    if used is not None and not used.claim(claims["jti"], claims["exp"], int(at.timestamp())):
+        raise ReceiptReused("the receipt was already used", challenge_id=claims["jti"])
     return Receipt(
         user=claims["sub"],
         action_hash=claims["act"],
@@ -288,7 +306,8 @@ def verify_receipt(
 
 # ----------------------------------------------------------------------------- other statements
 def sign_statement(signer: ReceiptSigner, typ: str, claims: dict[str, Any]) -> str:
-    """A compact ES256 JWS of ``claims`` under ``typ`` with the signer's key (low-S)."""
+    """A compact ES256 JWS of ``claims`` under ``typ`` with the signer's key, low S (the one
+    canonical form): receipts and log anchors."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -296,20 +315,18 @@ def sign_statement(signer: ReceiptSigner, typ: str, claims: dict[str, Any]) -> s
     header = {"alg": "ES256", "typ": typ, "kid": signer.kid}
     signing_input = (_segment(header) + "." + _segment(claims)).encode("ascii")
     r, s = decode_dss_signature(signer._key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-    s = min(s, _P256_N - s)  # low-S: one valid encoding per statement
+    if s > P256_ORDER // 2:
+        s = P256_ORDER - s
     return (
         signing_input.decode("ascii") + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
     )
 
 
-_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
 def verify_statement(
-    token: str, public_key: Any, typ: str, error: type[Exception]
+    token: str, public_key: Any, typ: str, error: type[Exception], *, what: str = "statement"
 ) -> dict[str, Any]:
     """The claims of a compact ES256 JWS of type ``typ`` signed by ``public_key``; raises
-    ``error`` naming what failed (format, header, key id, high-S or signature)."""
+    ``error`` naming what failed (format, header, key id, high S, signature)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -323,18 +340,18 @@ def verify_statement(
         claims = json.loads(b64url_decode(parts[1]))
         sig = b64url_decode(parts[2])
     except (ValueError, RecursionError):
-        raise error("the statement does not decode (base64url JSON expected)") from None
+        raise error(f"the {what} does not decode (base64url JSON expected)") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise error("the statement's header or claims are not JSON objects")
+        raise error(f"the {what}'s header or claims are not JSON objects")
     if header.get("alg") != "ES256" or header.get("typ") != typ:
-        raise error(f"unexpected header alg={header.get('alg')!r} typ={header.get('typ')!r}")
+        raise error(f"unexpected {what} header alg={header.get('alg')!r} typ={header.get('typ')!r}")
     if not hmac.compare_digest(str(header.get("kid", "")).encode(), key_id(public_key).encode()):
-        raise error("the statement was signed by another key (kid differs)")
+        raise error(f"the {what} was signed by another key (kid differs)")
     if len(sig) != 64:
-        raise error("the signature is not 64 bytes (ES256 r || s)")
+        raise error(f"the {what}'s signature is not 64 bytes (ES256 r || s)")
     r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    if s > _P256_N // 2:
-        raise error("the signature is not in low-S form (a malleated copy)")
+    if s > P256_ORDER // 2:
+        raise error(f"the {what}'s signature has a high-S value (not canonical)")
     try:
         public_key.verify(
             encode_dss_signature(r, s),
@@ -342,5 +359,5 @@ def verify_statement(
             ec.ECDSA(hashes.SHA256()),
         )
     except InvalidSignature:
-        raise error("the signature does not verify (tampered?)") from None
+        raise error(f"the {what}'s signature does not verify (tampered?)") from None
     return claims

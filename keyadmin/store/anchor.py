@@ -45,7 +45,7 @@ def make(signer: Any, *, seq: int, head_hash: str, at: datetime | None = None) -
 def read(token: str, public_key: Any) -> Anchor:
     from keyadmin.stepup.receipts import key_id, verify_statement
 
-    claims = verify_statement(token, public_key, TYP, AnchorInvalid)
+    claims = verify_statement(token, public_key, TYP, AnchorInvalid, what="anchor")
     seq, digest, iat = claims.get("seq"), claims.get("hash"), claims.get("iat")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         raise AnchorInvalid("the anchor has no valid 'seq'")

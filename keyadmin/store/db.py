@@ -52,17 +52,24 @@ def sqlite_file(url: str) -> Path | None:
 
 def ensure_private_file(path: Path) -> None:
     """Create the SQLite file with mode 0600 (and a missing directory 0700) before SQLite
-    does; an existing registry file (and its -wal/-shm) with looser modes is tightened to
-    0600. SQLite gives its -wal and -shm files the main file's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    does, never through a symlink. The registry and its -wal/-shm must be ours and writable
+    by no one else (refused otherwise: someone could have changed them), in directories no
+    one else can write (keyadmin.files); when others can only read them they are tightened
+    to 0600. SQLite gives its -wal and -shm files the main file's mode."""
+    import stat
+
+    from keyadmin.files import check_own_file, open_private
+
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(open_private(path))
+    for each in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
-            st = each.stat()
+            st = os.lstat(each)
         except FileNotFoundError:
             continue
-        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        check_own_file(each, st)  # a symlink is not a regular file: refused
+        if stat.S_IMODE(st.st_mode) & 0o077:
             each.chmod(0o600)
 
 

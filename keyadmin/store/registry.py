@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -104,11 +105,31 @@ def _cred_record(row: Any, user: Any, policy_sha: str | None) -> CredentialRecor
 
 
 # ----------------------------------------------------------------------------- users
+def user_name(name: str, what: str = "user name") -> str:
+    """The NFC form of a user (or display) name; refused (UsageError) when empty, longer than
+    200 characters, with leading or trailing spaces, or holding any character Python does
+    not call printable: controls (C0, DEL, C1 such as 0x9b), format characters (bidi
+    overrides and isolates, zero-width spaces and joiners, BOM), separators other than the
+    ASCII space, surrogates, private-use and unassigned code points. Mixed-script look-alikes
+    are not detected."""
+    norm = unicodedata.normalize("NFC", name)
+    bad = [c for c in norm if not c.isprintable()]
+    if bad or not norm or len(norm) > 200 or norm != norm.strip(" "):
+        shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(bad))
+        raise UsageError(
+            f"bad {what} {norm!r}" + (f": it holds {shown}" if bad else ""),
+            hint="1 to 200 printable characters; no control, direction-changing or "
+            "invisible characters, no leading or trailing spaces",
+        )
+    return norm
+
+
 def find_user(session: Any, name: str) -> UserRecord | None:
     from sqlmodel import select
 
     from keyadmin.store.models import UserRow
 
+    name = unicodedata.normalize("NFC", name)
     row = session.exec(select(UserRow).where(UserRow.name == name)).first()
     return _user_record(row) if row else None
 
@@ -118,8 +139,9 @@ def get_or_create_user(
 ) -> UserRecord:
     from keyadmin.store.models import UserRow
 
-    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
-        raise UsageError(f"bad user name {name!r}")
+    name = user_name(name)
+    if display_name is not None:
+        display_name = user_name(display_name, "display name")
     found = find_user(session, name)
     if found:
         return found
@@ -286,7 +308,7 @@ def list_credentials(
         raise UsageError(f"unknown status {status!r}", hint=f"one of {', '.join(STATUSES)}")
     q = _query_credentials(session)
     if user is not None:
-        q = q.where(UserRow.name == user)
+        q = q.where(UserRow.name == unicodedata.normalize("NFC", user))
     if status is not None:
         q = q.where(CredentialRow.status == status)
     q = q.order_by(CredentialRow.id)  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -415,6 +416,7 @@ def active_credentials(session: Any, user: str) -> tuple[int, bytes, list[bytes]
 
     from keyadmin.store.models import CredentialRow, UserRow
 
+    user = unicodedata.normalize("NFC", user)  # names are stored NFC (registry.user_name)
     u = session.exec(select(UserRow).where(UserRow.name == user)).first()
     if u is None or u.id is None:
         return 0, b"", []

@@ -89,9 +89,9 @@ def test_registry_files_are_private_whoever_creates_them(tmp_path) -> None:
     assert stat.S_IMODE((fresh / "keyadmin.db").stat().st_mode) == 0o600
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
     loose = tmp_path / "loose"
-    loose.mkdir(mode=0o777)
-    os.chmod(loose, 0o777)
-    (loose / "keyadmin.db").touch()
+    loose.mkdir(mode=0o755)
+    os.chmod(loose, 0o755)  # readable by others: tightened (writable ones are refused,
+    (loose / "keyadmin.db").touch()  # tests/e2e/test_cli_files.py)
     os.chmod(loose / "keyadmin.db", 0o644)
     listed = run_cli("creds", "list", "--json", env={"KEYADMIN_HOME": str(loose)})
     assert listed.code == 0, listed.stderr

@@ -57,12 +57,14 @@ def test_step_up_prints_a_receipt_that_verifies(lab: Lab, key: Path) -> None:
     token = result["receipt"]
     ok = invoke("receipt", "verify", token, "--action", ACTION, "--receipt-key", str(key))
     assert ok.exit_code == 0 and "Receipt valid" in ok.stdout
-    js = invoke("receipt", "verify", token, "--receipt-key", str(key), "--json")
+    js = invoke(
+        "receipt", "verify", token, "--no-action-check", "--receipt-key", str(key), "--json"
+    )
     assert json.loads(js.stdout)["action_checked"] is False
     wrong = invoke("receipt", "verify", token, "--action", "other", "--receipt-key", str(key))
     assert wrong.exit_code == 3 and "another action" in wrong.stderr
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    bad = invoke("receipt", "verify", tampered, "--receipt-key", str(key))
+    bad = invoke("receipt", "verify", tampered, "--action", ACTION, "--receipt-key", str(key))
     assert bad.exit_code == 3
 
 
@@ -113,3 +115,31 @@ def test_wrong_receipt_passphrase_is_refused_before_the_key_is_touched(lab: Lab,
 def test_help_has_an_example() -> None:
     out = invoke("step-up", "--help")
     assert out.exit_code == 0 and "Example: keyadmin step-up" in out.stdout
+
+
+def test_receipt_verify_checks_the_action_unless_told_not_to(key: Path) -> None:
+    """Found by review: without --action, verify said "valid" (exit 0) for any action."""
+    from datetime import UTC, datetime
+
+    from keyadmin.stepup import ReceiptSigner, action_hash
+
+    token = ReceiptSigner.load(key, PASS.encode()).issue(
+        user="alice", action_hash=action_hash(ACTION), credential_id="ab" * 16, counter=1,
+        challenge_id="cd" * 16, rp_id="example.com", issued_at=datetime.now(UTC),
+    )  # fmt: skip
+    bare = invoke("receipt", "verify", token, "--receipt-key", str(key))
+    assert bare.exit_code == 2 and "--action" in bare.stderr and "Receipt valid" not in bare.stdout
+    both = invoke(
+        "receipt", "verify", token, "--action", ACTION, "--no-action-check",
+        "--receipt-key", str(key),
+    )  # fmt: skip
+    assert both.exit_code == 2
+    unchecked = invoke("receipt", "verify", token, "--no-action-check", "--receipt-key", str(key))
+    assert unchecked.exit_code == 0 and "action NOT checked" in unchecked.stdout
+    assert "action was not checked" in unchecked.stderr
+    js = invoke(
+        "receipt", "verify", token, "--no-action-check", "--receipt-key", str(key), "--json"
+    )
+    assert js.exit_code == 0 and json.loads(js.stdout)["action_checked"] is False
+    ok = invoke("receipt", "verify", token, "--action", ACTION, "--receipt-key", str(key), "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["action_checked"] is True
