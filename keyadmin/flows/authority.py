@@ -227,12 +227,24 @@ def prove(
         auth, rp_id=rp_id, registered_backup_eligible=cred.backup_eligible, device_bound=False
     )
     strict = not (auth.counter == 0 and cred.sign_count == 0)  # a key that never counts
-    with transaction(db_url) as s:
-        if not operators.advance_counter(s, cred.row_id, auth.counter, strict=strict):
-            raise CounterViolation(
-                f"the signature counter of {user}'s credential did not advance "
-                f"({auth.counter} after {cred.sign_count}): a cloned key or a replay"
-            )
+    from keyadmin.store import state
+
+    try:
+        with transaction(db_url) as s:
+            advanced = operators.advance_counter(
+                s, cred.row_id, auth.counter, strict=strict, public_key=cred.public_key_cose,
+                actor=user, action=action,
+            )  # fmt: skip
+    except state.NotBound as e:
+        raise NotAuthorized(
+            f"{user}'s credential row does not match the log: {e}",
+            hint="the registry was edited outside keyadmin; run: keyadmin log verify",
+        ) from None
+    if not advanced:
+        raise CounterViolation(
+            f"the signature counter of {user}'s credential did not advance "
+            f"({auth.counter} after {cred.sign_count}): a cloned key or a replay"
+        )
     evidence = {
         "operator": user,
         "role": ROLE_FOR.get(action),

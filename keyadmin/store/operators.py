@@ -252,16 +252,70 @@ def credential(session: Any, credential_id: bytes) -> OperatorCredential | None:
     return found[0] if found else None
 
 
-def advance_counter(session: Any, row_id: int, new: int, *, strict: bool) -> bool:
-    """Compare-and-set the credential's counter; False when ``strict`` and it did not advance."""
-    from sqlalchemy import update
+def advance_counter(
+    session: Any,
+    row_id: int,
+    new: int,
+    *,
+    strict: bool,
+    public_key: bytes,
+    actor: str,
+    action: str,
+) -> bool:
+    """Check the operator's credential row against its state in the log, then compare-and-set
+    its counter and record the new state (``operator.assertion``), in the caller's
+    transaction. False when ``strict`` and the counter did not advance; raises
+    ``state.NotBound`` when the row (or its public key) is not what the log recorded."""
+    import hmac
 
+    from sqlalchemy import text, update
+
+    from keyadmin.store import audit, state
     from keyadmin.store.models import CredentialRow
 
-    q = update(CredentialRow).where(CredentialRow.id == row_id)  # type: ignore[arg-type]
+    row = session.execute(
+        text(
+            "SELECT k.credential_id, u.name, k.public_key, k.aaguid, k.status, k.sign_count, "
+            "k.change_seq, a.seq, a.at, a.actor, a.action, a.subject, a.details, a.prev_hash, "
+            "a.hash, n.prev_hash FROM ka_credential k JOIN ka_user u ON u.id = k.user_id "
+            "LEFT JOIN ka_audit a ON a.seq = k.change_seq "
+            "LEFT JOIN ka_audit n ON n.seq = k.change_seq + 1 WHERE k.id = :id"
+        ),
+        {"id": row_id},
+    ).one_or_none()
+    if row is None or not hmac.compare_digest(bytes(row[2]), bytes(public_key)):
+        raise state.NotBound("the credential row changed while it was being checked")
+    state.check_bound(
+        credential_id=bytes(row[0]), user=row[1], public_key=bytes(row[2]), aaguid=row[3],
+        status=row[4], counter=int(row[5]), change_seq=int(row[6] or 0),
+        log_row=tuple(row[7:15]) if row[7] is not None else None, next_prev_hash=row[15],
+    )  # fmt: skip
+    t = CredentialRow.__table__  # type: ignore[attr-defined]
+    q = update(t).where(t.c.id == row_id)
     if strict:
-        q = q.where(CredentialRow.sign_count < new)  # type: ignore[arg-type]
-    return bool(session.exec(q.values(sign_count=new)).rowcount == 1)  # type: ignore[call-overload]
+        q = q.where(t.c.sign_count < new)
+    if session.execute(q.values(sign_count=new)).rowcount != 1:
+        return False
+    entry = audit.append(
+        session,
+        actor=actor,
+        action="operator.assertion",
+        subject=row[1],
+        details={
+            "credential": bytes(row[0]).hex(),
+            "for": action,
+            "state": state.credential_state(
+                credential_id=bytes(row[0]),
+                user=row[1],
+                public_key=bytes(row[2]),
+                aaguid=row[3],
+                status=row[4],
+                counter=new,
+            ),  # fmt: skip
+        },
+    )
+    session.execute(update(t).where(t.c.id == row_id).values(change_seq=entry.seq))
+    return True
 
 
 # ----------------------------------------------------------------------------- sessions

@@ -467,3 +467,39 @@ def test_the_operator_tables_match_their_migration(tmp_path) -> None:
     ours = [d for d in diff if "ka_operator" in repr(d)]
     assert ours == []
     assert any("ka_operator_role" in t for t in SQLModel.metadata.tables)
+
+
+def test_an_operator_credential_substituted_in_the_registry_authorizes_nothing(team) -> None:
+    """Attack: bob, who can write the registry, puts his own credential (id and public key) on
+    olivia's row and then authorizes as olivia with his own key. The row no longer matches the
+    state the log recorded for olivia's credential: refused, nothing changed."""
+    from sqlalchemy import text
+
+    from keyadmin.store.db import get_engine
+
+    lab, _olivia_key, bob_key = team
+    with get_engine(lab.db).begin() as conn:
+        rows = {
+            name: (rid, bytes(cid), bytes(pk))
+            for rid, cid, pk, name in conn.execute(
+                text(
+                    "SELECT k.id, k.credential_id, k.public_key, u.name FROM ka_credential k "
+                    "JOIN ka_user u ON u.id = k.user_id"
+                )
+            )
+        }
+        conn.execute(text("DELETE FROM ka_credential WHERE id = :id"), {"id": rows["bob"][0]})
+        conn.execute(
+            text(
+                "UPDATE ka_credential SET credential_id = :c, public_key = :p, sign_count = 0 "
+                "WHERE id = :id"
+            ),
+            {"c": rows["bob"][1], "p": rows["bob"][2], "id": rows["olivia"][0]},
+        )
+    out = invoke(
+        "creds", "suspend", str(rows["olivia"][0]), "--reason", "x", "--force", "--db", lab.db,
+        *_as("olivia", bob_key), input=f"{PIN}\n",
+    )  # fmt: skip
+    assert out.code == 3, out.stdout + out.stderr
+    assert "does not match the log" in out.stderr
+    assert {r["user"]: r["status"] for r in lab.registry_rows()}["olivia"] == "active"
