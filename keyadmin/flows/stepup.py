@@ -98,6 +98,7 @@ def step_up(
             rp_id=result.rp_id,
             issued_at=at,
             lifetime_seconds=receipt_lifetime_seconds,
+            log_head=(result.audit_seq, result.audit_hash) if result.audit_hash else None,
         )
         expires = (
             datetime.fromtimestamp(int(at.timestamp()), UTC)

@@ -160,6 +160,7 @@ class StepUpResult:
     at: str
     audit_seq: int
     flags: tuple[str, ...] = ()
+    audit_hash: str = ""  # the log head this step-up made (seq, hash): receipts carry it
 
 
 def _now(now: datetime | None) -> datetime:
@@ -630,7 +631,7 @@ def _finish(
             counts=True,
             counter_violation=new,
         )
-    outcome, seq = db.commit_success(
+    outcome, seq, head_hash = db.commit_success(
         challenge_id=ch.id,
         credential_row_id=cred.id,
         new_count=new,
@@ -681,4 +682,5 @@ def _finish(
         at=at.isoformat(),
         audit_seq=seq,
         flags=tuple(flags),
+        audit_hash=head_hash or "",
     )

@@ -8,7 +8,8 @@ The public key (``*.pub.pem`` beside it) is all a verifier needs.
 Token: ``b64url(header) . b64url(claims) . b64url(r || s)`` with header
 ``{"alg": "ES256", "typ": "keyadmin-stepup+jws", "kid": <SHA-256 of the public key>}`` and
 claims ``iss, sub (user), aud (rp id), act (SHA-256 of the action, hex), cred (credential
-id, hex), ctr, jti (challenge id), iat, exp``.
+id, hex), ctr, jti (challenge id), iat, exp`` and ``log`` (seq and hash of the step-up's
+log row), when the issuer passes it.
 
 One token per receipt: signatures are issued with low S (s <= n/2) and a high-S signature
 is refused, so nobody can make a second valid string for the same receipt. A receipt is
@@ -171,6 +172,7 @@ class ReceiptSigner:
         rp_id: str,
         issued_at: datetime,
         lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS,
+        log_head: tuple[int, str] | None = None,
     ) -> str:
         iat = int(issued_at.timestamp())
         claims = {
@@ -184,6 +186,8 @@ class ReceiptSigner:
             "iat": iat,
             "exp": iat + lifetime_seconds,
         }
+        if log_head is not None:  # the log row this step-up made: evidence the log had it
+            claims["log"] = {"seq": int(log_head[0]), "hash": log_head[1]}
         return sign_statement(self, TYP, claims)
 
 
@@ -223,6 +227,8 @@ class Receipt:
     expires_at: str
     kid: str
     action_checked: bool
+    log_seq: int | None = None  # the log row of the step-up (seq, hash), when the receipt names it
+    log_hash: str | None = None
 
 
 class ReceiptLedger(Protocol):
@@ -288,6 +294,15 @@ def verify_receipt(
         raise ReceiptInvalid("the receipt was issued in the future (clock skew?)")
     if action is not None and not hmac.compare_digest(claims["act"], action_hash(action)):
         raise ReceiptInvalid("the receipt is for another action")
+    log = claims.get("log")
+    if log is not None and not (
+        isinstance(log, dict)
+        and isinstance(log.get("seq"), int)
+        and not isinstance(log.get("seq"), bool)
+        and isinstance(log.get("hash"), str)
+        and len(log["hash"]) == 64
+    ):
+        raise ReceiptInvalid("the receipt's 'log' claim is malformed")
     if used is not None and not used.claim(claims["jti"], claims["exp"], int(at.timestamp())):
         raise ReceiptReused("the receipt was already used", challenge_id=claims["jti"])
     return Receipt(
@@ -301,6 +316,8 @@ def verify_receipt(
         expires_at=datetime.fromtimestamp(claims["exp"], UTC).isoformat(),
         kid=kid,
         action_checked=action is not None,
+        log_seq=log["seq"] if log else None,
+        log_hash=log["hash"] if log else None,
     )
 
 

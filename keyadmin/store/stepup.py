@@ -320,10 +320,10 @@ class FinishConnection:
         actor: str,
         subject: str,
         details: dict[str, Any],
-    ) -> tuple[CommitOutcome, int | None]:
+    ) -> tuple[CommitOutcome, int | None, str | None]:
         """Consume the challenge and compare-and-set the counter in one transaction.
 
-        Returns (OK, audit seq), or the guard that refused, with nothing written.
+        Returns (OK, audit seq, its hash), or the guard that refused, with nothing written.
         ``counter_checked`` False (a credential that never counts, where the policy allows
         it) still requires ``sign_count = 0`` and an active credential.
         """
@@ -335,7 +335,7 @@ class FinishConnection:
         )  # fmt: skip
         return self._commit_postgres(w) if self.postgres else self._commit_sqlite(w)
 
-    def _commit_postgres(self, w: _Write) -> tuple[CommitOutcome, int | None]:
+    def _commit_postgres(self, w: _Write) -> tuple[CommitOutcome, int | None, str | None]:
         """Two statements and COMMIT. The first takes the challenge and compare-and-sets the
         counter (lock order as everywhere else: challenge, credential). The second takes the
         audit head, appends the row, whose seq and hash the server computes under the head's
@@ -350,10 +350,10 @@ class FinishConnection:
             ).fetchone()  # fmt: skip
             if taken != 1:
                 r.rollback()
-                return CommitOutcome.CHALLENGE_GONE, None
+                return CommitOutcome.CHALLENGE_GONE, None, None
             if cas != 1:
                 r.rollback()
-                return CommitOutcome.COUNTER_REFUSED, None
+                return CommitOutcome.COUNTER_REFUSED, None, None
             before, after = audit.body_parts(
                 audit.utc_text(w.at), w.actor, "stepup.ok", w.subject, w.details_text
             )
@@ -365,10 +365,10 @@ class FinishConnection:
                 cur = r.execute(_APPEND_AND_STAMP_PG, params)
                 conn.commit()
             r.finished = True
-            seq, _digest = cur.fetchone()
-            return CommitOutcome.OK, int(seq)
+            seq, digest = cur.fetchone()
+            return CommitOutcome.OK, int(seq), str(digest)
 
-    def _commit_sqlite(self, w: _Write) -> tuple[CommitOutcome, int | None]:
+    def _commit_sqlite(self, w: _Write) -> tuple[CommitOutcome, int | None, str | None]:
         """BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
         after it cannot move before COMMIT: its seq + 1 is the seq of this change, set as
         ``change_seq`` by the compare-and-set itself (one UPDATE of the credential).
@@ -385,7 +385,7 @@ class FinishConnection:
                 cur.execute(_TAKE, {"now": now, "id": w.challenge_id})
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
-                    return CommitOutcome.CHALLENGE_GONE, None
+                    return CommitOutcome.CHALLENGE_GONE, None, None
                 prev_seq, prev_hash = cur.execute(_HEAD).fetchone()
                 seq = int(prev_seq) + 1
                 cur.execute(
@@ -394,7 +394,7 @@ class FinishConnection:
                 )
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
-                    return CommitOutcome.COUNTER_REFUSED, None
+                    return CommitOutcome.COUNTER_REFUSED, None, None
                 row = _audit_row(w, seq, prev_hash, at_text, now)
                 cur.execute(_INSERT_AUDIT, row)
                 cur.execute(_SET_HEAD, {"seq": seq, "hash": row["hash"]})
@@ -406,7 +406,7 @@ class FinishConnection:
             finally:
                 if path is not None:
                     writer_unlock(path)
-        return CommitOutcome.OK, seq
+        return CommitOutcome.OK, seq, row["hash"]
 
 
 # ----------------------------------------------------------------------------- challenges
@@ -651,7 +651,7 @@ def commit_success(
     actor: str,
     subject: str,
     details: dict[str, Any],
-) -> tuple[CommitOutcome, int | None]:
+) -> tuple[CommitOutcome, int | None, str | None]:
     """``FinishConnection.commit_success`` on a connection of its own."""
     with FinishConnection(url) as fc:
         return fc.commit_success(

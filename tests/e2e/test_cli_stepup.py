@@ -60,7 +60,13 @@ def test_step_up_prints_a_receipt_that_verifies(lab: Lab, key: Path) -> None:
     js = invoke(
         "receipt", "verify", token, "--no-action-check", "--receipt-key", str(key), "--json"
     )
-    assert json.loads(js.stdout)["action_checked"] is False
+    checked = json.loads(js.stdout)
+    assert checked["action_checked"] is False
+    # the receipt names the log row its step-up wrote: evidence, held by the application,
+    # that the log had that row (a later truncation or rewrite of the log contradicts it)
+    log = json.loads(invoke("log", "show", "--json", "--db", lab.db_url).stdout)
+    row = next(r for r in log if r["seq"] == checked["log_seq"])
+    assert row["action"] == "stepup.ok" and row["hash"] == checked["log_hash"]
     wrong = invoke("receipt", "verify", token, "--action", "other", "--receipt-key", str(key))
     assert wrong.exit_code == 3 and "another action" in wrong.stderr
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
