@@ -549,7 +549,7 @@ def _finish(
             counts=False,
         )
     try:
-        state.check_bound(
+        bound = state.check_bound(
             credential_id=cred.credential_id, user=ch.user, public_key=cred.public_key,
             aaguid=cred.aaguid, status=cred.status, counter=cred.sign_count,
             change_seq=cred.change_seq, log_row=cred.log_row, next_prev_hash=cred.next_prev_hash,
@@ -619,6 +619,25 @@ def _finish(
         never_counts and (policy.credential.counter == "allow-zero" or not device_bound)
     )
     base.update(counter=new, previous_counter=stored, flags=flags)
+    seen = state.seen_of(bound)
+    if counter_checked and seen < new <= stored:
+        # The stored value was adopted from the application's table (sync), not verified by
+        # keyadmin: the key counted past everything keyadmin saw it sign. Not evidence of a
+        # clone, and the application's database must never quarantine anyone by itself.
+        raise refuse(
+            CounterRegression(
+                f"signature counter {new} is below {stored}, a value adopted from the "
+                f"application's table, but above {seen}, the last counter keyadmin verified: "
+                "refused, not quarantined",
+                hint="check the application's table (keyadmin audit --target), then repair: "
+                "keyadmin creds set-counter",
+                counter=new,
+                stored=stored,
+                seen=seen,
+                flags=[*flags, "counter-below-adopted-value"],
+            ),
+            counts=False,
+        )
     if counter_checked and new <= stored:
         raise refuse(
             CounterRegression(
@@ -650,6 +669,7 @@ def _finish(
                 aaguid=cred.aaguid,
                 status="active",
                 counter=new,
+                seen=new,
             ),  # fmt: skip
         },
     )

@@ -213,6 +213,7 @@ def bulk_add_credentials(
                     aaguid=c.aaguid,
                     status="active",
                     counter=c.sign_count,
+                    seen=c.sign_count,
                 )  # fmt: skip
                 for c in creds
             ],

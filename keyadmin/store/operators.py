@@ -311,6 +311,7 @@ def advance_counter(
                 aaguid=row[3],
                 status=row[4],
                 counter=new,
+                seen=new,
             ),  # fmt: skip
         },
     )

@@ -274,6 +274,7 @@ def add_credential(
                 aaguid=aaguid,
                 status="active",
                 counter=sign_count,
+                seen=sign_count,
             ),  # fmt: skip
             **({"authority": authority} if authority is not None else {}),
         },
@@ -376,6 +377,7 @@ def change_status(
         )
     row = session.get(CredentialRow, record.id)
     row.status, row.status_reason, row.updated_at = after, reason, _now()
+    before_state = state.logged_state(session, row.change_seq, row.credential_id)
     entry = audit.append(
         session,
         actor=actor,
@@ -393,6 +395,7 @@ def change_status(
                 aaguid=row.aaguid,
                 status=after,
                 counter=row.sign_count,
+                seen=state.seen_of(before_state) if before_state else row.sign_count,
             ),  # fmt: skip
             **({"authority": authority} if authority is not None else {}),
         },
@@ -444,6 +447,7 @@ def set_counter(
                 aaguid=record.aaguid,
                 status=record.status,
                 counter=value,
+                seen=value,
             ),
             **({"authority": authority} if authority is not None else {}),
         },

@@ -47,10 +47,19 @@ def pk_hash(public_key_cose: bytes) -> str:
 
 
 def credential_state(
-    *, credential_id: bytes, user: str, public_key: bytes, aaguid: str, status: str, counter: int
+    *,
+    credential_id: bytes,
+    user: str,
+    public_key: bytes,
+    aaguid: str,
+    status: str,
+    counter: int,
+    seen: int | None = None,
 ) -> dict[str, Any]:
-    """The state a log row records for one credential."""
-    return {
+    """The state a log row records for one credential. ``seen`` (optional) is the highest
+    counter keyadmin verified itself (enrolment, step-up, an operator's repair), as opposed to
+    one adopted from the application's table: only a counter at or below it proves a clone."""
+    out = {
         "cred": bytes(credential_id).hex(),
         "user": user,
         "pk": pk_hash(public_key),
@@ -58,6 +67,36 @@ def credential_state(
         "status": status,
         "ctr": int(counter),
     }
+    if seen is not None:
+        out["seen"] = int(seen)
+    return out
+
+
+def seen_of(recorded: dict[str, Any] | None) -> int:
+    """The counter keyadmin itself last verified, from a recorded state (its ``ctr`` when the
+    state predates ``seen``)."""
+    if not recorded:
+        return 0
+    seen = recorded.get("seen", recorded.get("ctr", 0))
+    return seen if isinstance(seen, int) and not isinstance(seen, bool) else 0
+
+
+def _state_in(details: Any, hexid: str) -> dict[str, Any] | None:
+    try:
+        recorded = json.loads(details) if isinstance(details, str) else None
+    except ValueError:
+        return None
+    return next((x for x in states_of(recorded) if x["cred"] == hexid), None)
+
+
+def logged_state(session: Any, change_seq: int, credential_id: bytes) -> dict[str, Any] | None:
+    """The state that log row ``change_seq`` recorded for this credential, if any."""
+    from sqlalchemy import text
+
+    details = session.execute(
+        text("SELECT details FROM ka_audit WHERE seq = :s"), {"s": int(change_seq or 0)}
+    ).scalar()
+    return _state_in(details, bytes(credential_id).hex())
 
 
 def states_of(details: Any) -> list[dict[str, Any]]:
@@ -75,13 +114,15 @@ def states_of(details: Any) -> list[dict[str, Any]]:
 
 
 def read_states(session: Any, credential_ids: Iterable[bytes]) -> list[dict[str, Any]]:
-    """The current state of each credential, read from the registry (for batch log rows)."""
+    """The current state of each credential, read from the registry (for batch log rows),
+    with ``seen`` carried over from the state its ``change_seq`` row recorded."""
     from sqlalchemy import select
 
-    from keyadmin.store.models import CredentialRow, UserRow
+    from keyadmin.store.models import AuditRow, CredentialRow, UserRow
 
     ct = CredentialRow.__table__  # type: ignore[attr-defined]
     ut = UserRow.__table__  # type: ignore[attr-defined]
+    at = AuditRow.__table__  # type: ignore[attr-defined]
     ids = list(credential_ids)
     out = []
     for i in range(0, len(ids), 1000):
@@ -93,12 +134,15 @@ def read_states(session: Any, credential_ids: Iterable[bytes]) -> list[dict[str,
                 ct.c.aaguid,
                 ct.c.status,
                 ct.c.sign_count,
+                at.c.details,
             )  # fmt: skip
             .join_from(ct, ut, ct.c.user_id == ut.c.id)
+            .join(at, at.c.seq == ct.c.change_seq, isouter=True)
             .where(ct.c.credential_id.in_(ids[i : i + 1000]))
             .order_by(ct.c.id)
         )
-        for cid, user, pk, aaguid, status, ctr in session.execute(q):
+        for cid, user, pk, aaguid, status, ctr, details in session.execute(q):
+            before = _state_in(details, bytes(cid).hex())
             out.append(
                 credential_state(
                     credential_id=cid,
@@ -107,6 +151,7 @@ def read_states(session: Any, credential_ids: Iterable[bytes]) -> list[dict[str,
                     aaguid=aaguid,
                     status=status,
                     counter=ctr,
+                    seen=seen_of(before) if before else ctr,
                 )  # fmt: skip
             )
     return out
@@ -128,8 +173,9 @@ def check_bound(
     change_seq: int,
     log_row: tuple[Any, ...] | None,
     next_prev_hash: Any,
-) -> None:
-    """Refuse a credential row that differs from its state in the log row ``change_seq``.
+) -> dict[str, Any]:
+    """Refuse a credential row that differs from its state in the log row ``change_seq``;
+    return that state.
 
     ``log_row`` is (seq, at, actor, action, subject, details, prev_hash, hash) of that row;
     ``next_prev_hash`` the following row's prev_hash (None when it is the newest row). The
@@ -162,6 +208,7 @@ def check_bound(
     if differs:
         what = ", ".join(_NAMES[n] for n in differs)
         raise NotBound(f"its {what} differs from log row {seq}")
+    return state
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -122,6 +122,54 @@ def test_a_huge_counter_in_the_app_never_turns_a_genuine_step_up_into_a_clone(
     assert stored(reg).status == "active"
 
 
+def test_a_counter_adopted_within_the_threshold_never_quarantines_a_genuine_key(
+    urls, tmp_path: Path
+) -> None:
+    """Attack: raise the application's counter by less than the jump threshold (+1000, and
+    touch last_used_at) so sync adopts it; the genuine key's next step-up is below it. It is
+    refused (the counter is below the adopted value) but not quarantined: the key counted
+    past everything keyadmin verified itself. A real clone, below that, is still quarantined."""
+    from keyadmin.stepup import CounterRegression, begin, finish
+    from tests.integration.test_stepup_support import (
+        ACTION,
+        assertion_for,
+        clone,
+        make_lab,
+        stored,
+    )
+
+    reg, app_url = urls
+    lab = make_lab(tmp_path, reg)
+    copy = clone(lab.keys["alice"], tmp_path / "copy.key")  # a clone, made before any use
+
+    def step(key: Path):  # type: ignore[no-untyped-def]
+        ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
+        return finish(
+            lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION,
+            response=assertion_for(key, ch),
+        )  # fmt: skip
+
+    first = step(lab.keys["alice"])  # keyadmin verifies counter `first.counter` itself
+    assert _sync(reg, app_url, create_table=True).inserted == 1
+    _exec(
+        app_url,
+        "UPDATE webauthn_credentials SET sign_count = :n, last_used_at = :t",
+        n=first.counter + 900,
+        t=datetime.now(UTC),
+    )
+    assert _sync(reg, app_url).counters_pulled == 1  # within the threshold: adopted
+    with pytest.raises(CounterRegression, match="not quarantined") as refused:
+        step(lab.keys["alice"])
+    assert refused.value.exit_code == 6 and refused.value.data["quarantined"] is False
+    assert stored(reg).status == "active"
+    with transaction(reg) as s:
+        registry.set_counter(s, stored(reg).id, first.counter, reason="undo", actor="sec")
+    assert step(lab.keys["alice"]).counter > first.counter  # repaired: the key works again
+    with pytest.raises(CounterRegression, match="quarantined"):
+        step(copy)  # the clone's counter is below what keyadmin verified: a clone
+    assert stored(reg).status == "quarantined"
+
+
 def test_counter_jump_threshold_comes_from_the_policy_and_cli_exits_3(urls, tmp_path: Path) -> None:
     reg, app_url = urls
     model = lab_model(AAGUID)
