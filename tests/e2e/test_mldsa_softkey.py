@@ -97,7 +97,15 @@ def test_mldsa_softkey_enrols_and_steps_up(tmp_path: Path, receipt_key: Path) ->
     assert result["counter"] > result["previous_counter"]
     header = json.loads(base64.urlsafe_b64decode(result["receipt"].split(".")[0] + "=="))
     assert header["alg"] == "ES256"  # receipts stay ES256 whatever the credential's algorithm
-    ok = invoke("receipt", "verify", result["receipt"], "--receipt-key", str(receipt_key))
+    ok = invoke(
+        "receipt",
+        "verify",
+        result["receipt"],
+        "--action",
+        ACTION,
+        "--receipt-key",
+        str(receipt_key),
+    )
     assert ok.code == 0, ok.stderr
     second = _step_up(lab, receipt_key)
     assert second.code == 0, second.stderr
