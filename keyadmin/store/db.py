@@ -199,12 +199,12 @@ WRITER_WAIT_SECONDS = 30.0  # as SQLite's busy timeout: then the write fails, no
 
 def writer_lock(path: Path) -> None:
     """Queue for the one SQLite write lock on a lock file beside the registry, before
-    BEGIN IMMEDIATE: a writer that finds it taken retries within 1 ms of its release
-    instead of in SQLite's busy handler, whose sleeps grow to 100 ms (the tail latency of
-    concurrent step-ups). Re-entrant per thread; each thread and process has its own open
-    file (flock locks belong to it). Waits at most WRITER_WAIT_SECONDS."""
+    BEGIN IMMEDIATE: waiting writers sleep in the kernel's queue (``flock``) and the next one
+    is woken when the lock is released, instead of retrying in SQLite's busy handler, whose
+    sleeps grow to 100 ms (the tail latency of concurrent step-ups). Re-entrant per thread;
+    each thread and process has its own open file (flock locks belong to it). A writer waits
+    at most WRITER_WAIT_SECONDS, then fails with nothing stored."""
     import fcntl
-    import time
 
     key = str(path)
     entry = _writers.held.get(key)
@@ -216,21 +216,41 @@ def writer_lock(path: Path) -> None:
         )
         entry = _writers.held[key] = [fd, 0, os.getpid()]
     if entry[1] == 0:
-        pause, deadline = 0.00005, time.monotonic() + WRITER_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(entry[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DatabaseError(
-                        f"another writer held the registry for {WRITER_WAIT_SECONDS:.0f} s; "
-                        "nothing was stored",
-                        hint="see which keyadmin command is still running, then retry",
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.001)
+        try:
+            fcntl.flock(entry[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not _queue_for(entry[0], WRITER_WAIT_SECONDS):
+                del _writers.held[key]  # the abandoned wait owns that file now
+                raise DatabaseError(
+                    f"another writer held the registry for {WRITER_WAIT_SECONDS:.0f} s; "
+                    "nothing was stored",
+                    hint="see which keyadmin command is still running, then retry",
+                ) from None
     entry[1] += 1
+
+
+def _queue_for(fd: int, timeout: float) -> bool:
+    """A blocking flock with a deadline: the kernel's wait runs in a helper thread; a wait
+    that outlives the deadline releases the lock as soon as it gets it and closes ``fd``."""
+    import fcntl
+
+    got, gave_up, done, guard = [False], [False], threading.Event(), threading.Lock()
+
+    def wait() -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with guard:
+            if gave_up[0]:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            else:
+                got[0] = True
+        done.set()
+
+    threading.Thread(target=wait, name="keyadmin-writer-queue", daemon=True).start()
+    done.wait(timeout)
+    with guard:
+        gave_up[0] = not got[0]
+        return got[0]
 
 
 def writer_unlock(path: Path) -> None:

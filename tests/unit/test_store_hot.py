@@ -97,3 +97,34 @@ def test_a_forked_child_opens_its_own(url: str) -> None:
     os.waitpid(pid, 0)
     os.close(read)
     assert parent.execute("SELECT count(*) FROM t").fetchone() == (1,)  # the parent's works
+
+
+def test_writers_queue_and_a_wait_is_bounded(tmp_path, monkeypatch) -> None:
+    """The writers' queue beside a SQLite registry: a writer waits while another holds it,
+    gets it as soon as it is released, and gives up (nothing stored) after the bound."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from keyadmin.store import db
+
+    path = tmp_path / "registry.db"
+    holder = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process's open file: another writer
+    monkeypatch.setattr(db, "WRITER_WAIT_SECONDS", 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(db.DatabaseError, match="nothing was stored"):
+        db.writer_lock(path)
+    assert 0.25 < time.monotonic() - t0 < 2.0
+    got = []
+    monkeypatch.setattr(db, "WRITER_WAIT_SECONDS", 5.0)
+    waiter = threading.Thread(target=lambda: (db.writer_lock(path), got.append(time.monotonic())))
+    waiter.start()
+    time.sleep(0.2)
+    assert got == []  # queued behind the holder
+    released = time.monotonic()
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    waiter.join(5)
+    assert got and got[0] - released < 0.5
+    os.close(holder)
