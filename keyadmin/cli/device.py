@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
 from keyadmin.cli.device_common import (
     DB_OPT,
     DEVICE_OPT,
@@ -129,7 +130,13 @@ def info(
 
 # ---------------------------------------------------------------------------- PIN
 @pin_app.command("set")
-def pin_set(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def pin_set(
+    device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """Set the PIN of a key that has none (hidden prompt, or one line on stdin). Logged as
     device.pin.set (never the PIN).
 
@@ -137,7 +144,7 @@ def pin_set(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OP
     """
     from keyadmin.cli.interact import read_new_pin
 
-    log = _log(db)
+    log = _log(db, "device.pin.set", {"selector": device}, operator, operator_device)
     with _session(device) as s:
         who = s.identity()
         s.set_pin(read_new_pin())
@@ -146,7 +153,13 @@ def pin_set(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OP
 
 
 @pin_app.command("change")
-def pin_change(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def pin_change(
+    device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """Change the PIN (current, then new: prompts, or two lines on stdin). Logged as
     device.pin.change (never a PIN).
 
@@ -154,7 +167,7 @@ def pin_change(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON
     """
     from keyadmin.cli.interact import read_new_pin, read_pin
 
-    log = _log(db)
+    log = _log(db, "device.pin.change", {"selector": device}, operator, operator_device)
     with _session(device) as s:
         who = s.identity()
         old = read_pin("Current PIN: ")
@@ -231,6 +244,8 @@ def creds_delete(
     credential_id: str = typer.Argument(..., help="Credential ID in hex ('credentials list')."),
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
     device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -246,7 +261,13 @@ def creds_delete(
         cred_id = bytes.fromhex(credential_id)
     except ValueError:
         raise UsageError("the credential ID must be hex") from None
-    log = _log(db)
+    log = _log(
+        db,
+        "device.credential.delete",
+        {"requested_credential": credential_id, "selector": device},
+        operator,
+        operator_device,
+    )
     with _session(device) as s:
         who = s.identity()
         if not force:
@@ -263,6 +284,8 @@ def creds_delete(
 def reset(
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
     device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -274,7 +297,7 @@ def reset(
     """
     from keyadmin.cli.interact import confirm
 
-    log = _log(db)
+    log = _log(db, "device.reset", {"selector": device}, operator, operator_device)
     with _session(device) as s:
         selector = s.ref.selector
         fingerprint = s.fingerprint()
@@ -295,6 +318,8 @@ def reset(
 def prepare_cmd(
     policy: Path = typer.Option(..., "--policy", help="The policy whose device profile to apply."),
     device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -314,7 +339,13 @@ def prepare_cmd(
     from keyadmin.store.db import transaction
 
     loaded = load_policy(policy)
-    log = _log(db)
+    log = _log(
+        db,
+        "device.prepare",
+        {"requested_policy": str(policy), "selector": device},
+        operator,
+        operator_device,
+    )
     with transaction(log.url) as s:
         known = {c.credential_id for c in registry.list_credentials(s)}
     with _session(device) as s:

@@ -44,14 +44,24 @@ def _done(action: str, changed: bool, device: str, json_out: bool, **detail: Any
         emit_kv(f"{action}: {'done' if changed else 'nothing to change'}", list(result.items()))
 
 
-def _log(db: str | None) -> DeviceLog:
+def _log(
+    db: str | None,
+    action: str,
+    args: dict[str, Any],
+    operator: str | None,
+    operator_device: str | None,
+) -> DeviceLog:
     """The registry's log for a command that changes a key, proven writable before the key is
-    touched (fail closed); the operator as enrol and creds name it (flows/device_log.py)."""
-    from keyadmin.cli.authority import operator_name
+    touched (fail closed), and the operator's authorization for ``action`` (the device role;
+    lab mode until an operator is bootstrapped). Every row it writes carries the evidence."""
+    from keyadmin.cli.authority import authorize_cli
     from keyadmin.cli.registry import _db
     from keyadmin.flows.device_log import DeviceLog
 
-    return DeviceLog.open(_db(db), operator_name(None))
+    url = _db(db)
+    log = DeviceLog.open(url, "keyadmin")  # writable, before anyone is asked for a PIN
+    authority = authorize_cli(url, action, args, operator, operator_device)
+    return DeviceLog(log.url, authority.operator, authority.evidence)
 
 
 def _pin_if_set(session: Any) -> str | None:

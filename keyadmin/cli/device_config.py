@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
 from keyadmin.cli.device_common import (
     DB_OPT,
     DEVICE_OPT,
@@ -23,6 +24,8 @@ config_app = typer.Typer(help="authenticatorConfig: always-UV, minimum PIN lengt
 def config_always_uv(
     state: str = typer.Argument(..., help="on or off"),
     device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -33,7 +36,13 @@ def config_always_uv(
     """
     if state not in ("on", "off"):
         raise UsageError(f"always-uv takes 'on' or 'off', not {state!r}")
-    log = _log(db)
+    log = _log(
+        db,
+        "device.config.always-uv",
+        {"requested_state": state, "selector": device},
+        operator,
+        operator_device,
+    )
     with _session(device) as s:
         who, on = s.identity(), state == "on"
         changed = s.set_always_uv(on, _pin_if_set(s))
@@ -51,6 +60,8 @@ def config_min_pin_length(
     ),
     force_change: bool = typer.Option(False, "--force-change", help="Force a PIN change."),
     device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -59,7 +70,18 @@ def config_min_pin_length(
 
     Example: keyadmin device config min-pin-length 8 --force-change
     """
-    log = _log(db)
+    log = _log(
+        db,
+        "device.config.min-pin-length",
+        {
+            "requested_length": length,
+            "requested_rp_ids": list(rp_id),
+            "requested_force_change": force_change,
+            "selector": device,
+        },
+        operator,
+        operator_device,
+    )
     with _session(device) as s:
         who, old = s.identity(), s.ctap_info().min_pin_length
         changed = s.set_min_pin_length(length, _pin_if_set(s), list(rp_id), force_change)
@@ -74,12 +96,18 @@ def config_min_pin_length(
 
 
 @config_app.command("enable-ep")
-def config_enable_ep(device: str = DEVICE_OPT, db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def config_enable_ep(
+    device: str = DEVICE_OPT,
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """Enable enterprise attestation on the key. A change is logged as device.config.enable-ep.
 
     Example: keyadmin device config enable-ep --device sim:lab.key
     """
-    log = _log(db)
+    log = _log(db, "device.config.enable-ep", {"selector": device}, operator, operator_device)
     with _session(device) as s:
         who = s.identity()
         changed = s.enable_enterprise_attestation(_pin_if_set(s))

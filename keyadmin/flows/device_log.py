@@ -51,6 +51,7 @@ class UnloggedChange(KeyadminError):
 class DeviceLog:
     url: str
     actor: str
+    authority: dict[str, Any] | None = None  # the operator's evidence, on every row
 
     @classmethod
     def open(cls, url: str, actor: str) -> DeviceLog:
@@ -76,6 +77,8 @@ class DeviceLog:
         from keyadmin.store.audit import record
 
         row = {"device": asdict(device), **details}
+        if self.authority is not None:
+            row["authority"] = self.authority
         try:
             record(self.url, actor=self.actor, action=action, subject=subject, details=row)
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the change stands

@@ -503,3 +503,27 @@ def test_an_operator_credential_substituted_in_the_registry_authorizes_nothing(t
     assert out.code == 3, out.stdout + out.stderr
     assert "does not match the log" in out.stderr
     assert {r["user"]: r["status"] for r in lab.registry_rows()}["olivia"] == "active"
+
+
+def test_device_actions_need_an_operator_with_the_device_role(team) -> None:
+    """Once an operator exists, a change to a key is authorized like any privileged command:
+    refused without it (the key untouched), and with it the row carries the evidence that
+    verify-log checks. bob has no device role."""
+    lab, olivia_key, bob_key = team
+    spare = _key(lab, "spare")
+    spare_file = Path(spare.device.split(":", 1)[1])
+    before = spare_file.read_bytes()
+    args = ["device", "config", "always-uv", "on", "-d", spare.device, "--db", lab.db]
+    claimed = invoke(*args, input=f"{PIN}\n", env={"KEYADMIN_OPERATOR": "olivia"})
+    assert claimed.code == 3 and "authoriz" in claimed.stderr, claimed.stderr
+    assert spare_file.read_bytes() == before
+    no_role = invoke(*args, *_as("bob", bob_key), input=f"{PIN}\n{PIN}\n")
+    assert no_role.code == 3 and "role" in no_role.stderr, no_role.stderr
+    assert spare_file.read_bytes() == before
+    ok = invoke(*args, *_as("olivia", olivia_key), input=f"{PIN}\n{PIN}\n")
+    assert ok.code == 0, ok.stderr
+    assert spare_file.read_bytes() != before
+    row = [r for r in _log(lab) if r["action"] == "device.config.always-uv"][-1]
+    assert row["actor"] == "olivia" and row["details"]["authority"]["operator"] == "olivia"
+    assert invoke("operator", "verify-log", "--db", lab.db).code == 0
+    assert invoke("log", "verify", "--db", lab.db).code == 0
