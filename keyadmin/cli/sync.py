@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from keyadmin.cli.authority import (
+    OPERATOR_DEVICE_OPT,
+    OPERATOR_OPT,
+    authorize_cli,
+    operator_name,
+)
 from keyadmin.cli.render import clean, emit_csv, emit_json, emit_kv, out, say, to_jsonable
 
 DB_OPT = typer.Option(
@@ -23,7 +27,7 @@ MAPPING_OPT = typer.Option(
 
 
 def _operator() -> str:
-    return os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
+    return operator_name(None)
 
 
 def sync(
@@ -52,6 +56,8 @@ def sync(
         help="Policy whose step_up.counter_jump_threshold bounds the counters pulled back "
         "(default 1000).",
     ),
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
@@ -77,11 +83,18 @@ def sync(
         from keyadmin.policy.loader import load_policy
 
         loaded = load_policy(policy)
+    url = database_url(db)
+    actor, evidence = _operator(), None
+    if not dry_run:  # a dry run writes nothing
+        args = {"requested_full": full, "requested_prune": prune}
+        authority = authorize_cli(url, "sync", args, operator, operator_device)
+        actor, evidence = authority.operator, authority.evidence
     result = run_sync(
-        registry_url=database_url(db),
+        registry_url=url,
         target_url=target,
         mapping=load_mapping(mapping),
-        actor=_operator(),
+        actor=actor,
+        authority=evidence,
         dry_run=dry_run,
         prune=prune,
         create_table=create_table,
@@ -157,6 +170,8 @@ def audit(
     deep: bool = typer.Option(
         False, "--deep", help="Re-verify every credential's signature too (slow)."
     ),
+    operator: str = OPERATOR_OPT,
+    operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
 ) -> None:
     """Re-evaluate every credential against the current policy and metadata.
@@ -181,11 +196,17 @@ def audit(
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
     url = database_url(db)
+    actor, evidence = _operator(), None
+    if enforce:  # quarantines: an operator with the audit role decides that
+        args = {"requested_policy": str(policy)}
+        authority = authorize_cli(url, "audit.enforce", args, operator, operator_device)
+        actor, evidence = authority.operator, authority.evidence
     result = run_audit(
         registry_url=url,
         policy=load_policy(policy),
         metadata=IndexMetadata(MdsIndex(url)),
-        actor=_operator(),
+        actor=actor,
+        authority=evidence,
         enforce=enforce,
         target_url=target,
         mapping=load_mapping(mapping) if target else None,

@@ -207,6 +207,7 @@ def audit(
     policy: Any,
     metadata: Any,
     actor: str,
+    authority: dict[str, Any] | None = None,
     enforce: bool = False,
     target_url: str | None = None,
     mapping: Any = None,
@@ -351,7 +352,7 @@ def audit(
                 reason = f"audit: {first.rule}: {first.detail}"[:500]
                 try:
                     changed = registry.change_status(
-                        s, rid, "quarantine", reason=reason, actor=actor
+                        s, rid, "quarantine", reason=reason, actor=actor, authority=authority
                     )
                 except (UsageError, NotFound):  # revoked or removed since it was judged
                     moved.append(rid)

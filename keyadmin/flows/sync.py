@@ -108,6 +108,7 @@ def sync(
     full: bool = False,
     counter_jump_threshold: int | None = None,
     now: datetime | None = None,
+    authority: dict[str, Any] | None = None,
 ) -> SyncResult:
     """Bring the application's table in line with the registry; see the module docstring.
 
@@ -268,7 +269,9 @@ def sync(
     pulled = 0
     if not dry_run:
         with transaction(registry_url) as s:
-            pulled = st.pull_counters(s, pulls, actor=actor, target_label=label)
+            pulled = st.pull_counters(
+                s, pulls, actor=actor, target_label=label, authority=authority
+            )
             new_details = {
                 **details,
                 "app_used_mark": _iso(used_mark),
@@ -288,6 +291,7 @@ def sync(
                     action="sync.tamper",
                     subject=label,
                     details={
+                        **({"authority": authority} if authority is not None else {}),
                         "count": len(tampered),
                         "tampering": [
                             {
@@ -307,6 +311,7 @@ def sync(
                     action="sync.run",
                     subject=label,
                     details={
+                        **({"authority": authority} if authority is not None else {}),
                         "inserted": len(inserts),
                         "updated": max(0, updated_rows - disables),
                         "removed": max(0, deleted_rows - (len(drift) if prune else 0)),

