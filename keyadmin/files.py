@@ -50,7 +50,14 @@ def check_parents(path: Path) -> None:
     no one else unless it has the sticky bit."""
     current = Path(os.path.realpath(path))
     for d in (current, *current.parents):
-        st = os.stat(d)
+        try:
+            st = os.stat(d)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"the directory {d} does not exist", hint=f"create it first: mkdir -p -m 700 {d}"
+            ) from None
+        except OSError as e:
+            raise ConfigError(f"cannot inspect {d}: {e.strerror}") from None
         problem = _owner_problem(d, st, root_ok=True)
         if problem:
             raise _refuse(problem, f"use a directory of your own, or chown {d}")

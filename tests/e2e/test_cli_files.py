@@ -216,3 +216,13 @@ def test_no_core_dumps_while_a_secret_is_asked_for(tmp_path: Path, command: str)
     first, waiting, status = pristine.call(_limits_while_waiting, args)
     assert first != ("0", "0"), "the child started with cores off: the test proves nothing"
     assert waiting == ("0", "0") and status == "alive", (first, waiting, status)
+
+
+def test_a_missing_directory_is_a_declared_error(tmp_path) -> None:
+    """Found while benchmarking: a state file in a directory that does not exist ended in
+    'unexpected FileNotFoundError'. It is a declared error naming the directory."""
+    from tests.e2e.cli import invoke
+
+    out = invoke("sim", "init", "--state", str(tmp_path / "no" / "such" / "key.json"))
+    assert out.code == 1, out.stderr
+    assert "does not exist" in out.stderr and "unexpected" not in out.stderr
