@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_policy_support import POLICIES, metadata_for, registry_url
+from tests.unit.test_policy_support import POLICIES, SHARED_DATA, metadata_for, registry_url
 
 AT = datetime(2026, 10, 15, tzinfo=UTC)
 #: Every shipped policy meant for production (the lab policy trusts the software key on purpose).
@@ -220,3 +220,24 @@ def test_without_the_hardware_section_the_apps_come_back(tmp_path: Path, metadat
     assert load_policy(HW).summary()["hardware"]["matcher_protection_allowed"] == ["on_chip"]
     admitted = _admitted(plain, metadata)
     assert set(KNOWN_NOT_HARDWARE) <= set(admitted)
+
+
+def test_hardware_needs_required_metadata(tmp_path: Path) -> None:
+    from keyadmin.policy import PolicyLoadError, load_policy
+    from tests.unit.test_policy_loader import LAB_MIN
+
+    text = LAB_MIN.replace("required = true", "required = false") + (
+        '\n[trust]\nextra_roots = ["root.pem"]\n'
+        '\n[hardware]\nkey_protection_any = ["hardware"]\n'
+        'matcher_protection_allowed = ["on_chip"]\nattachment_required = ["external"]\n'
+        'connection_hints = ["wired"]\n'
+    )
+    root = SHARED_DATA / "mds" / "roots" / "globalsign_root_ca_r3.pem"
+    (tmp_path / "root.pem").write_bytes(root.read_bytes())
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyLoadError) as info:
+        load_policy(path)
+    assert info.value.key == "hardware"
+    assert info.value.line == text.splitlines().index("[hardware]") + 1
+    assert "needs metadata.required = true" in info.value.problem
