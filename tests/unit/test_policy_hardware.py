@@ -241,3 +241,32 @@ def test_hardware_needs_required_metadata(tmp_path: Path) -> None:
     assert info.value.key == "hardware"
     assert info.value.line == text.splitlines().index("[hardware]") + 1
     assert "needs metadata.required = true" in info.value.problem
+
+
+@pytest.fixture(scope="module", params=["no9", "no23"])
+def signed_blob(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real signed production BLOBs, verified as of their own date (see test_mds_index)."""
+    from keyadmin.mds.ingest import import_file
+    from keyadmin.policy import IndexMetadata
+    from keyadmin.store.mds_index import MdsIndex
+    from tests.unit.test_mds_support import AT_NO9, AT_NO23, PROD9, PROD23
+
+    blob, at = {"no9": (PROD9, AT_NO9), "no23": (PROD23, AT_NO23)}[request.param]
+    url = f"sqlite:///{tmp_path_factory.mktemp('blob') / 'keyadmin.db'}"
+    index = MdsIndex(url)
+    import_file(blob, index=index, now=at, at=at, allow_missing_crl=True)
+    return IndexMetadata(index), at
+
+
+@pytest.mark.parametrize("path", PRODUCTION, ids=lambda p: p.name)
+def test_signed_production_blobs_admit_no_app_sdk_or_conformance_model(
+    path: Path, signed_blob: Any
+) -> None:
+    from keyadmin.policy import admitted_models, load_policy
+
+    metadata, at = signed_blob
+    listing = admitted_models(load_policy(path), metadata, at=at)
+    wrong = [m["description"] for m in listing.models if NOT_HARDWARE.search(str(m["description"]))]
+    assert wrong == []
+    if path == HW:
+        assert any(m["aaguid"] in YUBIKEYS for m in listing.models)
