@@ -270,3 +270,28 @@ def test_signed_production_blobs_admit_no_app_sdk_or_conformance_model(
     assert wrong == []
     if path == HW:
         assert any(m["aaguid"] in YUBIKEYS for m in listing.models)
+
+
+def test_registrations_are_judged_by_the_hardware_section(tmp_path: Path, metadata: Any) -> None:
+    """A real YubiKey 5 FIPS registration: its metadata passes; a stricter section refuses it."""
+    from keyadmin.policy import load_policy
+    from tests.unit.test_policy_evaluate import judge
+    from tests.unit.test_policy_support import policy_variant
+
+    decision = judge(load_policy(HW), "jws-realexamples-YubikeyFips5Nfc", metadata)
+    assert decision.allowed
+    reason = decision.reason("authenticator.hardware")
+    assert reason.outcome == "pass"
+    assert "matcherProtection on_chip" in reason.detail
+    stricter = policy_variant(
+        tmp_path,
+        "fido-certified-hardware.toml",
+        {
+            'connection_hints = ["wired", "nfc"]': 'connection_hints = ["bluetooth"]',
+            'connection_transports = ["usb", "nfc"]': 'connection_transports = ["ble"]',
+        },
+    )
+    decision = judge(load_policy(stricter), "jws-realexamples-YubikeyFips5Nfc", metadata)
+    assert not decision.allowed
+    assert [r.rule for r in decision.failed] == ["authenticator.hardware"]
+    assert "hardware.connection" in decision.failed[0].detail
