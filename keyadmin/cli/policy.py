@@ -151,6 +151,8 @@ def models_cmd(
 ) -> None:
     """List the metadata models the policy admits, with the list's SHA-256, for review.
 
+    Under each model, why it qualifies: every rule it passed, with the metadata fields that
+    satisfied it ([hardware] criteria one per line). Review it before deploying (docs/policy.md).
     Save the --json output with each policy or metadata change; --diff PREVIOUS shows the
     models added, removed or changed since then.
 
@@ -192,6 +194,7 @@ def models_cmd(
     for m in listing.models:
         floor = f"  firmware >= {m['firmware_minimum']}" if m["firmware_minimum"] else ""
         text.append(f"  {m['aaguid']}  {m['description']}  [{m['certification'] or '-'}]{floor}")
+        text += [f"      {rule}: {detail}" for rule, detail in m["why"].items()]
     if "diff" in data:
         d = data["diff"]
         text.append(f"changes since {diff} (sha256 {d['previous_sha256']}):")

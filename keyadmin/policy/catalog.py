@@ -25,13 +25,14 @@ from keyadmin.policy.evaluate import (
     run_rules,
     status_outcome,
 )
+from keyadmin.policy.hardware import hardware_checks, hardware_outcome
 from keyadmin.policy.metadata import (
     MetadataSource,
     entry_label,
     entry_root_fingerprints,
     entry_roots_der,
 )
-from keyadmin.policy.model import Decision, Outcome, Policy
+from keyadmin.policy.model import Decision, Outcome, Policy, Reason
 
 #: MDS3 attestationTypes -> WebAuthn attestation types.
 _MDS_TYPES = {
@@ -128,6 +129,10 @@ def _key_protection(ctx: _ModelCtx) -> tuple[Outcome, str]:
     return key_protection_outcome(ctx.policy, ctx.entry)
 
 
+def _hardware(ctx: _ModelCtx) -> tuple[Outcome, str]:
+    return hardware_outcome(ctx.policy, ctx.entry)
+
+
 def _firmware(ctx: _ModelCtx) -> tuple[Outcome, str]:
     floor = ctx.policy.device.firmware_minimum.get(ctx.aaguid)
     if floor is None:
@@ -157,6 +162,7 @@ MODEL_RULES = (
     ("authenticator.allowed", _allowed),
     ("authenticator.roaming", _roaming),
     ("authenticator.key_protection", _key_protection),
+    ("authenticator.hardware", _hardware),
     ("device.firmware", _firmware),
     ("registration", _per_registration),
 )
@@ -249,6 +255,7 @@ def admitted_models(policy: Policy, metadata: MetadataSource, *, at: datetime) -
                 "certification": level,
                 "status": doc.get("status"),
                 "firmware_minimum": str(floor) if floor else None,
+                "why": qualifies(policy, doc, reasons),
             }
         )
     for extra in policy.authenticators.allow_aaguids:
@@ -261,6 +268,7 @@ def admitted_models(policy: Policy, metadata: MetadataSource, *, at: datetime) -
                         "certification": None,
                         "status": None,
                         "firmware_minimum": None,
+                        "why": {"authenticator.allowed": f"AAGUID {extra} is on the allowlist"},
                     }
                 )
     rows.sort(key=lambda r: (str(r["description"]), r["aaguid"]))
@@ -274,6 +282,15 @@ def admitted_models(policy: Policy, metadata: MetadataSource, *, at: datetime) -
         models=tuple(rows),
         sha256=models_hash(rows),
     )
+
+
+def qualifies(policy: Policy, doc: dict[str, Any], reasons: tuple[Reason, ...]) -> dict[str, str]:
+    """Why an admitted model qualifies: each rule that passed, with the metadata it read; the
+    ``[hardware]`` rule is shown criterion by criterion (``hardware.key_protection``, ...)."""
+    why = {r.rule: r.detail for r in reasons if r.outcome == "pass"}
+    if policy.hardware is not None and why.pop("authenticator.hardware", None) is not None:
+        why.update({c.criterion: c.detail for c in hardware_checks(policy.hardware, doc)})
+    return why
 
 
 def diff_models(previous: dict[str, Any], current: ModelList) -> dict[str, Any]:

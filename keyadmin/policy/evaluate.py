@@ -25,11 +25,14 @@ metadata entry) is ``skip`` with the reason why. An exception inside a rule is a
                              metadata model - only on a verified identity
 15. authenticator.roaming    a roaming (external) authenticator, if the policy says so
 16. authenticator.key_protection  the metadata's keyProtection has every required value
-17. authenticator.device_bound    BE flag clear (cannot be synced)
-18. user_verification        UV flag set when required
-19. algorithm                the credential's COSE algorithm is allowed
-20. cred_protect             credProtect level at least the policy's
-21. device.firmware          not in a registration: skip, naming the floor (evaluate_device)
+17. authenticator.hardware   the [hardware] criteria hold for the proved model's metadata
+                             (keyadmin.policy.hardware; skip without a [hardware] section)
+18. authenticator.device_bound    BE flag clear (cannot be synced)
+19. user_presence            UP flag set
+20. user_verification        UV flag set when required
+21. algorithm                the credential's COSE algorithm is allowed
+22. cred_protect             credProtect level at least the policy's
+23. device.firmware          not in a registration: skip, naming the floor (evaluate_device)
 
 ``allowed`` is True only when no rule failed and the rules the decision rests on
 (``MUST_PASS``) all passed.
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from keyadmin.policy.hardware import hardware_outcome
 from keyadmin.policy.metadata import (
     MetadataSource,
     certification_rank,
@@ -558,7 +562,13 @@ def rule_key_protection(ctx: _Ctx) -> tuple[Outcome, str]:
     return key_protection_outcome(ctx.policy, ctx.entry)
 
 
-# -- 17..21: the credential ----------------------------------------------------------------------
+def rule_hardware(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return hardware_outcome(ctx.policy, ctx.entry)
+
+
+# -- 18..23: the credential ----------------------------------------------------------------------
 
 
 def rule_device_bound(ctx: _Ctx) -> tuple[Outcome, str]:
@@ -651,6 +661,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("authenticator.allowed", rule_allowed),
     ("authenticator.roaming", rule_roaming),
     ("authenticator.key_protection", rule_key_protection),
+    ("authenticator.hardware", rule_hardware),
     ("authenticator.device_bound", rule_device_bound),
     ("user_presence", rule_user_presence),
     ("user_verification", rule_user_verification),

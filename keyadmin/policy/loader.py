@@ -18,6 +18,12 @@ from typing import Any, cast
 from keyadmin.errors import ConfigError
 from keyadmin.mds.model import BLOCKING_STATUSES, KNOWN_STATUSES
 from keyadmin.mds.model import CERTIFICATION_LEVELS as _MDS_LEVELS
+from keyadmin.policy.hardware import (
+    ATTACHMENT_HINTS,
+    KEY_PROTECTION,
+    MATCHER_PROTECTION,
+    TRANSPORTS,
+)
 from keyadmin.policy.model import (
     ALGORITHMS,
     ATTESTATION_TYPES,
@@ -28,6 +34,7 @@ from keyadmin.policy.model import (
     CredentialRules,
     DeviceRules,
     EnrolmentRules,
+    HardwareRules,
     KeysPerUser,
     MetadataRules,
     Policy,
@@ -41,7 +48,6 @@ from keyadmin.policy.model import (
 CERTIFICATION_LEVELS: tuple[str, ...] = tuple(
     level for level in _MDS_LEVELS if level != "FIDO_CERTIFIED"
 )
-_KEY_PROTECTION = frozenset({"software", "hardware", "tee", "secure_element", "remote_handle"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 #: Every table and key a policy file may hold (anything else is an error).
@@ -79,6 +85,19 @@ SCHEMA: dict[str, frozenset[str]] = {
         }
     ),
     "enrolment": frozenset({"witness_required"}),
+    "hardware": frozenset(
+        {
+            "key_protection_any",
+            "key_protection_forbidden",
+            "matcher_protection_allowed",
+            "attachment_required",
+            "attachment_forbidden",
+            "connection_hints",
+            "connection_transports",
+            "transports_forbidden",
+            "deny_description_words",
+        }
+    ),
     "keys_per_user": frozenset({"minimum", "maximum"}),
 }
 REQUIRED_TABLES = ("policy", "relying_party", "attestation", "metadata", "authenticators")
@@ -277,6 +296,7 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         )
     credential = _credential(r)
     device = _device(r)
+    hardware = _hardware(r, meta) if "hardware" in data else None
     max_attempts = _positive(r, "step_up", "max_attempts", 3)
     step_up = StepUpRules(
         challenge_lifetime_seconds=_positive(r, "step_up", "challenge_lifetime_seconds", 120),
@@ -310,6 +330,7 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         step_up=step_up,
         keys_per_user=KeysPerUser(kmin, kmax),
         enrolment=EnrolmentRules(witness_required=bool(witness_required)),
+        hardware=hardware,
         text=raw.decode("utf-8"),
     )
 
@@ -432,7 +453,7 @@ def _authenticators(r: _Reader, att: AttestationRules, meta: MetadataRules) -> A
         "key_protection",
         [],
         what="keyProtection values",
-        check=_one_of(_KEY_PROTECTION, "keyProtection value"),
+        check=_one_of(KEY_PROTECTION, "keyProtection value"),
     )
     if not (allow or roots or any_model):
         raise r.error(
@@ -469,6 +490,71 @@ def _authenticators(r: _Reader, att: AttestationRules, meta: MetadataRules) -> A
         deny_aaguids=frozenset(deny),
         attachment=cast(Any, attachment),
         key_protection=tuple(kp),
+    )
+
+
+def _hardware(r: _Reader, meta: MetadataRules) -> HardwareRules:
+    """``[hardware]``: every list is checked against its FIDO vocabulary; the criteria that
+    prove hardware must not be empty, and no value may be both required and forbidden."""
+    t = "hardware"
+
+    def values(key: str, vocab: frozenset[str], what: str, *, required: bool) -> list[str]:
+        out = r.str_list(t, key, ... if required else [], what=what, check=_one_of(vocab, what))
+        if required and not out:
+            raise r.error(t, key, f"{t}.{key} must not be empty ({what})")
+        return list(dict.fromkeys(out))
+
+    if not meta.required:
+        raise r.error(t, None, "[hardware] needs metadata.required = true (it reads metadata)")
+    kp_any = values("key_protection_any", KEY_PROTECTION, "keyProtection value", required=True)
+    kp_no = values(
+        "key_protection_forbidden", KEY_PROTECTION, "keyProtection value", required=False
+    )
+    matcher = values(
+        "matcher_protection_allowed", MATCHER_PROTECTION, "matcherProtection value", required=True
+    )
+    att_req = values("attachment_required", ATTACHMENT_HINTS, "attachmentHint value", required=True)
+    att_no = values(
+        "attachment_forbidden", ATTACHMENT_HINTS, "attachmentHint value", required=False
+    )
+    hints = values("connection_hints", ATTACHMENT_HINTS, "attachmentHint value", required=False)
+    transports = values("connection_transports", TRANSPORTS, "transport", required=False)
+    tr_no = values("transports_forbidden", TRANSPORTS, "transport", required=False)
+    if not (hints or transports):
+        raise r.error(
+            t,
+            "connection_hints",
+            "set hardware.connection_hints or hardware.connection_transports: nothing would "
+            "show how the key connects (e.g. wired, nfc / usb, nfc)",
+        )
+    for key, a, b in (
+        ("key_protection_forbidden", kp_any, kp_no),
+        ("attachment_forbidden", att_req, att_no),
+        ("attachment_forbidden", hints, att_no),
+        ("transports_forbidden", transports, tr_no),
+    ):
+        both = sorted(set(a) & set(b))
+        if both:
+            raise r.error(t, key, f"{', '.join(both)} both required and forbidden")
+    words = r.str_list(t, "deny_description_words", [], what="lower-case words")
+    for i, w in enumerate(words):
+        if not re.fullmatch(r"[a-z0-9]+", w):
+            raise r.error(
+                t,
+                "deny_description_words",
+                f"hardware.deny_description_words[{i}] {w!r} is not one lower-case word "
+                "(letters and digits; it is matched as a whole word, any case)",
+            )
+    return HardwareRules(
+        key_protection_any=tuple(kp_any),
+        key_protection_forbidden=tuple(kp_no),
+        matcher_protection_allowed=tuple(matcher),
+        attachment_required=tuple(att_req),
+        attachment_forbidden=tuple(att_no),
+        connection_hints=tuple(hints),
+        connection_transports=tuple(transports),
+        transports_forbidden=tuple(tr_no),
+        deny_description_words=tuple(dict.fromkeys(words)),
     )
 
 

@@ -105,6 +105,25 @@ class AuthenticatorRules:
 
 
 @dataclass(frozen=True)
+class HardwareRules:
+    """``[hardware]``: what a model's metadata must declare to count as a roaming hardware key
+    (checked by ``keyadmin.policy.hardware``; see docs/policy.md)."""
+
+    key_protection_any: tuple[str, ...]  # keyProtection has at least one of these
+    key_protection_forbidden: tuple[str, ...]  # ... and none of these
+    matcher_protection_allowed: tuple[str, ...]  # every matcherProtection value is one of these
+    attachment_required: tuple[str, ...]  # attachmentHint has every one of these
+    attachment_forbidden: tuple[str, ...]  # ... and none of these
+    connection_hints: tuple[str, ...]  # attachmentHint has one of these, or
+    connection_transports: tuple[str, ...]  # authenticatorGetInfo.transports has one of these
+    transports_forbidden: tuple[str, ...]  # authenticatorGetInfo.transports has none of these
+    deny_description_words: tuple[str, ...]  # whole words, lower case
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
 class CredentialRules:
     device_bound: bool
     user_verification: Literal["required", "preferred", "discouraged"]
@@ -162,6 +181,7 @@ class Policy:
     step_up: StepUpRules
     keys_per_user: KeysPerUser
     enrolment: EnrolmentRules = EnrolmentRules()
+    hardware: HardwareRules | None = None  # the [hardware] section, when the file has one
     text: str = ""  # the exact file content that was hashed (stored with each enrolment)
 
     def summary(self) -> dict[str, Any]:
@@ -195,6 +215,7 @@ class Policy:
                 "attachment": self.authenticators.attachment,
                 "key_protection": list(self.authenticators.key_protection),
             },
+            "hardware": self.hardware.to_dict() if self.hardware is not None else None,
             "credential": {
                 "device_bound": self.credential.device_bound,
                 "user_verification": self.credential.user_verification,

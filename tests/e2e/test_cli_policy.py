@@ -165,3 +165,38 @@ def test_help_is_light_and_has_examples() -> None:
         out = invoke(group, cmd, "--help")
         assert out.code == 0
         assert "Example" in out.stdout
+
+
+ALLTHENTICATOR_ANDROID = "5ca1ab1e-fa57-1337-f1d0-a117371ca702"
+RSA_AUTH_IOS = "8681a073-5f50-4d52-bce4-e21658d207b3"
+
+
+def test_models_show_why_each_model_qualifies(env: dict[str, str]) -> None:
+    human = invoke("policy", "models", HW, "--at", AT, env=env)
+    assert human.code == 0, human.stderr
+    lines = human.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"  {YK5_NFC}  "))
+    why = lines[at + 1 : at + 12]
+    assert "      hardware.key_protection: keyProtection hardware, secure_element" in why
+    assert "      hardware.matcher_protection: matcherProtection on_chip" in why
+    assert any(line.startswith("      hardware.connection: attachmentHint ") for line in why)
+    assert ALLTHENTICATOR_ANDROID not in human.stdout
+    data = json.loads(invoke("policy", "models", HW, "--at", AT, "--json", env=env).stdout)
+    assert all(
+        set(m["why"]) >= {"hardware.attachment", "hardware.description"} for m in data["models"]
+    )
+
+
+def test_explain_refuses_a_phone_app_that_claims_hardware(env: dict[str, str]) -> None:
+    out = invoke("policy", "explain", HW, ALLTHENTICATOR_ANDROID, "--at", AT, "--json", env=env)
+    assert out.code == 3
+    fails = {
+        r["rule"]: r["detail"] for r in json.loads(out.stdout)["reasons"] if r["outcome"] == "fail"
+    }
+    assert list(fails) == ["authenticator.hardware"]
+    assert "hardware.description" in fails["authenticator.hardware"]
+    assert "names android, app" in fails["authenticator.hardware"]
+    out = invoke("policy", "explain", HW, RSA_AUTH_IOS, "--at", AT, env=env)
+    assert out.code == 3
+    assert "FAIL  authenticator.hardware" in out.stdout
+    assert "hardware.connection" in out.stdout
