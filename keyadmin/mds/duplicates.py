@@ -45,22 +45,31 @@ def resolve(parsed: ParsedPayload, mode: str = "refuse") -> tuple[ParsedPayload,
             duplicates={k: list(v) for k, v in dups.items()},
         )
     by_index = {e.index: e for e in parsed.entries}
-    dropped: dict[int, int] = {}  # dropped index -> kept index
-    for indexes in dups.values():
+    unparsed = {s.index: s for s in parsed.skipped}
+    skipped: list[SkippedEntry] = []
+    for key, indexes in dups.items():
+        bad = [i for i in indexes if i in unparsed]
+        copies = [i for i in indexes if i in by_index]
+        if bad:
+            # a copy that does not parse cannot be compared: the most restrictive reading is
+            # that no copy of this model is usable
+            why = f"entry {bad[0]} for {key} does not parse ({unparsed[bad[0]].reason})"
+            skipped += [
+                _skip(by_index[i], f"{why}; no copy is used (most-restrictive)") for i in copies
+            ]
+            continue
         # max() keeps the first of equally restrictive copies
-        keep = max(indexes, key=lambda i: restrictiveness(by_index[i]))
-        dropped.update({i: keep for i in indexes if i != keep})
-    skipped = [
-        SkippedEntry(
-            index=i,
-            reason=f"duplicate of entry {k} for {by_index[i].key}; entry {k} "
-            f"({by_index[k].status}) is more restrictive and was kept (most-restrictive)",
-            aaguid=by_index[i].aaguid,
-            aaid=by_index[i].aaid,
-            description=by_index[i].description,
-        )
-        for i, k in sorted(dropped.items())
-    ]
+        keep = max(copies, key=lambda i: restrictiveness(by_index[i]))
+        skipped += [
+            _skip(
+                by_index[i],
+                f"duplicate of entry {keep} for {key}; entry {keep} ({by_index[keep].status}) "
+                "is more restrictive and was kept (most-restrictive)",
+            )
+            for i in copies
+            if i != keep
+        ]
+    dropped = {s.index for s in skipped}
     note = f"duplicate_entries = most-restrictive: {listing}"
     return (
         replace(
@@ -70,3 +79,7 @@ def resolve(parsed: ParsedPayload, mode: str = "refuse") -> tuple[ParsedPayload,
         ),
         [note],
     )
+
+
+def _skip(e: Entry, reason: str) -> SkippedEntry:
+    return SkippedEntry(e.index, reason, e.aaguid, e.aaid, e.description)

@@ -191,6 +191,15 @@ class Entry:
         return asdict(self)
 
 
+def _canonical_uuid(text: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
 @dataclass(frozen=True)
 class SkippedEntry:
     """An entry that does not parse; kept raw and reported, never fatal for the rest."""
@@ -204,7 +213,7 @@ class SkippedEntry:
     @property
     def key(self) -> str:
         if self.aaguid:
-            return f"aaguid:{self.aaguid}"
+            return f"aaguid:{_canonical_uuid(self.aaguid)}"
         if self.aaid:
             return f"aaid:{self.aaid}"
         return f"index:{self.index}"
@@ -221,9 +230,13 @@ class ParsedPayload:
 
     @property
     def duplicates(self) -> dict[str, tuple[int, ...]]:
-        """Keys (``aaguid:…``, ``aaid:…``) that more than one parsed entry claims -> indexes."""
+        """Keys (``aaguid:…``, ``aaid:…``) that more than one entry claims -> their indexes
+        (skipped entries included: a copy that does not parse still names its model)."""
         seen: dict[str, list[int]] = {}
         for e in self.entries:
             if e.aaguid or e.aaid:
                 seen.setdefault(e.key, []).append(e.index)
-        return {k: tuple(v) for k, v in seen.items() if len(v) > 1}
+        for s in self.skipped:
+            if s.key in seen:  # only alongside a parsed copy: a lone skipped entry is reported
+                seen[s.key].append(s.index)
+        return {k: tuple(sorted(v)) for k, v in seen.items() if len(v) > 1}

@@ -569,3 +569,33 @@ def test_diff_shows_retirement_fips_and_duplicates(tmp_path: Path) -> None:
         ).stdout
     )
     assert js["new_duplicates"] == [f"aaguid:{FIPS_L1_CON}"]
+
+
+def test_a_copy_that_does_not_parse_is_a_duplicate_too(tmp_path: Path, pki: TestPki) -> None:
+    """A second copy of a model that does not parse (here: REVOKED, with a bad sunsetDate) is
+    not silently dropped behind the parsed one: refused, or with most-restrictive, no copy of
+    that model is used."""
+    broken = entry(
+        FIPS_L2_ENT,
+        "Key, broken revoked copy",
+        [CERT_L1, {"status": "REVOKED", "effectiveDate": "2026-09-01", "sunsetDate": "never"}],
+    )
+    items = [entries()[0], entry(FIPS_L2_ENT, "Key, certified copy", [CERT_L1]), broken]
+    parsed = parse_payload(payload(3, items))
+    assert parsed.duplicates == {f"aaguid:{FIPS_L2_ENT}": (1, 2)}
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    blob = tmp_path / "dup.jwt"
+    blob.write_bytes(pki.jws(payload(3, items)))
+    root = pki.ca_pem(tmp_path)
+    args = ("mds", "import", str(blob), "--trust-root", str(root), "--allow-missing-crl")
+    refused = invoke(*args, "--db", db)
+    assert refused.code == 7 and f"aaguid:{FIPS_L2_ENT} at entries 1, 2" in refused.stderr
+    p = policy(tmp_path, 'duplicate_entries = "most-restrictive"')
+    res = invoke(*args, "--policy", str(p), "--db", db, "--json")
+    assert res.code == 0, res.stderr
+    reasons = {s["description"]: s["reason"] for s in json.loads(res.stdout)["skipped"]}
+    assert "no copy is used" in reasons["Key, certified copy"]
+    assert "sunsetDate 'never'" in reasons["Key, broken revoked copy"]
+    assert MdsIndex(db).entry_doc(FIPS_L2_ENT) is None
+    result, detail = outcome(db, policy(tmp_path), FIPS_L2_ENT, "metadata.entry")
+    assert result == "fail" and "no metadata entry" in detail
