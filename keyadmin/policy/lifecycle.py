@@ -20,6 +20,15 @@ from typing import Any
 from keyadmin.mds.model import lifecycle, report_from_dict
 from keyadmin.policy.model import Outcome, Policy
 
+#: How a ``metadata.retired`` pass for a RETIRED model before its sunset date begins (the
+#: audit reports such credentials as warnings).
+IN_GRACE = "RETIRED since"
+
+
+def in_grace(rule: str, outcome: str, detail: str) -> bool:
+    """Did ``metadata.retired`` pass only because the model's sunset date is still ahead?"""
+    return rule == "metadata.retired" and outcome == "pass" and detail.startswith(IN_GRACE)
+
 
 def facts(entry: dict[str, Any]) -> dict[str, Any]:
     """The lifecycle facts of a stored entry doc (see ``keyadmin.mds.model.lifecycle``)."""
@@ -56,7 +65,7 @@ def retired_outcome(
         )
     if _passed(sunset, at):
         return "fail", f"the model is RETIRED since {retired}; its sunset date {sunset} has passed"
-    return "pass", f"RETIRED since {retired}, allowed until its sunset date {sunset} (until-sunset)"
+    return "pass", f"{IN_GRACE} {retired}, allowed until its sunset date {sunset} (until-sunset)"
 
 
 def fips_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:

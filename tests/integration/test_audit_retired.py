@@ -84,10 +84,17 @@ def test_audit_reports_credentials_of_a_retired_model(estate, tmp_path: Path) ->
     }
     assert all("RETIRED since 2026-11-01" in f["detail"] for f in details)
 
-    # until-sunset: allowed while the sunset date is ahead
+    # until-sunset: allowed while the sunset date is ahead, reported as a warning
     lenient = _until_sunset(policy)
     code, fails, _ = _fails(lenient, db)
     assert (code, fails) == (0, set())
+    res = _run("audit", "--policy", str(lenient), "--db", db, "--json")
+    warns = [f for f in json.loads(res.stdout)["findings"] if f["severity"] == "warn"]
+    assert {(f["subject"], f["rule"]) for f in warns} == {
+        (enrolled["alice"], "metadata.retired"),
+        (enrolled["carol"], "metadata.retired"),
+    }
+    assert all("allowed until its sunset date 2099-12-31" in f["detail"] for f in warns)
 
 
 def test_audit_reports_credentials_whose_model_passed_its_sunset_date(
