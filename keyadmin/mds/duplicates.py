@@ -12,13 +12,9 @@ Restrictiveness, most first: any blocking status ever reported, RETIRED, not FID
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
 
 from keyadmin.mds.errors import DuplicateEntries
 from keyadmin.mds.model import CERTIFICATION_LEVELS, Entry, ParsedPayload, SkippedEntry
-
-DuplicateMode = Literal["refuse", "most-restrictive"]
-MODES: tuple[str, ...] = ("refuse", "most-restrictive")
 
 
 def restrictiveness(e: Entry) -> tuple[int, int, int, int]:
