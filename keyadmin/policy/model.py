@@ -92,6 +92,12 @@ class MetadataRules:
     freshness_grace_days: float
     forbidden_statuses: frozenset[str]
     min_certification: str | None
+    # MDS 3.1 (docs/policy.md): FIPS 140 floor, retired models, certification profiles, and
+    # what an import does with a BLOB that lists one model twice.
+    fips_level_min: int | None = None
+    retired: Literal["refuse", "until-sunset"] = "refuse"
+    certification_profiles: frozenset[str] = frozenset()
+    duplicate_entries: Literal["refuse", "most-restrictive"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,10 @@ class Policy:
                 "freshness_grace_days": self.metadata.freshness_grace_days,
                 "forbidden_statuses": sorted(self.metadata.forbidden_statuses),
                 "min_certification": self.metadata.min_certification,
+                "fips_level_min": self.metadata.fips_level_min,
+                "retired": self.metadata.retired,
+                "certification_profiles": sorted(self.metadata.certification_profiles),
+                "duplicate_entries": self.metadata.duplicate_entries,
             },
             "authenticators": {
                 "allow_aaguids": sorted(self.authenticators.allow_aaguids),

@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+#: The index layout a snapshot was written with (``mds_snapshot.schema_version``). 2 added the
+#: table ``mds_entry_facet`` (MDS 3.1: FIPS level, certification profiles, retirement); a
+#: registry from before keeps working (the new table is created on the next write) and its
+#: version-1 snapshot is reported as outdated by the queries that need version 2.
+SCHEMA_VERSION = 2
 
 # The SQL of the lookups: constant text with named parameters, valid for sqlite3 and for
 # SQLAlchemy's text(). "The current snapshot" is the subquery CUR below, spelled out.
@@ -83,6 +87,10 @@ _SEARCH_HEAD = (
     "(SELECT id FROM mds_snapshot WHERE is_current = :true ORDER BY id DESC LIMIT 1)"
 )
 _SEARCH_TAIL = " ORDER BY e.description, e.entry_index LIMIT :limit"
+_FACET = (
+    " AND EXISTS (SELECT 1 FROM mds_entry_facet f WHERE f.snapshot_id = e.snapshot_id "
+    "AND f.entry_index = e.entry_index AND f.facet = '{name}' AND f.value {op} :{param})"
+)
 _SEARCH_CLAUSES = {
     "vendor": " AND e.haystack LIKE :vendor",
     "descr": " AND LOWER(e.description) LIKE :descr",
@@ -95,6 +103,12 @@ _SEARCH_CLAUSES = {
     "transport": " AND e.transports LIKE :transport",
     "kp": " AND e.key_protection LIKE :kp",
     "blocked": " AND e.blocked = :blocked",
+    "fips": _FACET.format(name="fips_level", op=">=", param="fips"),
+    "profile": _FACET.format(name="profile", op="=", param="profile"),
+    "retired": (
+        " AND {neg}EXISTS (SELECT 1 FROM mds_entry_facet f WHERE f.snapshot_id = e.snapshot_id "
+        "AND f.entry_index = e.entry_index AND f.facet = 'retired')"
+    ),
 }
 
 
@@ -124,6 +138,7 @@ class SnapshotInfo:
     entry_count: int
     skipped_count: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SnapshotInfo:
@@ -150,6 +165,7 @@ class SnapshotInfo:
             entry_count=int(row["entry_count"]),
             skipped_count=int(row["skipped_count"]),
             provenance=json.loads(row["provenance"] or "{}"),
+            schema_version=int(row.get("schema_version") or 1),
         )
 
 
@@ -200,6 +216,7 @@ class NewEntry:
     key_ids: Sequence[str]
     status_reports: Sequence[dict[str, Any]]  # status, effective_date, certificate_number, url
     roots: Sequence[dict[str, Any]]  # sha256, subject, der_b64
+    facets: Sequence[tuple[str, str]] = ()  # (facet, value): fips_level, profile, retired
 
 
 @dataclass(frozen=True)
@@ -222,7 +239,17 @@ class SearchFilters:
     transport: str | None = None
     key_protection: str | None = None
     blocked: bool | None = None
+    fips_level_min: int | None = None  # a FIPS140_CERTIFIED_Lx report at level >= this (1..4)
+    profile: str | None = None  # a certification profile, e.g. "enterprise"
+    retired: bool | None = None
     limit: int = 1000
+
+    @property
+    def needs_facets(self) -> bool:
+        """Filters that need index schema version 2."""
+        return (
+            self.fips_level_min is not None or self.profile is not None or self.retired is not None
+        )
 
 
 def _set_text(values: Sequence[str]) -> str:
@@ -326,6 +353,14 @@ def sa_metadata() -> Any:
         Column("certificate_number", Text),
         Column("url", Text),
         Index("ix_mds_status_report_status", "snapshot_id", "status"),
+    )
+    Table(
+        "mds_entry_facet",
+        md,
+        Column("snapshot_id", Integer, snap_fk(), primary_key=True),
+        Column("entry_index", Integer, primary_key=True),
+        Column("facet", String(32), primary_key=True),
+        Column("value", String(64), primary_key=True),
     )
     Table(
         "mds_attestation_root",
@@ -487,11 +522,14 @@ class MdsIndex:
             params["kp"] = f"%,{f.key_protection.lower()},%"
         if f.blocked is not None:
             params["blocked"] = f.blocked
-        sql = (
-            _SEARCH_HEAD
-            + "".join(clause for name, clause in _SEARCH_CLAUSES.items() if name in params)
-            + _SEARCH_TAIL
-        )
+        if f.fips_level_min is not None:
+            params["fips"] = str(f.fips_level_min)  # one digit: text order is numeric order
+        if f.profile:
+            params["profile"] = f.profile.lower()
+        clauses = [clause for name, clause in _SEARCH_CLAUSES.items() if name in params]
+        if f.retired is not None:
+            clauses.append(_SEARCH_CLAUSES["retired"].format(neg="" if f.retired else "NOT "))
+        sql = _SEARCH_HEAD + "".join(clauses) + _SEARCH_TAIL
         out = []
         for r in self._rows(sql, params):
             r["blocked"] = bool(r["blocked"])
@@ -544,6 +582,7 @@ class MdsIndex:
             conn.execute(update(t_snap).values(is_current=False))
             # Only the current snapshot keeps its entries.
             for name in (
+                "mds_entry_facet",
                 "mds_key_id",
                 "mds_status_report",
                 "mds_attestation_root",
@@ -586,7 +625,7 @@ class MdsIndex:
         self, conn: Any, sid: int, entries: Sequence[NewEntry], skipped: Sequence[NewSkipped]
     ) -> None:
         md = sa_metadata()
-        rows, keyids, reports, roots = [], [], [], []
+        rows, keyids, reports, roots, facets = [], [], [], [], []
         for e in entries:
             rows.append(
                 {
@@ -612,6 +651,10 @@ class MdsIndex:
                 keyids.append({"snapshot_id": sid, "key_id": k, "entry_index": e.index})
             for pos, r in enumerate(e.status_reports):
                 reports.append({"snapshot_id": sid, "entry_index": e.index, "position": pos, **r})
+            for facet, value in dict.fromkeys(e.facets):
+                facets.append(
+                    {"snapshot_id": sid, "entry_index": e.index, "facet": facet, "value": value}
+                )
             for pos, r in enumerate(e.roots):
                 roots.append({"snapshot_id": sid, "entry_index": e.index, "position": pos, **r})
         skipped_rows = [
@@ -631,6 +674,7 @@ class MdsIndex:
             ("mds_key_id", keyids),
             ("mds_status_report", reports),
             ("mds_attestation_root", roots),
+            ("mds_entry_facet", facets),
             ("mds_skipped", skipped_rows),
         ):
             if batch:

@@ -170,6 +170,7 @@ def test_schema_creation_is_idempotent_and_leaves_other_tables_alone(tmp_path: P
         "mds_snapshot",
         "mds_entry",
         "mds_key_id",
+        "mds_entry_facet",
         "mds_status_report",
         "mds_attestation_root",
         "mds_skipped",

@@ -10,6 +10,7 @@ import pytest
 
 from keyadmin.mds import errors as E
 from keyadmin.mds.ingest import import_file, import_package
+from keyadmin.mds.parse import parse_payload
 from keyadmin.store.mds_index import MdsIndex, SearchFilters, sa_metadata
 from tests.unit.test_mds_support import (
     AT_NO9,
@@ -48,3 +49,21 @@ def test_postgres_index_round_trip(pg_index: MdsIndex) -> None:
     assert revoked[0]["blocked"] is True
     assert pg_index.max_no("fido-mds") == 23
     pg_index.ensure_schema()  # idempotent
+
+
+def test_postgres_search_by_mds31_facets(pg_index: MdsIndex) -> None:
+    """--fips / --profile / --retired run the same SQL on PostgreSQL (schema 2 facets)."""
+    from tests.unit.test_mds31 import FIPS_L1_CON, FIPS_L2_ENT, RETIRED_BARE, entries, payload
+
+    parsed = parse_payload(payload(1, entries()))
+    import_package(index=pg_index, now=TODAY, parsed=parsed)
+    assert pg_index.current_snapshot().schema_version == 2
+
+    def found(**kw: object) -> set[str]:
+        return {r["aaguid"] for r in pg_index.search(SearchFilters(**kw))}  # type: ignore[arg-type]
+
+    assert found(fips_level_min=2) == {FIPS_L2_ENT}
+    assert found(fips_level_min=1, profile="consumer") == {FIPS_L1_CON}
+    assert RETIRED_BARE in found(retired=True)
+    assert found(retired=True) & found(retired=False) == set()
+    assert len(found(retired=True)) == 3
