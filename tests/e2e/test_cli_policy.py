@@ -176,7 +176,8 @@ def test_models_show_why_each_model_qualifies(env: dict[str, str]) -> None:
     assert human.code == 0, human.stderr
     lines = human.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith(f"  {YK5_NFC}  "))
-    why = lines[at + 1 : at + 12]
+    end = next(i for i in range(at + 1, len(lines)) if not lines[i].startswith("      "))
+    why = lines[at + 1 : end]
     assert "      hardware.key_protection: keyProtection hardware, secure_element" in why
     assert "      hardware.matcher_protection: matcherProtection on_chip" in why
     assert any(line.startswith("      hardware.connection: attachmentHint ") for line in why)
