@@ -94,8 +94,9 @@ def _policy(tmp: Path) -> Any:
 
 def finish_rate(alg: int, n: int, tmp: Path) -> float:
     """Committed step-ups per second for one credential of ``alg`` (SQLite, sync=NORMAL)."""
+    from keyadmin.b64 import encode_url
     from keyadmin.stepup import begin, finish
-    from keyadmin.stepup.verify import Assertion, b64url
+    from keyadmin.stepup.verify import Assertion
     from keyadmin.store import registry
     from keyadmin.store.db import SYNCHRONOUS_ENV, get_engine, transaction
 
@@ -125,7 +126,7 @@ def finish_rate(alg: int, n: int, tmp: Path) -> float:
     for i in range(n + 20):
         ch = begin(url, policy, user="bench-admin", action=ACTION)
         cd = json.dumps(
-            {"type": "webauthn.get", "challenge": b64url(ch.challenge), "origin": ch.origin}
+            {"type": "webauthn.get", "challenge": encode_url(ch.challenge), "origin": ch.origin}
         ).encode()
         ad = rp_hash + bytes([0x05]) + (i + 1).to_bytes(4, "big")
         sig = sign(ad + hashlib.sha256(cd).digest())

@@ -98,13 +98,14 @@ def _assertions(db_url: str, policy: Any, key: Any, cred_id: bytes, n: int) -> l
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from keyadmin.stepup.verify import Assertion, b64url
+    from keyadmin.b64 import encode_url
+    from keyadmin.stepup.verify import Assertion
 
     rp_hash = hashlib.sha256(policy.relying_party.rp_id.encode()).digest()
     out = []
     for i, ch in enumerate(_begin_many(db_url, policy, n)):
         cd = json.dumps(
-            {"type": "webauthn.get", "challenge": b64url(ch.challenge), "origin": ch.origin}
+            {"type": "webauthn.get", "challenge": encode_url(ch.challenge), "origin": ch.origin}
         ).encode()
         ad = rp_hash + bytes([0x05]) + (i + 1).to_bytes(4, "big")
         sig = key.sign(ad + hashlib.sha256(cd).digest(), ec.ECDSA(hashes.SHA256()))

@@ -79,15 +79,16 @@ def _jobs(db_url: str, policy: Any, user: str, key: Any, cred_id: bytes, n: int)
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from keyadmin.b64 import encode_url
     from keyadmin.stepup import begin
-    from keyadmin.stepup.verify import Assertion, b64url
+    from keyadmin.stepup.verify import Assertion
 
     rp_hash = hashlib.sha256(policy.relying_party.rp_id.encode()).digest()
     out = []
     for i in range(n):
         ch = begin(db_url, policy, user=user, action=ACTION)
         cd = json.dumps(
-            {"type": "webauthn.get", "challenge": b64url(ch.challenge), "origin": ch.origin}
+            {"type": "webauthn.get", "challenge": encode_url(ch.challenge), "origin": ch.origin}
         ).encode()
         ad = rp_hash + bytes([0x05]) + (i + 1).to_bytes(4, "big")
         sig = key.sign(ad + hashlib.sha256(cd).digest(), ec.ECDSA(hashes.SHA256()))

@@ -13,8 +13,6 @@ does not parse is skipped (one bad root must not hide the others) and counted.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from keyadmin.attestation.model import _lookup
+from keyadmin.b64 import decode_std
 from keyadmin.errors import ConfigError
 
 
@@ -104,10 +103,10 @@ def _load_root_quietly(item: Any) -> x509.Certificate | None:
         if isinstance(item, x509.Certificate):
             return item
         if isinstance(item, str):
-            item = base64.b64decode(item, validate=True)
+            item = decode_std(item)
         if isinstance(item, bytes):
             return x509.load_der_x509_certificate(item)
-    except (ValueError, binascii.Error):
+    except ValueError:
         return None
     return None
 

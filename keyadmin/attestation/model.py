@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 from collections.abc import Mapping
@@ -15,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
+
+from keyadmin.b64 import encode_std, encode_url
 
 
 class AttestationType(enum.StrEnum):
@@ -137,7 +138,7 @@ class CertificateInfo:
             "not_before": cert.not_valid_before_utc.isoformat(),
             "not_after": cert.not_valid_after_utc.isoformat(),
             "sha256": cert.fingerprint(hashes.SHA256()).hex(),
-            "der_b64": base64.b64encode(self.der).decode("ascii"),
+            "der_b64": encode_std(self.der),
         }
 
 
@@ -189,15 +190,15 @@ class Evidence:
             "algorithm": self.algorithm,
             "cred_protect": self.cred_protect,
             "sign_count": self.sign_count,
-            "credential_id": _b64u(self.credential_id),
-            "credential_public_key": _b64u(self.credential_public_key_cbor),
+            "credential_id": encode_url(self.credential_id),
+            "credential_public_key": encode_url(self.credential_public_key_cbor),
             "rp_id_hash": self.rp_id_hash.hex(),
             "client_data": (
                 None
                 if self.client_data is None
                 else {
                     "type": self.client_data.type,
-                    "challenge": _b64u(self.client_data.challenge),
+                    "challenge": encode_url(self.client_data.challenge),
                     "origin": self.client_data.origin,
                     "cross_origin": self.client_data.cross_origin,
                 }
@@ -205,10 +206,6 @@ class Evidence:
             "verified_at": self.verified_at.isoformat(),
             "details": dict(self.details),
         }
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _metadata_summary(entry: Any) -> dict[str, Any] | None:

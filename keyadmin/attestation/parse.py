@@ -7,8 +7,6 @@ credential data and nothing after the extensions, a loadable COSE key, DER certi
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -22,6 +20,7 @@ from keyadmin.attestation import cbor
 from keyadmin.attestation.errors import AttestationMalformed
 from keyadmin.attestation.model import ClientData, Flags, ParsedRegistration
 from keyadmin.attestation.signatures import load_cose_key
+from keyadmin.b64 import decode_url
 
 _DECODE_ERRORS = (cbor.CborError,)
 
@@ -57,8 +56,8 @@ def parse_client_data(client_data_json: bytes) -> ClientData:
     if not isinstance(challenge, str) or not isinstance(origin, str):
         raise AttestationMalformed("clientDataJSON lacks a string challenge or origin")
     try:
-        raw_challenge = _b64url_decode(challenge)
-    except (ValueError, binascii.Error):
+        raw_challenge = decode_url(challenge)
+    except ValueError:
         raise AttestationMalformed("clientDataJSON challenge is not base64url") from None
     cross = data.get("crossOrigin", False)
     return ClientData(
@@ -229,6 +228,3 @@ def load_certificate(der: bytes, what: str) -> x509.Certificate:
     return cert
 
 
-def _b64url_decode(text: str) -> bytes:
-    stripped = text.rstrip("=")
-    return base64.b64decode(stripped + "=" * (-len(stripped) % 4), altchars=b"-_", validate=True)

@@ -6,8 +6,6 @@ are imported inside the command body, so ``keyadmin --help`` stays fast.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,14 +39,14 @@ def _b64(value: str, option: str) -> bytes:
             text = Path(value[1:]).read_text().strip()
         except OSError as e:
             raise UsageError(f"{option}: cannot read {value[1:]}: {e.strerror}") from None
-    text = "".join(text.split()).rstrip("=")
+    from keyadmin.b64 import decode_any
+
+    text = "".join(text.split())
     try:
         if not text:
             raise ValueError("empty")
-        if "-" in text or "_" in text:
-            text = text.replace("-", "+").replace("_", "/")
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
+        return decode_any(text)
+    except ValueError:
         raise UsageError(
             f"{option} is not base64url",
             hint=f"pass the raw bytes base64url-encoded, as a browser's response gives them "

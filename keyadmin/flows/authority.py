@@ -180,10 +180,10 @@ def prove(
 ) -> Authority:
     """A fresh UV assertion of ``user``'s credential on ``device`` over the statement of
     ``action`` and ``args``; verified, counter advanced. No role check (callers do it)."""
+    from keyadmin.b64 import encode_url
     from keyadmin.flows.stepup import get_assertion
     from keyadmin.stepup.api import StepUpChallenge
     from keyadmin.stepup.verify import (
-        b64url,
         check_auth_data,
         check_client_data,
         check_signature,
@@ -263,9 +263,9 @@ def prove(
         "statement": stmt,
         "assertion": {
             "credential": cred.credential_id.hex(),
-            "authenticator_data": b64url(assertion.authenticator_data),
-            "client_data_json": b64url(assertion.client_data_json),
-            "signature": b64url(assertion.signature),
+            "authenticator_data": encode_url(assertion.authenticator_data),
+            "client_data_json": encode_url(assertion.client_data_json),
+            "signature": encode_url(assertion.signature),
         },
         "public_key": cred.public_key_cose.hex(),
         "rp_id": rp_id,

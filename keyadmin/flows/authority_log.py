@@ -215,8 +215,8 @@ def _check_assertion(
 
 
 def _check_signed(s: Any, operators: Any, ev: dict[str, Any], row: Any, actor: str | None) -> None:
+    from keyadmin.b64 import decode_url
     from keyadmin.stepup.verify import (
-        b64url_decode,
         check_auth_data,
         check_client_data,
         check_signature,
@@ -240,10 +240,10 @@ def _check_signed(s: Any, operators: Any, ev: dict[str, Any], row: Any, actor: s
         raise _Problem("the logged public key is not the registry's key for the credential")
     if ev["rp_id"] != cred.rp_id:
         raise _Problem("the assertion is for another relying party than the credential's")
-    auth_data = b64url_decode(a["authenticator_data"])
-    client_data = b64url_decode(a["client_data_json"])
+    auth_data = decode_url(a["authenticator_data"])
+    client_data = decode_url(a["client_data_json"])
     check_signature(
-        bytes.fromhex(ev["public_key"]), auth_data, client_data, b64url_decode(a["signature"])
+        bytes.fromhex(ev["public_key"]), auth_data, client_data, decode_url(a["signature"])
     )
     check_client_data(client_data, challenge=challenge_of(stmt), origins=cred.origins)
     check_auth_data(

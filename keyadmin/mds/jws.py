@@ -8,12 +8,11 @@ asymmetric algorithms (RS/PS/ES 256/384/512, EdDSA), checks that the key fits th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from keyadmin.b64 import decode_std, decode_url
 from keyadmin.mds.errors import BlobMalformed, SignatureInvalid, UnsupportedAlgorithm
 
 if TYPE_CHECKING:
@@ -41,12 +40,10 @@ UNDERSTOOD_HEADERS = frozenset(
 
 def b64url_decode(text: bytes, what: str) -> bytes:
     """Strict base64url without padding, as RFC 7515 requires."""
-    if b"=" in text or b"+" in text or b"/" in text:
-        raise BlobMalformed(f"{what} is not unpadded base64url", part=what)
     try:
-        return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise BlobMalformed(f"{what} does not decode as base64url: {e}", part=what) from e
+        return decode_url(text, padding=False)
+    except ValueError as e:
+        raise BlobMalformed(f"{what} is not unpadded base64url: {e}", part=what) from e
 
 
 @dataclass(frozen=True)
@@ -74,8 +71,8 @@ class CompactJws:
         out = []
         for i, c in enumerate(x5c):
             try:
-                out.append(base64.b64decode(c, validate=True))
-            except (binascii.Error, ValueError) as e:
+                out.append(decode_std(c))
+            except ValueError as e:
                 raise ChainInvalid(f"x5c[{i}] is not standard base64: {e}", index=i) from e
         return out
 

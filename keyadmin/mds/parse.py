@@ -9,8 +9,6 @@ milliseconds for the same 520 entries.)
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -18,6 +16,7 @@ import uuid
 from datetime import date
 from typing import Any
 
+from keyadmin.b64 import decode_std, encode_std
 from keyadmin.mds.errors import PayloadInvalid
 from keyadmin.mds.model import (
     BLOCKING_STATUSES,
@@ -127,8 +126,8 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
     # Real entries carry line breaks, spaces and missing padding inside the base64.
     compact = "".join(b64.split())
     try:
-        der = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError) as e:
+        der = decode_std(compact)
+    except ValueError as e:
         raise EntryInvalid(f"attestationRootCertificates[{i}] is not base64") from e
     digest = hashlib.sha256(der).hexdigest()
     try:
@@ -137,7 +136,7 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
             cert = x509.load_der_x509_certificate(der)
     except ValueError as e:
         return RootCertificate(
-            digest, None, None, None, base64.b64encode(der).decode(), parse_error=str(e)
+            digest, None, None, None, encode_std(der), parse_error=str(e)
         )
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return RootCertificate(
@@ -145,7 +144,7 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
         subject=cert.subject.rfc4514_string(),
         organization=str(orgs[0].value) if orgs else None,
         not_after=cert.not_valid_after_utc.isoformat(),
-        der_b64=base64.b64encode(der).decode(),
+        der_b64=encode_std(der),
     )
 
 

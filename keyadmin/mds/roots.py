@@ -112,12 +112,12 @@ class Anchor:
 
 
 def _pem_to_der(pem: str) -> bytes:
-    import base64
+    from keyadmin.b64 import decode_std
 
     body = "".join(
         line for line in pem.strip().splitlines() if line and not line.startswith("-----")
     )
-    return base64.b64decode(body)
+    return decode_std(body)
 
 
 def pinned_anchors() -> list[Anchor]:

@@ -7,11 +7,11 @@ a flow) hands in ``IndexMetadata(MdsIndex(url))`` or anything with the same four
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from keyadmin.b64 import decode_std, encode_std
 from keyadmin.mds.freshness import SnapshotLike
 from keyadmin.mds.model import CERTIFICATION_LEVELS
 
@@ -87,7 +87,7 @@ def entry_roots_der(doc: dict[str, Any]) -> list[bytes]:
         b64 = root.get("der_b64") if isinstance(root, dict) else root
         if isinstance(b64, str):
             try:
-                out.append(base64.b64decode(b64, validate=True))
+                out.append(decode_std(b64))
             except ValueError:
                 continue
     return out
@@ -106,7 +106,7 @@ def entry_for_attestation(doc: dict[str, Any]) -> dict[str, Any]:
             "attestation_certificate_key_identifiers"
         ),
         "attestation_root_certificates": [
-            base64.b64encode(der).decode("ascii") for der in entry_roots_der(doc)
+            encode_std(der) for der in entry_roots_der(doc)
         ],
         "status_reports": doc.get("status_reports") or [],
     }

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyadmin.b64 import encode_url
 from keyadmin.errors import KeyadminError, UsageError
 from keyadmin.stepup.errors import (
     AssertionReplayed,
@@ -35,7 +36,6 @@ from keyadmin.stepup.errors import (
 from keyadmin.stepup.receipts import action_hash as hash_action
 from keyadmin.stepup.verify import (
     Assertion,
-    b64url,
     check_auth_data,
     check_client_data,
     check_signature,
@@ -251,11 +251,11 @@ def begin(
         )
     timeout_ms = limits.challenge_lifetime_seconds * 1000
     options = {
-        "challenge": b64url(challenge),
+        "challenge": encode_url(challenge),
         "rpId": rp.rp_id,
         "timeout": timeout_ms,
         "userVerification": "required",
-        "allowCredentials": [{"type": "public-key", "id": b64url(c)} for c in usable],
+        "allowCredentials": [{"type": "public-key", "id": encode_url(c)} for c in usable],
     }
     return StepUpChallenge(
         challenge_id=challenge_id,

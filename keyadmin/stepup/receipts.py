@@ -5,7 +5,7 @@ The private key lives in a file, never in the registry: PKCS#8 encrypted with a 
 (``BestAvailableEncryption``), or unencrypted only with mode 0600 (refused otherwise).
 The public key (``*.pub.pem`` beside it) is all a verifier needs.
 
-Token: ``b64url(header) . b64url(claims) . b64url(r || s)`` with header
+Token: ``encode_url(header) . encode_url(claims) . encode_url(r || s)`` with header
 ``{"alg": "ES256", "typ": "keyadmin-stepup+jws", "kid": <SHA-256 of the public key>}`` and
 claims ``iss, sub (user), aud (rp id), act (SHA-256 of the action, hex), cred (credential
 id, hex), ctr, jti (challenge id), iat, exp`` and ``log`` (seq and hash of the step-up's
@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from keyadmin.b64 import decode_url, encode_url
 from keyadmin.errors import ConfigError
 from keyadmin.stepup.errors import ReceiptInvalid, ReceiptReused
-from keyadmin.stepup.verify import b64url, b64url_decode
 
 TYP = "keyadmin-stepup+jws"
 ISSUER = "keyadmin"
@@ -63,7 +63,7 @@ def key_id(public_key: Any) -> str:
     spki = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return b64url(hashlib.sha256(spki).digest())
+    return encode_url(hashlib.sha256(spki).digest())
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class ReceiptSigner:
 
 
 def _segment(obj: dict[str, Any]) -> str:
-    return b64url(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+    return encode_url(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8"))
 
 
 def load_public_key(path: Path) -> Any:
@@ -335,7 +335,9 @@ def sign_statement(signer: ReceiptSigner, typ: str, claims: dict[str, Any]) -> s
     if s > P256_ORDER // 2:
         s = P256_ORDER - s
     return (
-        signing_input.decode("ascii") + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        signing_input.decode("ascii")
+        + "."
+        + encode_url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
     )
 
 
@@ -353,9 +355,9 @@ def verify_statement(
     if len(parts) != 3 or len(token) > 65536:
         raise error("not a compact JWS (three dot-separated parts expected)")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
-        sig = b64url_decode(parts[2])
+        header = json.loads(decode_url(parts[0]))
+        claims = json.loads(decode_url(parts[1]))
+        sig = decode_url(parts[2])
     except (ValueError, RecursionError):
         raise error(f"the {what} does not decode (base64url JSON expected)") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):

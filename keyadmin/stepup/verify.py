@@ -15,8 +15,6 @@ BE matches the registration.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from keyadmin.b64 import decode_url, encode_url
 from keyadmin.stepup.errors import AssertionReplayed, StepUpRefused, UserVerificationMissing
 
 FLAG_UP = 0x01
@@ -67,20 +66,6 @@ def _too_large(name: str, size: int) -> StepUpRefused:
     )
 
 
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
-
-
-def b64url_decode(text: str) -> bytes:
-    """``base64.urlsafe_b64decode`` with the padding added, without its per-call overhead
-    (same alphabet, same non-strict handling; a non-ASCII text is a ValueError as there)."""
-    data = text.encode("ascii").translate(_FROM_URLSAFE)
-    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 @dataclass(frozen=True)
 class Assertion:
     """The browser's response, decoded; nothing in it is verified yet."""
@@ -94,18 +79,18 @@ class Assertion:
     def to_json(self) -> dict[str, Any]:
         """The ``PublicKeyCredential.toJSON()`` shape (what ``finish`` accepts)."""
         out: dict[str, Any] = {
-            "id": b64url(self.credential_id),
-            "rawId": b64url(self.credential_id),
+            "id": encode_url(self.credential_id),
+            "rawId": encode_url(self.credential_id),
             "type": "public-key",
             "response": {
-                "clientDataJSON": b64url(self.client_data_json),
-                "authenticatorData": b64url(self.authenticator_data),
-                "signature": b64url(self.signature),
+                "clientDataJSON": encode_url(self.client_data_json),
+                "authenticatorData": encode_url(self.authenticator_data),
+                "signature": encode_url(self.signature),
             },
             "clientExtensionResults": {},
         }
         if self.user_handle is not None:
-            out["response"]["userHandle"] = b64url(self.user_handle)
+            out["response"]["userHandle"] = encode_url(self.user_handle)
         return out
 
 
@@ -123,7 +108,7 @@ def _field(obj: Mapping[str, Any], key: str, name: str) -> bytes:
     if len(value) > 2 * (MAX_SIZES[name] * 4 // 3 + 4):  # far too long: do not even decode
         raise _too_large(name, len(value.rstrip("=")) * 3 // 4)
     try:
-        return b64url_decode(value)
+        return decode_url(value)
     except (ValueError, TypeError):
         raise StepUpRefused(f"the response's {key} is not base64url") from None
 
@@ -226,7 +211,7 @@ def check_client_data(
     if not isinstance(cd, dict):
         raise StepUpRefused("clientDataJSON is not an object")
     try:
-        signed = b64url_decode(str(cd.get("challenge", "")))
+        signed = decode_url(str(cd.get("challenge", "")))
     except ValueError:
         signed = b""
     if not hmac.compare_digest(signed, challenge):

@@ -18,7 +18,6 @@ PostgreSQL runs READ COMMITTED and every counter write is guarded (never lowers 
 
 from __future__ import annotations
 
-import base64
 import json
 import tomllib
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from keyadmin.b64 import decode_url, encode_url
 from keyadmin.errors import ConfigError, KeyadminError
 from keyadmin.store.registry import MAX_SIGN_COUNT
 
@@ -151,7 +151,7 @@ def encode_id(raw: bytes, encoding: str) -> bytes | str:
         return raw
     if encoding == "hex":
         return raw.hex()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return encode_url(raw)
 
 
 def decode_id(value: Any, encoding: str) -> bytes:
@@ -166,7 +166,7 @@ def decode_id(value: Any, encoding: str) -> bytes:
         if encoding == "hex":
             raw = bytes.fromhex(text)
         else:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            raw = decode_url(text, padding=False)
     except ValueError:
         raw = None
     if raw is not None and encode_id(raw, encoding) == text:

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, NamedTuple
 
+from keyadmin.b64 import decode_std
 from keyadmin.store import audit
 from keyadmin.store.db import (
     DatabaseError,
@@ -791,7 +792,6 @@ def stepup_log(url: str, *, user: str | None = None) -> list[audit.LogEntry]:
 
 def attestation_leaf(url: str, credential_row_id: int) -> bytes | None:
     """The DER of the attestation certificate stored with a credential's evidence."""
-    import base64
 
     from keyadmin.store.db import transaction
     from keyadmin.store.models import CredentialRow, EvidenceRow
@@ -804,4 +804,4 @@ def attestation_leaf(url: str, credential_row_id: int) -> bytes | None:
         chain = json.loads(ev.evidence_json).get("chain") or []
     if not chain or not chain[0].get("der_b64"):
         return None
-    return base64.b64decode(chain[0]["der_b64"])
+    return decode_std(chain[0]["der_b64"])

@@ -298,9 +298,9 @@ def test_forged_or_foreign_anchor_is_refused(anchored: Any, tmp_path: Path) -> N
     out = _verify_anchored(lab, anchor, other.with_name("log-key.pub.pem"))
     assert out.code != 0 and "another key" in out.stderr
     head, claims, sig = anchor.read_text().strip().split(".")
-    from keyadmin.stepup.verify import b64url, b64url_decode
+    from keyadmin.b64 import decode_url, encode_url
 
-    forged = claims.replace(claims, b64url(b64url_decode(claims).replace(b'"seq":', b'"seq":1')))
+    forged = claims.replace(claims, encode_url(decode_url(claims).replace(b'"seq":', b'"seq":1')))
     anchor.write_text(f"{head}.{forged}.{sig}\n")
     out = _verify_anchored(lab, anchor, pub)
     assert out.code != 0 and "does not verify" in out.stderr

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from keyadmin.b64 import decode_url, encode_url
 from keyadmin.stepup import (
     AttemptsExceeded,
     ChallengeRefused,
@@ -23,7 +24,6 @@ from keyadmin.stepup import (
     load_public_key,
     verify_receipt,
 )
-from keyadmin.stepup.verify import b64url, b64url_decode
 from tests.integration.test_stepup_support import (
     ACTION,
     Lab,
@@ -158,7 +158,7 @@ def _raw_assertion(lab: Lab, ch: Any, *, origin: str, uv: bool) -> dict[str, Any
     from tests.integration.test_stepup_support import PIN, open_session
 
     cd = json.dumps(
-        {"type": "webauthn.get", "challenge": b64url(ch.challenge), "origin": origin}
+        {"type": "webauthn.get", "challenge": encode_url(ch.challenge), "origin": origin}
     ).encode()
     with open_session(lab.keys["alice"]) as s:
         ctap = Ctap2(s.device)
@@ -200,14 +200,14 @@ def test_tampered_signature_and_client_data_are_refused(lab: Lab) -> None:
     bad = a.to_json()
     sig = bytearray(a.signature)
     sig[-1] ^= 1
-    bad["response"]["signature"] = b64url(bytes(sig))
+    bad["response"]["signature"] = encode_url(bytes(sig))
     with pytest.raises(StepUpRefused, match="signature"):
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
     ch, a = _step(lab)
     cd = json.loads(a.client_data_json)
     cd["origin"] = "https://evil.example"
     bad = a.to_json()
-    bad["response"]["clientDataJSON"] = b64url(json.dumps(cd).encode())
+    bad["response"]["clientDataJSON"] = encode_url(json.dumps(cd).encode())
     with pytest.raises(StepUpRefused, match="signature"):  # the key did not sign this
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
     # the key really signs client data naming another origin: refused on the origin
@@ -222,7 +222,7 @@ def test_cleared_uv_flag_is_refused_with_exit_5(lab: Lab) -> None:
     ad = bytearray(a.authenticator_data)
     ad[32] &= ~0x04
     bad = a.to_json()
-    bad["response"]["authenticatorData"] = b64url(bytes(ad))
+    bad["response"]["authenticatorData"] = encode_url(bytes(ad))
     with pytest.raises(StepUpRefused, match="signature"):  # flags are signed: tampering shows
         finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=bad)
     # an assertion the key really made without user verification (no PIN): exit 5
@@ -359,12 +359,12 @@ def test_tampered_receipts_are_refused(signer, tmp_path: Path) -> None:
     sign, pub = signer
     token = _receipt(sign, datetime.now(UTC))
     head, body, sig = token.split(".")
-    claims = json.loads(b64url_decode(body))
+    claims = json.loads(decode_url(body))
     claims["sub"] = "mallory"
-    forged = ".".join([head, b64url(json.dumps(claims).encode()), sig])
+    forged = ".".join([head, encode_url(json.dumps(claims).encode()), sig])
     with pytest.raises(ReceiptInvalid, match="does not verify"):
         verify_receipt(forged, pub)
-    none_alg = b64url(json.dumps({"alg": "none", "typ": "keyadmin-stepup+jws"}).encode())
+    none_alg = encode_url(json.dumps({"alg": "none", "typ": "keyadmin-stepup+jws"}).encode())
     with pytest.raises(ReceiptInvalid, match="header"):
         verify_receipt(".".join([none_alg, body, ""]), pub)
     with pytest.raises(ReceiptInvalid):
@@ -372,9 +372,9 @@ def test_tampered_receipts_are_refused(signer, tmp_path: Path) -> None:
     other = generate_key(tmp_path / "other.pem", None)
     with pytest.raises(ReceiptInvalid, match="another key"):
         verify_receipt(token, load_public_key(Path(other.public)))
-    header = json.loads(b64url_decode(head))
+    header = json.loads(decode_url(head))
     for kid in ("é", None, 7, ["x"]):  # found by review: non-ASCII kid was a TypeError (exit 1)
-        odd = b64url(json.dumps({**header, "kid": kid}).encode())
+        odd = encode_url(json.dumps({**header, "kid": kid}).encode())
         with pytest.raises(ReceiptInvalid, match="another key"):
             verify_receipt(".".join([odd, body, sig]), pub)
 
@@ -402,7 +402,7 @@ def test_a_stranger_cannot_burn_the_users_attempts(tmp_path: Path) -> None:
     ch, a = _step(lab)
     for _ in range(5):
         forged = a.to_json()
-        forged["response"]["signature"] = b64url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
+        forged["response"]["signature"] = encode_url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
         with pytest.raises(StepUpRefused, match="signature"):
             finish(
                 lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=forged

@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
+from keyadmin.b64 import encode_url
 from keyadmin.stepup import (
     ChallengeRefused,
     StepUpRefused,
     begin,
     finish,
 )
-from keyadmin.stepup.verify import Assertion, b64url
+from keyadmin.stepup.verify import Assertion
 from tests.integration.test_stepup_support import (
     ACTION,
     Lab,
@@ -119,7 +120,7 @@ def test_forged_signature_for_another_challenge_is_a_bad_signature(
     lab = _lab(tmp_path, db_url)
     old_ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
     forged = assertion_for(lab.keys["alice"], old_ch).to_json()
-    forged["response"]["signature"] = b64url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
+    forged["response"]["signature"] = encode_url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
     live = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
     with pytest.raises(StepUpRefused, match="signature does not verify") as e:
         _finish(lab, live, forged)
@@ -143,7 +144,7 @@ def _key_signed(
 
     from keyadmin.sim.authenticator import SoftKey
 
-    cd = {"type": "webauthn.get", "challenge": b64url(ch.challenge), "origin": ch.origin}
+    cd = {"type": "webauthn.get", "challenge": encode_url(ch.challenge), "origin": ch.origin}
     cd.update(client_data or {})
     cdj = json.dumps(cd).encode()
     cred = SoftKey.open(lab.keys["alice"]).state.credentials[0]
@@ -255,7 +256,7 @@ def test_oversized_credential_id_is_refused_and_not_logged_whole(
     lab = _lab(tmp_path, db_url)
     ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
     a = assertion_for(lab.keys["alice"], ch).to_json()
-    a["id"] = a["rawId"] = b64url(b"\x01" * 500_000)
+    a["id"] = a["rawId"] = encode_url(b"\x01" * 500_000)
     before = _log_bytes(lab.db_url)
     with pytest.raises(StepUpRefused, match="credential id is 500000 bytes"):
         _finish(lab, ch, a)
@@ -278,7 +279,7 @@ def test_oversized_response_fields_are_refused(
     ch = begin(lab.db_url, lab.policy, user="alice", action=ACTION)
     a = assertion_for(lab.keys["alice"], ch)
     body = a.to_json()
-    body["response"][field] = b64url(b"\x01" * size)
+    body["response"][field] = encode_url(b"\x01" * size)
     with pytest.raises(StepUpRefused, match=reason) as e:
         _finish(lab, ch, body)
     assert e.value.exit_code == 3
@@ -369,8 +370,8 @@ def test_field_sizes_are_checked_on_the_decoded_bytes() -> None:
     from keyadmin.stepup.verify import parse_response
 
     a = Assertion(b"\x01" * 16, b"{}", b"\x00" * 37, b"\x30", b"\x07" * 64).to_json()
-    padded = dict(a, response=dict(a["response"], userHandle=b64url(b"\x07" * 64) + "=="))
+    padded = dict(a, response=dict(a["response"], userHandle=encode_url(b"\x07" * 64) + "=="))
     assert parse_response(padded).user_handle == b"\x07" * 64
-    big = dict(a, response=dict(a["response"], userHandle=b64url(b"\x07" * 65)))
+    big = dict(a, response=dict(a["response"], userHandle=encode_url(b"\x07" * 65)))
     with pytest.raises(StepUpRefused, match="userHandle is 65 bytes"):
         parse_response(big)

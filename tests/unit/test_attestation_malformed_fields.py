@@ -13,9 +13,9 @@ import pytest
 
 from keyadmin.attestation import AttestationError, parse_registration
 from keyadmin.attestation.formats import android_safetynet as sn
+from keyadmin.b64 import decode_url, encode_url
 from keyadmin.mds import errors as E
 from keyadmin.mds.jws import parse_compact
-from keyadmin.stepup.verify import b64url, b64url_decode
 from tests.unit.test_attestation_support import capture
 
 
@@ -33,8 +33,8 @@ def _with_response(parsed: object, response: bytes) -> object:
 def test_safetynet_header_alg_of_another_type_is_refused(alg: object) -> None:
     parsed, response = _nexus5()
     head, body, sig = response.split(b".")
-    header = json.loads(b64url_decode(head.decode()))
-    head = b64url(json.dumps({**header, "alg": alg}).encode()).encode()
+    header = json.loads(decode_url(head.decode()))
+    head = encode_url(json.dumps({**header, "alg": alg}).encode()).encode()
     forged = b".".join([head, body, sig])
     with pytest.raises(AttestationError, match="alg"):
         sn.verify_android_safetynet(_with_response(parsed, forged), datetime.now(UTC))
@@ -50,7 +50,8 @@ def test_safetynet_timestamp_out_of_range_is_refused(ts: int) -> None:
 
 
 def _compact(header: object) -> bytes:
-    return f"{b64url(json.dumps(header).encode())}.{b64url(b'{}')}.{b64url(b'sig')}".encode()
+    parts = (json.dumps(header).encode(), b"{}", b"sig")
+    return ".".join(encode_url(p) for p in parts).encode()
 
 
 def test_blob_header_crit_with_an_object_is_refused() -> None:
@@ -60,6 +61,6 @@ def test_blob_header_crit_with_an_object_is_refused() -> None:
 
 def test_blob_header_nested_too_deeply_is_refused() -> None:
     header = b'{"alg":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    raw = ".".join([b64url(header), b64url(b"{}"), b64url(b"sig")]).encode()
+    raw = ".".join([encode_url(header), encode_url(b"{}"), encode_url(b"sig")]).encode()
     with pytest.raises(E.BlobMalformed, match="nests too deeply"):
         parse_compact(raw)

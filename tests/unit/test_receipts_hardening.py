@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from keyadmin.b64 import decode_url, encode_url
 from keyadmin.stepup import ReceiptInvalid, ReceiptSigner, generate_key, load_public_key
 from keyadmin.stepup.receipts import action_hash, verify_receipt
-from keyadmin.stepup.verify import b64url, b64url_decode
 
 ACTION = "delete tenant 42"
 # The order of the P-256 group.
@@ -38,15 +38,15 @@ def _issue(signer: ReceiptSigner, *, jti: str = "cd" * 16, at: datetime | None =
 
 
 def _s(token: str) -> int:
-    return int.from_bytes(b64url_decode(token.split(".")[2])[32:], "big")
+    return int.from_bytes(decode_url(token.split(".")[2])[32:], "big")
 
 
 def _twin(token: str) -> str:
     """The same signature with s replaced by n - s: valid ECDSA, another token string."""
     head, body, sig = token.split(".")
-    raw = b64url_decode(sig)
+    raw = decode_url(sig)
     s = int.from_bytes(raw[32:], "big")
-    return ".".join([head, body, b64url(raw[:32] + (N - s).to_bytes(32, "big"))])
+    return ".".join([head, body, encode_url(raw[:32] + (N - s).to_bytes(32, "big"))])
 
 
 def test_issued_receipts_are_low_s(keys) -> None:

@@ -8,8 +8,6 @@ required true. The JWS x5c becomes the chain to validate.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -23,6 +21,7 @@ from keyadmin.attestation.formats._common import check_not_ca, require_keys, sig
 from keyadmin.attestation.model import AttestationType, ParsedRegistration, StatementResult
 from keyadmin.attestation.parse import load_certificate
 from keyadmin.attestation.signatures import ES256, RS256, verify_signature
+from keyadmin.b64 import decode_any
 
 FMT = "android-safetynet"
 MAX_AGE = timedelta(minutes=10)
@@ -122,16 +121,9 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
 
 
 def _b64decode(text: str, what: str) -> bytes:
-    """Decode base64 in either alphabet (SafetyNet mixes them), strictly."""
-    stripped = text.rstrip("=")
-    padded = stripped + "=" * (-len(stripped) % 4)
-    altchars = b"-_" if ("-" in text or "_" in text) else None
+    """Decode base64 in either alphabet (SafetyNet mixes them), strictly and canonically:
+    two texts must not decode to the same signed bytes."""
     try:
-        raw = base64.b64decode(padded, altchars=altchars, validate=True)
-    except (binascii.Error, ValueError):
-        raise AttestationMalformed(f"android-safetynet {what} is not base64") from None
-    # Refuse non-canonical encodings (stray low bits in the last character): two texts
-    # must not decode to the same signed bytes.
-    if base64.b64encode(raw, altchars=altchars).rstrip(b"=").decode("ascii") != stripped:
-        raise AttestationMalformed(f"android-safetynet {what} is not canonical base64")
-    return raw
+        return decode_any(text)
+    except ValueError as e:
+        raise AttestationMalformed(f"android-safetynet {what} is not base64 ({e})") from None
