@@ -22,7 +22,9 @@ def device_errors() -> Iterator[None]:
 
     python-fido2 raises CtapError for status codes, but plain ValueError, IndexError,
     KeyError or TypeError from its CBOR and authenticator-data parsers when a reply is
-    malformed or truncated; callers wrap device calls in this.
+    malformed or truncated; callers wrap device calls in this. Such an error is the key's
+    fault only when it was raised inside python-fido2: the same error raised by keyadmin's
+    own code is a bug in keyadmin and goes on as it is ("unexpected", exit 1).
     """
     try:
         yield
@@ -34,6 +36,8 @@ def device_errors() -> Iterator[None]:
             hint="check it is plugged in and readable (keyadmin doctor), then retry",
         ) from e
     except (ValueError, IndexError, KeyError, TypeError, struct.error) as e:
+        if not _raised_in_fido2(e):
+            raise
         raise DeviceProtocolError(
             f"the key sent a malformed reply ({type(e).__name__}: {e})",
             hint="retry; if it persists the key or its firmware is faulty",
@@ -42,6 +46,16 @@ def device_errors() -> Iterator[None]:
         if (type(e).__module__ or "").startswith("fido2"):
             raise from_fido2(e) from e
         raise
+
+
+def _raised_in_fido2(exc: BaseException) -> bool:
+    """Whether the innermost Python frame of ``exc``'s traceback is python-fido2's."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("fido2")
 
 
 def from_fido2(exc: BaseException) -> KeyadminError:
