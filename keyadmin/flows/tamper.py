@@ -46,11 +46,11 @@ class Tamper:
 
 def jump_threshold(policy: Any | None) -> int:
     """The policy's ``step_up.counter_jump_threshold``, the documented default without one."""
-    from keyadmin.stepup.api import DEFAULT_COUNTER_JUMP_THRESHOLD, Limits
+    from keyadmin.policy.model import STEP_UP_DEFAULTS
 
     if policy is None:
-        return DEFAULT_COUNTER_JUMP_THRESHOLD
-    return Limits.from_policy(policy).counter_jump_threshold
+        return STEP_UP_DEFAULTS.counter_jump_threshold
+    return int(policy.step_up.counter_jump_threshold)
 
 
 def shown(value: Any, limit: int = 40) -> str:

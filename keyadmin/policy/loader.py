@@ -28,6 +28,7 @@ from keyadmin.policy.model import (
     ALGORITHMS,
     ATTESTATION_TYPES,
     FORMATS,
+    STEP_UP_DEFAULTS,
     UNVERIFIED_TYPES,
     AttestationRules,
     AuthenticatorRules,
@@ -308,15 +309,24 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
     credential = _credential(r)
     device = _device(r)
     hardware = _hardware(r, meta) if "hardware" in data else None
-    max_attempts = _positive(r, "step_up", "max_attempts", 3)
+    d = STEP_UP_DEFAULTS
+    max_attempts = _positive(r, "step_up", "max_attempts", d.max_attempts)
     step_up = StepUpRules(
-        challenge_lifetime_seconds=_positive(r, "step_up", "challenge_lifetime_seconds", 120),
+        challenge_lifetime_seconds=_positive(
+            r, "step_up", "challenge_lifetime_seconds", d.challenge_lifetime_seconds
+        ),
         max_attempts=max_attempts,
         max_attempts_per_user=_positive(r, "step_up", "max_attempts_per_user", 2 * max_attempts),
-        attempt_window_seconds=_positive(r, "step_up", "attempt_window_seconds", 900),
-        counter_jump_threshold=_positive(r, "step_up", "counter_jump_threshold", 1000),
-        receipt_lifetime_seconds=_positive(r, "step_up", "receipt_lifetime_seconds", 300),
-        max_live_challenges=_positive(r, "step_up", "max_live_challenges", 10),
+        attempt_window_seconds=_positive(
+            r, "step_up", "attempt_window_seconds", d.attempt_window_seconds
+        ),
+        counter_jump_threshold=_positive(
+            r, "step_up", "counter_jump_threshold", d.counter_jump_threshold
+        ),
+        receipt_lifetime_seconds=_positive(
+            r, "step_up", "receipt_lifetime_seconds", d.receipt_lifetime_seconds
+        ),
+        max_live_challenges=_positive(r, "step_up", "max_live_challenges", d.max_live_challenges),
     )
     witness_required = r.get("enrolment", "witness_required", bool, False, what="true or false")
     kmin = _positive(r, "keys_per_user", "minimum", 1)

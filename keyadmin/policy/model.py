@@ -148,13 +148,28 @@ class DeviceRules:
 
 @dataclass(frozen=True)
 class StepUpRules:
+    """The ``[step_up]`` limits; :data:`STEP_UP_DEFAULTS` holds what a policy leaves out."""
+
     challenge_lifetime_seconds: int
     max_attempts: int  # failed step-ups per credential within the window
-    max_attempts_per_user: int = 6  # failed step-ups per user within the window
-    attempt_window_seconds: int = 900
-    counter_jump_threshold: int = 1000  # a larger counter jump is flagged
-    receipt_lifetime_seconds: int = 300
-    max_live_challenges: int = 10  # unused, unexpired challenges per user; begin refuses more
+    max_attempts_per_user: int  # failed step-ups per user within the window
+    attempt_window_seconds: int
+    counter_jump_threshold: int  # a larger counter jump is flagged
+    receipt_lifetime_seconds: int
+    max_live_challenges: int  # unused, unexpired challenges per user; begin refuses more
+
+
+#: The one place step-up's defaults live (the loader, the step-up API and sync read them
+#: here). A policy that sets max_attempts but not max_attempts_per_user gets twice it.
+STEP_UP_DEFAULTS = StepUpRules(
+    challenge_lifetime_seconds=120,
+    max_attempts=3,
+    max_attempts_per_user=6,
+    attempt_window_seconds=900,
+    counter_jump_threshold=1000,
+    receipt_lifetime_seconds=300,
+    max_live_challenges=10,
+)
 
 
 @dataclass(frozen=True)

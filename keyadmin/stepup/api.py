@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.b64 import encode_url
 from keyadmin.errors import KeyadminError, UsageError
@@ -45,12 +45,11 @@ from keyadmin.stepup.verify import (
     trace,
 )
 
+if TYPE_CHECKING:
+    from keyadmin.policy.model import StepUpRules
+
 DOMAIN = b"keyadmin-stepup-v1\x00"
 
-#: Defaults for limits the policy file does not (yet) set; see docs/stepup.md.
-DEFAULT_ATTEMPT_WINDOW_SECONDS = 900
-DEFAULT_COUNTER_JUMP_THRESHOLD = 1000
-DEFAULT_MAX_LIVE_CHALLENGES = 10
 #: Bounds on what callers hand in: the ids ``begin`` issues are 32 characters.
 MAX_CHALLENGE_ID_CHARS = 64
 MAX_ACTION_CHARS = 1024
@@ -60,14 +59,15 @@ PURGE_BATCH = 100
 
 @dataclass(frozen=True)
 class Limits:
-    """Step-up limits: from the policy where it sets them, else these defaults."""
+    """Step-up limits, read from the policy's ``[step_up]`` (whose loader fills in
+    ``keyadmin.policy.model.STEP_UP_DEFAULTS``)."""
 
     challenge_lifetime_seconds: int
     max_attempts_per_credential: int
     max_attempts_per_user: int
     attempt_window_seconds: int
     counter_jump_threshold: int
-    max_live_challenges: int = DEFAULT_MAX_LIVE_CHALLENGES
+    max_live_challenges: int
 
     @classmethod
     def from_policy(cls, policy: Any) -> Limits:
@@ -83,21 +83,14 @@ class Limits:
 
     @classmethod
     def _read(cls, policy: Any) -> Limits:
-        su = policy.step_up
-        per_cred = int(su.max_attempts)
+        su: StepUpRules = policy.step_up
         return cls(
-            challenge_lifetime_seconds=int(su.challenge_lifetime_seconds),
-            max_attempts_per_credential=per_cred,
-            max_attempts_per_user=int(getattr(su, "max_attempts_per_user", 2 * per_cred)),
-            attempt_window_seconds=int(
-                getattr(su, "attempt_window_seconds", DEFAULT_ATTEMPT_WINDOW_SECONDS)
-            ),
-            counter_jump_threshold=int(
-                getattr(su, "counter_jump_threshold", DEFAULT_COUNTER_JUMP_THRESHOLD)
-            ),
-            max_live_challenges=int(
-                getattr(su, "max_live_challenges", DEFAULT_MAX_LIVE_CHALLENGES)
-            ),
+            challenge_lifetime_seconds=su.challenge_lifetime_seconds,
+            max_attempts_per_credential=su.max_attempts,
+            max_attempts_per_user=su.max_attempts_per_user,
+            attempt_window_seconds=su.attempt_window_seconds,
+            counter_jump_threshold=su.counter_jump_threshold,
+            max_live_challenges=su.max_live_challenges,
         )
 
 

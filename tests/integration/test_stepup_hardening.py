@@ -328,14 +328,14 @@ def test_expired_unused_challenges_are_purged_by_begin(db_url: str, tmp_path: Pa
 
 
 def test_live_challenges_per_user_are_capped(tmp_path: Path) -> None:
+    from keyadmin.policy.model import STEP_UP_DEFAULTS
     from keyadmin.stepup import TooManyChallenges
-    from keyadmin.stepup.api import DEFAULT_MAX_LIVE_CHALLENGES
 
     lab = _lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
     t0 = datetime.now(UTC)
     first = [
         begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=t0)
-        for _ in range(DEFAULT_MAX_LIVE_CHALLENGES)
+        for _ in range(STEP_UP_DEFAULTS.max_live_challenges)
     ]
     with pytest.raises(TooManyChallenges, match="live step-up challenges") as e:
         begin(lab.db_url, lab.policy, user="alice", action=ACTION, now=t0)

@@ -202,3 +202,31 @@ def test_hash_and_version_change_with_the_file(tmp_path: Path) -> None:
     b = load_policy(write(tmp_path, LAB_MIN.replace("version = 1", "version = 2"), "b.toml"))
     assert a.sha256 != b.sha256
     assert (a.version, b.version) == (1, 2)
+
+
+def test_step_up_limits_left_out_are_the_one_set_of_defaults(tmp_path: Path) -> None:
+    """The loader, the step-up API and sync read one set of defaults (they used to be kept
+    in three places, and a StepUpRules built without the loader said 6 attempts per user
+    where the loader said twice max_attempts)."""
+    from dataclasses import replace
+
+    from keyadmin.flows.tamper import jump_threshold
+    from keyadmin.policy.model import STEP_UP_DEFAULTS
+    from keyadmin.stepup.api import Limits
+
+    path = policy_variant(
+        tmp_path,
+        "yubikey-fips.toml",
+        {"challenge_lifetime_seconds = 60\nmax_attempts = 3\n": ""},
+    )
+    policy = load_policy(path)
+    assert policy.step_up == STEP_UP_DEFAULTS
+    limits = Limits.from_policy(policy)
+    assert (limits.max_attempts_per_credential, limits.max_attempts_per_user) == (3, 6)
+    assert limits.attempt_window_seconds == STEP_UP_DEFAULTS.attempt_window_seconds
+    assert limits.max_live_challenges == STEP_UP_DEFAULTS.max_live_challenges
+    assert jump_threshold(None) == jump_threshold(policy) == 1000
+    five = policy_variant(tmp_path, "yubikey-fips.toml", {"max_attempts = 3": "max_attempts = 5"})
+    assert load_policy(five).step_up == replace(
+        STEP_UP_DEFAULTS, challenge_lifetime_seconds=60, max_attempts=5, max_attempts_per_user=10
+    )
