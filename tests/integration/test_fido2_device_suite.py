@@ -76,7 +76,9 @@ def test_python_fido2_device_suite_passes_over_pcsc(
 
     documented = documented_skips(DOC)
     ran = {t: (reason, "") for t, reason in result.skipped.items()}
-    mismatch = {t for t in set(ran) | set(documented) if ran.get(t, ("",))[0] != documented.get(t, ("",))[0]}
+    mismatch = {
+        t for t in set(ran) | set(documented) if ran.get(t, ("",))[0] != documented.get(t, ("",))[0]
+    }
     assert not mismatch, (
         f"the skips differ from the table under {SKIP_TABLE_HEADING!r} in {DOC.name} "
         f"for {sorted(mismatch)}; the run's table:\n{skip_table(result.skipped, documented)}"

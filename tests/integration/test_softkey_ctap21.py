@@ -118,7 +118,7 @@ def test_es384_and_rs256_credentials_register_and_assert(hid_device, alg: int) -
     assert server.authenticate_complete(state, [cred], response) == cred
 
 
-# ------------------------------------------------------------------ hmac-secret, PRF, hmac-secret-mc
+# ------------------------------------------------------------ hmac-secret, PRF, hmac-secret-mc
 def test_hmac_secret_outputs_are_stable_per_salt_and_differ_between_salts(hid_device) -> None:
     ClientPin(Ctap2(hid_device)).set_pin(PIN)
     assert {"hmac-secret", "hmac-secret-mc"} <= set(Ctap2(hid_device).get_info().extensions)
