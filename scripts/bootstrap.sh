@@ -52,3 +52,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[${extras}]"
   echo "$want" > "$stamp"
 fi
+bash scripts/fetch-fido2-suite.sh   # python-fido2's device tests, for the software key's conformance test

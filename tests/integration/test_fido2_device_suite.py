@@ -21,6 +21,7 @@ from tests.support.fido2_suite import (
     PowerController,
     SimServe,
     SuiteUnavailable,
+    compare_skips,
     documented_skips,
     run_suite,
     skip_table,
@@ -29,9 +30,30 @@ from tests.support.fido2_suite import (
 
 pytestmark = pytest.mark.pcsc
 
-# Enterprise attestation is another issue's work (issue 20 item 3: limited to the key's
-# configured RP IDs, with its own certificate); until it lands these fail for that reason only.
-EXPECTED_PENDING: dict[str, str] = {}
+# The RP ID the suite's vendor-facilitated enterprise attestation test uses (--ep-rp-id).
+EP_RP_ID = "ep.example.com"
+# Enterprise attestation is issue 20 item 3, implemented elsewhere (the inventory work): an
+# enterprise attestation must carry its own certificate, and vendor-facilitated EA be limited
+# to the key's configured RP IDs. Until then exactly these fail, both on "att_cert != cert"
+# (the key signs with its batch certificate). Listed, printed and checked to still fail, so
+# that the entries are removed the day they pass: not skipped, not hidden.
+EXPECTED_PENDING: dict[str, str] = {
+    "test_config.py::test_ep_platform": "issue 20 item 3: enterprise attestation certificate",
+    "test_config.py::test_ep_vendor": "issue 20 item 3: enterprise attestation certificate",
+}
+
+
+def mldsa_if_available() -> list[int]:
+    """ML-DSA-44/65/87 too, where this cryptography can make them (the key offers exactly
+    what it is made with: `keyadmin sim init --alg`)."""
+    from keyadmin.sim.credkeys import MLDSA, check_available
+
+    try:
+        for alg in MLDSA:
+            check_available(alg)
+    except ValueError:
+        return []
+    return list(MLDSA)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +68,19 @@ def test_python_fido2_device_suite_passes_over_pcsc(
     pcscd_service, fido2_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.credkeys import DEFAULT_ALGORITHMS
 
     # vpcd's slot 1 (port + 1): the session's own card keeps slot 0
     port = pcscd_service.port + 1
     reader = pcscd_service.card_reader[:-2] + "01"
     state = tmp_path / "suite-key.json"
-    SoftKey.create(state)
+    SoftKey.create(state, algorithms=[*DEFAULT_ALGORITHMS, *mldsa_if_available()])
     serve = SimServe(state, port, reader, tmp_path / "sim-serve.log")
     serve.start()
     try:
         with PowerController(serve) as controller:
-            result, output = run_suite(fido2_suite, reader, controller.url, tmp_path)
+            extra = ("--ep-rp-id", EP_RP_ID)
+            result, output = run_suite(fido2_suite, reader, controller.url, tmp_path, extra)
     finally:
         serve.stop()
 
@@ -67,21 +91,22 @@ def test_python_fido2_device_suite_passes_over_pcsc(
         for test, reason in sorted(result.xfailed.items()):
             print(f"  XFAIL   {test}: {reason}")
 
-    problems = result.failed + result.errors
+    pending = sorted(t for t in result.failed if t in EXPECTED_PENDING)
+    with capsys.disabled():
+        for test in pending:
+            print(f"  EXPECTED-PENDING (failed) {test}: {EXPECTED_PENDING[test]}")
+    problems = [t for t in result.failed if t not in EXPECTED_PENDING] + result.errors
     assert not problems, f"{result.summary()}; failed/errors: {problems}\n{output[-6000:]}"
+    now_passing = sorted(set(EXPECTED_PENDING) - set(pending))
+    assert not now_passing, f"no longer failing, remove from EXPECTED_PENDING: {now_passing}"
     assert result.passed, f"nothing passed: {result.summary()}\n{output[-4000:]}"
     # NFC mode: the suite took the card off the reader and put it back through the controller
     assert serve.stops >= 2 and serve.starts >= 2, controller.calls
-    assert set(result.xfailed) == set(EXPECTED_PENDING), result.xfailed
 
     documented = documented_skips(DOC)
-    ran = {t: (reason, "") for t, reason in result.skipped.items()}
-    mismatch = {
-        t for t in set(ran) | set(documented) if ran.get(t, ("",))[0] != documented.get(t, ("",))[0]
-    }
-    assert not mismatch, (
-        f"the skips differ from the table under {SKIP_TABLE_HEADING!r} in {DOC.name} "
-        f"for {sorted(mismatch)}; the run's table:\n{skip_table(result.skipped, documented)}"
+    problems = compare_skips(result.skipped, documented)
+    assert not problems, (
+        f"the skips differ from the table under {SKIP_TABLE_HEADING!r} in {DOC.name}:\n"
+        + "\n".join(problems)
+        + f"\nthe run's skips, one row each:\n{skip_table(result.skipped, documented)}"
     )
-    undocumented = sorted(t for t, (_, why) in documented.items() if not why or why == "TODO")
-    assert not undocumented, f"skips without a written reason in {DOC.name}: {undocumented}"

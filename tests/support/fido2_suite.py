@@ -272,6 +272,31 @@ def documented_skips(doc: Path = DOC) -> dict[str, tuple[str, str]]:
     return rows
 
 
+def _pattern(row: str) -> re.Pattern[str]:
+    """A table row names one test, or several with `*` (any characters; nothing else special)."""
+    return re.compile(".*".join(re.escape(part) for part in row.split("*")))
+
+
+def compare_skips(skipped: dict[str, str], documented: dict[str, tuple[str, str]]) -> list[str]:
+    """Every skip matched by a documented row with the same message, every row used once at
+    least, every row with a written reason: the list of what is not so (empty = match)."""
+    problems: list[str] = []
+    used: set[str] = set()
+    for test, message in sorted(skipped.items()):
+        rows = [r for r in documented if _pattern(r).fullmatch(test)]
+        if not rows:
+            problems.append(f"{test}: skipped ({message!r}) but not in the table")
+        elif documented[rows[0]][0] != message:
+            problems.append(f"{test}: skipped with {message!r}, the table says {rows[0]!r}")
+        used.update(rows[:1])
+    for row, (_, why) in documented.items():
+        if row not in used:
+            problems.append(f"{row}: in the table but no test was skipped so")
+        if not why.strip() or why.strip() == "TODO":
+            problems.append(f"{row}: no reason written")
+    return problems
+
+
 def skip_table(skipped: dict[str, str], why: dict[str, tuple[str, str]]) -> str:
     """The markdown table for ``skipped`` (keeping the documented reasons), for the docs."""
     lines = ["| test | the suite's skip message | why |", "|---|---|---|"]
