@@ -68,13 +68,14 @@ def test_python_fido2_device_suite_passes_over_pcsc(
     pcscd_service, fido2_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from keyadmin.sim.authenticator import SoftKey
-    from keyadmin.sim.credkeys import DEFAULT_ALGORITHMS
+    from keyadmin.sim.credkeys import DEFAULT_ALGORITHMS, ES256K, ES512, PS256
 
     # vpcd's slot 1 (port + 1): the session's own card keeps slot 0
     port = pcscd_service.port + 1
     reader = pcscd_service.card_reader[:-2] + "01"
     state = tmp_path / "suite-key.json"
-    SoftKey.create(state, algorithms=[*DEFAULT_ALGORITHMS, *mldsa_if_available()])
+    extra_algs = [ES512, PS256, ES256K, *mldsa_if_available()]
+    SoftKey.create(state, algorithms=[*DEFAULT_ALGORITHMS, *extra_algs])
     serve = SimServe(state, port, reader, tmp_path / "sim-serve.log")
     serve.start()
     try:

@@ -118,6 +118,26 @@ def test_es384_and_rs256_credentials_register_and_assert(hid_device, alg: int) -
     assert server.authenticate_complete(state, [cred], response) == cred
 
 
+@pytest.mark.parametrize("alg", [-36, -37, -47], ids=["ES512", "PS256", "ES256K"])
+def test_algorithms_offered_only_when_asked_for(tmp_path, alg: int) -> None:
+    from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.hid import open_hid
+
+    assert alg not in SoftKey.create(None).state.algorithms  # not in a YubiKey 5's list
+    device = open_hid(SoftKey.create(tmp_path / "key.json", algorithms=[alg]))
+    try:
+        ClientPin(Ctap2(device)).set_pin(PIN)
+        assert Ctap2(device).get_info().algorithms == [{"type": "public-key", "alg": alg}]
+        server, _, auth = _register(device, alg=alg)
+        cred = auth.credential_data
+        assert cred.public_key[3] == alg
+        request, state = server.authenticate_begin([cred], user_verification="required")
+        response = _client(device).get_assertion(request["publicKey"]).get_response(0)
+        assert server.authenticate_complete(state, [cred], response) == cred
+    finally:
+        device.close()
+
+
 # ------------------------------------------------------------ hmac-secret, PRF, hmac-secret-mc
 def test_hmac_secret_outputs_are_stable_per_salt_and_differ_between_salts(hid_device) -> None:
     ClientPin(Ctap2(hid_device)).set_pin(PIN)
