@@ -477,14 +477,13 @@ class SoftKey:
         cred_protect = extensions.get("credProtect", 1)
         if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
             raise CtapFailure(Err.INVALID_OPTION, "credProtect must be 1, 2 or 3")
+        same_user: list[Credential] = []
         if rk:
             same_user = [
                 c for c in self._discoverable() if c.rp_id == rp_id and c.user_id_bytes == user_id
             ]
             if not same_user and len(self._discoverable()) >= s.max_discoverable:
                 raise CtapFailure(Err.KEY_STORE_FULL, "no room for another discoverable credential")
-            for old in same_user:  # one discoverable credential per (RP, user)
-                s.credentials.remove(old)
 
         key: Any = generate(alg)
         cred = Credential(
@@ -503,6 +502,8 @@ class SoftKey:
             created=time.time(),
         )
         more = _ext.make_credential(extensions, cred, s, self._protocols, uv=uv)
+        for old in same_user:  # one discoverable credential per (RP, user), once extensions pass
+            s.credentials.remove(old)
         counter = self._next_counter(cred)
         s.credentials.append(cred)
         flags = FLAG_UP | FLAG_AT | (FLAG_UV if uv else 0)
@@ -620,6 +621,7 @@ class SoftKey:
     # ----------------------------------------------------------- getAssertion
     def _get_assertion(self, params: dict[int, Any]) -> dict[int, Any]:
         s = self.state
+        self._pending = None  # a new getAssertion ends any earlier one, refused or not
         self._uv_gate(params, 0x06, probe=True)
         rp_id = _require(params, 0x01, str)
         cdh = _require(params, 0x02, bytes)

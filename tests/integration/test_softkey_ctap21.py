@@ -305,3 +305,31 @@ def test_reset_clears_large_blobs(hid_device) -> None:
     _large_blobs(ctap).put_blob(os.urandom(32), b"gone after reset")
     ctap.reset()
     assert LargeBlobs(ctap).read_blob_array() == []
+
+
+def test_a_refused_extension_keeps_the_users_old_credential(hid_device, key_path) -> None:
+    """makeCredential refused for its extensions (hmac-secret-mc without hmac-secret) must not
+    drop the discoverable credential it would have replaced, not even at the next save."""
+    from keyadmin.sim.authenticator import SoftKey
+
+    ctap = Ctap2(hid_device)
+    ClientPin(ctap).set_pin(PIN)
+    _, _, first = _register(hid_device, rk="required")
+    cp = ClientPin(ctap)
+    token = cp.get_pin_token(PIN, ClientPin.PERMISSION.MAKE_CREDENTIAL, RP_ID)
+    cdh = os.urandom(32)
+    with pytest.raises(CtapError) as e:
+        ctap.make_credential(
+            cdh,
+            {"id": RP_ID},
+            USER,
+            [{"type": "public-key", "alg": -7}],
+            extensions={"hmac-secret-mc": {1: {}, 2: b"", 3: b""}},
+            options={"rk": True},
+            pin_uv_param=cp.protocol.authenticate(token, cdh),
+            pin_uv_protocol=cp.protocol.VERSION,
+        )
+    assert e.value.code == ERR.INVALID_PARAMETER
+    ClientPin(ctap).change_pin(PIN, PIN + "-2")  # any command that saves the state
+    ids = [c.id_bytes for c in SoftKey.open(key_path).state.credentials]
+    assert ids == [first.credential_data.credential_id]
