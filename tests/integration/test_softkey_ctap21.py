@@ -19,6 +19,8 @@ from fido2.ctap2.blob import LargeBlobs
 from fido2.ctap2.extensions import HmacSecretExtension
 from fido2.server import Fido2Server
 from fido2.utils import websafe_encode
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import PIN
 from tests.webauthn_helpers import ORIGIN, RP_ID, PinInteraction
@@ -333,3 +335,52 @@ def test_a_refused_extension_keeps_the_users_old_credential(hid_device, key_path
     ClientPin(ctap).change_pin(PIN, PIN + "-2")  # any command that saves the state
     ids = [c.id_bytes for c in SoftKey.open(key_path).state.credentials]
     assert ids == [first.credential_data.credential_id]
+
+
+# ------------------------------------------------------------ malformed extension input
+_ANY = st.recursive(
+    st.booleans() | st.integers(-(2**40), 2**40) | st.binary(max_size=80)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.integers(-4, 8) | st.sampled_from(["id", "alg"]), inner, max_size=5
+    ),
+    max_leaves=12,
+)  # fmt: skip
+
+
+_MC_EXTENSIONS = ["hmac-secret", "hmac-secret-mc", "credBlob", "largeBlobKey", "minPinLength"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mc_ext=st.dictionaries(
+        st.sampled_from(_MC_EXTENSIONS),
+        _ANY,
+        max_size=3,
+    ),
+    ga_ext=st.dictionaries(
+        st.sampled_from(["hmac-secret", "credBlob", "largeBlobKey"]), _ANY, max_size=3
+    ),
+    lb_params=st.dictionaries(st.integers(1, 6), _ANY, max_size=6),
+)
+def test_malformed_extension_and_large_blob_input_is_a_ctap_error(
+    mc_ext: dict,
+    ga_ext: dict,
+    lb_params: dict,  # type: ignore[type-arg]
+) -> None:
+    """Whatever the extension or largeBlobs input, the key answers a status byte (and CBOR
+    on success): never an exception out of the authenticator."""
+    from keyadmin.sim.authenticator import SoftKey
+
+    key = SoftKey.create(None)
+    rk_mc = {
+        1: b"\0" * 32, 2: {"id": RP_ID}, 3: {"id": b"u"},
+        4: [{"type": "public-key", "alg": -7}], 6: mc_ext, 7: {"rk": True},
+    }  # fmt: skip
+    made = key.process(bytes([0x01]) + cbor.encode(rk_mc))
+    assert len(made) == 1 or made[0] == 0
+    ga = {1: RP_ID, 2: b"\1" * 32, 4: ga_ext}
+    got = key.process(bytes([0x02]) + cbor.encode(ga))
+    assert len(got) == 1 or got[0] == 0
+    blobs = key.process(bytes([0x0C]) + cbor.encode(lb_params))
+    assert len(blobs) == 1 or blobs[0] == 0
