@@ -64,6 +64,7 @@ def fido2_suite() -> Path:
         missing_component(f"python-fido2's device suite is not available: {e}")
 
 
+@pytest.mark.timeout(1500)  # the whole suite in one test (~1 min; more on a loaded machine)
 def test_python_fido2_device_suite_passes_over_pcsc(
     pcscd_service, fido2_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
