@@ -98,6 +98,10 @@ class PinBlocked(PinError):
     pass
 
 
+class PinNotSet(PinError):
+    """The key has no PIN (CTAP PIN_NOT_SET)."""
+
+
 class PolicyRefused(KeyadminError):
     exit_code = ExitCode.POLICY_REFUSED
 

@@ -52,3 +52,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[${extras}]"
   echo "$want" > "$stamp"
 fi
+# python-fido2's device tests, for the software key's conformance test (which fails in CI without them)
+bash scripts/fetch-fido2-suite.sh || echo "bootstrap: could not fetch python-fido2's device tests" >&2

@@ -194,11 +194,23 @@ def pin_verify(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
 def pin_retries(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
     """Show how many PIN attempts are left, and whether the key needs re-plugging.
 
+    A key without a PIN has no retry counter to show: pin_set is false, retries null.
     Example: keyadmin device pin retries --json
     """
+    from keyadmin.errors import PinNotSet
+
     with _session(device) as s:
-        retries, power_cycle = s.pin_retries()
-        result = {"device": s.ref.selector, "retries": retries, "power_cycle_needed": power_cycle}
+        retries: int | None
+        try:
+            retries, power_cycle = s.pin_retries()
+        except PinNotSet:  # what a YubiKey answers when no PIN is set
+            retries, power_cycle = None, False
+        result = {
+            "device": s.ref.selector,
+            "pin_set": retries is not None,
+            "retries": retries,
+            "power_cycle_needed": power_cycle,
+        }
     if json_out:
         emit_json(result)
     else:

@@ -88,7 +88,8 @@ def init(
         [],
         "--alg",
         help="Credential algorithm the key offers (repeatable, in its order): ES256, EdDSA, "
-        "ML-DSA-44, ML-DSA-65, ML-DSA-87. Default: ES256 and EdDSA.",
+        "ES384, RS256, ES512, PS256, ES256K, ML-DSA-44, ML-DSA-65, ML-DSA-87. "
+        "Default: ES256, EdDSA, ES384, RS256.",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing state file."),
     json_out: bool = JSON_OPT,

@@ -13,6 +13,7 @@ from keyadmin.errors import (
     PinBlocked,
     PinError,
     PinInvalid,
+    PinNotSet,
 )
 
 
@@ -89,7 +90,7 @@ def from_fido2(exc: BaseException) -> KeyadminError:
                 hint="remove the key and insert it again (power cycle), then retry",
             )
         if code == err.PIN_NOT_SET:
-            return PinError("the key has no PIN", hint="set one with: keyadmin device pin set")
+            return PinNotSet("the key has no PIN", hint="set one with: keyadmin device pin set")
         if code == err.PUAT_REQUIRED:
             return PinError("the key requires user verification (PIN) for this operation")
         if code == err.PIN_POLICY_VIOLATION:

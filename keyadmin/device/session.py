@@ -120,7 +120,7 @@ class DeviceSession:
             pin_set = bool(info.options.get("clientPin"))
             retries: int | None = None
             power_cycle = False
-            if "clientPin" in info.options:
+            if pin_set:  # a key without a PIN answers getPINRetries with PIN_NOT_SET
                 retries, pc = ClientPin(self.ctap).get_pin_retries()
                 power_cycle = bool(pc)
         return DeviceInfo(

@@ -25,7 +25,7 @@ from keyadmin.device.errors import device_errors
 from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused
 
 #: pubKeyCredParams in the RP's order of preference; only those the policy allows are sent.
-_REQUESTED_ALGORITHMS = (-7, -8, -48, -49, -50)  # ES256, EdDSA, ML-DSA-44/65/87
+_REQUESTED_ALGORITHMS = (-7, -8, -35, -257, -48, -49, -50)  # ES256, EdDSA, ES384, RS256, ML-DSA
 
 
 class EnrolmentRefused(PolicyRefused):

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from fido2 import cbor
 
 from keyadmin.sim import SOFTWARE_KEY_LABEL
+from keyadmin.sim import extensions as _ext
 from keyadmin.sim.credkeys import ES256, IMPLEMENTED, check_available, generate
 from keyadmin.sim.credkeys import cose_public as _cose_public
 from keyadmin.sim.credkeys import sign as _sign
@@ -44,6 +45,7 @@ from keyadmin.sim.ctap import (
     Perm,
     Status,
 )
+from keyadmin.sim.largeblobs import MAX_SERIALIZED_LARGE_BLOB_ARRAY, LargeBlobs
 from keyadmin.sim.pinproto import PinProtocol, PinProtocolError, PinProtocolV1, PinProtocolV2
 from keyadmin.sim.pki import generate_lab_pki, issue_leaf
 from keyadmin.sim.state import (
@@ -130,6 +132,7 @@ class _PendingAssertions:
     uv: bool
     up: bool
     with_user_details: bool
+    extensions: dict[str, Any] = field(default_factory=dict)
 
 
 class SoftKey:
@@ -146,6 +149,7 @@ class SoftKey:
         self._pending: _PendingAssertions | None = None
         self._enum_rps: list[str] = []
         self._enum_creds: list[Credential] = []
+        self._large_blobs = LargeBlobs(max_fragment=MAX_MSG_SIZE - 64)
         self.power_cycle()
 
     # ----------------------------------------------------------- lifecycle
@@ -224,6 +228,7 @@ class SoftKey:
             self._pending = None
             self._enum_rps = []
             self._enum_creds = []
+            self._large_blobs.power_cycle()
 
     @property
     def aaguid(self) -> bytes:
@@ -323,6 +328,11 @@ class SoftKey:
         if command == Cmd.CONFIG:
             self._config(params)
             return None
+        if command == Cmd.LARGE_BLOBS:
+            protected = self.state.pin_hash is not None or self.state.always_uv
+            return self._large_blobs.command(
+                params, self.state, protected, self._check_lbw_token, self._save
+            )
         raise CtapFailure(Err.INVALID_COMMAND, f"unknown command 0x{command:02x}")
 
     # ----------------------------------------------------------- getInfo
@@ -343,10 +353,11 @@ class SoftKey:
             "ep": s.ep_enabled,
             "pinUvAuthToken": True,
             "makeCredUvNotRqd": not s.always_uv,
+            "largeBlobs": True,
         }
         return {
             0x01: ["FIDO_2_0", "FIDO_2_1"],
-            0x02: ["credProtect"],
+            0x02: list(_ext.SUPPORTED),
             0x03: self.aaguid,
             0x04: options,
             0x05: MAX_MSG_SIZE,
@@ -355,9 +366,11 @@ class SoftKey:
             0x08: MAX_CRED_ID_LENGTH,
             0x09: list(s.transports),
             0x0A: [{"type": "public-key", "alg": a} for a in s.algorithms],
+            0x0B: MAX_SERIALIZED_LARGE_BLOB_ARRAY,
             0x0C: s.force_pin_change,
             0x0D: s.min_pin_length,
             0x0E: s.firmware,
+            0x0F: _ext.MAX_CRED_BLOB_LENGTH,
             0x10: MAX_RPIDS_FOR_MIN_PIN,
             0x14: max(0, s.max_discoverable - len(self._discoverable())),
         }
@@ -394,6 +407,11 @@ class SoftKey:
                 tok.rp_id = rp_id
             elif not hmac.compare_digest(tok.rp_id.encode(), rp_id.encode()):
                 raise CtapFailure(Err.PIN_AUTH_INVALID, "token is bound to another RP ID")
+
+    def _check_lbw_token(
+        self, params: dict[int, Any], param_key: int, proto_key: int, message: bytes, perm: int
+    ) -> None:
+        self._check_token(params, param_key, proto_key, message, perm, None)
 
     def _uv_gate(self, params: dict[int, Any], param_key: int, probe: bool) -> None:
         """An empty pinUvAuthParam is a 'touch to select' probe (CTAP 2.1 §6.1.2 step 1)."""
@@ -459,14 +477,13 @@ class SoftKey:
         cred_protect = extensions.get("credProtect", 1)
         if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
             raise CtapFailure(Err.INVALID_OPTION, "credProtect must be 1, 2 or 3")
+        same_user: list[Credential] = []
         if rk:
             same_user = [
                 c for c in self._discoverable() if c.rp_id == rp_id and c.user_id_bytes == user_id
             ]
             if not same_user and len(self._discoverable()) >= s.max_discoverable:
                 raise CtapFailure(Err.KEY_STORE_FULL, "no room for another discoverable credential")
-            for old in same_user:  # one discoverable credential per (RP, user)
-                s.credentials.remove(old)
 
         key: Any = generate(alg)
         cred = Credential(
@@ -484,12 +501,17 @@ class SoftKey:
             cred_protect=cred_protect,
             created=time.time(),
         )
+        more = _ext.make_credential(extensions, cred, s, self._protocols, uv=uv)
+        for old in same_user:  # one discoverable credential per (RP, user), once extensions pass
+            s.credentials.remove(old)
         counter = self._next_counter(cred)
         s.credentials.append(cred)
         flags = FLAG_UP | FLAG_AT | (FLAG_UV if uv else 0)
         ext_out: dict[str, Any] = {}
         if "credProtect" in extensions:
             ext_out["credProtect"] = cred_protect
+        ext_out.update(more.auth_data)
+        if ext_out:
             flags |= FLAG_ED
         aaguid = b"\0" * 16 if s.attestation == "fido-u2f" else self.aaguid
         cose = _cose_public(alg, key)
@@ -504,6 +526,8 @@ class SoftKey:
         result: dict[int, Any] = {0x01: fmt, 0x02: auth_data, 0x03: att_stmt}
         if ep is not None:
             result[0x04] = True
+        if more.large_blob_key is not None:
+            result[0x05] = more.large_blob_key
         return result
 
     def _auth_data(self, rp_id: str, flags: int, counter: int) -> bytes:
@@ -597,10 +621,12 @@ class SoftKey:
     # ----------------------------------------------------------- getAssertion
     def _get_assertion(self, params: dict[int, Any]) -> dict[int, Any]:
         s = self.state
+        self._pending = None  # a new getAssertion ends any earlier one, refused or not
         self._uv_gate(params, 0x06, probe=True)
         rp_id = _require(params, 0x01, str)
         cdh = _require(params, 0x02, bytes)
         allow = _optional(params, 0x03, list) or []
+        extensions = _optional(params, 0x04, dict) or {}
         options = _optional(params, 0x05, dict) or {}
         if options.get("uv"):
             raise CtapFailure(Err.INVALID_OPTION, "no built-in user verification; use the PIN")
@@ -623,7 +649,9 @@ class SoftKey:
             creds.sort(key=lambda c: c.created, reverse=True)
         if not creds:
             raise CtapFailure(Err.NO_CREDENTIALS, f"no credential for {rp_id}")
-        pending = _PendingAssertions(rp_id, cdh, creds[1:], uv, up, with_user_details=uv)
+        pending = _PendingAssertions(
+            rp_id, cdh, creds[1:], uv, up, with_user_details=uv, extensions=extensions
+        )
         response = self._assert_one(creds[0], pending, discoverable=not allow)
         if not allow and len(creds) > 1:
             response[0x05] = len(creds)
@@ -644,8 +672,13 @@ class SoftKey:
         self, cred: Credential, pending: _PendingAssertions, *, discoverable: bool
     ) -> dict[int, Any]:
         flags = (FLAG_UP if pending.up else 0) | (FLAG_UV if pending.uv else 0)
+        more = _ext.get_assertion(pending.extensions, cred, self._protocols, uv=pending.uv)
+        if more.auth_data:
+            flags |= FLAG_ED
         counter = self._next_counter(cred)
         auth_data = self._auth_data(pending.rp_id, flags, counter)
+        if more.auth_data:
+            auth_data += cbor.encode(more.auth_data)
         key = _load_key(cred.private_key_pem)
         sig = self._maybe_break(_sign(cred.algorithm, key, auth_data + pending.client_data_hash))
         self._save()
@@ -662,13 +695,17 @@ class SoftKey:
                 if cred.user_display_name is not None:
                     user["displayName"] = cred.user_display_name
             response[0x04] = user
+        if more.large_blob_key is not None:
+            response[0x07] = more.large_blob_key
         return response
 
     # ----------------------------------------------------------- clientPIN
     def _client_pin(self, params: dict[int, Any]) -> dict[int, Any] | None:
         sub = _require(params, 0x02, int)
         s = self.state
-        if sub == 0x01:  # getPINRetries
+        if sub == 0x01:  # getPINRetries; a YubiKey without a PIN answers PIN_NOT_SET
+            if s.pin_hash is None:
+                raise CtapFailure(Err.PIN_NOT_SET, "no PIN set")
             return {0x03: s.pin_retries, 0x04: self._pin_auth_blocked()}
         proto = self._protocol(params, 0x01)
         if sub == 0x02:  # getKeyAgreement
@@ -686,7 +723,7 @@ class SoftKey:
             rp_id = _optional(params, 0x0A, str)
             if permissions == 0:
                 raise CtapFailure(Err.INVALID_PARAMETER, "permissions must not be zero")
-            if permissions & ~(Perm.MC | Perm.GA | Perm.CM | Perm.ACFG):
+            if permissions & ~(Perm.MC | Perm.GA | Perm.CM | Perm.LBW | Perm.ACFG):
                 raise CtapFailure(Err.UNAUTHORIZED_PERMISSION, "permission not supported")
             if permissions & (Perm.MC | Perm.GA) and rp_id is None:
                 raise CtapFailure(Err.MISSING_PARAMETER, "mc/ga permissions need an rpId")
@@ -796,7 +833,11 @@ class SoftKey:
             raise CtapFailure(Err.PIN_NOT_SET, "no PIN set")
         self._verify_pin_hash(proto, shared, pin_hash_enc)
         if self.state.force_pin_change:
-            raise CtapFailure(Err.PIN_POLICY_VIOLATION, "the PIN must be changed first")
+            # CTAP 2.1 §6.5.5.7: getPinToken (0x05) answers PIN_INVALID, the 0x09 form
+            # PIN_POLICY_VIOLATION; the right PIN was checked first, so no retry is lost
+            legacy = params.get(0x02) == 0x05
+            code = Err.PIN_INVALID if legacy else Err.PIN_POLICY_VIOLATION
+            raise CtapFailure(code, "the PIN must be changed first")
         tok = self._token
         tok.reset()
         tok.permissions = permissions
@@ -817,6 +858,7 @@ class SoftKey:
         s.force_pin_change = False
         s.always_uv = False
         s.ep_enabled = False
+        s.large_blob_array = ""
         s.global_counter = 0
         self._save()
         self.power_cycle()
@@ -905,12 +947,15 @@ class SoftKey:
         if cred.user_display_name is not None:
             user["displayName"] = cred.user_display_name
         key = _load_key(cred.private_key_pem)
-        return {
+        entry = {
             0x06: user,
             0x07: {"type": "public-key", "id": cred.id_bytes},
             0x08: _cose_public(cred.algorithm, key),
             0x0A: cred.cred_protect,
         }
+        if cred.large_blob_key:
+            entry[0x0B] = b64d(cred.large_blob_key)
+        return entry
 
     def _cred_by_descriptor(self, sub_params: dict[int, Any] | None) -> Credential:
         desc = (sub_params or {}).get(0x02)

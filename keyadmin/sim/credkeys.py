@@ -1,6 +1,7 @@
 """The software key's credential key algorithms: generate a key, its COSE_Key, sign with it.
 
-ES256 and EdDSA by default; ML-DSA-44/65/87 (FIPS 204) when the key state lists them
+ES256, EdDSA, ES384 and RS256 by default (what a YubiKey 5.7 offers); ML-DSA-44/65/87
+(FIPS 204) when the key state lists them
 (``keyadmin sim init --alg ML-DSA-44``). ML-DSA public keys are COSE key type AKP (7) with
 the raw key in -1 ("pub"), signatures are pure ML-DSA with an empty context (RFC 9964).
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-ES256, EDDSA = -7, -8
+ES256, EDDSA, ES384, RS256 = -7, -8, -35, -257
+ES512, PS256, ES256K = -36, -37, -47  # offered only when asked for (no YubiKey 5 has them)
 ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
 MLDSA = (ML_DSA_44, ML_DSA_65, ML_DSA_87)
 
@@ -20,11 +22,25 @@ MLDSA = (ML_DSA_44, ML_DSA_65, ML_DSA_87)
 ALGORITHMS: dict[str, int] = {
     "ES256": ES256,
     "EdDSA": EDDSA,
+    "ES384": ES384,
+    "RS256": RS256,
+    "ES512": ES512,
+    "PS256": PS256,
+    "ES256K": ES256K,
     "ML-DSA-44": ML_DSA_44,
     "ML-DSA-65": ML_DSA_65,
     "ML-DSA-87": ML_DSA_87,
 }
 IMPLEMENTED = frozenset(ALGORITHMS.values())
+#: What a new key offers unless ``keyadmin sim init --alg`` says otherwise.
+DEFAULT_ALGORITHMS = (ES256, EDDSA, ES384, RS256)
+_EC_CURVES: dict[int, tuple[Any, Any, int]] = {
+    ES256: (ec.SECP256R1, hashes.SHA256, 1),  # COSE crv P-256
+    ES384: (ec.SECP384R1, hashes.SHA384, 2),  # COSE crv P-384
+    ES512: (ec.SECP521R1, hashes.SHA512, 3),  # COSE crv P-521
+    ES256K: (ec.SECP256K1, hashes.SHA256, 8),  # COSE crv secp256k1 (RFC 8812)
+}
+_RSA = (RS256, PS256)
 
 
 def _mldsa_private_class(alg: int) -> Any:
@@ -53,8 +69,10 @@ def check_available(alg: int) -> None:
 
 
 def generate(alg: int) -> Any:
-    if alg == ES256:
-        return ec.generate_private_key(ec.SECP256R1())
+    if alg in _EC_CURVES:
+        return ec.generate_private_key(_EC_CURVES[alg][0]())
+    if alg in _RSA:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if alg == EDDSA:
         return ed25519.Ed25519PrivateKey.generate()
     return _mldsa_private_class(alg).generate()
@@ -63,14 +81,23 @@ def generate(alg: int) -> Any:
 def cose_public(alg: int, key: Any) -> dict[int, Any]:
     """The COSE_Key of ``key``'s public half, as it goes into authenticator data."""
     public = key.public_key()
-    if alg == ES256:
+    if alg in _EC_CURVES:
         nums = public.public_numbers()
+        size = (public.curve.key_size + 7) // 8
         return {
             1: 2,
-            3: ES256,
-            -1: 1,
-            -2: nums.x.to_bytes(32, "big"),
-            -3: nums.y.to_bytes(32, "big"),
+            3: alg,
+            -1: _EC_CURVES[alg][2],
+            -2: nums.x.to_bytes(size, "big"),
+            -3: nums.y.to_bytes(size, "big"),
+        }
+    if alg in _RSA:
+        rsa_nums = public.public_numbers()
+        return {
+            1: 3,
+            3: alg,
+            -1: rsa_nums.n.to_bytes((rsa_nums.n.bit_length() + 7) // 8, "big"),
+            -2: rsa_nums.e.to_bytes((rsa_nums.e.bit_length() + 7) // 8, "big"),
         }
     if alg == EDDSA:
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -79,6 +106,11 @@ def cose_public(alg: int, key: Any) -> dict[int, Any]:
 
 
 def sign(alg: int, key: Any, message: bytes) -> bytes:
-    if alg == ES256:
-        return bytes(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    if alg in _EC_CURVES:
+        return bytes(key.sign(message, ec.ECDSA(_EC_CURVES[alg][1]())))
+    if alg == RS256:
+        return bytes(key.sign(message, padding.PKCS1v15(), hashes.SHA256()))
+    if alg == PS256:  # RFC 8230: MGF1 with SHA-256, a salt as long as the hash
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        return bytes(key.sign(message, pss, hashes.SHA256()))
     return bytes(key.sign(message))  # EdDSA, and ML-DSA with its empty context

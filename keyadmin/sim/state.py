@@ -60,6 +60,10 @@ class Credential:
     counter: int = 0
     uses: int = 0
     created: float = 0.0
+    # extensions (keyadmin.sim.extensions): base64, None when the credential has none
+    cred_random: str | None = None  # hmac-secret: CredRandomWithUV || CredRandomWithoutUV
+    cred_blob: str | None = None  # credBlob
+    large_blob_key: str | None = None  # largeBlobKey
 
     @property
     def id_bytes(self) -> bytes:
@@ -81,7 +85,8 @@ class KeyState:
     backup_eligible: bool = False
     backed_up: bool = False
     transports: list[str] = field(default_factory=lambda: ["usb", "nfc"])
-    algorithms: list[int] = field(default_factory=lambda: [-7, -8])  # COSE: ES256, EdDSA
+    # COSE: ES256, EdDSA, ES384, RS256 (older state files keep the list they were made with)
+    algorithms: list[int] = field(default_factory=lambda: [-7, -8, -35, -257])
     max_discoverable: int = 25
     faults: list[str] = field(default_factory=list)
     fault_commands: list[int] = field(default_factory=list)
@@ -96,6 +101,8 @@ class KeyState:
     force_pin_change: bool = False
     always_uv: bool = False
     ep_enabled: bool = False
+    # the serialized large-blob array (CTAP 2.1 §6.10), base64; "" = the empty array
+    large_blob_array: str = ""
     # Attestation PKI, generated for this key state (PEM)
     root_cert_pem: str = ""
     root_key_pem: str = ""

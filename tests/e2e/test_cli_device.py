@@ -36,9 +36,10 @@ def test_info_json_decodes_get_info(dev) -> None:
     assert info["aaguid"] == "6b657961-646d-4e00-8000-736f66746b79"
     assert info["versions"] == ["FIDO_2_0", "FIDO_2_1"]
     assert info["firmware"] == "5.7.0"
-    assert info["pin_set"] is False and info["pin_retries"] == 8
+    # no PIN: no retry counter (a YubiKey answers getPINRetries with PIN_NOT_SET)
+    assert info["pin_set"] is False and info["pin_retries"] is None
     assert info["options"]["credMgmt"] is True
-    assert info["algorithms"] == [-7, -8]
+    assert info["algorithms"] == [-7, -8, -35, -257]
     assert "SOFTWARE" in info["product"]
 
 
@@ -56,7 +57,25 @@ def test_pin_set_verify_and_wrong_pin_shows_retries(dev) -> None:
     assert bad.code == 5
     assert "wrong PIN (7 attempts left" in bad.stderr
     retries = invoke("device", "pin", "retries", "-d", dev, "--json")
-    assert json.loads(retries.stdout) == {"device": dev, "retries": 7, "power_cycle_needed": False}
+    assert json.loads(retries.stdout) == {
+        "device": dev,
+        "pin_set": True,
+        "retries": 7,
+        "power_cycle_needed": False,
+    }
+
+
+def test_pin_retries_on_a_key_without_pin_says_so(dev) -> None:
+    out = invoke("device", "pin", "retries", "-d", dev, "--json")
+    assert out.code == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "device": dev,
+        "pin_set": False,
+        "retries": None,
+        "power_cycle_needed": False,
+    }
+    human = invoke("device", "pin", "retries", "-d", dev)
+    assert human.code == 0 and "pin_set" in human.stdout and "Traceback" not in human.stderr
 
 
 def test_pin_set_twice_is_refused(dev) -> None:
