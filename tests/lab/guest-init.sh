@@ -19,8 +19,14 @@ env_file=$(sed -n 's/.*lab\.env=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p /lib/modules
 ln -sfn "$MODULES" "/lib/modules/$KVER"
 echo "lab-guest: kernel $(uname -r), repo $repo"
-timeout 150 "$repo/.venv/bin/python" "$repo/tests/lab/guest_checks.py" /lab-results \
-  > /lab-results/checks.log 2>&1
+mode=$(sed -n 's/.*lab\.mode=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ "$mode" = bench ]; then
+  timeout 150 "$repo/.venv/bin/python" "$repo/bench/bench_lab_hid.py" --guest /lab-results \
+    > /lab-results/checks.log 2>&1
+else
+  timeout 150 "$repo/.venv/bin/python" "$repo/tests/lab/guest_checks.py" /lab-results \
+    > /lab-results/checks.log 2>&1
+fi
 echo "lab-guest: checks exited $?"
 sync
 poweroff -f

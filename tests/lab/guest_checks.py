@@ -191,6 +191,27 @@ def libfido2(node: str) -> None:
         )
 
 
+def libfido2_with_pin(node: str) -> None:
+    """libfido2 again once keyadmin set a PIN: user verification through its own clientPIN code
+    (the PIN on stdin: the tools read it from there when there is no terminal)."""
+    work = HOME / "fido2"
+    run("fido2_token_I_pin", ["fido2-token", "-I", node])
+    run("fido2_cred_M_uv", ["fido2-cred", "-M", "-v", "-i", str(work / "cred.in"),
+                            "-o", str(work / "uv.out"), node], stdin=f"{PIN}\n")  # fmt: skip
+    run("fido2_cred_V_uv", ["fido2-cred", "-V", "-v", "-i", str(work / "uv.out"),
+                            "-o", str(work / "uv.pub")])  # fmt: skip
+    lines = (work / "uv.pub").read_text().splitlines() if (work / "uv.pub").exists() else [""]
+    (work / "uv.pem").write_text("\n".join(lines[1:]) + "\n")
+    (work / "uv.in").write_text("\n".join([
+        b64(hashlib.sha256(b"lab uv").digest()), "libfido2.lab.example", lines[0]
+    ]) + "\n")  # fmt: skip
+    run("fido2_assert_G_uv", ["fido2-assert", "-G", "-v", "-i", str(work / "uv.in"),
+                              "-o", str(work / "uv.assert"), node], stdin=f"{PIN}\n")  # fmt: skip
+    run("fido2_assert_V_uv", ["fido2-assert", "-V", "-v", "-i", str(work / "uv.assert"),
+                              str(work / "uv.pem"), "es256"])  # fmt: skip
+    run("fido2_token_L_r", ["fido2-token", "-L", "-r", node], stdin=f"{PIN}\n")
+
+
 def node_facts(node: str) -> dict[str, Any]:
     st = os.stat(node)
     props = subprocess.run(
@@ -330,6 +351,7 @@ def main() -> None:
     record("udev_node", **node_facts(served.node))
     libfido2(served.node)
     keyadmin_flows(keys, served.node)
+    libfido2_with_pin(served.node)
     record("unplug", **served.unplug())
     pulled_mid_command(keys)
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,9 @@ def boot(results_dir: Path, *, mode: str = "checks", timeout: float = BOOT_TIMEO
     if shutil.which("qemu-system-x86_64") is None:
         raise LabUnavailable("qemu-system-x86_64 is not installed (scripts/lab/setup.sh)")
     env = setup()
+    # keyadmin's byte code, compiled here: in the guest every module compiled is seconds of
+    # emulated CPU (this machine's shell sets PYTHONDONTWRITEBYTECODE, so no __pycache__ exists)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "keyadmin")], check=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     console = results_dir / "console.log"
     cmd = qemu_command(env, results_dir.resolve(), REPO / "tests" / "lab" / "guest-init.sh", mode)
