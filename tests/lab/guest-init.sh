@@ -28,5 +28,6 @@ else
     > /lab-results/checks.log 2>&1
 fi
 echo "lab-guest: checks exited $?"
+dmesg > /lab-results/dmesg.log 2>&1  # the kernel's full log (the console runs quiet)
 sync
 poweroff -f

@@ -210,6 +210,21 @@ def libfido2_with_pin(node: str) -> None:
     run("fido2_assert_V_uv", ["fido2-assert", "-V", "-v", "-i", str(work / "uv.assert"),
                               str(work / "uv.pem"), "es256"])  # fmt: skip
     run("fido2_token_L_r", ["fido2-token", "-L", "-r", node], stdin=f"{PIN}\n")
+    # a discoverable EdDSA credential: made, its attestation verified, listed, deleted
+    rk_in = work / "rk.in"
+    rk_in.write_text("\n".join([
+        b64(hashlib.sha256(b"lab rk").digest()), "rk.lab.example", "rk-user", b64(b"rk-user-id")
+    ]) + "\n")  # fmt: skip
+    made = ["fido2-cred", "-M", "-r", "-v", "-i", str(rk_in), "-o", str(work / "rk.out")]
+    run("fido2_cred_M_rk_eddsa", [*made, node, "eddsa"], stdin=f"{PIN}\n")
+    run("fido2_cred_V_rk_eddsa", ["fido2-cred", "-V", "-v", "-i", str(work / "rk.out"),
+                                  "-o", str(work / "rk.pub"), "eddsa"])  # fmt: skip
+    rk_id = (work / "rk.pub").read_text().split("\n", 1)[0] if (work / "rk.pub").exists() else ""
+    record("fido2_rk_id", id=rk_id)
+    run("fido2_token_L_k", ["fido2-token", "-L", "-k", "rk.lab.example", node], stdin=f"{PIN}\n")
+    run("fido2_token_D", ["fido2-token", "-D", "-i", rk_id, node], stdin=f"{PIN}\n")
+    run("fido2_token_L_k_after", ["fido2-token", "-L", "-k", "rk.lab.example", node],
+        stdin=f"{PIN}\n")  # fmt: skip
 
 
 def node_facts(node: str) -> dict[str, Any]:

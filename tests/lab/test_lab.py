@@ -148,3 +148,29 @@ def test_key_pulled_mid_command_is_exit_4_in_one_line(fact: Facts) -> None:
     assert len(errors) == 1 and "Traceback" not in pulled["stderr"], pulled
     assert all(ln.startswith(("error:", "hint:")) for ln in lines), pulled
     assert pulled["stdout"] == ""
+
+
+def test_libfido2_user_verification_with_keyadmins_pin(fact: Facts) -> None:
+    info = _ok(fact, "fido2_token_I_pin")["stdout"]
+    assert ", clientPin," in info and "pin retries: 8" in info, info  # set by `device prepare`
+    _ok(fact, "fido2_cred_M_uv")
+    _ok(fact, "fido2_cred_V_uv")  # -v: the UV flag must be set
+    _ok(fact, "fido2_assert_G_uv")
+    _ok(fact, "fido2_assert_V_uv")
+
+
+def test_libfido2_credential_management(fact: Facts) -> None:
+    import base64
+    import hashlib
+
+    rps = _ok(fact, "fido2_token_L_r")["stdout"]
+    # the credential keyadmin enrolled, for the lab policy's RP; libfido2's own were not resident
+    example = base64.b64encode(hashlib.sha256(b"example.com").digest()).decode()
+    assert rps.splitlines() == [f"00: {example} example.com"], rps
+    _ok(fact, "fido2_cred_M_rk_eddsa")
+    _ok(fact, "fido2_cred_V_rk_eddsa")
+    rk_id = fact("fido2_rk_id")["id"]
+    listed = _ok(fact, "fido2_token_L_k")["stdout"]
+    assert rk_id and rk_id in listed and "eddsa" in listed, listed
+    _ok(fact, "fido2_token_D")
+    assert rk_id not in fact("fido2_token_L_k_after")["stdout"]
