@@ -53,7 +53,8 @@ def lab() -> Boot:
     if result.qemu_code != 0 or not finished:
         pytest.fail(
             f"the lab guest did not finish (QEMU exit {result.qemu_code}, {result.seconds:.0f} s); "
-            f"console log and results kept in {run_dir} (console.log, checks.log, dmesg.log, results.json)",
+            f"console log and results kept in {run_dir} "
+            "(console.log, checks.log, dmesg.log, results.json)",
             pytrace=False,
         )
     return result

@@ -24,7 +24,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 KEYADMIN = str(REPO / ".venv" / "bin" / "keyadmin")
-OUT = Path(sys.argv[1])
+OUT = Path(sys.argv[1]) if sys.argv[1] != "--operator" else Path("/nonexistent")
 RESULTS: dict[str, Any] = {}
 USER, UID = "labop", 1500
 HOME = Path("/home") / USER
@@ -254,37 +254,39 @@ def keyadmin_flows(keys: Path, node: str) -> None:
     os.chmod(node, 0o600)
     run("doctor_unreadable", [KEYADMIN, "doctor", "--json", "--db", db])
     os.chmod(node, 0o660)
-    run("device_list", [KEYADMIN, "device", "list", "--json"])
-    run("device_info", [KEYADMIN, "device", "info", "--json"])
-    run(
-        "device_prepare",
-        [KEYADMIN, "device", "prepare", "--policy", policy, "--db", db, "--json"],
-        stdin=f"{PIN}\n",
-    )
-    run(
-        "enrol",
-        [KEYADMIN, "enrol", "alice", "--policy", policy, "--db", db, "--json"],
-        stdin=f"{PIN}\n",
-    )
-    receipt = str(lab / "receipt.pem")  # made on the host, unencrypted (one less slow start-up)
-    run(
-        "step_up",
-        [
-            KEYADMIN,
-            "step-up",
-            "alice",
-            "--action",
-            ACTION,
-            "--policy",
-            policy,
-            "--receipt-key",
-            receipt,
-            "--db",
-            db,
-            "--json",
-        ],
-        stdin=f"{PIN}\n",
-    )
+    # One operator process runs the rest through keyadmin's own app (as tests/e2e do): the imports
+    # (~600 modules) are paid once instead of five times, which is most of the emulated time.
+    batch = HOME / "operator.json"
+    run("operator_batch", [sys.executable, __file__, "--operator", str(batch), policy, db])
+    if batch.exists():
+        for name, facts in json.loads(batch.read_text()).items():
+            record(name, **facts)
+
+
+def operator_batch(out: Path, policy: str, db: str) -> None:
+    """As the operator: device list/info (no --device), prepare, enrol, step-up, in-process."""
+    from typer.testing import CliRunner
+
+    from keyadmin.cli.main import app
+
+    receipt = str(HOME / "lab" / "receipt.pem")  # made on the host, unencrypted
+    steps = [
+        ("device_list", ["device", "list", "--json"], None),
+        ("device_info", ["device", "info", "--json"], None),
+        ("device_prepare", ["device", "prepare", "--policy", policy, "--db", db, "--json"], PIN),
+        ("enrol", ["enrol", "alice", "--policy", policy, "--db", db, "--json"], PIN),
+        ("step_up", ["step-up", "alice", "--action", ACTION, "--policy", policy,
+                     "--receipt-key", receipt, "--db", db, "--json"], PIN),
+    ]  # fmt: skip
+    done: dict[str, Any] = {}
+    for name, args, pin in steps:
+        t0 = time.monotonic()
+        r = CliRunner().invoke(app, args, input=f"{pin}\n" if pin else None)
+        crash = repr(r.exception) if r.exit_code and r.exception else None
+        done[name] = {"argv": ["keyadmin", *args], "code": r.exit_code, "stdout": r.stdout,
+                      "stderr": r.stderr, "seconds": round(time.monotonic() - t0, 2),
+                      "exception": crash}  # fmt: skip
+        out.write_text(json.dumps(done))
 
 
 def pulled_mid_command(keys: Path) -> None:
@@ -372,6 +374,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--operator":
+        operator_batch(Path(sys.argv[2]), sys.argv[3], sys.argv[4])
+        sys.exit(0)
     try:
         main()
     finally:
