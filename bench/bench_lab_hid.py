@@ -87,6 +87,7 @@ def in_guest(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--repeat", type=int, help="ignored: the guest's counts are fixed (60, 15)")
     parser.add_argument("--guest", type=Path, help=argparse.SUPPRESS)  # inside the guest
     args = parser.parse_args()
     if args.guest:
