@@ -287,6 +287,30 @@ def operator_batch(out: Path, policy: str, db: str) -> None:
                       "stderr": r.stderr, "seconds": round(time.monotonic() - t0, 2),
                       "exception": crash}  # fmt: skip
         out.write_text(json.dumps(done))
+    done["ctaphid_ping"] = ping_max(done["device_list"]["stdout"])
+    out.write_text(json.dumps(done))
+
+
+def ping_max(listed: str) -> dict[str, Any]:
+    """CTAPHID PINGs through the kernel: 1886 bytes (32 reports, what uhid's output queue holds)
+    and 7609 bytes (129 reports, the longest message)."""
+    from fido2.ctap import CtapError
+    from fido2.hid import CTAPHID, open_device
+
+    facts: dict[str, Any] = {"code": 0}
+    try:
+        node = json.loads(listed)[0]["device"].removeprefix("hid:")
+        dev = open_device(node)
+        for size in (1886, 7609):
+            data = os.urandom(size)
+            try:
+                facts[str(size)] = "equal" if dev.call(CTAPHID.PING, data) == data else "DIFFERENT"
+            except CtapError as e:
+                facts[str(size)] = f"CtapError {e.code.name}"
+        dev.wink()
+    except Exception as e:  # recorded, judged by the test
+        facts.update(code=1, stderr=repr(e))
+    return facts
 
 
 def pulled_mid_command(keys: Path) -> None:

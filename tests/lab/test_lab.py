@@ -174,3 +174,13 @@ def test_libfido2_credential_management(fact: Facts) -> None:
     assert rk_id and rk_id in listed and "eddsa" in listed, listed
     _ok(fact, "fido2_token_D")
     assert rk_id not in fact("fido2_token_L_k_after")["stdout"]
+
+
+def test_ctaphid_messages_cross_the_kernel(fact: Facts) -> None:
+    ping = _ok(fact, "ctaphid_ping")
+    # 32 reports fit uhid's output queue: always echoed intact
+    assert ping["1886"] == "equal", ping
+    # 129 reports can overflow it when `sim serve` reads slower than the client writes (the kernel
+    # drops reports: "Output queue is full"; a USB key has flow control, uhid has none). Then the
+    # key must answer INVALID_SEQ, as CTAPHID says: never a hang, never other data.
+    assert ping["7609"] in ("equal", "CtapError INVALID_SEQ"), ping
