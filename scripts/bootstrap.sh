@@ -34,6 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The hardware lab (tests/lab/): QEMU, Debian's kernel unpacked into a cache, the guest initramfs.
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/lab/setup.sh >/dev/null || echo "bootstrap: the hardware lab could not be set up (tests/lab/ will say why)" >&2
+else
+  echo "bootstrap: the hardware lab needs root once: sudo bash scripts/lab/setup.sh" >&2
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv" >&2
   "$PYTHON" -m venv .venv

@@ -196,28 +196,68 @@ def root(state: Path = STATE_OPT) -> None:
 @app.command("serve")
 def serve(
     state: Path = STATE_OPT,
-    transport: str = typer.Option("pcsc", help="Only pcsc: a contactless card for pcscd via vpcd."),
-    host: str = typer.Option("127.0.0.1", help="Where vpcd listens."),
-    port: int = typer.Option(35963, help="vpcd's port (35963 is the first reader)."),
+    transport: str = typer.Option(
+        "pcsc",
+        help="pcsc: a contactless card for pcscd via vpcd. uhid: a USB HID device made by the "
+        "kernel through /dev/uhid (a real /dev/hidrawN node; needs the uhid module and root).",
+    ),
+    host: str = typer.Option("127.0.0.1", help="Where vpcd listens (pcsc)."),
+    port: int = typer.Option(35963, help="vpcd's port (35963 is the first reader; pcsc)."),
+    uhid: str = typer.Option("/dev/uhid", "--uhid", help="The uhid device file (uhid)."),
 ) -> None:
-    """Put the SOFTWARE key on a virtual NFC reader (vpcd), until Ctrl-C.
+    """Serve the SOFTWARE key on a virtual NFC reader (vpcd) or as a kernel USB HID device, until
+    Ctrl-C (or SIGTERM; the HID device is then unplugged).
 
     Example: keyadmin sim serve --state lab.key --transport pcsc --port 35963
+
+    Example: sudo keyadmin sim serve --state lab.key --transport uhid   # prints its /dev/hidrawN
     """
-    if transport != "pcsc":
-        raise UsageError(
-            f"unknown transport {transport!r}",
-            hint="only 'pcsc' is served; USB HID is used in-process with --device sim:FILE",
-        )
+    if transport not in ("pcsc", "uhid"):
+        raise UsageError(f"unknown transport {transport!r}", hint="pcsc or uhid")
     from keyadmin.sim.authenticator import SoftKey
-    from keyadmin.sim.pcsc import serve_pcsc
 
     key = SoftKey.open(state)
+    if transport == "uhid":
+        _serve_uhid(key, state, uhid)
+        return
+    from keyadmin.sim.pcsc import serve_pcsc
+
     say(f"Serving the SOFTWARE key {state} on vpcd {host}:{port} (Ctrl-C to stop)")
     try:
         serve_pcsc(key, host, port)
     except KeyboardInterrupt:
         say("stopped")
+
+
+def _serve_uhid(key: object, state: Path, uhid: str) -> None:
+    import os
+    import signal
+    import time
+
+    from keyadmin.sim.uhid import UhidKey, find_hidraw
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    uniq = f"keyadmin-sim-{os.getpid()}"
+    device = UhidKey(key, uhid, uniq=uniq)  # type: ignore[arg-type]
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        node = None
+        for _ in range(50):  # the kernel binds hid-generic and makes the node: usually < 1 s
+            node = find_hidraw(uniq)
+            if node:
+                break
+            time.sleep(0.1)
+        say(
+            f"Serving the SOFTWARE key {state} as a USB HID device: "
+            f"{node or 'no hidraw node yet (is hid-generic loaded?)'} (Ctrl-C to unplug)"
+        )
+        device.serve()
+    except KeyboardInterrupt:
+        say("unplugged")
+    finally:
+        device.stop()
 
 
 @app.command("selftest")
