@@ -161,7 +161,7 @@ policy_st = st.builds(
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=spec_st, variants=variants_st, choice=policy_st)
 def test_grouped_and_deep_audits_find_the_same(
     base: Spec, variants: list[tuple[str, int]], choice: PolicyChoice
