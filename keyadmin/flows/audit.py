@@ -16,7 +16,8 @@ What is checked (docs/audit.md):
 Cost: the expensive part (certificate path validation, metadata lookups, the rules) runs once
 per *evidence group*: credentials whose registrations agree on everything a rule reads except
 the statement's signature - format, AAGUID, certificate chain (x5c), rpIdHash, flags, COSE
-algorithm, extensions and the client data's type/origin/crossOrigin. Grouping needs only a
+algorithm, extensions, the client data's type/origin/crossOrigin/topOrigin and whether its
+challenge parses (its value differs per registration and no rule reads it). Grouping needs only a
 CBOR decode and a hash per credential. The group's first credential is verified in full
 (signature included); every member's signature was verified at enrolment over bytes that are
 immutable in the registry. ``deep=True`` re-verifies every credential on its own (slow).
@@ -144,10 +145,19 @@ def group_key(
 
 
 _CHALLENGE = b'"challenge":"'
+_B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _challenge_parses(value: bytes) -> bool:
+    """What the parser accepts as a challenge: base64url, optional trailing '=' padding."""
+    stripped = value.rstrip(b"=")
+    return len(stripped) % 4 != 1 and not stripped.translate(None, _B64URL)
 
 
 def _client_data_key(client_data: bytes) -> Any:
-    """The client data minus the (per-registration) challenge value, which no rule reads.
+    """The client data minus the (per-registration) challenge value, which no rule reads, and
+    whether that value parses (a challenge that is not base64url makes the registration
+    malformed, so it must not share a group with one whose challenge is well formed).
 
     Equal remaining bytes mean equal type/origin/crossOrigin/topOrigin; anything unusual falls
     back to the parsed fields.
@@ -157,8 +167,9 @@ def _client_data_key(client_data: bytes) -> Any:
         j = client_data.find(b'"', i + len(_CHALLENGE))
         value = client_data[i + len(_CHALLENGE) : j]
         if j > 0 and b"\\" not in value and client_data.count(_CHALLENGE) == 1:
-            return client_data[:i] + client_data[j:]
+            return client_data[:i] + client_data[j:], _challenge_parses(value)
     cd = json.loads(client_data)
+    challenge = cd.get("challenge")
     return (
         "parsed",
         cd.get("type"),
@@ -166,6 +177,9 @@ def _client_data_key(client_data: bytes) -> Any:
         cd.get("crossOrigin"),
         cd.get("topOrigin"),
         tuple(sorted(k for k in cd if k != "challenge")),
+        isinstance(challenge, str)
+        and challenge.isascii()
+        and _challenge_parses(challenge.encode()),
     )
 
 

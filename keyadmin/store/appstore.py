@@ -243,14 +243,10 @@ class AppRow:
 
 
 def _engine(url: str) -> Any:
-    from sqlalchemy import create_engine, event
+    from keyadmin.store.db import new_engine
 
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+    def app_sqlite(engine: Any, _path: Any) -> None:
+        from sqlalchemy import event
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -263,13 +259,8 @@ def _engine(url: str) -> Any:
         def _on_begin(conn: Any) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
-    if url.startswith("postgresql"):
-        return create_engine(url)
-    raise ConfigError(
-        f"unsupported target URL {url.split('://', 1)[0]}://…",
-        hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
-    )
+    # the application's own file: created and permissioned by the application, not by us
+    return new_engine(url, sqlite_setup=app_sqlite, private_file=False, what="target")
 
 
 def redact(url: str) -> str:

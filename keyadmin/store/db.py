@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,13 +86,20 @@ def sqlite_synchronous() -> str:
 
 
 def get_engine(url: str) -> Any:
-    """One engine per URL per process, migrated to the current schema."""
+    """One engine per URL per process, migrated to the current schema.
+
+    A database that cannot be reached (or refuses the migration) is DatabaseError."""
     with _lock:
         engine = _engines.get(url)
         if engine is not None:
             return engine
         engine = _create(url)
-        _migrate(engine)
+        try:
+            with database_errors("the registry database cannot be opened"):
+                _migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         _engines[url] = engine
         return engine
 
@@ -122,14 +129,95 @@ def dispose_all() -> None:
         _engines.clear()
 
 
-def _create(url: str) -> Any:
-    from sqlalchemy import create_engine, event
+def driver_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` spelled with keyadmin's driver (psycopg 3)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
 
-    path = sqlite_file(url)
-    if path is not None:
-        synchronous = sqlite_synchronous()  # validated before anything is created
-        ensure_private_file(path)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+def new_engine(
+    url: str,
+    *,
+    sqlite_setup: Callable[[Any, Path | None], None] | None = None,
+    private_file: bool = True,
+    what: str = "database",
+) -> Any:
+    """The one engine factory: the registry, the metadata index and the application's table.
+
+    PostgreSQL URLs in any spelling (``postgres://``, ``postgresql://``,
+    ``postgresql+psycopg://``) get psycopg 3 and a pre-ping; SQLite files are created 0600
+    first when ``private_file`` (keyadmin's own files), then ``sqlite_setup(engine, path)``
+    installs the caller's connection events. Anything else is a ConfigError. No connection is
+    opened here: the first one is made by the caller, inside its own error mapping
+    (:func:`database_errors`).
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    url = driver_url(url)
+    scheme = url.split("://", 1)[0]
+    if scheme.split("+")[0] == "postgresql":
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ImportError:
+            raise ConfigError(
+                "PostgreSQL support is not installed",
+                hint="pip install 'keyadmin[postgres]'",
+            ) from None
+        except (NoSuchModuleError, ArgumentError) as e:
+            raise ConfigError(
+                f"unsupported {what} URL {scheme}://… ({type(e).__name__})",
+                hint="use postgresql://USER@HOST/DB",
+            ) from None
+    if scheme.split("+")[0] == "sqlite":
+        path = sqlite_file(url)
+        if path is None:
+            engine = create_engine(url)
+        else:
+            if private_file:
+                ensure_private_file(path)
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        if sqlite_setup is not None:
+            sqlite_setup(engine, path)
+        return engine
+    raise ConfigError(
+        f"unsupported {what} URL {scheme}://…",
+        hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
+    )
+
+
+@contextmanager
+def database_errors(doing: str) -> Iterator[None]:
+    """A failure of the database or its driver (unreachable, refused) becomes DatabaseError.
+
+    Recognised by the exception's module, so entering this imports nothing (the SQLite read
+    path of the metadata index runs without SQLAlchemy)."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except Exception as e:
+        module = type(e).__module__ or ""
+        if not module.startswith(("sqlalchemy", "psycopg", "sqlite3")):
+            raise
+        first = str(getattr(e, "orig", None) or e).splitlines()
+        raise DatabaseError(
+            f"{doing} ({type(e).__name__}: {first[0][:200] if first else ''})",
+            hint="check that the database is reachable and the URL names it, then retry",
+        ) from e
+
+
+def _create(url: str) -> Any:
+    synchronous = sqlite_synchronous() if sqlite_file(url) is not None else ""
+
+    def registry_sqlite(engine: Any, path: Path | None) -> None:
+        if path is None:
+            return
+        from sqlalchemy import event
+
         _sqlite_settings[url] = (path, synchronous)
 
         @event.listens_for(engine, "connect")
@@ -153,25 +241,7 @@ def _create(url: str) -> Any:
         def _on_rollback(_conn: Any) -> None:
             writer_unlock(path)
 
-        return engine
-    if url.startswith(("postgresql", "postgres")):
-        if url.startswith("postgres://"):
-            url = "postgresql://" + url[len("postgres://") :]
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        try:
-            return create_engine(url, pool_pre_ping=True)
-        except ImportError:
-            raise ConfigError(
-                "PostgreSQL support is not installed",
-                hint="pip install 'keyadmin[postgres]'",
-            ) from None
-    if url.startswith("sqlite://"):
-        return create_engine(url)
-    raise ConfigError(
-        f"unsupported database URL {url.split('://', 1)[0]}://…",
-        hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
-    )
+    return new_engine(url, sqlite_setup=registry_sqlite, what="database")
 
 
 def _configure_sqlite(dbapi_conn: Any, synchronous: str) -> None:

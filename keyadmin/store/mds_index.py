@@ -411,13 +411,10 @@ class MdsIndex:
 
     def engine(self) -> Any:
         if self._engine is None:
-            from sqlalchemy import create_engine
+            from keyadmin.store.db import new_engine
 
-            if self._sqlite is not None:
-                from keyadmin.store.db import ensure_private_file
-
-                ensure_private_file(self._sqlite)  # 0600, like the registry it shares
-            self._engine = create_engine(self.url, future=True)
+            # the registry's database: a SQLite file is created 0600, like the registry
+            self._engine = new_engine(self.url, what="database")
         return self._engine
 
     def ensure_schema(self) -> None:
@@ -425,7 +422,12 @@ class MdsIndex:
         sa_metadata().create_all(self.engine(), checkfirst=True)
 
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        params = {"true": True, **(params or {})}
+        from keyadmin.store.db import database_errors
+
+        with database_errors("the metadata index cannot be read"):
+            return self._read(sql, {"true": True, **(params or {})})
+
+    def _read(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self._sqlite is not None:
             import sqlite3
 
@@ -542,14 +544,17 @@ class MdsIndex:
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
-        self.ensure_schema()
-        engine = self.engine()
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                from sqlalchemy import text
+        from keyadmin.store.db import database_errors
 
-                conn.execute(text("LOCK TABLE mds_snapshot IN EXCLUSIVE MODE"))
-            yield conn
+        with database_errors("the metadata index refused the write; nothing was stored"):
+            self.ensure_schema()
+            engine = self.engine()
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    from sqlalchemy import text
+
+                    conn.execute(text("LOCK TABLE mds_snapshot IN EXCLUSIVE MODE"))
+                yield conn
 
     def store_snapshot(
         self,

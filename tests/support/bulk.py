@@ -61,8 +61,19 @@ def lab_model(aaguid: str) -> LabModel:
     )
 
 
-def registration(model: LabModel, sign_count: int = 0) -> tuple[bytes, bytes, bytes, bytes]:
-    """(attestation_object, client_data_json, credential_id, COSE public key) - all real."""
+def registration(
+    model: LabModel,
+    sign_count: int = 0,
+    *,
+    flags: int = FLAGS_UP_UV_AT,
+    rp_id: str = RP_ID,
+    client_fields: dict[str, Any] | None = None,
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """(attestation_object, client_data_json, credential_id, COSE public key) - all real.
+
+    ``client_fields`` replace or add fields of the default client data (the challenge stays
+    random); ``flags`` and ``rp_id`` set authenticator data as given, signed all the same.
+    """
     import uuid
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -72,8 +83,8 @@ def registration(model: LabModel, sign_count: int = 0) -> tuple[bytes, bytes, by
     )
     cred_id = os.urandom(32)
     auth_data = (
-        hashlib.sha256(RP_ID.encode()).digest()
-        + bytes([FLAGS_UP_UV_AT])
+        hashlib.sha256(rp_id.encode()).digest()
+        + bytes([flags])
         + sign_count.to_bytes(4, "big")
         + uuid.UUID(model.aaguid).bytes
         + len(cred_id).to_bytes(2, "big")
@@ -83,10 +94,13 @@ def registration(model: LabModel, sign_count: int = 0) -> tuple[bytes, bytes, by
     import base64
 
     challenge = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
-    client_data = json.dumps(
-        {"type": "webauthn.create", "challenge": challenge, "origin": ORIGIN, "crossOrigin": False},
-        separators=(",", ":"),
-    ).encode()
+    fields = {
+        "type": "webauthn.create",
+        "challenge": challenge,
+        "origin": ORIGIN,
+        "crossOrigin": False,
+    }
+    client_data = json.dumps({**fields, **(client_fields or {})}, separators=(",", ":")).encode()
     sig = model.leaf_key.sign(
         auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
     )
@@ -98,6 +112,31 @@ def registration(model: LabModel, sign_count: int = 0) -> tuple[bytes, bytes, by
         }
     )
     return att_obj, client_data, cred_id, cose
+
+
+def new_credential(
+    user: str,
+    model: LabModel,
+    made: tuple[bytes, bytes, bytes, bytes],
+    decision: dict[str, Any] | None = None,
+) -> Any:
+    """A ``NewCredential`` for ``bulk_add_credentials`` from a :func:`registration` result."""
+    from keyadmin.store.estate import NewCredential
+
+    att, cd, cid, cose = made
+    return NewCredential(
+        user=user,
+        user_handle=hashlib.sha256(user.encode()).digest(),
+        credential_id=cid,
+        public_key_cose=cose,
+        sign_count=0,
+        aaguid=model.aaguid,
+        transports=("nfc", "usb"),
+        attestation_object=att,
+        client_data_json=cd,
+        evidence={"generated": True},
+        decision=decision or {"allowed": True, "generated": True},
+    )
 
 
 def generate(
@@ -140,21 +179,7 @@ def generate(
         decision: dict[str, Any] = {"allowed": True, "generated": True}
         if firmware and model.aaguid in firmware:
             decision["device"] = {"firmware": firmware[model.aaguid]}
-        pending.append(
-            NewCredential(
-                user=user,
-                user_handle=hashlib.sha256(user.encode()).digest(),
-                credential_id=cid,
-                public_key_cose=cose,
-                sign_count=0,
-                aaguid=model.aaguid,
-                transports=("nfc", "usb"),
-                attestation_object=att,
-                client_data_json=cd,
-                evidence={"generated": True},
-                decision=decision,
-            )
-        )
+        pending.append(new_credential(user, model, (att, cd, cid, cose), decision))
         ids.append(cid)
         if len(pending) >= batch:
             flush()
