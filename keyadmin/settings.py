@@ -160,7 +160,7 @@ def _targets(value: Any, fail: Any, text_of: Any, base: Path) -> tuple[Target, .
             if key not in _TARGET_KEYS:
                 raise fail("sync", "targets", f"unknown key {key!r} in a [[sync.targets]] table")
         if "url" not in t:
-            raise fail("sync", "targets", "each [[sync.targets]] needs url = \"…\"")
+            raise fail("sync", "targets", 'each [[sync.targets]] needs url = "…"')
         url = text_of("sync", "targets", t["url"])
         name = text_of("sync", "targets", t.get("name", f"target{len(out) + 1}"))
         mapping = t.get("mapping")

@@ -47,8 +47,10 @@ def authorize_cli(
     args: dict[str, Any],
     operator: str | None,
     operator_device: str | None,
+    interaction: Any = None,
 ) -> Any:
-    """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr."""
+    """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr.
+    Pass one ``interaction`` to several calls of one command to ask the PIN once."""
     from keyadmin.cli.device import _session
     from keyadmin.cli.interact import CliInteraction
     from keyadmin.flows.authority import authorize
@@ -65,7 +67,7 @@ def authorize_cli(
         args,
         operator=name,
         open_device=open_device if operator_device else None,
-        interaction=CliInteraction(),
+        interaction=interaction or CliInteraction(),
     )
     if authority.lab:
         say(LAB_NOTICE)

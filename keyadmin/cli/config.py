@@ -28,6 +28,8 @@ def show(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdo
         return
     emit_kv(
         f"Configuration: {path}" + ("" if settings.path else " (no such file: defaults)"),
-        [(r["name"], f"{r['value'] if r['value'] is not None else '-'}   [{r['source']}]")
-         for r in rows],  # fmt: skip
+        [
+            (r["name"], f"{r['value'] if r['value'] is not None else '-'}   [{r['source']}]")
+            for r in rows
+        ],  # fmt: skip
     )

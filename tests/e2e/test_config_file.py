@@ -87,7 +87,7 @@ def test_keyadmin_policy_env_works_for_every_command_that_takes_a_policy(tmp_pat
     ("text", "line", "key"),
     [
         ('registry = "sqlite:///x.db"\npolicyy = "p.toml"\n', 2, "policyy"),
-        ('policy = 3\n', 1, "policy"),
+        ("policy = 3\n", 1, "policy"),
         ('device = "sim:a"\n\n[sync]\ntargets = "app"\n', 4, "sync.targets"),
         ('[[sync.targets]]\nname = "app"\n', 1, "sync.targets"),
         ('[notify]\nwebhook_retries = "three"\n', 2, "notify.webhook_retries"),
