@@ -18,11 +18,7 @@ def day(iso: str | None) -> str:
 
 def describe(c: Any) -> str:
     """e.g. ``alice's key "primary" (enrolled 2026-12-01, last used never) [id 3]``."""
-    nick = f'"{c.nickname}"' if c.nickname else "(no nickname)"
-    return (
-        f"{c.user}'s key {nick} (enrolled {day(c.created_at)}, last used "
-        f"{day(c.last_used_at)}) [id {c.id}]"
-    )
+    return str(c.label())
 
 
 def ref_of(c: Any) -> str:

@@ -73,6 +73,16 @@ class CredentialRecord:
     witness: str | None
     public_key_cose: str  # hex
 
+    def label(self) -> str:
+        """How people name the key: ``alice's key "primary" (enrolled 2026-12-01, last used
+        never) [id 3]`` (never the number alone)."""
+        nick = f'"{self.nickname}"' if self.nickname else "(no nickname)"
+        used = self.last_used_at[:10] if self.last_used_at else "never"
+        return (
+            f"{self.user}'s key {nick} (enrolled {self.created_at[:10] or '?'}, last used "
+            f"{used}) [id {self.id}]"
+        )
+
 
 def _user_record(row: Any) -> UserRecord:
     return UserRecord(
