@@ -490,6 +490,12 @@ def log_verify(
         for problem in replayed.problems:
             say(f"  registry differs from the log: {problem}")
     if not ok:
+        from keyadmin.notify import event, send
+
+        first = result.problem or (replayed.problems[0] if replayed.problems else "")
+        summary = f"log verify failed: {first}"[:500]
+        bad = {"first_bad_seq": result.first_bad_seq, "differing": len(replayed.problems)}
+        send([event("tampering", summary, **bad)])
         raise typer.Exit(1)
 
 

@@ -253,6 +253,11 @@ def prove(
             hint="the registry was edited outside keyadmin; run: keyadmin log verify",
         ) from None
     if not advanced:
+        from keyadmin.notify import event, send
+
+        send([event("counter-anomaly", f"the counter of operator {user}'s credential did not "
+                    f"advance ({auth.counter} after {cred.sign_count}) authorizing {action}",
+                    user=user, credential_id=cred.credential_id.hex())])  # fmt: skip
         raise CounterViolation(
             f"the signature counter of {user}'s credential did not advance "
             f"({auth.counter} after {cred.sign_count}): a cloned key or a replay"
