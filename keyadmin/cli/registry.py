@@ -316,9 +316,18 @@ def creds_set_counter(
         emit_json(changed)
     else:
         emit_kv(
-            f"Credential #{changed.id}: counter {before} -> {changed.sign_count}",
+            f"{changed.label()}: counter {before} -> {changed.sign_count}",
             [("reason", reason)],
         )
+    from keyadmin.cli.naming import print_next
+
+    print_next(
+        [
+            "sync never lowers the application's counter: if its row is above "
+            f"{changed.sign_count}, fix it first (keyadmin sync --dry-run shows it), then "
+            "run keyadmin sync"
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------- users
