@@ -79,7 +79,10 @@ def send(events: list[dict[str, Any]]) -> None:
             name="keyadmin-webhook",
             daemon=False,
         )
-        t.start()
+        try:
+            t.start()
+        except RuntimeError:  # no thread can be started: syslog has the events
+            _syslog(settings["syslog"], event("notify", "webhook not started: no thread"))
 
 
 def _settings() -> dict[str, Any]:

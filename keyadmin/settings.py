@@ -238,7 +238,7 @@ def value(name: str) -> Any:
     return getattr(load(), name, None)
 
 
-def default_for(param: str, command_path: str) -> Any:
+def default_for(param: str, command_path: str, given: dict[str, Any] | None = None) -> Any:
     """The default of a command's parameter from the settings (None: none), for click's
     ``lookup_default``: below the command line and each option's own environment variable
     (click's order), above the built-in defaults. ``mds`` filters by --policy: no default."""
@@ -249,6 +249,8 @@ def default_for(param: str, command_path: str) -> Any:
         targets = load().targets
         if len(targets) != 1 or os.environ.get(ENV["target"]):
             return None
+        if name == "mapping" and (given or {}).get("target") not in (None, targets[0].url):
+            return None  # another --target than the configured one: not its mapping
         return targets[0].url if name == "target" else targets[0].mapping
     return value(name) or None
 

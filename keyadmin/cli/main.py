@@ -120,7 +120,7 @@ class SettingsContext(typer.Context):
             return found
         from keyadmin.settings import default_for
 
-        return default_for(name, self.command_path)
+        return default_for(name, self.command_path, self.params)
 
 
 def _use_settings(cmd: Any) -> None:

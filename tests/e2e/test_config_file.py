@@ -126,3 +126,17 @@ def test_config_show_prints_each_setting_and_where_it_came_from(tmp_path, home, 
     assert shown["registry"]["value"] == "sqlite:////srv/reg.db"
     assert shown["registry"]["source"].startswith("file")
     assert shown["operator"]["value"] == "bob" and shown["operator"]["source"] == "env"
+
+
+def test_the_configured_mapping_goes_with_the_configured_target_only(tmp_path, home) -> None:
+    from keyadmin.settings import default_for
+
+    _write(
+        home / "config.toml",
+        '[[sync.targets]]\nname = "portal"\nurl = "sqlite:////srv/portal.db"\n'
+        'mapping = "/etc/keyadmin/portal-mapping.toml"\n',
+    )
+    assert default_for("target", "keyadmin sync") == "sqlite:////srv/portal.db"
+    assert default_for("mapping", "keyadmin sync", {}) == "/etc/keyadmin/portal-mapping.toml"
+    other = {"target": "sqlite:////srv/other.db"}
+    assert default_for("mapping", "keyadmin sync", other) is None
