@@ -77,7 +77,7 @@ def config_path() -> tuple[Path, bool]:
     return base / "config.toml", False
 
 
-_cache: dict[tuple[str, float, int], Settings] = {}
+_cache: dict[tuple[str, int, int, int], Settings] = {}
 
 
 def load() -> Settings:
@@ -93,7 +93,7 @@ def load() -> Settings:
                 hint=f"create it, or unset {ENV_CONFIG} (docs/configuration.md)",
             ) from None
         return Settings()
-    key = (str(path), st.st_mtime, st.st_size)
+    key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
     if key not in _cache:
         _cache.clear()
         _cache[key] = _parse(path)
