@@ -201,3 +201,27 @@ def test_no_socket_and_no_webhook_change_nothing(lab, receipt_key, tmp_path, mon
     monkeypatch.setenv("KEYADMIN_HOME", str(tmp_path / "home"))
     out = _quarantine(lab, receipt_key, tmp_path)
     assert out.exit_code == 6 and "Traceback" not in out.stderr
+
+
+def test_tampering_found_by_sync_goes_to_syslog(tmp_path, syslog) -> None:
+    """The application's table edited behind keyadmin's back: sync finds it (exit 3), and
+    the sync.tamper row is announced once it is committed."""
+    import sqlite3
+
+    from tests.support.lab import PIN as LAB_PIN
+    from tests.support.lab import make_lab as make_enrol_lab
+
+    lab = make_enrol_lab(tmp_path / "lab", f"sqlite:///{tmp_path / 'reg.db'}")
+    assert invoke(*lab.enrol_args("alice"), input=f"{LAB_PIN}\n").exit_code == 0
+    app = tmp_path / "app.db"
+    target = f"sqlite:///{app}"
+    first = invoke("sync", "--target", target, "--create-table", "--db", lab.db)
+    assert first.exit_code == 0, first.stderr
+    con = sqlite3.connect(app)
+    con.execute("UPDATE webauthn_credentials SET public_key = x'00112233'")
+    con.commit()
+    con.close()
+    out = invoke("sync", "--target", target, "--full", "--db", lab.db)
+    assert out.exit_code == 3, out.stderr
+    got = syslog.messages(wait_for="tampering")
+    assert any("tampering" in m and "sync.tamper" in m for m in got), got
