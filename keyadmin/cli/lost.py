@@ -81,7 +81,7 @@ def lost(
         steps.append(sync_step())
     for p in failed:
         say(f"warning: NOT pushed to {p.target}: {p.error}; it may still accept this key")
-        steps.append(f"push again: keyadmin sync --target {p.target}")
+        steps.append(f"push again: keyadmin sync --target '{p.url}'")
     if result.credential.status == "suspended":
         steps.append(f"found again: keyadmin creds reinstate {ref_of(c)} --reason found")
         steps.append(f"gone for good: keyadmin creds revoke {ref_of(c)} --reason REASON")

@@ -27,6 +27,7 @@ class Push:
 
     target: str
     ok: bool
+    url: str = ""  # redacted: no password
     removed: int = 0
     disabled: int = 0
     tampering: int = 0
@@ -87,8 +88,9 @@ def report_lost(
 
 def _push(db_url: str, target: Any, authorize: Authorize) -> Push:
     from keyadmin.flows.sync import sync
-    from keyadmin.store.appstore import load_mapping
+    from keyadmin.store.appstore import load_mapping, redact
 
+    url = redact(target.url)
     try:
         authority = authorize("sync", {"requested_full": False, "requested_prune": False})
         result = sync(
@@ -99,10 +101,11 @@ def _push(db_url: str, target: Any, authorize: Authorize) -> Push:
             authority=authority.evidence,
         )
     except KeyadminError as e:
-        return Push(target.name, False, error=e.message)
+        return Push(target.name, False, url, error=e.message)
     return Push(
         target.name,
         result.tampering_count == 0,
+        url,
         removed=result.removed,
         disabled=result.disabled,
         tampering=result.tampering_count,

@@ -165,3 +165,22 @@ def test_enrol_prints_the_next_step(tmp_path, home) -> None:
     out = invoke(*lab.enrol_args("carol"), input=f"{PIN}\n")
     assert out.code == 0, out.stderr
     assert "next:" in out.stderr and "keyadmin sync" in out.stderr
+
+
+def test_lost_key_with_an_unreachable_target_keeps_the_change_and_exits_1(desk, home) -> None:
+    primary, _backup, app = desk
+    conf = (home / "config.toml").read_text()
+    (home / "config.toml").write_text(
+        conf + '\n[[sync.targets]]\nname = "billing"\nurl = "sqlite:////nonexistent-dir/b.db"\n'
+    )
+    out = invoke("creds", "lost", "alice/primary", "--reason", "lost", "--force", "--json")
+    assert out.code == 1, out.stderr
+    result = json.loads(out.stdout)
+    assert result["credential"]["status"] == "suspended"  # the registry change stands
+    pushed = {p["target"]: p["ok"] for p in result["pushed"]}
+    assert pushed == {"portal": True, "billing": False}
+    assert (
+        "NOT pushed to billing" in out.stderr
+        and "keyadmin sync --target 'sqlite:////nonexistent-dir/b.db'" in out.stderr
+    )
+    assert primary.key().state.credentials[0].id_bytes.hex() not in _app_ids(app)
