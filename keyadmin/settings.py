@@ -20,6 +20,7 @@ from typing import Any
 from keyadmin.errors import ConfigError
 
 ENV_CONFIG = "KEYADMIN_CONFIG"
+DEFAULT_SOCKET = "/dev/log"
 
 #: setting -> the environment variable that overrides the file.
 ENV: dict[str, str] = {
@@ -68,13 +69,16 @@ def config_path() -> tuple[Path, bool]:
     named = os.environ.get(ENV_CONFIG)
     if named:
         return Path(named), True
+    return _data_path() / "config.toml", False
+
+
+def _data_path() -> Path:
+    """keyadmin.config.data_dir's path, without creating or checking it."""
     home = os.environ.get("KEYADMIN_HOME")
     if home:
-        base = Path(home)
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        base = Path(xdg) / "keyadmin"
-    return base / "config.toml", False
+        return Path(home)
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "keyadmin"
 
 
 _cache: dict[tuple[str, int, int, int], Settings] = {}
@@ -226,8 +230,19 @@ def resolved() -> list[dict[str, Any]]:
         if name == "target":
             value = [t.__dict__ for t in s.targets] or None
         src = f"file {s.path}" if value not in (None, []) else "default"
+        if src == "default":
+            value = _builtin(name)
         rows.append({"name": name, "value": value, "source": src, "env": env})
     return rows
+
+
+def _builtin(name: str) -> Any:
+    """What applies when nothing names a setting (never creates the data directory)."""
+    if name == "registry":
+        return f"sqlite:///{_data_path() / 'keyadmin.db'}"
+    builtin = {"operator": "the login name", "device": "the one key plugged in",
+               "syslog": DEFAULT_SOCKET}  # fmt: skip
+    return builtin.get(name)
 
 
 def value(name: str) -> Any:

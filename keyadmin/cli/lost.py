@@ -42,6 +42,7 @@ def lost(
     (or `revoke`) and `sync` (lifecycle and sync roles; the PIN is asked once). Asks first
     unless --force. Exit 1 when a push failed (the registry change stands; the message says
     which application still accepts the key).
+
     Example: keyadmin creds lost alice/primary --reason 'left on a train'
     """
     from keyadmin.cli.interact import CliInteraction, confirm
