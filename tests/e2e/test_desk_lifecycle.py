@@ -184,3 +184,19 @@ def test_lost_key_with_an_unreachable_target_keeps_the_change_and_exits_1(desk, 
         and "keyadmin sync --target 'sqlite:////nonexistent-dir/b.db'" in out.stderr
     )
     assert primary.key().state.credentials[0].id_bytes.hex() not in _app_ids(app)
+
+
+def test_an_operator_key_without_the_operators_credential_names_them(desk, tmp_path) -> None:
+    primary, backup, _app = desk
+    olivia = make_lab(tmp_path / "olivia", primary.db)
+    enrolled = invoke("enrol", "olivia", "--policy", str(olivia.policy), "-d", olivia.device,
+                      "--nickname", "olivia desk", input=f"{PIN}\n")  # fmt: skip
+    assert enrolled.code == 0, enrolled.stderr
+    assert invoke("operator", "bootstrap", "olivia", "-d", olivia.device,
+                  input=f"{PIN}\n").code == 0  # fmt: skip
+    out = invoke("creds", "suspend", "alice/backup", "--reason", "x", "--force",
+                 "--operator", "olivia", "--operator-device", backup.device,
+                 input=f"{PIN}\n")  # fmt: skip
+    assert out.code == 3, out.stderr
+    assert "holds none of olivia's active credentials" in out.stderr, out.stderr
+    assert '"olivia desk"' in out.stderr
