@@ -33,10 +33,16 @@ def data_dir() -> Path:
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The registry: --db, else $KEYADMIN_DATABASE_URL, else a SQLite file in data_dir()."""
+    """The registry: --db, else $KEYADMIN_DATABASE_URL, else ``registry`` in the configuration
+    file (keyadmin.settings), else a SQLite file in data_dir()."""
     if explicit:
         return explicit
     env = os.environ.get(ENV_DB)
     if env:
         return env
+    from keyadmin.settings import load
+
+    configured = load().registry
+    if configured:
+        return configured
     return f"sqlite:///{data_dir() / 'keyadmin.db'}"

@@ -88,9 +88,16 @@ class PinError(KeyadminError):
 class PinInvalid(PinError):
     def __init__(self, retries_left: int | None = None) -> None:
         msg = "wrong PIN"
+        hint = None
         if retries_left is not None:
             msg += f" ({retries_left} attempts left before the key locks)"
-        super().__init__(msg, retries_left=retries_left)
+            if retries_left <= 3:
+                msg += f" - WARNING: only {retries_left} left"
+                hint = (
+                    "type it carefully: when no attempt is left the key is locked for good "
+                    "and only a reset helps, which erases every credential on it"
+                )
+        super().__init__(msg, hint=hint, retries_left=retries_left)
         self.retries_left = retries_left
 
 

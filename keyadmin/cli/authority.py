@@ -41,14 +41,24 @@ def operator_name(operator: str | None) -> str:
     return operator or os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
 
 
+def _only_configured(operator_device: str) -> bool:
+    """The device came from the configuration file, not the command line or environment."""
+    from keyadmin.settings import load
+
+    configured = load().operator_device
+    return configured == operator_device and not os.environ.get("KEYADMIN_OPERATOR_DEVICE")
+
+
 def authorize_cli(
     url: str,
     action: str,
     args: dict[str, Any],
     operator: str | None,
     operator_device: str | None,
+    interaction: Any = None,
 ) -> Any:
-    """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr."""
+    """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr.
+    Pass one ``interaction`` to several calls of one command to ask the PIN once."""
     from keyadmin.cli.device import _session
     from keyadmin.cli.interact import CliInteraction
     from keyadmin.flows.authority import authorize
@@ -59,14 +69,27 @@ def authorize_cli(
         say(f"Operator {name}: authorize {action} with your own key (your PIN)")
         return _session(operator_device)
 
-    authority = authorize(
-        url,
-        action,
-        args,
-        operator=name,
-        open_device=open_device if operator_device else None,
-        interaction=CliInteraction(),
-    )
+    authority = None
+    if operator_device and _only_configured(operator_device) and action != "operator.login":
+        # the configuration file's operator_device is for logging in: a live session is used
+        # first (the key is asked for when there is none)
+        from keyadmin.flows.authority import NotAuthorized, session_file
+
+        if session_file(url).is_file():
+            try:
+                authority = authorize(url, action, args, operator=name, open_device=None,
+                                      interaction=None)  # fmt: skip
+            except NotAuthorized:
+                authority = None
+    if authority is None:
+        authority = authorize(
+            url,
+            action,
+            args,
+            operator=name,
+            open_device=open_device if operator_device else None,
+            interaction=interaction or CliInteraction(),
+        )
     if authority.lab:
         say(LAB_NOTICE)
     else:

@@ -14,7 +14,7 @@ from typing import Any
 
 from fido2.client import UserInteraction
 
-from keyadmin.cli.render import ask_hidden, err
+from keyadmin.cli.render import ask_hidden, err, say
 from keyadmin.errors import KeyadminError, PinError
 
 
@@ -42,16 +42,61 @@ def protect_secrets() -> None:
             )
 
 
-def read_pin(prompt: str = "PIN: ") -> str:
+#: how often a terminal asks again for a PIN shorter than the key's minimum
+MAX_ASKS = 5
+
+
+def _key_facts() -> tuple[int | None, int | None]:
+    """(minimum PIN length, attempts left) of the key this prompt is for, if one is open."""
+    from keyadmin.device.session import current_session
+
+    session = current_session()
+    return session.pin_facts() if session is not None else (None, None)
+
+
+def _label(prompt: str, minimum: int | None, retries: int | None) -> str:
+    facts = []
+    if minimum is not None:
+        facts.append(f"at least {minimum} characters")
+    if retries is not None:
+        facts.append(f"{retries} attempts left")
+    base = prompt.rstrip().rstrip(":")
+    return f"{base} ({'; '.join(facts)}): " if facts else f"{base}: "
+
+
+def read_pin(prompt: str = "PIN: ", *, new: bool = False) -> str:
+    """A PIN for the open key: a hidden prompt that states the key's minimum length and the
+    attempts left and asks again for a PIN shorter than the minimum (never sent to the key),
+    or one line of stdin (a short one is refused, no attempt spent)."""
     protect_secrets()
-    if sys.stdin is not None and sys.stdin.isatty():
-        pin = ask_hidden(prompt)
-    else:
-        line = sys.stdin.readline() if sys.stdin is not None else ""
-        pin = line.rstrip("\r\n")
-    if not pin:
-        raise PinError("no PIN given", hint="type it at the prompt, or pipe it on stdin")
-    return _text(pin)
+    minimum, retries = _key_facts()
+    if new:
+        retries = None
+    if retries is not None and retries <= 3:
+        say(f"warning: only {retries} PIN attempts left before the key locks for good")
+    tty = sys.stdin is not None and sys.stdin.isatty()
+    for _ in range(MAX_ASKS):
+        if tty:
+            pin = ask_hidden(_label(prompt, minimum, retries))
+        else:
+            line = sys.stdin.readline() if sys.stdin is not None else ""
+            pin = line.rstrip("\r\n")
+        if not pin:
+            raise PinError("no PIN given", hint="type it at the prompt, or pipe it on stdin")
+        pin = _text(pin)
+        if minimum is None or len(pin) >= minimum:
+            return pin
+        if not tty:
+            raise PinError(
+                f"the PIN given is shorter than this key's minimum of {minimum} characters; "
+                "it was not sent to the key (no attempt was spent)",
+                hint="check the PIN that is piped in",
+            )
+        say(
+            f"too short: this key's PINs have at least {minimum} characters "
+            "(nothing was sent to the key); type it again"
+        )
+    raise PinError(f"no PIN of at least {minimum} characters was typed; nothing was sent")
 
 
 def _text(pin: str) -> str:
@@ -68,16 +113,15 @@ def _text(pin: str) -> str:
 
 
 def read_new_pin() -> str:
-    """A new PIN: typed twice at a terminal, or one line of stdin."""
+    """A new PIN: typed twice at a terminal (asked again when shorter than the key's minimum),
+    or one line of stdin."""
     protect_secrets()
     if sys.stdin is not None and sys.stdin.isatty():
-        first = ask_hidden("New PIN: ")
+        first = read_pin("New PIN: ", new=True)
         if ask_hidden("New PIN again: ") != first:
             raise PinError("the two PINs differ; nothing was changed")
-        if not first:
-            raise PinError("no PIN given")
-        return _text(first)
-    return read_pin()
+        return first
+    return read_pin(new=True)
 
 
 def confirm(question: str) -> None:

@@ -79,6 +79,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "app",
         "Verify a recorded registration against a policy.",
     ),
+    "config": (
+        "keyadmin.cli.config",
+        "app",
+        "The configuration file: each setting and where it came from.",
+    ),
     "sim": (
         "keyadmin.cli.sim",
         "app",
@@ -101,7 +106,27 @@ def _load(name: str) -> Any:
         obj._add_completion = False  # completion is not offered per group
         cmd = typer.main.get_group(obj)
     cmd.name = name
+    _use_settings(cmd)
     return cmd
+
+
+class SettingsContext(typer.Context):
+    """Defaults from the configuration file (keyadmin.settings), under the command line and
+    each option's environment variable (click's order)."""
+
+    def lookup_default(self, name: str, call: bool = True) -> Any:
+        found = super().lookup_default(name, call=call)  # type: ignore[call-overload]
+        if found is not None:
+            return found
+        from keyadmin.settings import default_for
+
+        return default_for(name, self.command_path, self.params)
+
+
+def _use_settings(cmd: Any) -> None:
+    cmd.context_class = SettingsContext
+    for sub in getattr(cmd, "commands", {}).values():
+        _use_settings(sub)
 
 
 class KeyadminGroup(TyperGroup):

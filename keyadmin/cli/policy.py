@@ -33,10 +33,14 @@ _AT = typer.Option("--at", help="Evaluation time, ISO 8601 (metadata freshness);
 
 @app.command("check")
 def check_cmd(
-    file: Annotated[Path, typer.Argument(help="The policy TOML file.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="The policy TOML file (default: the configured policy)."),
+    ] = None,
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
-    """Load a policy file and report its rules, version and SHA-256, or the first error.
+    """Load a policy file (default: the configured one) and report its rules, version and
+    SHA-256, or the first error.
 
     An error names the file, the line and the key (unknown keys, wrong types, an allowlist
     without verified attestation, an empty trust set, a missing root file). Exit 0 when the
@@ -48,6 +52,17 @@ def check_cmd(
     """
     from keyadmin.policy import PolicyLoadError, load_policy
 
+    if file is None:
+        from keyadmin.errors import UsageError
+        from keyadmin.settings import value
+
+        configured = value("policy")
+        if not configured:
+            raise UsageError(
+                "no policy file given and none configured",
+                hint="keyadmin policy check FILE, or policy = in the configuration file",
+            )
+        file = Path(configured)
     try:
         pol = load_policy(file)
     except PolicyLoadError as e:

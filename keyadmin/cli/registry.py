@@ -21,13 +21,16 @@ DEVICE_OPT = typer.Option(
 )
 
 creds_app = typer.Typer(
-    help="Credentials in the registry: list, show, revoke, suspend, reinstate, set-counter."
+    help="Credentials in the registry: list, show, lost, revoke, suspend, reinstate, set-counter."
 )
 users_app = typer.Typer(help="Users in the registry and their key coverage.")
 log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
 
 
-REF_HELP = "Registry id (3; #12345678 for any size), or credential id (hex prefix)."
+REF_HELP = (
+    "USER/NICKNAME (alice/backup), registry id (3; #12345678 for any size), or credential id "
+    "(hex prefix)."
+)
 
 
 def _db(db: str | None) -> str:
@@ -118,11 +121,12 @@ def enrol(
             override_stale_metadata=allow_stale_metadata,
             authority=evidence,
         )
+    _next_after_enrol(url, user, loaded.keys_per_user.minimum)
     if json_out:
         emit_json(result)
         return
     emit_kv(
-        f"Enrolled: {user} now holds credential #{result.registry_id}",
+        f"Enrolled: {user} now holds key {nickname or '(no nickname)'} [id {result.registry_id}]",
         [
             ("credential id", result.credential_id),
             ("aaguid", result.aaguid),
@@ -134,6 +138,14 @@ def enrol(
             ("rules passed", sum(1 for r in result.reasons if r["outcome"] == "pass")),
         ],
     )
+
+
+def _next_after_enrol(url: str, user: str, minimum: int | None) -> None:
+    from keyadmin.cli.naming import coverage_steps, print_next, sync_step
+
+    steps = [sync_step()]
+    more = coverage_steps(url, user, minimum)
+    print_next(steps + [s.replace("a replacement", "a backup key") for s in more])
 
 
 # ---------------------------------------------------------------------------- creds
@@ -160,11 +172,17 @@ def creds_list(
         say("no credentials match")
         return
 
-    out(f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n")
+    from keyadmin.cli.naming import day
+
+    out(
+        f"{'id':>5}  {'user':<16} {'nickname':<16} {'status':<11} {'enrolled':<10}  "
+        f"{'last used':<10}  {'counter':>7}  aaguid / credential\n"
+    )
     for c in creds:
         out(
-            f"{c.id:>5}  {clean(c.user):<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
-            f"{c.credential_id[:16]}…\n"
+            f"{c.id:>5}  {clean(c.user):<16} {clean(c.nickname or '-'):<16} {c.status:<11} "
+            f"{day(c.created_at):<10}  {day(c.last_used_at):<10}  {c.sign_count:>7}  "
+            f"{c.aaguid}  {c.credential_id[:16]}…\n"
         )
 
 
@@ -200,6 +218,7 @@ def _status_command(verb: str) -> Any:
         json_out: bool = JSON_OPT,
     ) -> None:
         from keyadmin.cli.interact import confirm
+        from keyadmin.cli.naming import describe
         from keyadmin.store import registry
         from keyadmin.store.db import transaction
 
@@ -207,7 +226,7 @@ def _status_command(verb: str) -> Any:
         with transaction(url) as s:
             c = registry.get_credential(s, ref)
         if not force:
-            confirm(f"{verb.capitalize()} credential #{c.id} of {c.user} ({c.status})?")
+            confirm(f"{verb.capitalize()} {describe(c)}, now {c.status}?")
         args = {"credential": c.credential_id, "reason": reason}
         authority = authorize_cli(url, f"credential.{verb}", args, operator, operator_device)
         with transaction(url) as s:
@@ -222,7 +241,8 @@ def _status_command(verb: str) -> Any:
         if json_out:
             emit_json(changed)
         else:
-            emit_kv(f"Credential #{changed.id} is now {changed.status}", [("reason", reason)])
+            emit_kv(f"{describe(changed)} is now {changed.status}", [("reason", reason)])
+        _next_after_status(url, changed, verb)
 
     command.__doc__ = (
         f"{verb.capitalize()} a credential (asks first unless --force; logged). Once an "
@@ -231,6 +251,24 @@ def _status_command(verb: str) -> Any:
         "--operator olivia --operator-device hid:/dev/hidraw4"
     )
     return command
+
+
+def _next_after_status(url: str, c: Any, verb: str) -> None:
+    from keyadmin.cli.naming import (
+        configured_minimum,
+        coverage_steps,
+        print_next,
+        ref_of,
+        sync_step,
+    )
+
+    steps = [sync_step()]
+    if verb == "suspend":
+        steps.append(f"found again: keyadmin creds reinstate {ref_of(c)} --reason found")
+        steps.append(f"gone for good: keyadmin creds revoke {ref_of(c)} --reason REASON")
+    if verb in ("suspend", "revoke"):
+        steps += coverage_steps(url, c.user, configured_minimum())
+    print_next(steps)
 
 
 for _verb in ("revoke", "suspend", "reinstate"):
@@ -264,9 +302,9 @@ def creds_set_counter(
     with transaction(url) as s:
         c = registry.get_credential(s, ref)
     if not force:
-        confirm(
-            f"Set the counter of credential #{c.id} of {c.user} from {c.sign_count} to {value}?"
-        )
+        from keyadmin.cli.naming import describe
+
+        confirm(f"Set the counter of {describe(c)} from {c.sign_count} to {value}?")
     args = {"credential": c.credential_id, "value": value, "reason": reason}
     authority = authorize_cli(url, "credential.set-counter", args, operator, operator_device)
     with transaction(url) as s:
@@ -278,9 +316,18 @@ def creds_set_counter(
         emit_json(changed)
     else:
         emit_kv(
-            f"Credential #{changed.id}: counter {before} -> {changed.sign_count}",
+            f"{changed.label()}: counter {before} -> {changed.sign_count}",
             [("reason", reason)],
         )
+    from keyadmin.cli.naming import print_next
+
+    print_next(
+        [
+            "sync never lowers the application's counter: if its row is above "
+            f"{changed.sign_count}, fix it first (keyadmin sync --dry-run shows it), then "
+            "run keyadmin sync"
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------- users
@@ -452,6 +499,12 @@ def log_verify(
         for problem in replayed.problems:
             say(f"  registry differs from the log: {problem}")
     if not ok:
+        from keyadmin.notify import event, send
+
+        first = result.problem or (replayed.problems[0] if replayed.problems else "")
+        summary = f"log verify failed: {first}"[:500]
+        bad = {"first_bad_seq": result.first_bad_seq, "differing": len(replayed.problems)}
+        send([event("tampering", summary, **bad)])
         raise typer.Exit(1)
 
 
@@ -573,3 +626,12 @@ def log_bind_state(
         emit_kv("State bound", [("credentials", len(bound))])
         for cid in bound:
             say(f"  bound as found: {cid}")
+
+
+def _register_lost() -> None:
+    from keyadmin.cli.lost import lost
+
+    creds_app.command("lost")(lost)
+
+
+_register_lost()

@@ -14,7 +14,7 @@ from typing import Any
 
 from keyadmin.device.discovery import DeviceRef
 from keyadmin.device.errors import device_errors
-from keyadmin.errors import DeviceError, PinError, PinInvalid
+from keyadmin.errors import DeviceError, KeyadminError, PinError, PinInvalid
 
 
 def firmware_text(value: int | None) -> str | None:
@@ -88,6 +88,14 @@ class StoredCredential:
     algorithm: int | None
 
 
+_OPEN: list[DeviceSession] = []
+
+
+def current_session() -> DeviceSession | None:
+    """The key most recently opened and not yet closed: the one a PIN prompt is for."""
+    return _OPEN[-1] if _OPEN else None
+
+
 class DeviceSession:
     """One open key. Use as a context manager so the transport is closed."""
 
@@ -98,14 +106,40 @@ class DeviceSession:
         self.device = device
         with device_errors():
             self.ctap = Ctap2(device)
+        _OPEN.append(self)
 
     def __enter__(self) -> DeviceSession:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Closes the key; a wrong PIN met anywhere inside (e.g. through python-fido2's
+        client, which does not say how many attempts are left) leaves with the retries."""
+        try:
+            if isinstance(exc, PinInvalid) and exc.retries_left is None:
+                try:
+                    retries = self.pin_retries()[0]
+                except (KeyadminError, OSError):
+                    retries = None
+                if retries is not None:
+                    raise PinInvalid(retries_left=retries) from None
+        finally:
+            self.close()
+
+    def pin_facts(self) -> tuple[int | None, int | None]:
+        """(the minimum length a PIN typed for this key can have, the attempts left); None
+        where the key cannot say. No minimum while the key demands a PIN change (its current
+        PIN may predate a raised minimum)."""
+        try:
+            info = self.ctap_info()
+            minimum = None if info.force_pin_change else int(info.min_pin_length or 4)
+            retries = self.pin_retries()[0] if info.options.get("clientPin") else None
+        except (KeyadminError, OSError):
+            return None, None
+        return minimum, retries
 
     def close(self) -> None:
+        if self in _OPEN:
+            _OPEN.remove(self)
         try:
             self.device.close()
         except Exception:  # noqa: BLE001,S110 - closing a vanished device is not an error

@@ -222,7 +222,15 @@ def prove(
         assertion = get_assertion(device, interaction, request)
     except DeviceProtocolError as e:
         if e.data.get("ctap") == 0x2E:  # NO_CREDENTIALS
-            raise NotAuthorized(f"this key holds no credential of {user}") from None
+            from keyadmin.store import registry
+
+            with transaction(db_url) as s:
+                held = registry.list_credentials(s, user=user, status="active")
+            raise NotAuthorized(
+                f"this key holds none of {user}'s active credentials: "
+                + "; ".join(c.label() for c in held),
+                hint=f"{user} authorizes with their own key named above",
+            ) from None
         raise
     cred = next((c for c in same_rp if c.credential_id == assertion.credential_id), None)
     if cred is None:
@@ -253,6 +261,11 @@ def prove(
             hint="the registry was edited outside keyadmin; run: keyadmin log verify",
         ) from None
     if not advanced:
+        from keyadmin.notify import event, send
+
+        send([event("counter-anomaly", f"the counter of operator {user}'s credential did not "
+                    f"advance ({auth.counter} after {cred.sign_count}) authorizing {action}",
+                    user=user, credential_id=cred.credential_id.hex())])  # fmt: skip
         raise CounterViolation(
             f"the signature counter of {user}'s credential did not advance "
             f"({auth.counter} after {cred.sign_count}): a cloned key or a replay"

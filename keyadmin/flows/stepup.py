@@ -61,6 +61,52 @@ def get_assertion(session: Any, interaction: Any, challenge: StepUpChallenge) ->
     )
 
 
+NO_CREDENTIALS = 0x2E  # CTAP2: the key holds none of the credentials asked for
+
+
+def wrong_key(db_url: str, user: str, challenge: StepUpChallenge, actor: str) -> Exception:
+    """The key holds none of the credentials the challenge asked for: a refusal (exit 3) that
+    names the user's active credentials, and those left out for their failed-attempt limit;
+    logged as ``stepup.refused`` (not counted as an attempt: no signature was made)."""
+    from keyadmin.stepup.errors import StepUpRefused
+    from keyadmin.store import registry
+    from keyadmin.store import stepup as store
+    from keyadmin.store.db import transaction
+
+    with transaction(db_url) as s:
+        active = registry.list_credentials(s, user=user, status="active")
+        found = registry.find_user(s, user)
+    asked = {c.hex() for c in challenge.allow_credentials}
+    usable = [c for c in active if c.credential_id in asked]
+    limited = [c for c in active if c.credential_id not in asked]
+    message = f"this key holds none of {user}'s active credentials"
+    if limited:
+        message += " that may step up now"
+    message += ": " + ("; ".join(c.label() for c in usable) or "none")
+    if limited:
+        message += "; past the failed-attempt limit, so not asked for: " + "; ".join(
+            c.label() for c in limited
+        )
+    hint = f"use one of {user}'s own keys named above (keyadmin creds list --user {user})"
+    if limited:
+        hint += "; a credential past the limit is asked for again when the attempt window passes"
+    refusal = store.record_refusal(
+        db_url,
+        user_id=found.id if found else None,
+        user=user,
+        challenge_id=challenge.challenge_id,
+        credential_id=None,
+        reason=message,
+        counts_as_attempt=False,
+        counter_violation=None,
+        at=datetime.now(UTC),
+        actor=actor,
+        details={"challenge": challenge.challenge_id, "wrong_key": True,
+                 "asked_for": sorted(asked), "past_attempt_limit": [c.id for c in limited]},
+    )  # fmt: skip
+    return StepUpRefused(message, hint=hint, audit_seq=refusal.audit_seq)
+
+
 def step_up(
     *,
     user: str,
@@ -75,8 +121,15 @@ def step_up(
     actor: str | None = None,
 ) -> StepUpOutcome:
     """Prove ``user`` holds an enrolled key and its PIN, for ``action``; return the receipt."""
+    from keyadmin.errors import DeviceProtocolError
+
     challenge = begin(db_url, policy, user=user, action=action)
-    assertion = get_assertion(session, interaction, challenge)
+    try:
+        assertion = get_assertion(session, interaction, challenge)
+    except DeviceProtocolError as e:
+        if e.data.get("ctap") != NO_CREDENTIALS:
+            raise
+        raise wrong_key(db_url, user, challenge, actor or user) from None
     result = finish(
         db_url,
         policy,

@@ -399,7 +399,7 @@ def finish(
         assertion = parse_response(response)
     # One pooled connection for the reads and the commit; idle (no transaction) in between.
     with store.FinishConnection(db_url) as db:
-        return _finish(
+        result = _finish(
             db,
             db_url,
             policy,
@@ -411,6 +411,14 @@ def finish(
             at=at,
             actor=actor,
         )
+    anomalies = [f for f in result.flags if f.startswith("counter")]
+    if anomalies:  # accepted, and announced after the commit
+        from keyadmin.notify import event, send
+
+        send([event("counter-anomaly", f"step-up of {result.user} accepted with "
+                    f"{', '.join(anomalies)}", user=result.user, flags=anomalies,
+                    credential_id=result.credential_id, log_seq=result.audit_seq)])  # fmt: skip
+    return result
 
 
 def _refuse_challenge_id(

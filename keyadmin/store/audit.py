@@ -90,6 +90,10 @@ class LogVerification:
     problem: str | None = None
 
 
+#: session.info key of the notifications a transaction sends once it has committed
+PENDING_NOTIFICATIONS = "keyadmin_notify"
+
+
 def append(
     session: Any,
     *,
@@ -124,6 +128,11 @@ def append(
     head.seq, head.hash = seq, digest
     session.add(head)
     session.flush()
+    from keyadmin.notify import from_log_row
+
+    announced = from_log_row(action, subject, details, seq)
+    if announced is not None:  # sent after the commit (keyadmin.store.db.transaction)
+        session.info.setdefault(PENDING_NOTIFICATIONS, []).append(announced)
     return LogEntry(seq, utc_text(now), actor, action, subject, details, digest)
 
 

@@ -427,6 +427,11 @@ def transaction(url: str) -> Iterator[Any]:
     try:
         yield session
         session.commit()
+        pending = session.info.pop("keyadmin_notify", None)  # audit.PENDING_NOTIFICATIONS
+        if pending:
+            from keyadmin.notify import send
+
+            send(pending)
     except SQLAlchemyError as e:
         session.rollback()
         raise DatabaseError(

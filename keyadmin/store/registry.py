@@ -73,6 +73,16 @@ class CredentialRecord:
     witness: str | None
     public_key_cose: str  # hex
 
+    def label(self) -> str:
+        """How people name the key: ``alice's key "primary" (enrolled 2026-12-01, last used
+        never) [id 3]`` (never the number alone)."""
+        nick = f'"{self.nickname}"' if self.nickname else "(no nickname)"
+        used = self.last_used_at[:10] if self.last_used_at else "never"
+        return (
+            f"{self.user}'s key {nick} (enrolled {self.created_at[:10] or '?'}, last used "
+            f"{used}) [id {self.id}]"
+        )
+
 
 def _user_record(row: Any) -> UserRecord:
     return UserRecord(
@@ -317,9 +327,10 @@ def list_credentials(
 
 
 def get_credential(session: Any, ref: str | int) -> CredentialRecord:
-    """By registry id (an int; or text: a number under 8 digits, or ``#N`` of any size) or by
-    credential id (hex, or a unique hex prefix >= 8). keyadmin's own code passes ints."""
-    from keyadmin.store.models import CredentialRow
+    """By registry id (an int; or text: a number under 8 digits, or ``#N`` of any size), by
+    ``USER/NICKNAME``, or by credential id (hex, or a unique hex prefix >= 8). keyadmin's own
+    code passes ints."""
+    from keyadmin.store.models import CredentialRow, UserRow
 
     q = _query_credentials(session)
     if not isinstance(ref, str):
@@ -328,6 +339,19 @@ def get_credential(session: Any, ref: str | int) -> CredentialRecord:
         rows = session.exec(q.where(CredentialRow.id == int(ref[1:]))).all()
     elif ref.isdigit() and len(ref) < 8:
         rows = session.exec(q.where(CredentialRow.id == int(ref))).all()
+    elif "/" in ref:  # USER/NICKNAME, as the desk names a key
+        name, _, nickname = ref.partition("/")
+        rows = session.exec(
+            q.where(
+                UserRow.name == unicodedata.normalize("NFC", name),
+                CredentialRow.nickname == nickname,
+            )
+        ).all()
+        if not rows:
+            raise NotFound(
+                f"{name} has no key nicknamed {nickname!r}",
+                hint=f"see: keyadmin creds list --user {name}",
+            )
     else:
         try:
             bytes.fromhex(ref if len(ref) % 2 == 0 else ref + "0")
