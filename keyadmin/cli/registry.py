@@ -126,6 +126,7 @@ def enrol(
         [
             ("credential id", result.credential_id),
             ("aaguid", result.aaguid),
+            ("key serial", result.key_serial),
             ("device", result.device),
             ("policy", f"{result.policy} {result.policy_sha256[:16]}…"),
             ("metadata no.", result.metadata_no),
@@ -160,11 +161,14 @@ def creds_list(
         say("no credentials match")
         return
 
-    out(f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n")
+    out(
+        f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  {'key serial':<12} "
+        "aaguid / credential\n"
+    )
     for c in creds:
         out(
-            f"{c.id:>5}  {clean(c.user):<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
-            f"{c.credential_id[:16]}…\n"
+            f"{c.id:>5}  {clean(c.user):<16} {c.status:<11} {c.sign_count:>7}  "
+            f"{clean(c.key_serial or '-'):<12} {c.aaguid}  {c.credential_id[:16]}…\n"
         )
 
 

@@ -72,6 +72,8 @@ class CredentialRecord:
     operator: str
     witness: str | None
     public_key_cose: str  # hex
+    key_serial: str | None = None  # the physical key's serial (enterprise attestation)
+    firmware: str | None = None  # the key's firmware at enrolment
 
 
 def _user_record(row: Any) -> UserRecord:
@@ -101,6 +103,8 @@ def _cred_record(row: Any, user: Any, policy_sha: str | None) -> CredentialRecor
         operator=row.operator,
         witness=row.witness,
         public_key_cose=row.public_key.hex(),
+        key_serial=row.key_serial,
+        firmware=row.firmware,
     )
 
 
@@ -215,7 +219,10 @@ def add_credential(
     operator: str,
     witness: str | None,
     authority: dict[str, Any] | None = None,
+    key_serial: str | None = None,
+    firmware: str | None = None,
 ) -> CredentialRecord:
+    """``key_serial``: read from a verified enterprise attestation only (flows.enterprise)."""
     from sqlmodel import select
 
     from keyadmin.store.models import CredentialRow, EvidenceRow, PolicyVersionRow, UserRow
@@ -252,6 +259,8 @@ def add_credential(
         metadata_no=metadata_no,
         operator=operator,
         witness=witness,
+        key_serial=key_serial,
+        firmware=firmware,
     )
     session.add(row)
     session.flush()
@@ -267,6 +276,7 @@ def add_credential(
             "policy_sha256": policy.sha256 if policy else None,
             "metadata_no": metadata_no,
             "witness": witness,
+            **({"key_serial": key_serial} if key_serial is not None else {}),
             "state": state.credential_state(
                 credential_id=credential_id,
                 user=user.name,
