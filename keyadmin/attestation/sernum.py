@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from keyadmin.attestation.der import DerError, as_octets, parse_one
+from keyadmin.attestation.aaguid import fido_extension_octets
 from keyadmin.attestation.errors import AttestationMalformed
 
 OID_FIDO_GEN_CE_SERNUM = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.2")
@@ -23,21 +23,9 @@ def serial_text(raw: bytes) -> str:
 
 def read_certificate_serial(cert: x509.Certificate) -> str | None:
     """The serial in the certificate's sernum extension, or None when it has none."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(OID_FIDO_GEN_CE_SERNUM)
-    except x509.ExtensionNotFound:
+    raw = fido_extension_octets(cert, OID_FIDO_GEN_CE_SERNUM, "id-fido-gen-ce-sernum")
+    if raw is None:
         return None
-    except ValueError as e:
-        raise AttestationMalformed(
-            f"attestation certificate extensions do not parse: {e}"
-        ) from None
-    value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise AttestationMalformed("the id-fido-gen-ce-sernum extension has an unexpected type")
-    try:
-        raw = as_octets(parse_one(value.value), "id-fido-gen-ce-sernum")
-    except DerError as e:
-        raise AttestationMalformed(f"the id-fido-gen-ce-sernum extension is not DER: {e}") from None
     if not 0 < len(raw) <= MAX_SERIAL_BYTES:
         raise AttestationMalformed(
             f"the id-fido-gen-ce-sernum extension holds {len(raw)} bytes "
