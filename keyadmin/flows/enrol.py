@@ -51,6 +51,7 @@ class EnrolResult:
     removed_from_key: bool | None = None
     metadata_override: bool = False
     key_serial: str | None = None
+    flags: list[str] = field(default_factory=list)  # warnings (inventory.serial_reuse = "flag")
 
 
 def _reasons(decision: Any) -> list[dict[str, str]]:
@@ -343,7 +344,15 @@ def enrol(
         ea_reason, key_serial = enterprise.judge(policy, ea_ask, decision.evidence)
         if ea_reason is not None:
             reasons.append(ea_reason)
-        if not decision.allowed or (ea_reason is not None and ea_reason["outcome"] == "fail"):
+        from keyadmin.flows.inventory import check_enrolment
+
+        with transaction(db_url) as s:
+            inv_reason, flags = check_enrolment(s, policy, key_serial, user)
+        if inv_reason is not None:
+            reasons.append(inv_reason)
+        if not decision.allowed or any(
+            r is not None and r["outcome"] == "fail" for r in (ea_reason, inv_reason)
+        ):
             removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
             unlogged = _log_refusal(
                 db_url,
@@ -414,7 +423,20 @@ def enrol(
                 authority=authority,
                 key_serial=key_serial,
                 firmware=info.firmware,
+                flags=flags,
             )
+            if key_serial is not None:
+                from keyadmin.store.inventory import bind
+
+                bind(
+                    s,
+                    key_serial,
+                    user=u,
+                    credential_id=cred_id.hex(),
+                    firmware=info.firmware,
+                    actor=operator,
+                    authority=authority,
+                )
     except EnrolmentRefused:
         raise
     except BaseException as e:
@@ -437,6 +459,7 @@ def enrol(
         reasons=reasons,
         metadata_override=bool(fresh and fresh.override_used),
         key_serial=key_serial,
+        flags=flags,
         **base,
     )
 

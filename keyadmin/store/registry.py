@@ -221,6 +221,7 @@ def add_credential(
     authority: dict[str, Any] | None = None,
     key_serial: str | None = None,
     firmware: str | None = None,
+    flags: list[str] | None = None,
 ) -> CredentialRecord:
     """``key_serial``: read from a verified enterprise attestation only (flows.enterprise)."""
     from sqlmodel import select
@@ -277,6 +278,7 @@ def add_credential(
             "metadata_no": metadata_no,
             "witness": witness,
             **({"key_serial": key_serial} if key_serial is not None else {}),
+            **({"flags": flags} if flags else {}),
             "state": state.credential_state(
                 credential_id=credential_id,
                 user=user.name,
