@@ -176,3 +176,72 @@ for _verb, _name in (
     ("destroyed", "destroy"),
 ):
     app.command(_name)(_state_command(_verb, _name))
+
+
+FORMAT_OPT = typer.Option("table", "--format", help="table, json or csv.")
+REPORT_COLUMNS = ["category", "serial", "user", "registry_id", "credential_id", "detail", "action"]
+
+
+def output_format(output: str, json_out: bool) -> str:
+    from keyadmin.errors import UsageError
+
+    fmt = "json" if json_out else output
+    if fmt not in ("table", "json", "csv"):
+        raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
+    return fmt
+
+
+def emit_findings(fmt: str, result: Any, title: str, columns: list[str]) -> None:
+    """Render a report whose ``findings`` are dataclasses with ``columns``."""
+    from keyadmin.cli.render import emit_csv, to_jsonable
+
+    rows = [[getattr(f, c) if getattr(f, c) is not None else "" for c in columns]
+            for f in result.findings]  # fmt: skip
+    if fmt == "json":
+        emit_json({**to_jsonable(result), "ok": result.ok})
+    elif fmt == "csv":
+        emit_csv(columns, rows)
+    else:
+        out(title + "\n")
+        if not rows:
+            out("nothing needs action\n")
+        for f in result.findings:
+            who = " ".join(clean(str(v)) for v in (f.serial, f.user) if v)
+            out(f"{f.category:<38} {who}\n    {clean(f.detail)}\n    -> {clean(f.action)}\n")
+
+
+@app.command("report")
+def keys_report(
+    policy: Path = typer.Option(
+        None, "--policy", help="The policy whose keys_per_user.minimum users must meet."
+    ),
+    output: str = FORMAT_OPT,
+    json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
+    db: str = DB_OPT,
+) -> None:
+    """Reconcile the inventory with the registry: issued keys without an active credential,
+    credentials on keys not in the inventory, lost or destroyed keys with active credentials,
+    users below the policy's minimum of compliant keys. Exit 3 when anything needs action.
+
+    Example: keyadmin keys report --policy policies/fido-certified-hardware.toml --format csv
+    """
+    from keyadmin.flows.fleet import ActionNeeded
+    from keyadmin.flows.fleet import keys_report as run_report
+    from keyadmin.policy.loader import load_policy
+
+    fmt = output_format(output, json_out)
+    loaded = load_policy(policy) if policy is not None else None
+    result = run_report(_db(db), loaded)
+    counts = ", ".join(f"{n} {c}" for c, n in result.counts.items() if n)
+    emit_findings(
+        fmt,
+        result,
+        f"Keys report: {result.keys} key(s), {result.credentials} credential(s)"
+        + (f", minimum {result.minimum} per user ({result.policy})" if loaded else "")
+        + f": {len(result.findings)} finding(s)",
+        REPORT_COLUMNS,
+    )
+    if loaded is None:
+        say("no --policy: users below the minimum of compliant keys were not checked")
+    if not result.ok:
+        raise ActionNeeded(f"keys report: {len(result.findings)} finding(s) need action ({counts})")

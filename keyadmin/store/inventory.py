@@ -324,3 +324,45 @@ def bind(
         details={"user": user.name, "credential": credential_id},
         authority=authority,
     )
+
+
+@dataclass(frozen=True)
+class Estate:
+    """Every key and credential as plain tuples, read in three queries (keys report and
+    advisories run over 100,000 of each)."""
+
+    keys: list[tuple[str, str, str | None, str | None, str | None, str | None]]
+    # (serial, state, user, model, aaguid, firmware)
+    credentials: list[tuple[int, str, str, str, str | None, str, str | None, int | None, str]]
+    # (registry id, credential id hex, user, status, key serial, aaguid, firmware,
+    #  metadata no., created_at ISO)
+    users: list[str]
+
+
+def read_estate(session: Any) -> Estate:
+    from sqlalchemy import select
+
+    from keyadmin.store.models import CredentialRow, KeyRow, UserRow
+
+    k, c, u = KeyRow.__table__, CredentialRow.__table__, UserRow.__table__  # type: ignore[attr-defined]
+    keys = session.execute(
+        select(k.c.serial, k.c.state, u.c.name, k.c.model, k.c.aaguid, k.c.firmware)
+        .select_from(k.outerjoin(u, u.c.id == k.c.user_id))
+        .order_by(k.c.serial)
+    ).all()
+    creds = session.execute(
+        select(
+            c.c.id, c.c.credential_id, u.c.name, c.c.status, c.c.key_serial, c.c.aaguid,
+            c.c.firmware, c.c.metadata_no, c.c.created_at,
+        )
+        .select_from(c.join(u, u.c.id == c.c.user_id))
+        .order_by(c.c.id)
+    ).all()  # fmt: skip
+    users = session.execute(select(u.c.name).order_by(u.c.name)).scalars().all()
+    return Estate(
+        keys=[tuple(r) for r in keys],  # type: ignore[misc]
+        credentials=[
+            (r[0], bytes(r[1]).hex(), r[2], r[3], r[4], r[5], r[6], r[7], _iso(r[8])) for r in creds
+        ],
+        users=list(users),
+    )
