@@ -191,8 +191,11 @@ def output_format(output: str, json_out: bool) -> str:
     return fmt
 
 
-def emit_findings(fmt: str, result: Any, title: str, columns: list[str]) -> None:
-    """Render a report whose ``findings`` are dataclasses with ``columns``."""
+def emit_findings(
+    fmt: str, result: Any, title: str, columns: list[str], label: str = "category"
+) -> None:
+    """Render a report whose ``findings`` are dataclasses with ``columns``; ``label`` names
+    the attribute that heads each finding in the table."""
     from keyadmin.cli.render import emit_csv, to_jsonable
 
     rows = [[getattr(f, c) if getattr(f, c) is not None else "" for c in columns]
@@ -207,7 +210,8 @@ def emit_findings(fmt: str, result: Any, title: str, columns: list[str]) -> None
             out("nothing needs action\n")
         for f in result.findings:
             who = " ".join(clean(str(v)) for v in (f.serial, f.user) if v)
-            out(f"{f.category:<38} {who}\n    {clean(f.detail)}\n    -> {clean(f.action)}\n")
+            head = clean(str(getattr(f, label)))
+            out(f"{head:<38} {who}\n    {clean(f.detail)}\n    -> {clean(f.action)}\n")
 
 
 @app.command("report")

@@ -53,6 +53,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "app",
         "The physical key inventory: import, list, show, lost, report.",
     ),
+    "advisories": (
+        "keyadmin.cli.advisories",
+        "advisories",
+        "Keys a vendor advisory affects (firmware), per user; metadata status changes.",
+    ),
     "log": ("keyadmin.cli.registry", "log_app", "The tamper-evident log: show, verify."),
     "operator": (
         "keyadmin.cli.operator",

@@ -153,3 +153,179 @@ def _below_minimum(estate: Any, keys: dict[str, Any], policy: Any) -> list[Findi
                 )
             )  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------------------------- advisories
+#: metadata statuses worth telling the owner of an enrolled key about
+NOTABLE_STATUSES = frozenset({"UPDATE_AVAILABLE", "RETIRED"})
+
+
+@dataclass(frozen=True)
+class AdvisoryFinding:
+    kind: str  # "advisory" (firmware in an affected range), "firmware-unknown", "metadata-status"
+    id: str  # the advisory id, or the metadata status
+    user: str | None
+    serial: str | None
+    registry_id: int | None
+    credential_id: str | None
+    model: str | None
+    firmware: str | None
+    firmware_source: str | None
+    detail: str
+    action: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class AdvisoryReport:
+    at: str
+    advisories: list[str]
+    credentials: int
+    keys: int
+    findings: list[AdvisoryFinding]
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) -> AdvisoryReport:
+    """Every live credential and every inventory key without one, against the advisories
+    (firmware: the key's in the inventory, else getInfo at enrolment, else the metadata's
+    authenticatorVersion), and the metadata status reports dated after each enrolment.
+    ``metadata``: an object with ``entry_doc(aaguid)`` (keyadmin.store.mds_index.MdsIndex)."""
+    from keyadmin.store.db import transaction
+    from keyadmin.store.inventory import read_estate
+
+    started = time.monotonic()
+    with transaction(db_url) as s:
+        estate = read_estate(s)
+    docs: dict[str, dict[str, Any] | None] = {}
+
+    def doc(aaguid: str | None) -> dict[str, Any] | None:
+        if aaguid is None or metadata is None:
+            return None
+        if aaguid not in docs:
+            docs[aaguid] = metadata.entry_doc(aaguid)
+        return docs[aaguid]
+
+    keys = {k[0]: k for k in estate.keys}
+    with_credentials: set[str] = set()
+    findings: list[AdvisoryFinding] = []
+    for reg_id, cred_id, user, status, serial, aaguid, fw, _, created in estate.credentials:
+        if status not in LIVE:
+            continue
+        key = keys.get(serial) if serial is not None else None
+        if serial is not None:
+            with_credentials.add(serial)
+        entry = doc(aaguid)
+        model = (key[3] if key else None) or (entry or {}).get("description")
+        version, source = _firmware(key[5] if key else None, fw, entry)
+        where: tuple[Any, ...] = (user, serial, reg_id, cred_id, model)
+        findings.extend(_match(advisories, aaguid, model, version, source, where))
+        findings.extend(_status_changes(entry, created, where))
+    for serial, state, holder, key_model, key_aaguid, key_fw in estate.keys:
+        if serial in with_credentials or state == "destroyed":
+            continue
+        entry = doc(key_aaguid)
+        model = key_model or (entry or {}).get("description")
+        version, source = _firmware(key_fw, None, entry)
+        where = (holder, serial, None, None, model)
+        findings.extend(_match(advisories, key_aaguid, model, version, source, where))
+    findings.sort(key=lambda f: (f.user or "", f.serial or "", f.registry_id or 0, f.id))
+    return AdvisoryReport(
+        at=datetime.now(UTC).isoformat(),
+        advisories=[a.id for a in advisories],
+        credentials=len(estate.credentials),
+        keys=len(estate.keys),
+        findings=findings,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _firmware(
+    key_fw: str | None, cred_fw: str | None, entry: dict[str, Any] | None
+) -> tuple[Any, str | None]:
+    from keyadmin.policy.advisories import metadata_version, parse_version
+
+    for text, source in ((key_fw, "the key (inventory)"), (cred_fw, "getInfo at enrolment")):
+        if text:
+            try:
+                return parse_version(text), source
+            except ValueError:
+                continue
+    av = (entry or {}).get("authenticator_version")
+    if isinstance(av, int) and av > 0:
+        return metadata_version(av), "metadata authenticatorVersion (the model's, not this key's)"
+    return None, None
+
+
+def _match(
+    advisories: list[Any],
+    aaguid: str | None,
+    model: str | None,
+    version: Any,
+    source: str | None,
+    where: tuple[Any, ...],
+) -> list[AdvisoryFinding]:
+    from keyadmin.policy.advisories import version_text
+
+    user, serial, reg_id, cred_id, _ = where
+    out = []
+    for adv in advisories:
+        for block in adv.affects:
+            if not block.matches_model(aaguid, model):
+                continue
+            if version is not None and not block.affected(version):
+                continue
+            kind = "advisory" if version is not None else "firmware-unknown"
+            fw = version_text(version) if version is not None else None
+            detail = (
+                f"{adv.vendor} {adv.id} ({adv.title}): {model or aaguid} with firmware {fw} "
+                f"({source}) is in the affected range ({block.range_text()})"
+                if version is not None
+                else f"{adv.vendor} {adv.id}: {model or aaguid} is an affected model and its "
+                f"firmware is unknown ({block.range_text()} is affected)"
+            )
+            out.append(
+                AdvisoryFinding(
+                    kind, adv.id, user, serial, reg_id, cred_id, model, fw, source, detail,
+                    adv.action if version is not None
+                    else "read the firmware (keyadmin device info) and record it by enrolling "
+                    "the key again, or treat the key as affected",
+                    adv.url,
+                )
+            )  # fmt: skip
+            break
+    return out
+
+
+def _status_changes(
+    entry: dict[str, Any] | None, created: str, where: tuple[Any, ...]
+) -> list[AdvisoryFinding]:
+    from keyadmin.mds.model import BLOCKING_STATUSES
+
+    if entry is None:
+        return []
+    user, serial, reg_id, cred_id, model = where
+    enrolled = created[:10]
+    out = []
+    for report in entry.get("status_reports") or []:
+        status, date = report.get("status"), report.get("effective_date") or ""
+        if status not in BLOCKING_STATUSES and status not in NOTABLE_STATUSES:
+            continue
+        if not date or date <= enrolled:
+            continue
+        blocking = status in BLOCKING_STATUSES
+        out.append(
+            AdvisoryFinding(
+                "metadata-status", status, user, serial, reg_id, cred_id, model, None, None,
+                f"FIDO metadata reported {status} for {model or 'this model'} on {date}, after "
+                f"the credential's enrolment on {enrolled}",
+                "keyadmin audit --policy … --enforce quarantines it; replace the key"
+                if blocking else "review the vendor's notice; no action is forced",
+                report.get("url") or None,
+            )
+        )  # fmt: skip
+    return out
