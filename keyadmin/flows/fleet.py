@@ -14,7 +14,7 @@ Categories:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,6 +213,26 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
     keys = {k[0]: k for k in estate.keys}
     with_credentials: set[str] = set()
     findings: list[AdvisoryFinding] = []
+    hits: dict[tuple[Any, ...], list[AdvisoryFinding]] = {}
+    versions: dict[tuple[Any, ...], tuple[Any, str | None]] = {}
+
+    def firmware(key_fw: str | None, cred_fw: str | None, entry: Any, aaguid: Any) -> Any:
+        memo = (key_fw, cred_fw, aaguid)
+        if memo not in versions:
+            versions[memo] = _firmware(key_fw, cred_fw, entry)
+        return versions[memo]
+
+    def match(aaguid: str | None, model: str | None, version: Any, source: Any, where: Any) -> Any:
+        memo = (aaguid, model, version, source)
+        if memo not in hits:  # the same text for every key of one model and firmware
+            hits[memo] = [
+                _finding(adv, block, model, aaguid, version, source, (None,) * 5)
+                for adv, block in _affecting(advisories, aaguid, model, version)
+            ]
+        user, serial, reg_id, cred_id, _ = where
+        return [replace(f, user=user, serial=serial, registry_id=reg_id, credential_id=cred_id)
+                for f in hits[memo]]  # fmt: skip
+
     for reg_id, cred_id, user, status, serial, aaguid, fw, _, created in estate.credentials:
         if status not in LIVE:
             continue
@@ -221,18 +241,18 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
             with_credentials.add(serial)
         entry = doc(aaguid)
         model = (key[3] if key else None) or (entry or {}).get("description")
-        version, source = _firmware(key[5] if key else None, fw, entry)
+        version, source = firmware(key[5] if key else None, fw, entry, aaguid)
         where: tuple[Any, ...] = (user, serial, reg_id, cred_id, model)
-        findings.extend(_match(advisories, aaguid, model, version, source, where))
+        findings.extend(match(aaguid, model, version, source, where))
         findings.extend(_status_changes(entry, created, where))
     for serial, state, holder, key_model, key_aaguid, key_fw in estate.keys:
         if serial in with_credentials or state == "destroyed":
             continue
         entry = doc(key_aaguid)
         model = key_model or (entry or {}).get("description")
-        version, source = _firmware(key_fw, None, entry)
+        version, source = firmware(key_fw, None, entry, key_aaguid)
         where = (holder, serial, None, None, model)
-        findings.extend(_match(advisories, key_aaguid, model, version, source, where))
+        findings.extend(match(key_aaguid, model, version, source, where))
     findings.sort(key=lambda f: (f.user or "", f.serial or "", f.registry_id or 0, f.id))
     return AdvisoryReport(
         at=datetime.now(UTC).isoformat(),
@@ -261,44 +281,48 @@ def _firmware(
     return None, None
 
 
-def _match(
-    advisories: list[Any],
-    aaguid: str | None,
-    model: str | None,
-    version: Any,
-    source: str | None,
-    where: tuple[Any, ...],
-) -> list[AdvisoryFinding]:
-    from keyadmin.policy.advisories import version_text
-
-    user, serial, reg_id, cred_id, _ = where
+def _affecting(
+    advisories: list[Any], aaguid: str | None, model: str | None, version: Any
+) -> list[tuple[Any, Any]]:
+    """(advisory, affects block) pairs for a model at a firmware (None: unknown firmware)."""
     out = []
     for adv in advisories:
         for block in adv.affects:
-            if not block.matches_model(aaguid, model):
-                continue
-            if version is not None and not block.affected(version):
-                continue
-            kind = "advisory" if version is not None else "firmware-unknown"
-            fw = version_text(version) if version is not None else None
-            detail = (
-                f"{adv.vendor} {adv.id} ({adv.title}): {model or aaguid} with firmware {fw} "
-                f"({source}) is in the affected range ({block.range_text()})"
-                if version is not None
-                else f"{adv.vendor} {adv.id}: {model or aaguid} is an affected model and its "
-                f"firmware is unknown ({block.range_text()} is affected)"
-            )
-            out.append(
-                AdvisoryFinding(
-                    kind, adv.id, user, serial, reg_id, cred_id, model, fw, source, detail,
-                    adv.action if version is not None
-                    else "read the firmware (keyadmin device info) and record it by enrolling "
-                    "the key again, or treat the key as affected",
-                    adv.url,
-                )
-            )  # fmt: skip
-            break
+            if block.matches_model(aaguid, model) and (version is None or block.affected(version)):
+                out.append((adv, block))
+                break
     return out
+
+
+def _finding(
+    adv: Any,
+    block: Any,
+    model: str | None,
+    aaguid: str | None,
+    version: Any,
+    source: str | None,
+    where: tuple[Any, ...],
+) -> AdvisoryFinding:
+    from keyadmin.policy.advisories import version_text
+
+    user, serial, reg_id, cred_id, _ = where
+    if version is None:
+        return AdvisoryFinding(
+            "firmware-unknown", adv.id, user, serial, reg_id, cred_id, model, None, None,
+            f"{adv.vendor} {adv.id}: {model or aaguid} is an affected model and its firmware "
+            f"is unknown ({block.range_text()} is affected)",
+            "read the firmware (keyadmin device info) and record it by enrolling the key "
+            "again, or treat the key as affected",
+            adv.url,
+        )  # fmt: skip
+    fw = version_text(version)
+    return AdvisoryFinding(
+        "advisory", adv.id, user, serial, reg_id, cred_id, model, fw, source,
+        f"{adv.vendor} {adv.id} ({adv.title}): {model or aaguid} with firmware {fw} ({source}) "
+        f"is in the affected range ({block.range_text()})",
+        adv.action,
+        adv.url,
+    )  # fmt: skip
 
 
 def _status_changes(
@@ -309,7 +333,7 @@ def _status_changes(
     if entry is None:
         return []
     user, serial, reg_id, cred_id, model = where
-    enrolled = created[:10]
+    enrolled = created
     out = []
     for report in entry.get("status_reports") or []:
         status, date = report.get("status"), report.get("effective_date") or ""

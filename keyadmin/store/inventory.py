@@ -335,34 +335,50 @@ class Estate:
     # (serial, state, user, model, aaguid, firmware)
     credentials: list[tuple[int, str, str, str, str | None, str, str | None, int | None, str]]
     # (registry id, credential id hex, user, status, key serial, aaguid, firmware,
-    #  metadata no., created_at ISO)
+    #  metadata no., enrolment date YYYY-MM-DD UTC)
     users: list[str]
 
 
-def read_estate(session: Any) -> Estate:
-    from sqlalchemy import select
-
-    from keyadmin.store.models import CredentialRow, KeyRow, UserRow
-
-    k, c, u = KeyRow.__table__, CredentialRow.__table__, UserRow.__table__  # type: ignore[attr-defined]
-    keys = session.execute(
-        select(k.c.serial, k.c.state, u.c.name, k.c.model, k.c.aaguid, k.c.firmware)
-        .select_from(k.outerjoin(u, u.c.id == k.c.user_id))
-        .order_by(k.c.serial)
-    ).all()
-    creds = session.execute(
-        select(
-            c.c.id, c.c.credential_id, u.c.name, c.c.status, c.c.key_serial, c.c.aaguid,
-            c.c.firmware, c.c.metadata_no, c.c.created_at,
+def _day(value: Any) -> str:
+    """A stored timestamp's UTC date (SQLite hands back text, PostgreSQL a datetime)."""
+    if isinstance(value, datetime):
+        return (
+            (value if value.tzinfo else value.replace(tzinfo=UTC))
+            .astimezone(UTC)
+            .date()
+            .isoformat()
         )
-        .select_from(c.join(u, u.c.id == c.c.user_id))
-        .order_by(c.c.id)
-    ).all()  # fmt: skip
-    users = session.execute(select(u.c.name).order_by(u.c.name)).scalars().all()
+    return str(value)[:10]
+
+
+#: plain SQL: no per-value type processing on 100,000 rows (the column types are simple)
+SQL_ESTATE_KEYS = (
+    "SELECT k.serial, k.state, u.name, k.model, k.aaguid, k.firmware FROM ka_key k "
+    "LEFT JOIN ka_user u ON u.id = k.user_id ORDER BY k.serial"
+)
+SQL_ESTATE_CREDENTIALS = (
+    "SELECT c.id, c.credential_id, u.name, c.status, c.key_serial, c.aaguid, c.firmware, "
+    "c.metadata_no, c.created_at FROM ka_credential c JOIN ka_user u ON u.id = c.user_id "
+    "ORDER BY c.id"
+)
+
+
+def _rows(session: Any, sql: str) -> list[Any]:
+    """Rows of a parameterless query straight from the DB-API cursor (sqlite3, psycopg)."""
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def read_estate(session: Any) -> Estate:
+    creds = _rows(session, SQL_ESTATE_CREDENTIALS)
     return Estate(
-        keys=[tuple(r) for r in keys],  # type: ignore[misc]
+        keys=[tuple(r) for r in _rows(session, SQL_ESTATE_KEYS)],
         credentials=[
-            (r[0], bytes(r[1]).hex(), r[2], r[3], r[4], r[5], r[6], r[7], _iso(r[8])) for r in creds
+            (r[0], bytes(r[1]).hex(), r[2], r[3], r[4], r[5], r[6], r[7], _day(r[8])) for r in creds
         ],
-        users=list(users),
+        users=[r[0] for r in _rows(session, "SELECT name FROM ka_user ORDER BY name")],
     )
