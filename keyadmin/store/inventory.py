@@ -303,14 +303,20 @@ def bind(
     actor: str,
     authority: dict[str, Any] | None = None,
 ) -> None:
-    """Enrolment: the key (when in the inventory) is issued to ``user`` with this credential.
-    A key already issued to the same user stays issued (a second credential on it)."""
+    """Enrolment: the key (when in the inventory, in stock or returned) is issued to ``user``
+    with this credential. A key already issued to the same user stays issued (a second
+    credential on it); a lost, destroyed or another user's key keeps its state."""
     row = _row(session, serial)
     if row is None:
         return
     if firmware:
         row.firmware = firmware
     if row.state == "issued" and row.user_id == user.id:
+        session.add(row)
+        return
+    if row.state not in ("in-stock", "returned"):
+        # lost, destroyed or someone else's: enrolment flagged it (policy [inventory]); the
+        # key's state is the desk's to change, not enrolment's
         session.add(row)
         return
     before = row.state

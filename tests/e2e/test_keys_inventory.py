@@ -193,3 +193,16 @@ def test_lost_key_suspends_its_credentials_and_every_transition_is_logged(tmp_pa
         "key.destroyed",
     ]
     assert invoke("log", "verify", "--db", db).code == 0
+
+
+def test_a_lost_key_enrolled_without_the_inventory_rule_is_flagged_and_stays_lost(
+    tmp_path, db
+) -> None:
+    assert _import(db, _csv(tmp_path, [f"20000004,softkey,{SOFTKEY_AAGUID},b,desk"])).code == 0
+    lost = invoke("keys", "lost", "20000004", "--reason", "train", "--force", "--db", db)
+    assert lost.code == 0
+    out = _enrol(_lab(tmp_path, db, 20000004))
+    assert out.code == 0, out.stderr
+    assert any("lost" in f for f in json.loads(out.stdout)["flags"])
+    key = _show(db, "20000004")
+    assert key["state"] == "lost" and len(key["credentials"]) == 1
