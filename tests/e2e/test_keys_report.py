@@ -9,6 +9,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.cli import invoke
 from tests.support.enterprise import ea_table, make_ea_lab
 from tests.support.lab import PIN
@@ -41,8 +43,14 @@ def _import(tmp_path: Path, db: str, serials: list[int]) -> None:
     assert out.code == 0, out.stderr
 
 
-def _seed(tmp_path: Path) -> tuple[str, Path]:
-    db = f"sqlite:///{tmp_path / 'registry.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def _seed(tmp_path: Path, db: str) -> tuple[str, Path]:
     _import(tmp_path, db, [50000001, 50000003])
     # alice: enrolled on 50000001, credential revoked -> an issued key without an active credential
     a = _lab(tmp_path, db, 50000001, "a")
@@ -60,8 +68,8 @@ def _seed(tmp_path: Path) -> tuple[str, Path]:
     return db, a.policy
 
 
-def test_every_category_from_a_seeded_estate(tmp_path) -> None:
-    db, policy = _seed(tmp_path)
+def test_every_category_from_a_seeded_estate(tmp_path, db) -> None:
+    db, policy = _seed(tmp_path, db)
     out = invoke("keys", "report", "--policy", str(policy), "--db", db, "--json")
     assert out.code == 3, out.stderr
     report = json.loads(out.stdout)
