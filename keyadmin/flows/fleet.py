@@ -311,8 +311,8 @@ def _finding(
             "firmware-unknown", adv.id, user, serial, reg_id, cred_id, model, None, None,
             f"{adv.vendor} {adv.id}: {model or aaguid} is an affected model and its firmware "
             f"is unknown ({block.range_text()} is affected)",
-            "read the firmware (keyadmin device info) and record it by enrolling the key "
-            "again, or treat the key as affected",
+            "read its firmware (keyadmin device info; enrolment records it in the inventory) "
+            "and treat the key as affected until it is known",
             adv.url,
         )  # fmt: skip
     fw = version_text(version)
