@@ -51,7 +51,7 @@ def db(request, tmp_path) -> str:
 
 
 def _seed(tmp_path: Path, db: str) -> tuple[str, Path]:
-    _import(tmp_path, db, [50000001, 50000003])
+    _import(tmp_path, db, [50000001, 50000003, 50000004])
     # alice: enrolled on 50000001, credential revoked -> an issued key without an active credential
     a = _lab(tmp_path, db, 50000001, "a")
     cred_a = _enrol(a, "alice")
@@ -65,6 +65,12 @@ def _seed(tmp_path: Path, db: str) -> tuple[str, Path]:
     assert invoke(*lost).code == 0
     reinstate = ["creds", "reinstate", str(cred_c["registry_id"]), "--reason", "oops", "--force"]
     assert invoke(*reinstate, "--db", db).code == 0
+    # dave: 50000004 destroyed, his credential reinstated -> destroyed key, active credential
+    cred_d = _enrol(_lab(tmp_path, db, 50000004, "d"), "dave")
+    gone = ["keys", "destroy", "50000004", "--reason", "shredded", "--force", "--db", db]
+    assert invoke(*gone).code == 0
+    reinstate = ["creds", "reinstate", str(cred_d["registry_id"]), "--reason", "oops", "--force"]
+    assert invoke(*reinstate, "--db", db).code == 0
     return db, a.policy
 
 
@@ -77,10 +83,11 @@ def test_every_category_from_a_seeded_estate(tmp_path, db) -> None:
     assert ("issued-without-credential", "50000001", "alice") in found
     assert ("credential-not-in-inventory", "50000002", "bob") in found
     assert ("lost-key-with-active-credential", "50000003", "carol") in found
+    assert ("destroyed-key-with-active-credential", "50000004", "dave") in found
     below = {f["user"] for f in report["findings"] if f["category"] == "user-below-minimum"}
     # alice has no active credential; bob's key is not in the inventory but counts (the policy
     # does not require inventory); carol's only key is lost: all below the minimum of 2
-    assert below == {"alice", "bob", "carol"}
+    assert below == {"alice", "bob", "carol", "dave"}
     assert report["ok"] is False and report["counts"]["lost-key-with-active-credential"] == 1
     assert all(f["action"] for f in report["findings"])
 
@@ -95,6 +102,7 @@ def test_every_category_from_a_seeded_estate(tmp_path, db) -> None:
         "issued-without-credential",
         "credential-not-in-inventory",
         "lost-key-with-active-credential",
+        "destroyed-key-with-active-credential",
         "user-below-minimum",
     }
 
