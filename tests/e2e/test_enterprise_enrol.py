@@ -108,3 +108,16 @@ def test_a_bad_facilitation_is_a_policy_error(tmp_path, db) -> None:
     out = invoke("policy", "check", str(lab.policy))
     assert out.code != 0
     assert "enterprise_attestation.facilitation" in out.stderr
+
+
+def test_inventory_required_without_required_enterprise_attestation_is_a_policy_error(
+    tmp_path, db
+) -> None:
+    lab = make_lab(
+        tmp_path / "lab",
+        db,
+        policy_edit={"[keys_per_user]": "[inventory]\nrequired = true\n\n[keys_per_user]"},
+    )
+    out = invoke("policy", "check", str(lab.policy))
+    assert out.code != 0
+    assert "inventory.required" in out.stderr and "enterprise_attestation" in out.stderr
