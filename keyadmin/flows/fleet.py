@@ -14,7 +14,7 @@ Categories:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,8 +230,11 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
                 for adv, block in _affecting(advisories, aaguid, model, version)
             ]
         user, serial, reg_id, cred_id, _ = where
-        return [replace(f, user=user, serial=serial, registry_id=reg_id, credential_id=cred_id)
-                for f in hits[memo]]  # fmt: skip
+        return [
+            AdvisoryFinding(f.kind, f.id, user, serial, reg_id, cred_id, f.model, f.firmware,
+                            f.firmware_source, f.detail, f.action, f.url)
+            for f in hits[memo]
+        ]  # fmt: skip
 
     for reg_id, cred_id, user, status, serial, aaguid, fw, _, created in estate.credentials:
         if status not in LIVE:
@@ -244,7 +247,8 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
         version, source = firmware(key[5] if key else None, fw, entry, aaguid)
         where: tuple[Any, ...] = (user, serial, reg_id, cred_id, model)
         findings.extend(match(aaguid, model, version, source, where))
-        findings.extend(_status_changes(entry, created, where))
+        if entry is not None:
+            findings.extend(_status_changes(entry, created, where))
     for serial, state, holder, key_model, key_aaguid, key_fw in estate.keys:
         if serial in with_credentials or state == "destroyed":
             continue
