@@ -20,6 +20,8 @@ from typing import Any
 from keyadmin.flows.enrol import EnrolmentRefused
 
 RULE = "enterprise_attestation"
+#: attestation types whose chain names the key's maker (the serial may be read from it)
+VERIFIED = ("basic", "attca")
 
 
 @dataclass
@@ -92,15 +94,7 @@ def _problem(ask: EnterpriseAsk, evidence: Any, rp_id: str) -> str | tuple[str, 
             if ask.facilitation == "vendor"
             else "the key ignored the platform-facilitated request"
         )
-    if (
-        evidence is None
-        or not evidence.trusted
-        or str(evidence.attestation_type)
-        not in (
-            "basic",
-            "attca",
-        )
-    ):
+    if evidence is None or not evidence.trusted or str(evidence.attestation_type) not in VERIFIED:
         return "epAtt is set but the attestation chain is not verified: no serial is taken from it"
     leaf = evidence.chain[0].certificate
     try:
