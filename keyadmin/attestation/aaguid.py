@@ -19,10 +19,13 @@ from keyadmin.attestation.errors import AaguidMismatch, AttestationMalformed
 OID_FIDO_GEN_CE_AAGUID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 
 
-def read_certificate_aaguid(cert: x509.Certificate) -> UUID | None:
-    """The AAGUID in the certificate's FIDO extension, or None when it has none."""
+def fido_extension_octets(
+    cert: x509.Certificate, oid: x509.ObjectIdentifier, name: str
+) -> bytes | None:
+    """The bytes of a FIDO certificate extension holding an OCTET STRING (id-fido-gen-ce-aaguid,
+    id-fido-gen-ce-sernum), or None when the certificate has none. It must not be critical."""
     try:
-        ext = cert.extensions.get_extension_for_oid(OID_FIDO_GEN_CE_AAGUID)
+        ext = cert.extensions.get_extension_for_oid(oid)
     except x509.ExtensionNotFound:
         return None
     except ValueError as e:
@@ -30,14 +33,21 @@ def read_certificate_aaguid(cert: x509.Certificate) -> UUID | None:
             f"attestation certificate extensions do not parse: {e}"
         ) from None
     if ext.critical:
-        raise AttestationMalformed("the id-fido-gen-ce-aaguid extension must not be critical")
+        raise AttestationMalformed(f"the {name} extension must not be critical")
     value = ext.value
     if not isinstance(value, x509.UnrecognizedExtension):
-        raise AttestationMalformed("the id-fido-gen-ce-aaguid extension has an unexpected type")
+        raise AttestationMalformed(f"the {name} extension has an unexpected type")
     try:
-        raw = as_octets(parse_one(value.value), "id-fido-gen-ce-aaguid")
+        return as_octets(parse_one(value.value), name)
     except DerError as e:
-        raise AttestationMalformed(f"the id-fido-gen-ce-aaguid extension is not DER: {e}") from None
+        raise AttestationMalformed(f"the {name} extension is not DER: {e}") from None
+
+
+def read_certificate_aaguid(cert: x509.Certificate) -> UUID | None:
+    """The AAGUID in the certificate's FIDO extension, or None when it has none."""
+    raw = fido_extension_octets(cert, OID_FIDO_GEN_CE_AAGUID, "id-fido-gen-ce-aaguid")
+    if raw is None:
+        return None
     if len(raw) != 16:
         raise AttestationMalformed(
             f"the id-fido-gen-ce-aaguid extension holds {len(raw)} bytes, not 16"

@@ -48,6 +48,16 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "users_app",
         "Users in the registry and their key coverage.",
     ),
+    "keys": (
+        "keyadmin.cli.keys",
+        "app",
+        "The physical key inventory: import, list, show, lost, report.",
+    ),
+    "advisories": (
+        "keyadmin.cli.advisories",
+        "advisories",
+        "Keys a vendor advisory affects (firmware), per user; metadata status changes.",
+    ),
     "log": ("keyadmin.cli.registry", "log_app", "The tamper-evident log: show, verify."),
     "operator": (
         "keyadmin.cli.operator",

@@ -130,6 +130,7 @@ def enrol(
         [
             ("credential id", result.credential_id),
             ("aaguid", result.aaguid),
+            ("key serial", result.key_serial),
             ("device", result.device),
             ("policy", f"{result.policy} {result.policy_sha256[:16]}…"),
             ("metadata no.", result.metadata_no),
@@ -176,13 +177,13 @@ def creds_list(
 
     out(
         f"{'id':>5}  {'user':<16} {'nickname':<16} {'status':<11} {'enrolled':<10}  "
-        f"{'last used':<10}  {'counter':>7}  aaguid / credential\n"
+        f"{'last used':<10}  {'counter':>7}  {'key serial':<12} aaguid / credential\n"
     )
     for c in creds:
         out(
             f"{c.id:>5}  {clean(c.user):<16} {clean(c.nickname or '-'):<16} {c.status:<11} "
             f"{day(c.created_at):<10}  {day(c.last_used_at):<10}  {c.sign_count:>7}  "
-            f"{c.aaguid}  {c.credential_id[:16]}…\n"
+            f"{clean(c.key_serial or '-'):<12} {c.aaguid}  {c.credential_id[:16]}…\n"
         )
 
 

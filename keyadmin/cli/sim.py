@@ -91,6 +91,14 @@ def init(
         "ES384, RS256, ES512, PS256, ES256K, ML-DSA-44, ML-DSA-65, ML-DSA-87. "
         "Default: ES256, EdDSA, ES384, RS256.",
     ),
+    ep_rp_id: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--ep-rp-id",
+        help="An RP ID the key gives vendor-facilitated enterprise attestation for (repeatable).",
+    ),
+    serial: int = typer.Option(
+        None, "--serial", help="The key's serial (enterprise attestation); default: random."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing state file."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -99,6 +107,8 @@ def init(
     Example: keyadmin sim init --state lab.key --firmware 5.4.3 --counter-mode global
 
     Example (post-quantum credentials): keyadmin sim init --state pq.key --alg ML-DSA-44
+
+    Example (enterprise attestation): keyadmin sim init --state ea.key --ep-rp-id corp.example
     """
     from keyadmin.sim.authenticator import SoftKey
     from keyadmin.sim.credkeys import ALGORITHMS
@@ -129,6 +139,10 @@ def init(
             fault_delay=fault_delay,
             algorithms=[ALGORITHMS[a] for a in alg],
         )
+        if ep_rp_id or serial is not None:
+            from keyadmin.sim.enterprise import configure
+
+            configure(key, rp_ids=ep_rp_id or None, serial=serial)
     except ValueError as e:
         raise UsageError(str(e)) from None
     _show(key, json_out, title=f"Created a SOFTWARE key (not hardware) in {state}")
@@ -158,6 +172,8 @@ def _show(key: object, json_out: bool, title: str) -> None:
         "min_pin_length": s.min_pin_length,
         "always_uv": s.always_uv,
         "enterprise_attestation": s.ep_enabled,
+        "ep_rp_ids": s.ep_rp_ids,
+        "serial": s.serial,
         "credentials": len(s.credentials),
         "discoverable_credentials": sum(1 for c in s.credentials if c.discoverable),
         "faults": s.faults,

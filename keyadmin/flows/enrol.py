@@ -5,7 +5,8 @@ Order (each step raises; nothing is stored until the last one):
  2. device readiness: firmware floor, PIN, min PIN length, always-UV, AAGUID not denied
  3. the ceremony: a discoverable credential with direct attestation, UV required,
     credProtect as the policy says, an excludeList of the user's credentials
- 4. verification: challenge, then every policy rule on the attestation (Decision)
+ 4. verification: challenge, then every policy rule on the attestation (Decision), then
+    enterprise attestation when the policy asks for it (keyadmin.flows.enterprise)
  5. approved: user, credential, evidence, decision, policy version, metadata no.,
     operator and witness, with an audit row, in ONE transaction
  Refused, interrupted (Ctrl-C), or a database that refuses the commit: the new
@@ -49,6 +50,8 @@ class EnrolResult:
     witness_proof: dict[str, Any] | None = None
     removed_from_key: bool | None = None
     metadata_override: bool = False
+    key_serial: str | None = None
+    flags: list[str] = field(default_factory=list)  # warnings (inventory.serial_reuse = "flag")
 
 
 def _reasons(decision: Any) -> list[dict[str, str]]:
@@ -268,7 +271,10 @@ def enrol(
         )
     user_handle = existing_user.user_handle if existing_user else os.urandom(32)
     challenge = os.urandom(32)
+    from keyadmin.flows import enterprise
+
     try:
+        ea_ask = enterprise.plan(policy, info)
         response = _make_credential(
             session,
             interaction,
@@ -278,6 +284,7 @@ def enrol(
             user_handle,
             challenge,
             [bytes.fromhex(c.credential_id) for c in existing],
+            ea_ask,
         )
     except EnrolmentRefused as refused:
         refused.message += _log_refusal(
@@ -334,7 +341,18 @@ def enrol(
             stale_metadata_override=bool(fresh and fresh.override_used),
         )
         reasons = _reasons(decision)
-        if not decision.allowed:
+        ea_reason, key_serial = enterprise.judge(policy, ea_ask, decision.evidence)
+        if ea_reason is not None:
+            reasons.append(ea_reason)
+        from keyadmin.flows.inventory import check_enrolment
+
+        with transaction(db_url) as s:
+            inv_reason, flags = check_enrolment(s, policy, key_serial, user)
+        if inv_reason is not None:
+            reasons.append(inv_reason)
+        if not decision.allowed or any(
+            r is not None and r["outcome"] == "fail" for r in (ea_reason, inv_reason)
+        ):
             removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
             unlogged = _log_refusal(
                 db_url,
@@ -403,7 +421,22 @@ def enrol(
                 operator=operator,
                 witness=witness,
                 authority=authority,
+                key_serial=key_serial,
+                firmware=info.firmware,
+                flags=flags,
             )
+            if key_serial is not None:
+                from keyadmin.store.inventory import bind
+
+                bind(
+                    s,
+                    key_serial,
+                    user=u,
+                    credential_id=cred_id.hex(),
+                    firmware=info.firmware,
+                    actor=operator,
+                    authority=authority,
+                )
     except EnrolmentRefused:
         raise
     except BaseException as e:
@@ -425,6 +458,8 @@ def enrol(
         metadata_no=metadata_no,
         reasons=reasons,
         metadata_override=bool(fresh and fresh.override_used),
+        key_serial=key_serial,
+        flags=flags,
         **base,
     )
 
@@ -438,7 +473,10 @@ def _make_credential(
     user_handle: bytes,
     challenge: bytes,
     exclude: list[bytes],
+    ea_ask: Any = None,
 ) -> Any:
+    """``ea_ask`` (keyadmin.flows.enterprise.EnterpriseAsk): ask for enterprise attestation;
+    its ``ep_att`` is set from the key's answer."""
     from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
     from fido2.ctap import CtapError
     from fido2.webauthn import (
@@ -484,15 +522,27 @@ def _make_credential(
             resident_key=ResidentKeyRequirement.REQUIRED,
             user_verification=UserVerificationRequirement.REQUIRED,
         ),
-        attestation=AttestationConveyancePreference.DIRECT,
+        attestation=(
+            AttestationConveyancePreference.ENTERPRISE
+            if ea_ask is not None and ea_ask.asked
+            else AttestationConveyancePreference.DIRECT
+        ),
         extensions=extensions or None,
     )
     client = Fido2Client(
         session.device, DefaultClientDataCollector(rp.origins[0]), user_interaction=interaction
     )
+    ep_att = None
+    if ea_ask is not None and ea_ask.asked:
+        from keyadmin.device.enterprise import request_enterprise
+
+        ep_att = request_enterprise(client, ea_ask.platform_rp_ids)
     try:
         with device_errors():
-            return client.make_credential(options)
+            made = client.make_credential(options)
+        if ep_att is not None:
+            ea_ask.ep_att = ep_att()
+        return made
     except DeviceError as e:
         cause = e.__cause__
         inner = cause.cause if isinstance(cause, ClientError) else cause

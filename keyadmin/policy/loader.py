@@ -18,6 +18,7 @@ from typing import Any, cast
 from keyadmin.errors import ConfigError
 from keyadmin.mds.model import BLOCKING_STATUSES, KNOWN_STATUSES
 from keyadmin.mds.model import CERTIFICATION_LEVELS as _MDS_LEVELS
+from keyadmin.policy.fleet import read_enterprise, read_inventory
 from keyadmin.policy.hardware import (
     ATTACHMENT_HINTS,
     KEY_PROTECTION,
@@ -111,6 +112,8 @@ SCHEMA: dict[str, frozenset[str]] = {
         }
     ),
     "keys_per_user": frozenset({"minimum", "maximum"}),
+    "enterprise_attestation": frozenset({"facilitation", "rp_ids", "required"}),
+    "inventory": frozenset({"required", "serial_reuse"}),
 }
 REQUIRED_TABLES = ("policy", "relying_party", "attestation", "metadata", "authenticators")
 
@@ -329,6 +332,7 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         max_live_challenges=_positive(r, "step_up", "max_live_challenges", d.max_live_challenges),
     )
     witness_required = r.get("enrolment", "witness_required", bool, False, what="true or false")
+    enterprise = read_enterprise(r, rp.rp_id) if "enterprise_attestation" in data else None
     kmin = _positive(r, "keys_per_user", "minimum", 1)
     kmax = _positive(r, "keys_per_user", "maximum", 10)
     if kmin > kmax:
@@ -352,6 +356,8 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         keys_per_user=KeysPerUser(kmin, kmax),
         enrolment=EnrolmentRules(witness_required=bool(witness_required)),
         hardware=hardware,
+        enterprise=enterprise,
+        inventory=read_inventory(r, enterprise),
         text=raw.decode("utf-8"),
     )
 

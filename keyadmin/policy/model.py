@@ -178,6 +178,23 @@ class EnrolmentRules:
 
 
 @dataclass(frozen=True)
+class EnterpriseRules:
+    """``[enterprise_attestation]`` (keyadmin.policy.fleet): ask for it at enrolment."""
+
+    facilitation: Literal["vendor", "platform"]
+    rp_ids: tuple[str, ...]  # the RP IDs it is for (platform: the only ones keyadmin asks for)
+    required: bool  # refuse a registration without it
+
+
+@dataclass(frozen=True)
+class InventoryRules:
+    """``[inventory]`` (keyadmin.policy.fleet): the physical key behind a credential."""
+
+    required: bool = False  # the key's serial must be in the inventory, in stock
+    serial_reuse: Literal["refuse", "flag"] = "refuse"  # a serial seen for a second user
+
+
+@dataclass(frozen=True)
 class KeysPerUser:
     minimum: int
     maximum: int
@@ -203,6 +220,8 @@ class Policy:
     keys_per_user: KeysPerUser
     enrolment: EnrolmentRules = EnrolmentRules()
     hardware: HardwareRules | None = None  # the [hardware] section, when the file has one
+    enterprise: EnterpriseRules | None = None  # [enterprise_attestation], when present
+    inventory: InventoryRules = InventoryRules()
     text: str = ""  # the exact file content that was hashed (stored with each enrolment)
 
     def summary(self) -> dict[str, Any]:

@@ -45,6 +45,8 @@ from keyadmin.sim.ctap import (
     Perm,
     Status,
 )
+from keyadmin.sim.enterprise import grants as grants_enterprise
+from keyadmin.sim.enterprise import signing_identity as enterprise_identity
 from keyadmin.sim.largeblobs import MAX_SERIALIZED_LARGE_BLOB_ARRAY, LargeBlobs
 from keyadmin.sim.pinproto import PinProtocol, PinProtocolError, PinProtocolV1, PinProtocolV2
 from keyadmin.sim.pki import generate_lab_pki, issue_leaf
@@ -470,6 +472,7 @@ class SoftKey:
                 raise CtapFailure(Err.INVALID_PARAMETER, "enterprise attestation is not enabled")
             if ep not in (1, 2):
                 raise CtapFailure(Err.INVALID_OPTION, "enterpriseAttestation must be 1 or 2")
+        enterprise = grants_enterprise(s, ep, rp_id)
         for desc in exclude:
             cred = self._find_credential(rp_id, desc)
             if cred is not None and (cred.cred_protect < 3 or uv):
@@ -521,10 +524,13 @@ class SoftKey:
         auth_data = self._auth_data(rp_id, flags, counter) + att_cred
         if ext_out:
             auth_data += cbor.encode(ext_out)
-        fmt, att_stmt = self._attest(auth_data, cdh, cred, key, cose, rp_id)
+        if enterprise:
+            fmt, att_stmt = self._attest_enterprise(auth_data + cdh)
+        else:
+            fmt, att_stmt = self._attest(auth_data, cdh, cred, key, cose, rp_id)
         self._save()
         result: dict[int, Any] = {0x01: fmt, 0x02: auth_data, 0x03: att_stmt}
-        if ep is not None:
+        if enterprise:
             result[0x04] = True
         if more.large_blob_key is not None:
             result[0x05] = more.large_blob_key
@@ -590,6 +596,15 @@ class SoftKey:
             "alg": ES256,
             "sig": self._maybe_break(sig),
             "x5c": [leaf_der, _der(s.intermediate_cert_pem)],
+        }
+
+    def _attest_enterprise(self, signed: bytes) -> tuple[str, dict[str, Any]]:
+        """Packed attestation with the key's own enterprise certificate (its serial)."""
+        ep_key, ep_der = enterprise_identity(self.state)
+        return "packed", {
+            "alg": ES256,
+            "sig": self._maybe_break(_sign(ES256, ep_key, signed)),
+            "x5c": [ep_der, _der(self.state.intermediate_cert_pem)],
         }
 
     def _next_counter(self, cred: Credential) -> int:

@@ -67,10 +67,12 @@ def issue_leaf(
     *,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    extensions: list[x509.UnrecognizedExtension] | None = None,
+    common_name: str = "keyadmin softkey attestation",
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name("keyadmin softkey attestation", "Authenticator Attestation"))
+        .subject_name(_name(common_name, "Authenticator Attestation"))
         .issuer_name(issuer_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -88,6 +90,8 @@ def issue_leaf(
     )
     if aaguid is not None:
         builder = builder.add_extension(aaguid_extension(aaguid), critical=False)
+    for ext in extensions or []:
+        builder = builder.add_extension(ext, critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from keyadmin.errors import StateFileError
+from keyadmin.sim.enterprise import new_serial
 
 STATE_FORMAT = "keyadmin-softkey/1"
 
@@ -103,6 +104,12 @@ class KeyState:
     ep_enabled: bool = False
     # the serialized large-blob array (CTAP 2.1 §6.10), base64; "" = the empty array
     large_blob_array: str = ""
+    # Enterprise attestation (keyadmin.sim.enterprise): vendor-facilitated RP IDs, the serial
+    # in id-fido-gen-ce-sernum, and the enterprise attestation key and certificate (PEM)
+    ep_rp_ids: list[str] = field(default_factory=list)
+    serial: int = field(default_factory=new_serial)
+    ep_cert_pem: str = ""
+    ep_key_pem: str = ""
     # Attestation PKI, generated for this key state (PEM)
     root_cert_pem: str = ""
     root_key_pem: str = ""

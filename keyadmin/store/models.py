@@ -67,6 +67,27 @@ class CredentialRow(SQLModel, table=True):
     operator: str
     witness: str | None = None
     change_seq: int = Field(default=0, index=True)  # audit seq of the row's last change
+    key_serial: str | None = Field(default=None, index=True)  # from enterprise attestation
+    firmware: str | None = None  # getInfo firmwareVersion at enrolment
+
+
+class KeyRow(SQLModel, table=True):
+    """One physical key in the inventory (keyadmin.store.inventory)."""
+
+    __tablename__ = "ka_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    serial: str = Field(unique=True)
+    model: str | None = None
+    aaguid: str | None = Field(default=None, index=True)
+    batch: str | None = None
+    location: str | None = None
+    state: str = Field(index=True)
+    user_id: int | None = Field(default=None, foreign_key="ka_user.id", index=True)
+    firmware: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    change_seq: int = 0
 
 
 class AuditRow(SQLModel, table=True):

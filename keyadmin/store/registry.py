@@ -72,6 +72,8 @@ class CredentialRecord:
     operator: str
     witness: str | None
     public_key_cose: str  # hex
+    key_serial: str | None = None  # the physical key's serial (enterprise attestation)
+    firmware: str | None = None  # the key's firmware at enrolment
 
     def label(self) -> str:
         """How people name the key: ``alice's key "primary" (enrolled 2026-12-01, last used
@@ -111,6 +113,8 @@ def _cred_record(row: Any, user: Any, policy_sha: str | None) -> CredentialRecor
         operator=row.operator,
         witness=row.witness,
         public_key_cose=row.public_key.hex(),
+        key_serial=row.key_serial,
+        firmware=row.firmware,
     )
 
 
@@ -225,7 +229,11 @@ def add_credential(
     operator: str,
     witness: str | None,
     authority: dict[str, Any] | None = None,
+    key_serial: str | None = None,
+    firmware: str | None = None,
+    flags: list[str] | None = None,
 ) -> CredentialRecord:
+    """``key_serial``: read from a verified enterprise attestation only (flows.enterprise)."""
     from sqlmodel import select
 
     from keyadmin.store.models import CredentialRow, EvidenceRow, PolicyVersionRow, UserRow
@@ -262,6 +270,8 @@ def add_credential(
         metadata_no=metadata_no,
         operator=operator,
         witness=witness,
+        key_serial=key_serial,
+        firmware=firmware,
     )
     session.add(row)
     session.flush()
@@ -277,6 +287,8 @@ def add_credential(
             "policy_sha256": policy.sha256 if policy else None,
             "metadata_no": metadata_no,
             "witness": witness,
+            **({"key_serial": key_serial} if key_serial is not None else {}),
+            **({"flags": flags} if flags else {}),
             "state": state.credential_state(
                 credential_id=credential_id,
                 user=user.name,

@@ -32,15 +32,6 @@ pytestmark = pytest.mark.pcsc
 
 # The RP ID the suite's vendor-facilitated enterprise attestation test uses (--ep-rp-id).
 EP_RP_ID = "ep.example.com"
-# Enterprise attestation is issue 20 item 3, implemented elsewhere (the inventory work): an
-# enterprise attestation must carry its own certificate, and vendor-facilitated EA be limited
-# to the key's configured RP IDs. Until then exactly these fail, both on "att_cert != cert"
-# (the key signs with its batch certificate). Listed, printed and checked to still fail, so
-# that the entries are removed the day they pass: not skipped, not hidden.
-EXPECTED_PENDING: dict[str, str] = {
-    "test_config.py::test_ep_platform": "issue 20 item 3: enterprise attestation certificate",
-    "test_config.py::test_ep_vendor": "issue 20 item 3: enterprise attestation certificate",
-}
 
 
 def mldsa_if_available() -> list[int]:
@@ -70,13 +61,15 @@ def test_python_fido2_device_suite_passes_over_pcsc(
 ) -> None:
     from keyadmin.sim.authenticator import SoftKey
     from keyadmin.sim.credkeys import DEFAULT_ALGORITHMS, ES256K, ES512, PS256
+    from keyadmin.sim.enterprise import configure
 
     # vpcd's slot 1 (port + 1): the session's own card keeps slot 0
     port = pcscd_service.port + 1
     reader = pcscd_service.card_reader[:-2] + "01"
     state = tmp_path / "suite-key.json"
     extra_algs = [ES512, PS256, ES256K, *mldsa_if_available()]
-    SoftKey.create(state, algorithms=[*DEFAULT_ALGORITHMS, *extra_algs])
+    key = SoftKey.create(state, algorithms=[*DEFAULT_ALGORITHMS, *extra_algs])
+    configure(key, rp_ids=[EP_RP_ID], serial=None)  # as `keyadmin sim init --ep-rp-id`
     serve = SimServe(state, port, reader, tmp_path / "sim-serve.log")
     serve.start()
     try:
@@ -93,14 +86,8 @@ def test_python_fido2_device_suite_passes_over_pcsc(
         for test, reason in sorted(result.xfailed.items()):
             print(f"  XFAIL   {test}: {reason}")
 
-    pending = sorted(t for t in result.failed if t in EXPECTED_PENDING)
-    with capsys.disabled():
-        for test in pending:
-            print(f"  EXPECTED-PENDING (failed) {test}: {EXPECTED_PENDING[test]}")
-    problems = [t for t in result.failed if t not in EXPECTED_PENDING] + result.errors
+    problems = result.failed + result.errors
     assert not problems, f"{result.summary()}; failed/errors: {problems}\n{output[-6000:]}"
-    now_passing = sorted(set(EXPECTED_PENDING) - set(pending))
-    assert not now_passing, f"no longer failing, remove from EXPECTED_PENDING: {now_passing}"
     assert result.passed, f"nothing passed: {result.summary()}\n{output[-4000:]}"
     # NFC mode: the suite took the card off the reader and put it back through the controller
     assert serve.stops >= 2 and serve.starts >= 2, controller.calls

@@ -340,8 +340,10 @@ def test_enterprise_attestation_needs_enabling(hid_device) -> None:
         ctap.make_credential(*args, enterprise_attestation=1)
     assert e.value.code == ERR.INVALID_PARAMETER
     Config(ctap).enable_enterprise_attestation()  # no PIN set: no token needed
-    resp = ctap.make_credential(*args, enterprise_attestation=1)
+    resp = ctap.make_credential(*args, enterprise_attestation=2)
     assert resp.ep_att is True
+    # vendor-facilitated only for the RP IDs the key lists (none here): no epAtt
+    assert not ctap.make_credential(*args, enterprise_attestation=1).ep_att
 
 
 def test_exclude_list_and_cred_protect(hid_device) -> None:

@@ -1,0 +1,41 @@
+"""Ask a key for enterprise attestation through python-fido2's client, and see its epAtt.
+
+python-fido2's Fido2Client sends enterpriseAttestation (CTAP 2.1 §6.1) when the options say
+``attestation="enterprise"`` and the key's getInfo has ``ep`` on: 2 (platform-facilitated)
+when the RP ID is in the client's list of enterprise RP IDs, 1 (vendor-facilitated) when it
+has no list. The list and the authenticator's response are not public in python-fido2 2.x,
+so this module is the one place that reaches them; if a python-fido2 release moves them,
+enrolment under an enterprise-attestation policy fails closed (DeviceError), never silently
+without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from keyadmin.errors import DeviceError
+
+
+def request_enterprise(client: Any, platform_rp_ids: Sequence[str] | None) -> Callable[[], bool]:
+    """Make ``client`` ask for enterprise attestation: platform-facilitated for
+    ``platform_rp_ids`` (a list), vendor-facilitated when None. Returns a function that
+    tells, after make_credential, whether the key answered epAtt = true."""
+    backend = getattr(client, "_backend", None)
+    ctap2 = getattr(backend, "ctap2", None)
+    if not hasattr(client, "_enterprise_rpid_list") or ctap2 is None:
+        raise DeviceError(
+            "this python-fido2 cannot request enterprise attestation (its client changed)",
+            hint="install the python-fido2 version keyadmin pins (pyproject.toml)",
+        )
+    client._enterprise_rpid_list = list(platform_rp_ids) if platform_rp_ids is not None else None
+    seen: dict[str, bool] = {"ep_att": False}
+    make_credential = ctap2.make_credential
+
+    def capture(*args: Any, **kwargs: Any) -> Any:
+        response = make_credential(*args, **kwargs)
+        seen["ep_att"] = response.ep_att is True
+        return response
+
+    ctap2.make_credential = capture
+    return lambda: seen["ep_att"]
