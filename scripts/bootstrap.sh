@@ -52,3 +52,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[${extras}]"
   echo "$want" > "$stamp"
 fi
+
+# test-only: real applications and a browser for tests/apps (never keyadmin's dependencies)
+bash scripts/setup-apps.sh

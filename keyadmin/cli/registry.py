@@ -51,6 +51,12 @@ def enrol(
     allow_stale_metadata: bool = typer.Option(
         False, "--allow-stale-metadata", help="Enrol although metadata is stale (logged)."
     ),
+    user_handle: str = typer.Option(
+        None,
+        "--user-handle",
+        help="A new user's WebAuthn user handle: the application's own (its UTF-8 text, or "
+        "hex:… for raw bytes; 1-64 bytes). Default: 32 random bytes. See docs/sync.md.",
+    ),
     operator: str = OPERATOR_OPT,
     operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
@@ -75,6 +81,7 @@ def enrol(
     from keyadmin.store.mds_index import MdsIndex
 
     url = _db(db)
+    handle = _user_handle(user_handle)
     loaded = load_policy(policy)
     metadata = IndexMetadata(MdsIndex(url))
     if witness is not None and witness_device is None:
@@ -117,6 +124,7 @@ def enrol(
             witness_proof=proof,
             override_stale_metadata=allow_stale_metadata,
             authority=evidence,
+            user_handle=handle,
         )
     if json_out:
         emit_json(result)
@@ -134,6 +142,24 @@ def enrol(
             ("rules passed", sum(1 for r in result.reasons if r["outcome"] == "pass")),
         ],
     )
+
+
+def _user_handle(text: str | None) -> bytes | None:
+    """--user-handle: UTF-8 text, or hex:… for raw bytes; 1-64 bytes (WebAuthn user.id)."""
+    if text is None:
+        return None
+    if text.startswith("hex:"):
+        try:
+            raw = bytes.fromhex(text[4:])
+        except ValueError:
+            raise UsageError("--user-handle hex:… is not hex", hint="e.g. hex:0a1b2c") from None
+    else:
+        raw = text.encode("utf-8")
+    if not 1 <= len(raw) <= 64:
+        raise UsageError(
+            f"--user-handle is {len(raw)} bytes", hint="a WebAuthn user handle is 1-64 bytes"
+        )
+    return raw
 
 
 # ---------------------------------------------------------------------------- creds

@@ -149,6 +149,16 @@ def _sync_table(result: Any, prune: bool) -> None:
             f"  drift: {d.credential_id[:32]}… user {clean(d.user_id[:24])} counter {count}"
             f"{' (pruned)' if d.pruned else ''}"
         )
+    for u in result.unknown_users:
+        say(
+            f"  user not in the application: {u.user} (credential {u.credential_id[:16]}…): "
+            f"{u.reason}"
+        )
+    if result.unknown_users_count:
+        say(
+            f"{result.unknown_users_count} approved credential(s) not written: the application "
+            "has no such user (checked again by every run)"
+        )
     if result.drift_count and not prune:
         say(f"{result.drift_count} row(s) keyadmin never approved; --prune deletes them")
 
