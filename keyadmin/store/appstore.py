@@ -50,7 +50,14 @@ ON_INACTIVE = ("delete", "disable")
 TRANSPORT_ENCODINGS = ("json", "comma")
 LAST_USED_UNSET = ("null", "created_at")
 #: What a derived column can hold (``[derived.COLUMN] from = …``); or a constant ``value``.
-DERIVED_SOURCES = ("credential_id_sha256", "aaguid", "nickname", "user_name", "credential_id")
+DERIVED_SOURCES = (
+    "credential_id_sha256",
+    "aaguid",
+    "nickname",
+    "user_name",
+    "credential_id",
+    "backup_eligible",
+)
 DERIVED_FORMATS = ("auto", "bytes", "hex", "base64url", "uuid")
 #: How a user handle is spelt in an application's column (``utf8``: the handle's bytes are
 #: the UTF-8 text in the column, as Flask-Security-Too compares them).
@@ -78,6 +85,9 @@ class UserLookup:
     match_encoding: str = "utf8"
     handle_column: str | None = None
     handle_encoding: str = "utf8"
+    # the handle in a related table (one row per user) rather than on the user row
+    handle_table: str | None = None
+    handle_user_column: str | None = None
 
     def describe(self) -> str:
         return f"{self.schema + '.' if self.schema else ''}{self.table}"
@@ -220,11 +230,13 @@ def _load_lookup(doc: Any, bad: Any) -> UserLookup | None:
     if not isinstance(doc, dict):
         raise bad("user_lookup", "must be a table")
     known = {"table", "schema", "id_column", "match_column", "match", "match_encoding"}
-    known |= {"handle_column", "handle_encoding"}
+    known |= {"handle_column", "handle_encoding", "handle_table", "handle_user_column"}
     for key in doc:
         if key not in known:
             raise bad(f"user_lookup.{key}", f"unknown key (known: {', '.join(sorted(known))})")
     match = doc.get("match", "user_name")
+    if doc.get("handle_table") and not doc.get("handle_column"):
+        raise bad("user_lookup.handle_column", "needed with handle_table")
     if match not in LOOKUP_MATCH:
         raise bad("user_lookup.match", f"one of {', '.join(LOOKUP_MATCH)}")
     for key in ("match_encoding", "handle_encoding"):
@@ -241,6 +253,15 @@ def _load_lookup(doc: Any, bad: Any) -> UserLookup | None:
             doc.get("handle_column"), "user_lookup.handle_column", bad, required=False
         ),
         handle_encoding=doc.get("handle_encoding", "utf8"),
+        handle_table=_name(
+            doc.get("handle_table"), "user_lookup.handle_table", bad, required=False
+        ),
+        handle_user_column=_name(
+            doc.get("handle_user_column"),
+            "user_lookup.handle_user_column",
+            bad,
+            required=bool(doc.get("handle_table")),
+        ),
     )
 
 
@@ -432,6 +453,8 @@ class AppStore:
         # keyadmin user handle -> the application's user id, or why there is none
         self._app_users: dict[bytes, tuple[Any, str]] = {}
         self._handle_writes: dict[Any, Any] = {}  # app user id -> handle to write
+        self._handle_inserts: dict[Any, Any] = {}  # the same, where no handle row exists
+        self.handles: Any = None  # user_lookup.handle_table
 
     def close(self) -> None:
         self.engine.dispose()
@@ -518,28 +541,44 @@ class AppStore:
             name = m.column(f)
             if name:
                 self._kind[f] = _kind(table.c[name].type)
-        if m.user_lookup is not None:
-            self.users = self._user_table(conn, md, m.user_lookup)
+        lk = m.user_lookup
+        if lk is not None:
+            on_users = ("id_column", "match_column")
+            self.users = self._reflect(conn, md, "table", lk.table, lk.schema, on_users)
+            if lk.handle_table:
+                keys = ("handle_user_column", "handle_column")
+                self.handles = self._reflect(
+                    conn, md, "handle_table", lk.handle_table, lk.schema, keys
+                )
+            else:
+                self._reflect(conn, md, "table", lk.table, lk.schema, ("handle_column",))
 
-    def _user_table(self, conn: Any, md: Any, lk: UserLookup) -> Any:
+    def _reflect(
+        self, conn: Any, md: Any, key: str, name: str, schema: str | None, columns: Sequence[str]
+    ) -> Any:
+        """A table of the user lookup; an error names the mapping file, key and column."""
         from sqlalchemy import Table, inspect
 
+        lk = self.mapping.user_lookup
         src = self.mapping.source
-        if not inspect(conn).has_table(lk.table, schema=lk.schema):
+        shown = f"{schema + '.' if schema else ''}{name}"
+        if name in md.tables or (schema and f"{schema}.{name}" in md.tables):
+            table = md.tables[f"{schema}.{name}" if schema else name]
+        elif not inspect(conn).has_table(name, schema=schema):
             raise AppStoreError(
-                f"{src}: user_lookup.table: the application's database has no table "
-                f"{lk.describe()!r}",
-                hint="name the application's user table",
+                f"{src}: user_lookup.{key}: the application's database has no table {shown!r}",
+                hint="name the application's table",
             )
-        users = Table(lk.table, md, autoload_with=conn, schema=lk.schema)
-        for key in ("id_column", "match_column", "handle_column"):
-            col = getattr(lk, key)
-            if col is not None and col not in users.c:
+        else:
+            table = Table(name, md, autoload_with=conn, schema=schema)
+        for k in columns:
+            col = getattr(lk, k)
+            if col is not None and col not in table.c:
                 raise AppStoreError(
-                    f"{src}: user_lookup.{key}: table {lk.describe()!r} has no column {col!r}",
-                    hint="name an existing column of the application's user table",
+                    f"{src}: user_lookup.{k}: table {shown!r} has no column {col!r}",
+                    hint="name an existing column of that table",
                 )
-        return users
+        return table
 
     # -- the application's users ---------------------------------------------------------------
     def resolve_users(self, conn: Any, creds: Iterable[Any]) -> None:
@@ -566,7 +605,7 @@ class AppStore:
             wanted[key] = c.user_handle
         u = self.users.c
         cols = [u[lk.id_column], u[lk.match_column]]
-        if lk.handle_column:
+        if lk.handle_column and self.handles is None:
             cols.append(u[lk.handle_column])
         from sqlalchemy import select
 
@@ -576,6 +615,15 @@ class AppStore:
             q = select(*cols).where(u[lk.match_column].in_(keys[i : i + CHUNK]))
             for r in conn.execute(q):
                 found.setdefault(r[1], []).append(r)
+        related: dict[Any, Any] = {}  # app user id -> handle row's value (handle_table)
+        if self.handles is not None:
+            h = self.handles.c
+            ids = [rows[0][0] for rows in found.values() if len(rows) == 1]
+            for i in range(0, len(ids), CHUNK):
+                q = select(h[lk.handle_user_column], h[str(lk.handle_column)]).where(
+                    h[lk.handle_user_column].in_(ids[i : i + CHUNK])
+                )
+                related.update((r[0], r[1]) for r in conn.execute(q))
         for key, handle in wanted.items():
             rows = found.get(key, [])
             if not rows:
@@ -595,7 +643,7 @@ class AppStore:
             app_id = r[0]
             if lk.handle_column:
                 mine = _spell(handle, lk.handle_encoding)
-                theirs = r[2]
+                theirs = r[2] if self.handles is None else related.get(app_id)
                 if isinstance(theirs, memoryview):
                     theirs = theirs.tobytes()
                 if theirs is None or theirs == "" or theirs == b"":
@@ -607,7 +655,10 @@ class AppStore:
                             "--user-handle)",
                         )
                         continue
-                    self._handle_writes[app_id] = mine
+                    if self.handles is not None and app_id not in related:
+                        self._handle_inserts[app_id] = mine
+                    else:
+                        self._handle_writes[app_id] = mine
                 elif mine is None or not _same(theirs, mine):
                     self._app_users[handle] = (
                         None,
@@ -630,19 +681,34 @@ class AppStore:
         from sqlalchemy import bindparam, or_
 
         lk = self.mapping.user_lookup
-        if lk is None or not lk.handle_column or not self._handle_writes:
+        if lk is None or not lk.handle_column:
             return 0
-        u = self.users.c
-        col = u[lk.handle_column]
-        stmt = (
-            self.users.update()
-            .where(u[lk.id_column] == bindparam("k_id"), or_(col.is_(None), col == ""))
-            .values({col: bindparam("v_handle")})
-        )
-        params = [{"k_id": k, "v_handle": v} for k, v in self._handle_writes.items()]
-        done = conn.execute(stmt, params).rowcount
-        self._handle_writes.clear()
-        return done if done is not None and done >= 0 else len(params)
+        done = 0
+        if self._handle_inserts:  # handle_table: a new row for each user without one
+            h = self.handles.c
+            conn.execute(
+                self.handles.insert(),
+                [
+                    {h[str(lk.handle_user_column)].key: k, h[lk.handle_column].key: v}
+                    for k, v in self._handle_inserts.items()
+                ],
+            )
+            done += len(self._handle_inserts)
+            self._handle_inserts.clear()
+        if self._handle_writes:
+            table = self.users if self.handles is None else self.handles
+            key = lk.id_column if self.handles is None else str(lk.handle_user_column)
+            col = table.c[lk.handle_column]
+            stmt = (
+                table.update()
+                .where(table.c[key] == bindparam("k_id"), or_(col.is_(None), col == ""))
+                .values({col: bindparam("v_handle")})
+            )
+            params = [{"k_id": k, "v_handle": v} for k, v in self._handle_writes.items()]
+            changed = conn.execute(stmt, params).rowcount
+            done += changed if changed is not None and changed >= 0 else len(params)
+            self._handle_writes.clear()
+        return done
 
     # -- transactions ----------------------------------------------------------------------------
     @contextmanager
@@ -762,6 +828,8 @@ class AppStore:
             return getattr(cred, "nickname", None) or d.default
         if d.source == "user_name":
             return cred.user_name
+        if d.source == "backup_eligible":
+            return bool(cred.backup_eligible)
         if d.source == "aaguid":
             import uuid
 

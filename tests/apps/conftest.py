@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.apps.cdp import Browser, chromium_path, stop
+from tests.apps.cdp import Browser, VirtualAuthenticator, chromium_path, stop
 from tests.integration.conftest import missing_component
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +73,13 @@ def browser() -> Iterator[Browser]:
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture
+def authenticator(browser: Browser) -> Iterator[VirtualAuthenticator]:
+    """A fresh virtual authenticator in the session's browser, removed after the test."""
+    va = VirtualAuthenticator(browser)
+    try:
+        yield va
+    finally:
+        va.close()

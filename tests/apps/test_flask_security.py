@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +21,18 @@ import pytest
 
 from tests.apps.cdp import Browser, VirtualAuthenticator, free_port
 from tests.apps.conftest import ROOT, Server, app_python
+from tests.apps.site import PASSWORD, POST_JSON, Site, localhost_lab, run_app
 from tests.e2e.cli import invoke
-from tests.support.lab import PIN, Lab, make_lab
+from tests.support.lab import PIN
 
 APP = Path(__file__).with_name("flask_app.py")
 PRESET = ROOT / "policies" / "apps" / "flask-security.toml"
 EMAIL = "alice@example.org"
-PASSWORD = "lab password 4821"
-RECEIPT_PASS = "receipt-pass-1"
 
-SIGN_IN = """
+SIGN_IN = (
+    POST_JSON
+    + """
 (async () => {
-  const post = (url, body) => fetch(url, {method: "POST",
-      headers: {"Content-Type": "application/json", "Accept": "application/json"},
-      body: JSON.stringify(body)});
   await post("/logout", {});  // a fresh session: each run signs in anew
   const begin = await post("/wan-signin", {identity: %(identity)s});
   const b = await begin.json();
@@ -50,29 +46,10 @@ SIGN_IN = """
   return {stage: "finish", status: done.status, body: await done.json()};
 })()
 """
+)
 
 
-@dataclass
-class Site:
-    lab: Lab
-    app_db: Path
-    server: Server
-    browser: Browser
-    tmp: Path
-
-    @property
-    def target(self) -> str:
-        return f"sqlite:///{self.app_db}"
-
-    def sync(self) -> dict[str, Any]:
-        out = invoke(
-            "sync", "--target", self.target, "--mapping", str(PRESET), "--db", self.lab.db,
-            "--json",
-        )  # fmt: skip
-        assert out.code == 0, out.stderr
-        result: dict[str, Any] = json.loads(out.stdout)
-        return result
-
+class FlaskSite(Site):
     def app_row(self) -> tuple[Any, ...] | None:
         with sqlite3.connect(self.app_db) as c:
             row = c.execute(
@@ -81,61 +58,22 @@ class Site:
             ).fetchone()
         return tuple(row) if row is not None else None
 
-    def exported(self) -> dict[str, Any]:
-        out = invoke(
-            "sim", "export-credentials", "--state", str(self.lab.key_path), "--rp-id", "localhost"
-        )
-        assert out.code == 0, out.stderr
-        assert "lab use only" in out.stderr
-        creds: list[dict[str, Any]] = json.loads(out.stdout)
-        assert len(creds) == 1
-        return creds[0]
+    @property
+    def app_db(self) -> Path:
+        return Path(self.target.removeprefix("sqlite:///"))
 
     def sign_in(self, identity: str = EMAIL) -> dict[str, Any]:
-        self.browser.navigate(self.server.origin + "/")
-        result: dict[str, Any] = self.browser.evaluate(SIGN_IN % {"identity": json.dumps(identity)})
-        return result
-
-    def registry_count(self) -> int:
-        rows = self.lab.registry_rows()
-        assert len(rows) == 1
-        return int(rows[0]["sign_count"])
-
-    def step_up(self) -> Any:
-        key = self.tmp / "receipt-key.pem"
-        if not key.exists():
-            made = invoke("receipt", "keygen", "--receipt-key", str(key), input=f"{RECEIPT_PASS}\n")
-            assert made.code == 0, made.stderr
-        return invoke(
-            "step-up", EMAIL, "--action", "wire-transfer", "--policy", str(self.lab.policy),
-            "-d", self.lab.device, "--receipt-key", str(key), "--db", self.lab.db, "--json",
-            input=f"{RECEIPT_PASS}\n{PIN}\n",
-        )  # fmt: skip
+        return self.page(SIGN_IN % {"identity": json.dumps(identity)})
 
 
 def _app(*args: str) -> str:
-    done = subprocess.run(
-        [str(app_python("flask")), str(APP), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip()
+    return run_app("flask", APP, *args)
 
 
 @pytest.fixture
-def site(tmp_path: Path, browser: Browser) -> Iterator[Site]:
+def site(tmp_path: Path, browser: Browser) -> Iterator[FlaskSite]:
     port = free_port()
-    lab = make_lab(
-        tmp_path / "lab",
-        f"sqlite:///{tmp_path / 'registry.db'}",
-        policy_edit={
-            'rp_id = "example.com"': 'rp_id = "localhost"',
-            'origins = ["https://example.com"]': f'origins = ["http://localhost:{port}"]',
-        },
-    )
+    lab = localhost_lab(tmp_path / "lab", f"sqlite:///{tmp_path / 'registry.db'}", port)
     app_db = tmp_path / "app.db"
     handle = _app("create-user", str(app_db), EMAIL, PASSWORD)  # the application's own API
     out = invoke(
@@ -145,34 +83,13 @@ def site(tmp_path: Path, browser: Browser) -> Iterator[Site]:
     assert out.code == 0, out.stderr
     server = Server([str(app_python("flask")), str(APP), "serve", str(app_db), str(port)], port)
     try:
-        yield Site(lab, app_db, server, browser, tmp_path)
+        yield FlaskSite(lab, f"sqlite:///{app_db}", PRESET, server, browser, tmp_path, EMAIL)
     finally:
         server.stop()
 
 
-@pytest.fixture
-def authenticator(browser: Browser) -> Iterator[VirtualAuthenticator]:
-    va = VirtualAuthenticator(browser)
-    try:
-        yield va
-    finally:
-        va.close()
-
-
-def _adopt_counter(site: Site, count: int) -> None:
-    """The browser's virtual authenticator and the software key are one key in this lab:
-    the counter the browser advanced is the software key's too (lab-only state edit)."""
-    from keyadmin.sim.authenticator import SoftKey
-    from keyadmin.sim.state import save_state
-
-    key = SoftKey.open(site.lab.key_path)
-    (cred,) = key.state.credentials
-    cred.uses = cred.counter = count
-    save_state(site.lab.key_path, key.state)
-
-
 def test_signs_in_through_the_applications_own_endpoints(
-    site: Site, authenticator: VirtualAuthenticator
+    site: FlaskSite, authenticator: VirtualAuthenticator
 ) -> None:
     first = site.sync()
     assert first["inserted"] == 1 and first["unknown_users_count"] == 0
@@ -193,14 +110,14 @@ def test_signs_in_through_the_applications_own_endpoints(
     assert pulled["counters_pulled"] == 1 and pulled["tampering_count"] == 0, pulled
     assert site.registry_count() == browser_count
 
-    _adopt_counter(site, browser_count)
+    site.adopt_counter(browser_count)
     step = site.step_up()
     assert step.code == 0, step.stderr
     result = json.loads(step.stdout)
     assert result["previous_counter"] == browser_count and result["counter"] > browser_count
 
 
-def _signed_in(site: Site, authenticator: VirtualAuthenticator) -> dict[str, Any]:
+def _signed_in(site: FlaskSite, authenticator: VirtualAuthenticator) -> dict[str, Any]:
     """Synced, the credential in the browser, one accepted sign-in; the exported credential."""
     site.sync()
     cred = site.exported()
@@ -211,7 +128,7 @@ def _signed_in(site: Site, authenticator: VirtualAuthenticator) -> dict[str, Any
 
 
 def test_a_revoked_credential_is_refused_after_the_next_sync(
-    site: Site, authenticator: VirtualAuthenticator
+    site: FlaskSite, authenticator: VirtualAuthenticator
 ) -> None:
     _signed_in(site, authenticator)
     ref = site.lab.registry_rows()[0]["id"]
@@ -227,7 +144,7 @@ def test_a_revoked_credential_is_refused_after_the_next_sync(
 
 
 def test_a_clone_below_the_applications_counter_is_refused(
-    site: Site, authenticator: VirtualAuthenticator
+    site: FlaskSite, authenticator: VirtualAuthenticator
 ) -> None:
     cred = _signed_in(site, authenticator)
     second = site.sign_in()
@@ -243,17 +160,9 @@ def test_a_clone_below_the_applications_counter_is_refused(
     assert site.app_row()[0] == app_count  # type: ignore[index]
 
 
-def test_a_user_the_application_does_not_have_is_reported(site: Site) -> None:
+def test_a_user_the_application_does_not_have_is_reported(site: FlaskSite) -> None:
     bob = "bob@example.org"
-    other = make_lab(
-        site.tmp / "bob",
-        site.lab.db,
-        policy_edit={
-            'rp_id = "example.com"': 'rp_id = "localhost"',
-            'origins = ["https://example.com"]': f'origins = ["{site.server.origin}"]',
-        },
-        name="bob.json",
-    )
+    other = localhost_lab(site.tmp / "bob", site.lab.db, site.server.port, name="bob.json")
     out = invoke(*other.enrol_args(bob, "--user-handle", "bob-handle-1"), input=f"{PIN}\n")
     assert out.code == 0, out.stderr
     result = site.sync()
