@@ -31,19 +31,19 @@ def app_python(name: str) -> Path:
 class Server:
     """An application's web server, in its own venv and process, until stopped."""
 
-    def __init__(self, argv: list[str], port: int) -> None:
+    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {})},
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 60
         line = self.proc.stdout.readline()
-        if line.strip() != "ready":
+        if not line.startswith("ready"):
             err = self.proc.stderr.read() if self.proc.stderr else ""
             self.stop()
             raise RuntimeError(f"the application did not start: {line!r} {err[-2000:]}")
