@@ -21,7 +21,6 @@ import argparse
 import html
 import json
 import os
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -111,17 +110,7 @@ class StepUpApp:
         )
         # The dangerous action runs here, only now that the step-up is committed.
         lifetime = self.policy.step_up.receipt_lifetime_seconds
-        receipt = self.signer.issue(
-            user=result.user,
-            action_hash=result.action_hash,
-            credential_id=result.credential_id,
-            counter=result.counter,
-            challenge_id=result.challenge_id,
-            rp_id=result.rp_id,
-            issued_at=datetime.fromisoformat(result.at).astimezone(UTC),
-            lifetime_seconds=lifetime,
-            log_head=(result.audit_seq, result.audit_hash) if result.audit_hash else None,
-        )
+        receipt = self.signer.issue_for(result, lifetime_seconds=lifetime)
         return {"done": action, "counter": result.counter, "receipt": receipt}
 
 
