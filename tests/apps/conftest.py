@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +34,12 @@ class Server:
 
     def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
         self.port = port
+        # its request log goes to a file: a pipe nobody reads would block the server
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
             env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {})},
         )
@@ -44,9 +47,9 @@ class Server:
         deadline = time.monotonic() + 60
         line = self.proc.stdout.readline()
         if not line.startswith("ready"):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
             self.stop()
-            raise RuntimeError(f"the application did not start: {line!r} {err[-2000:]}")
+            self.log.seek(0)
+            raise RuntimeError(f"the application did not start: {line!r} {self.log.read()[-2000:]}")
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -61,6 +64,9 @@ class Server:
 
     def stop(self) -> None:
         stop(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
 
 
 @pytest.fixture(scope="session")
