@@ -22,7 +22,8 @@ MAPPING_OPT = typer.Option(
     None,
     "--mapping",
     help="Mapping file (TOML) naming the table and columns; default: the common schema "
-    "(see policies/app-mapping.example.toml).",
+    "(see policies/app-mapping.example.toml). Presets for real applications: "
+    "policies/apps/flask-security.toml, policies/apps/django-otp-webauthn.toml.",
 )
 
 
