@@ -172,3 +172,43 @@ def test_bad_mapping_names_the_key(tmp_path: Path, old: str, new: str, key: str)
     with pytest.raises(ConfigError) as e:
         load_mapping(p)
     assert str(e.value).startswith(f"{p}: {key}:"), str(e.value)
+
+
+@pytest.mark.postgres
+def test_the_same_mapping_on_postgresql(lab: Lab, tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL takes the insert through COPY (no json column here): derived values and
+    the looked-up user id travel with it; the handle is written on the user row."""
+    import psycopg
+
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    schema = SCHEMA.replace("BLOB", "BYTEA").replace(
+        "id INTEGER PRIMARY KEY", "id SERIAL PRIMARY KEY"
+    )
+    with psycopg.connect(dsn) as c:
+        c.execute(schema)  # type: ignore[arg-type]
+        c.execute("INSERT INTO accounts (pk, login) VALUES (7, 'alice')")
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(MAPPING)
+    out = invoke(*lab.enrol_args("alice", "--nickname", "blue"), input=f"{PIN}\n")
+    assert out.code == 0, out.stderr
+    (alice,) = lab.registry_rows()
+    result = json.loads(
+        invoke("sync", "--target", dsn, "--mapping", str(mapping), "--db", lab.db, "--json").stdout
+    )
+    assert result["inserted"] == 1 and result["user_handles_written"] == 1, result
+    with psycopg.connect(dsn) as c:
+        row = c.execute(
+            "SELECT credential_id_sha256, aaguid, aaguid_raw, kind, label, owner FROM creds"
+        ).fetchone()
+        (handle,) = c.execute("SELECT handle FROM accounts WHERE pk = 7").fetchone()  # type: ignore[misc]
+    cid = bytes.fromhex(alice["credential_id"])
+    assert row is not None
+    assert row[0] == hashlib.sha256(cid).hexdigest()
+    assert row[1] == str(uuid.UUID(alice["aaguid"]))
+    assert bytes(row[2]) == uuid.UUID(alice["aaguid"]).bytes
+    assert tuple(row[3:]) == ("passkey", "blue", 7)
+    assert handle == alice["user_handle"]
+    again = json.loads(
+        invoke("sync", "--target", dsn, "--mapping", str(mapping), "--db", lab.db, "--json").stdout
+    )
+    assert again["app_writes"] == 0, again
