@@ -61,3 +61,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 # python-fido2's device tests, for the software key's conformance test (which fails in CI without them)
 bash scripts/fetch-fido2-suite.sh || echo "bootstrap: could not fetch python-fido2's device tests" >&2
+
+# test-only: real applications and a browser for tests/apps (never keyadmin's dependencies)
+bash scripts/setup-apps.sh || echo "bootstrap: the applications or the browser for tests/apps could not be set up (the tests will say why)" >&2

@@ -54,6 +54,12 @@ def enrol(
     allow_stale_metadata: bool = typer.Option(
         False, "--allow-stale-metadata", help="Enrol although metadata is stale (logged)."
     ),
+    user_handle: str = typer.Option(
+        None,
+        "--user-handle",
+        help="A new user's WebAuthn user handle: the application's own (its UTF-8 text, or "
+        "hex:… for raw bytes; 1-64 bytes). Default: 32 random bytes. See docs/sync.md.",
+    ),
     operator: str = OPERATOR_OPT,
     operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
@@ -78,6 +84,7 @@ def enrol(
     from keyadmin.store.mds_index import MdsIndex
 
     url = _db(db)
+    handle = _user_handle(user_handle)
     loaded = load_policy(policy)
     metadata = IndexMetadata(MdsIndex(url))
     if witness is not None and witness_device is None:
@@ -120,6 +127,7 @@ def enrol(
             witness_proof=proof,
             override_stale_metadata=allow_stale_metadata,
             authority=evidence,
+            user_handle=handle,
         )
     _next_after_enrol(url, user, loaded.keys_per_user.minimum)
     if json_out:
@@ -147,6 +155,24 @@ def _next_after_enrol(url: str, user: str, minimum: int | None) -> None:
     steps = [sync_step()]
     more = coverage_steps(url, user, minimum)
     print_next(steps + [s.replace("a replacement", "a backup key") for s in more])
+
+
+def _user_handle(text: str | None) -> bytes | None:
+    """--user-handle: UTF-8 text, or hex:… for raw bytes; 1-64 bytes (WebAuthn user.id)."""
+    if text is None:
+        return None
+    if text.startswith("hex:"):
+        try:
+            raw = bytes.fromhex(text[4:])
+        except ValueError:
+            raise UsageError("--user-handle hex:… is not hex", hint="e.g. hex:0a1b2c") from None
+    else:
+        raw = text.encode("utf-8")
+    if not 1 <= len(raw) <= 64:
+        raise UsageError(
+            f"--user-handle is {len(raw)} bytes", hint="a WebAuthn user handle is 1-64 bytes"
+        )
+    return raw
 
 
 # ---------------------------------------------------------------------------- creds

@@ -209,6 +209,54 @@ def root(state: Path = STATE_OPT) -> None:
     out(key.root_certificate_pem())
 
 
+@app.command("export-credentials")
+def export_credentials(
+    state: Path = STATE_OPT,
+    rp_id: str = typer.Option(..., "--rp-id", help="Only the credentials of this RP id."),
+) -> None:
+    """LAB ONLY: print a SOFTWARE key's credentials for RP_ID WITH THEIR PRIVATE KEYS (JSON).
+
+    For a lab browser's virtual authenticator (the DevTools WebAuthn domain's
+    WebAuthn.addCredential takes each object as it is: credentialId, rpId, userHandle in
+    standard base64, privateKey as base64 PKCS#8 DER, signCount), so that a browser signs in
+    with the same credential keyadmin enrolled. A software key's private keys are test data;
+    a hardware key's never leave it (this command cannot read one).
+    Example: keyadmin sim export-credentials --state lab.key --rp-id localhost > creds.json
+    """
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    from keyadmin.sim.authenticator import SoftKey
+
+    key = SoftKey.open(state)
+    found = []
+    for c in key.state.credentials:
+        if c.rp_id != rp_id:
+            continue
+        private = serialization.load_pem_private_key(c.private_key_pem.encode(), password=None)
+        der = private.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        found.append(
+            {
+                "credentialId": c.credential_id,
+                "isResidentCredential": c.discoverable,
+                "rpId": c.rp_id,
+                "privateKey": base64.b64encode(der).decode("ascii"),
+                "userHandle": c.user_id,
+                "signCount": c.counter,
+            }
+        )
+    say(
+        f"# {len(found)} credential(s) of the SOFTWARE key {state} for {rp_id!r}, with their "
+        "private keys: lab use only"
+    )
+    emit_json(found)
+
+
 @app.command("serve")
 def serve(
     state: Path = STATE_OPT,

@@ -22,7 +22,8 @@ MAPPING_OPT = typer.Option(
     None,
     "--mapping",
     help="Mapping file (TOML) naming the table and columns; default: the common schema "
-    "(see policies/app-mapping.example.toml).",
+    "(see policies/app-mapping.example.toml). Presets for real applications: "
+    "policies/apps/flask-security.toml, policies/apps/django-otp-webauthn.toml.",
 )
 
 
@@ -148,6 +149,16 @@ def _sync_table(result: Any, prune: bool) -> None:
         out(
             f"  drift: {d.credential_id[:32]}… user {clean(d.user_id[:24])} counter {count}"
             f"{' (pruned)' if d.pruned else ''}"
+        )
+    for u in result.unknown_users:
+        say(
+            f"  user not in the application: {u.user} (credential {u.credential_id[:16]}…): "
+            f"{u.reason}"
+        )
+    if result.unknown_users_count:
+        say(
+            f"{result.unknown_users_count} approved credential(s) not written: the application "
+            "has no such user (checked again by every run)"
         )
     if result.drift_count and not prune:
         say(f"{result.drift_count} row(s) keyadmin never approved; --prune deletes them")

@@ -442,6 +442,7 @@ def _drift(
     seen: set[bytes] = set()
     try:
         with store.transaction(commit=False) as conn:
+            store.resolve_users(conn, [c for c in creds.values() if c.status == "active"])
             for row in store.all_rows(conn):
                 seen.add(row.credential_id)
                 rec = creds.get(row.credential_id)
@@ -473,7 +474,7 @@ def _drift(
                                 "(run keyadmin sync)",
                             )
                         )
-                else:
+                elif store.user_problem(rec) is None:
                     synced = 0 <= rec.change_seq <= synced_seq
                     for kind, detail in inspect_row(
                         store, store.desired(rec), rec, row, synced=synced, jump=jump
@@ -493,12 +494,14 @@ def _drift(
         store.close()
     for cid, rec in creds.items():
         if rec.status == "active" and cid not in seen:
+            problem = store.user_problem(rec)
             out.append(
                 Finding(
                     "drift",
                     cid.hex(),
                     "sync.missing",
-                    "active in the registry but not in the application's table (run keyadmin sync)",
+                    "active in the registry but not in the application's table "
+                    + ("(run keyadmin sync)" if problem is None else f"and cannot be: {problem}"),
                     "warn",
                 )
             )

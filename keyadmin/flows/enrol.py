@@ -182,8 +182,11 @@ def enrol(
     override_stale_metadata: bool = False,
     now: datetime | None = None,
     authority: dict[str, Any] | None = None,
+    user_handle: bytes | None = None,
 ) -> EnrolResult:
-    """``witness_proof`` is the WitnessProof of ``keyadmin.flows.authority.witness``: the
+    """``user_handle``: the WebAuthn user handle for a new user (the application's own, so
+    that its sign-in finds the user); an existing user keeps theirs, and another is refused.
+    ``witness_proof`` is the WitnessProof of ``keyadmin.flows.authority.witness``: the
     witness proved presence with their own credential, for this enrolment, just now.
     ``authority`` (keyadmin.flows.authority's evidence) goes into every log row's details."""
     from keyadmin.policy.readiness import evaluate_device
@@ -269,7 +272,21 @@ def enrol(
             f"{user} already holds {len(live)} key(s), the policy's maximum",
             hint="revoke a key first (keyadmin creds revoke ID --reason …)",
         )
-    user_handle = existing_user.user_handle if existing_user else os.urandom(32)
+    if (
+        existing_user
+        and user_handle is not None
+        and not hmac.compare_digest(existing_user.user_handle, user_handle)
+    ):
+        from keyadmin.errors import UsageError
+
+        raise UsageError(
+            f"{user} already has another user handle in the registry",
+            hint="leave out --user-handle: a user keeps the handle of their first enrolment",
+        )
+    if existing_user:
+        user_handle = existing_user.user_handle
+    elif user_handle is None:
+        user_handle = os.urandom(32)
     challenge = os.urandom(32)
     from keyadmin.flows import enterprise
 

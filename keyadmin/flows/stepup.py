@@ -142,17 +142,7 @@ def step_up(
     receipt = expires = None
     if signer is not None:
         at = datetime.fromisoformat(result.at)
-        receipt = signer.issue(
-            user=result.user,
-            action_hash=result.action_hash,
-            credential_id=result.credential_id,
-            counter=result.counter,
-            challenge_id=result.challenge_id,
-            rp_id=result.rp_id,
-            issued_at=at,
-            lifetime_seconds=receipt_lifetime_seconds,
-            log_head=(result.audit_seq, result.audit_hash) if result.audit_hash else None,
-        )
+        receipt = signer.issue_for(result, lifetime_seconds=receipt_lifetime_seconds)
         expires = (
             datetime.fromtimestamp(int(at.timestamp()), UTC)
             + timedelta(seconds=receipt_lifetime_seconds)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyadmin.flows.tamper import REPAIRED, Tamper, inspect_row, shown
-from keyadmin.store.appstore import AppRow, AppStore, Mapping, display_id
+from keyadmin.store.appstore import DERIVED_PREFIX, AppRow, AppStore, Mapping, display_id
 
 #: Rows the application used this close to the previous mark are read again next run
 #: (a sign-in whose transaction committed after the mark was taken is not missed). Rows it
@@ -53,6 +53,15 @@ class DriftRow:
     sign_count: int | None  # None: the stored value is not a counter (``stored_count``)
     pruned: bool
     stored_count: str = ""
+
+
+@dataclass(frozen=True)
+class UnknownUser:
+    """An approved credential whose keyadmin user has no user in the application."""
+
+    credential_id: str  # hex
+    user: str  # keyadmin's user name
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,11 @@ class SyncResult:
     last_seq_after: int
     seconds: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # active credentials whose user the application does not have (mapping user_lookup):
+    # nothing written for them; re-checked by every run until the user is there
+    unknown_users_count: int = 0
+    unknown_users: tuple[UnknownUser, ...] = ()
+    user_handles_written: int = 0
 
 
 def target_label(target_url: str, mapping: Mapping) -> str:
@@ -134,7 +148,8 @@ def sync(
         synced_seq = state.last_seq if state is not None else -1  # written by an earlier run
         since = 0 if full_run else state.last_seq  # type: ignore[union-attr]
         changed = st.changed_since(s, since, upto)
-    details = dict(state.details) if state is not None else {}
+        details = dict(state.details) if state is not None else {}
+        changed += _remembered_unknown(s, details, changed)
     if full_run:
         notes.append("full run: every registry credential and every application row compared")
 
@@ -148,6 +163,8 @@ def sync(
     drift: list[AppRow] = []
     tampered: list[Tamper] = []
     repairs = 0
+    unknown: list[UnknownUser] = []
+    handles_written = 0
     try:
         with store.transaction(create=create_table, commit=not dry_run) as conn:
             rows_at_start, added = store.census(
@@ -157,6 +174,7 @@ def sync(
                 full_run = True  # rows went or came where the marks cannot see: compare all
                 with transaction(registry_url) as s:
                     changed = st.changed_since(s, 0, upto)
+                    changed += _remembered_unknown(s, details, changed)
             changed_ids = {c.credential_id for c in changed}
             if full_run:
                 app_rows = {r.credential_id: r for r in store.all_rows(conn)}
@@ -182,9 +200,21 @@ def sync(
                 touched += store.rows_for(conn, [c for c in remembered if c not in seen]).values()
             rows_read = len(app_rows) + len(touched)
 
+            known: dict[bytes, st.RegistryCredential] = {}
+            if touched:
+                with transaction(registry_url) as s:
+                    known = st.by_credential_ids(s, [r.credential_id for r in touched])
+            store.resolve_users(
+                conn, [c for c in [*changed, *known.values()] if c.status == st.ACTIVE]
+            )
+
             def plan(c: st.RegistryCredential, row: AppRow | None) -> None:
                 nonlocal disables, repairs
                 if c.status == st.ACTIVE:
+                    problem = store.user_problem(c)
+                    if problem is not None:  # reported; nothing written for it
+                        unknown.append(UnknownUser(c.credential_id.hex(), c.user_name, problem))
+                        return
                     want = store.desired(c)
                     if row is None:
                         inserts.append(want)
@@ -230,8 +260,6 @@ def sync(
                 plan(c, app_rows.get(c.credential_id))
 
             if touched:
-                with transaction(registry_url) as s:
-                    known = st.by_credential_ids(s, [r.credential_id for r in touched])
                 for row in touched:
                     rec = known.get(row.credential_id)
                     if rec is None:
@@ -245,6 +273,8 @@ def sync(
             updated_rows, deleted_rows = len(updates), len(deletes)  # as planned (dry run)
             inserted_rows = 0
             if not dry_run:
+                handles_written = store.write_user_handles(conn)
+                writes += handles_written
                 inserted_rows = store.insert(conn, inserts)
                 writes += inserted_rows
                 updated_rows = store.update(conn, updates)
@@ -283,6 +313,7 @@ def sync(
                 "tampered": sorted({t.credential_id for t in tampered if not t.repaired})[
                     :DRIFT_MEMORY
                 ],
+                "unknown_users": [u.credential_id for u in unknown[:DRIFT_MEMORY]],
             }
             if tampered:
                 audit.append(
@@ -323,6 +354,8 @@ def sync(
                         "counters_pulled": pulled,
                         "repaired": repairs,
                         "drift": len(drift),
+                        "unknown_users": len(unknown),
+                        "user_handles_written": handles_written,
                         "upto_seq": upto,
                     },
                 )
@@ -336,6 +369,11 @@ def sync(
             + ("" if dry_run else "; logged as sync.tamper")
         )
 
+    if unknown:
+        notes.append(
+            f"{len(unknown)} approved credential(s) of user(s) the application does not have: "
+            "nothing written for them (see unknown_users); checked again by every run"
+        )
     pruned = len(drift) if prune else 0
     return SyncResult(
         target=label,
@@ -369,7 +407,26 @@ def sync(
         last_seq_after=upto if not dry_run else since,
         seconds=round(time.perf_counter() - started, 3),
         notes=tuple(notes),
+        unknown_users_count=len(unknown),
+        unknown_users=tuple(unknown[:LIST_LIMIT]),
+        user_handles_written=handles_written,
     )
+
+
+def _remembered_unknown(session: Any, details: dict[str, Any], changed: list[Any]) -> list[Any]:
+    """Credentials an earlier run could not write for want of the application's user, and
+    not among ``changed``: looked up again (the user may be there now)."""
+    from keyadmin.store import sync_state as st
+
+    have = {c.credential_id for c in changed}
+    ids = [
+        raw
+        for raw in (
+            bytes.fromhex(h) for h in details.get("unknown_users", []) if isinstance(h, str)
+        )
+        if raw not in have
+    ]
+    return list(st.by_credential_ids(session, ids).values()) if ids else []
 
 
 def _census_fails(details: dict[str, Any], rows: int, added: int, notes: list[str]) -> bool:
@@ -397,7 +454,7 @@ _COMPARED = ("user_id", "public_key", "transports", "device_type", "backed_up")
 def _differences(store: AppStore, want: dict[str, Any], row: AppRow) -> dict[str, Any]:
     """Fields whose application value differs from the registry's (counters apart)."""
     diff = {}
-    for f in _COMPARED:
+    for f in (*_COMPARED, *(k for k in want if k.startswith(DERIVED_PREFIX))):
         if f in want and store.normalise(f, want[f]) != row.values.get(f):
             diff[f] = want[f]
     mine = want.get("last_used_at")

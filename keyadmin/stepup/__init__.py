@@ -7,7 +7,9 @@ For an application server (no CLI involved)::
     ch = begin(db_url, policy, user="alice", action="delete tenant 42")
     # send ch.options to the browser: navigator.credentials.get({publicKey: ...})
     result = finish(db_url, policy, challenge_id=ch.challenge_id,
-                    action="delete tenant 42", response=credential_json)
+                    action="delete tenant 42", response=credential_json,
+                    metadata=metadata)  # IndexMetadata(MdsIndex(db_url)) when the
+                                        # policy requires metadata, else None
     token = signer.issue(...)           # optional: a receipt (keyadmin.stepup.receipts)
 
 See docs/stepup.md for the checks, the counter compare-and-set and the receipt format.

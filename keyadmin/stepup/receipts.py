@@ -191,6 +191,24 @@ class ReceiptSigner:
         return sign_statement(self, TYP, claims)
 
 
+    def issue_for(self, result: Any, *, lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS) -> str:
+        """The receipt of a committed step-up (``keyadmin.stepup.finish``'s StepUpResult),
+        issued at its time and naming the log row it wrote."""
+        from datetime import datetime
+
+        return self.issue(
+            user=result.user,
+            action_hash=result.action_hash,
+            credential_id=result.credential_id,
+            counter=result.counter,
+            challenge_id=result.challenge_id,
+            rp_id=result.rp_id,
+            issued_at=datetime.fromisoformat(result.at),
+            lifetime_seconds=lifetime_seconds,
+            log_head=(result.audit_seq, result.audit_hash) if result.audit_hash else None,
+        )
+
+
 def _segment(obj: dict[str, Any]) -> str:
     return encode_url(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8"))
 

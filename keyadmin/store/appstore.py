@@ -47,11 +47,61 @@ REQUIRED_FIELDS = ("credential_id", "user_id", "public_key", "sign_count")
 ENCODINGS = ("bytes", "base64url", "hex")
 USER_ID_SOURCES = ("user_handle", "user_name")
 ON_INACTIVE = ("delete", "disable")
+TRANSPORT_ENCODINGS = ("json", "comma")
+LAST_USED_UNSET = ("null", "created_at")
+#: What a derived column can hold (``[derived.COLUMN] from = …``); or a constant ``value``.
+DERIVED_SOURCES = (
+    "credential_id_sha256",
+    "aaguid",
+    "nickname",
+    "user_name",
+    "credential_id",
+    "backup_eligible",
+)
+DERIVED_FORMATS = ("auto", "bytes", "hex", "base64url", "uuid")
+#: How a user handle is spelt in an application's column (``utf8``: the handle's bytes are
+#: the UTF-8 text in the column, as Flask-Security-Too compares them).
+HANDLE_ENCODINGS = ("bytes", "hex", "base64url", "utf8")
+LOOKUP_MATCH = ("user_name", "user_handle")
 CHUNK = 1000
 
 
 class AppStoreError(KeyadminError):
     """The application's database refused an operation; nothing was written there."""
+
+
+@dataclass(frozen=True)
+class UserLookup:
+    """The application's user table: the credential row's user id is that table's
+    ``id_column`` of the user whose ``match_column`` equals the keyadmin user's name (or
+    user handle). ``handle_column``: the user row's WebAuthn user handle, which must be
+    keyadmin's (written there when empty)."""
+
+    table: str
+    schema: str | None
+    id_column: str
+    match_column: str
+    match: str = "user_name"
+    match_encoding: str = "utf8"
+    handle_column: str | None = None
+    handle_encoding: str = "utf8"
+    # the handle in a related table (one row per user) rather than on the user row
+    handle_table: str | None = None
+    handle_user_column: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.schema + '.' if self.schema else ''}{self.table}"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column of the credential table computed from the credential, or a constant."""
+
+    column: str
+    source: str | None  # one of DERIVED_SOURCES; None: ``value``
+    value: Any = None
+    format: str = "auto"
+    default: Any = None  # for a source that may be empty (nickname)
 
 
 @dataclass(frozen=True)
@@ -69,8 +119,14 @@ class Mapping:
     device_type_single: str = "singleDevice"
     device_type_multi: str = "multiDevice"
     source: str = "(defaults)"
+    transports_encoding: str = "json"
+    last_used_unset: str = "null"
+    user_lookup: UserLookup | None = None
+    derived: tuple[Derived, ...] = ()
 
     def column(self, name: str) -> str | None:
+        if name.startswith(DERIVED_PREFIX):
+            return name[len(DERIVED_PREFIX) :]
         return self.columns.get(name)
 
     def describe(self) -> str:
@@ -92,7 +148,7 @@ def load_mapping(path: str | Path | None) -> Mapping:
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"{p}: {key}: {why}", hint="see policies/app-mapping.example.toml")
 
-    known = {"table", "columns", "encoding", "inactive", "device_type"}
+    known = {"table", "columns", "encoding", "inactive", "device_type", "user_lookup", "derived"}
     for key in doc:
         if key not in known:
             raise bad(key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -127,6 +183,14 @@ def load_mapping(path: str | Path | None) -> Mapping:
     disabled = inactive.get("disabled_column") or None
     if action == "disable" and not disabled:
         raise bad("inactive.disabled_column", "needed with action = 'disable'")
+    transports_enc = enc.get("transports", "json")
+    if transports_enc not in TRANSPORT_ENCODINGS:
+        raise bad("encoding.transports", f"one of {', '.join(TRANSPORT_ENCODINGS)}")
+    unset = enc.get("last_used_at_unset", "null")
+    if unset not in LAST_USED_UNSET:
+        raise bad("encoding.last_used_at_unset", f"one of {', '.join(LAST_USED_UNSET)}")
+    lookup = _load_lookup(doc.get("user_lookup"), bad)
+    derived = _load_derived(doc.get("derived"), bad, {c for c in columns.values() if c})
     dt = doc.get("device_type") or {}
     return Mapping(
         table=name,
@@ -140,7 +204,97 @@ def load_mapping(path: str | Path | None) -> Mapping:
         device_type_single=str(dt.get("single", "singleDevice")),
         device_type_multi=str(dt.get("multi", "multiDevice")),
         source=str(p),
+        transports_encoding=transports_enc,
+        last_used_unset=unset,
+        user_lookup=lookup,
+        derived=derived,
     )
+
+
+DERIVED_PREFIX = "derived:"
+
+
+def _name(value: Any, key: str, bad: Any, *, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise bad(key, "a column or table name is required")
+        return None
+    if not isinstance(value, str):
+        raise bad(key, "must be a name (a string)")
+    return value
+
+
+def _load_lookup(doc: Any, bad: Any) -> UserLookup | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise bad("user_lookup", "must be a table")
+    known = {"table", "schema", "id_column", "match_column", "match", "match_encoding"}
+    known |= {"handle_column", "handle_encoding", "handle_table", "handle_user_column"}
+    for key in doc:
+        if key not in known:
+            raise bad(f"user_lookup.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+    match = doc.get("match", "user_name")
+    if doc.get("handle_table") and not doc.get("handle_column"):
+        raise bad("user_lookup.handle_column", "needed with handle_table")
+    if match not in LOOKUP_MATCH:
+        raise bad("user_lookup.match", f"one of {', '.join(LOOKUP_MATCH)}")
+    for key in ("match_encoding", "handle_encoding"):
+        if doc.get(key, "utf8") not in HANDLE_ENCODINGS:
+            raise bad(f"user_lookup.{key}", f"one of {', '.join(HANDLE_ENCODINGS)}")
+    return UserLookup(
+        table=str(_name(doc.get("table"), "user_lookup.table", bad)),
+        schema=_name(doc.get("schema"), "user_lookup.schema", bad, required=False),
+        id_column=str(_name(doc.get("id_column"), "user_lookup.id_column", bad)),
+        match_column=str(_name(doc.get("match_column"), "user_lookup.match_column", bad)),
+        match=match,
+        match_encoding=doc.get("match_encoding", "utf8"),
+        handle_column=_name(
+            doc.get("handle_column"), "user_lookup.handle_column", bad, required=False
+        ),
+        handle_encoding=doc.get("handle_encoding", "utf8"),
+        handle_table=_name(
+            doc.get("handle_table"), "user_lookup.handle_table", bad, required=False
+        ),
+        handle_user_column=_name(
+            doc.get("handle_user_column"),
+            "user_lookup.handle_user_column",
+            bad,
+            required=bool(doc.get("handle_table")),
+        ),
+    )
+
+
+def _load_derived(doc: Any, bad: Any, mapped: set[str]) -> tuple[Derived, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, dict):
+        raise bad("derived", "must be a table of [derived.COLUMN] tables")
+    out = []
+    for column, spec in doc.items():
+        key = f"derived.{column}"
+        if not isinstance(spec, dict):
+            raise bad(key, "must be a table with from = '…' or value = …")
+        if column in mapped:
+            raise bad(key, "this column is already mapped in [columns]")
+        for k in spec:
+            if k not in ("from", "value", "format", "default"):
+                raise bad(f"{key}.{k}", "unknown key (known: default, format, from, value)")
+        source = spec.get("from")
+        if (source is None) == ("value" not in spec):
+            raise bad(key, "give exactly one of from = '…' and value = …")
+        if source is not None and source not in DERIVED_SOURCES:
+            raise bad(f"{key}.from", f"one of {', '.join(DERIVED_SOURCES)}")
+        fmt = spec.get("format", "auto")
+        if fmt not in DERIVED_FORMATS:
+            raise bad(f"{key}.format", f"one of {', '.join(DERIVED_FORMATS)}")
+        if fmt == "uuid" and source != "aaguid":
+            raise bad(f"{key}.format", "uuid is for from = 'aaguid'")
+        value = spec.get("value")
+        if isinstance(value, (dict, list)):
+            raise bad(f"{key}.value", "must be a string, number or boolean")
+        out.append(Derived(column, source, value, fmt, spec.get("default")))
+    return tuple(out)
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -283,8 +437,15 @@ class AppStore:
         self.table: Any = None
         self._kind: dict[str, str] = {}
         self._fields: list[str] = [f for f in FIELDS if mapping.column(f)]
+        self._fields += [DERIVED_PREFIX + d.column for d in mapping.derived]
         self._names: list[tuple[str, str]] = [(f, str(mapping.column(f))) for f in self._fields]
         self._transports: dict[tuple[str, ...], Any] = {}
+        self.users: Any = None  # the application's user table (mapping.user_lookup)
+        # keyadmin user handle -> the application's user id, or why there is none
+        self._app_users: dict[bytes, tuple[Any, str]] = {}
+        self._handle_writes: dict[Any, Any] = {}  # app user id -> handle to write
+        self._handle_inserts: dict[Any, Any] = {}  # the same, where no handle row exists
+        self.handles: Any = None  # user_lookup.handle_table
 
     def close(self) -> None:
         self.engine.dispose()
@@ -359,11 +520,186 @@ class AppStore:
                 f"table {m.describe()!r} has no column(s) {', '.join(map(repr, missing))}",
                 hint=f"map the fields to existing columns in {m.source}, or '' to leave one out",
             )
+        for d in m.derived:
+            if d.column not in table.c:
+                raise AppStoreError(
+                    f"{m.source}: derived.{d.column}: table {m.describe()!r} has no column "
+                    f"{d.column!r}",
+                    hint="name an existing column of the credential table",
+                )
         self.table = table
-        for f in FIELDS:
+        for f in self._fields:
             name = m.column(f)
             if name:
                 self._kind[f] = _kind(table.c[name].type)
+        lk = m.user_lookup
+        if lk is not None:
+            on_users = ("id_column", "match_column")
+            self.users = self._reflect(conn, md, "table", lk.table, lk.schema, on_users)
+            if lk.handle_table:
+                keys = ("handle_user_column", "handle_column")
+                self.handles = self._reflect(
+                    conn, md, "handle_table", lk.handle_table, lk.schema, keys
+                )
+            else:
+                self._reflect(conn, md, "table", lk.table, lk.schema, ("handle_column",))
+
+    def _reflect(
+        self, conn: Any, md: Any, key: str, name: str, schema: str | None, columns: Sequence[str]
+    ) -> Any:
+        """A table of the user lookup; an error names the mapping file, key and column."""
+        from sqlalchemy import Table, inspect
+
+        lk = self.mapping.user_lookup
+        src = self.mapping.source
+        shown = f"{schema + '.' if schema else ''}{name}"
+        if name in md.tables or (schema and f"{schema}.{name}" in md.tables):
+            table = md.tables[f"{schema}.{name}" if schema else name]
+        elif not inspect(conn).has_table(name, schema=schema):
+            raise AppStoreError(
+                f"{src}: user_lookup.{key}: the application's database has no table {shown!r}",
+                hint="name the application's table",
+            )
+        else:
+            table = Table(name, md, autoload_with=conn, schema=schema)
+        for k in columns:
+            col = getattr(lk, k)
+            if col is not None and col not in table.c:
+                raise AppStoreError(
+                    f"{src}: user_lookup.{k}: table {shown!r} has no column {col!r}",
+                    hint="name an existing column of that table",
+                )
+        return table
+
+    # -- the application's users ---------------------------------------------------------------
+    def resolve_users(self, conn: Any, creds: Iterable[Any]) -> None:
+        """Find the application's user of each credential's keyadmin user (user_lookup):
+        by name or user handle, in chunked IN lists. A user with none, or whose WebAuthn
+        user handle in the application is another, is remembered with the reason
+        (:meth:`user_problem`); an empty handle column is planned to get keyadmin's."""
+        lk = self.mapping.user_lookup
+        if lk is None or self.users is None:
+            return
+        wanted: dict[Any, bytes] = {}  # match value -> keyadmin user handle
+        for c in creds:
+            if c.user_handle in self._app_users:
+                continue
+            key = (
+                c.user_name if lk.match == "user_name" else _spell(c.user_handle, lk.match_encoding)
+            )
+            if key is None:
+                self._app_users[c.user_handle] = (
+                    None,
+                    f"its user handle cannot be spelt as {lk.match_encoding} text",
+                )
+                continue
+            wanted[key] = c.user_handle
+        u = self.users.c
+        cols = [u[lk.id_column], u[lk.match_column]]
+        if lk.handle_column and self.handles is None:
+            cols.append(u[lk.handle_column])
+        from sqlalchemy import select
+
+        found: dict[Any, list[Any]] = {}
+        keys = list(wanted)
+        for i in range(0, len(keys), CHUNK):
+            q = select(*cols).where(u[lk.match_column].in_(keys[i : i + CHUNK]))
+            for r in conn.execute(q):
+                found.setdefault(r[1], []).append(r)
+        related: dict[Any, Any] = {}  # app user id -> handle row's value (handle_table)
+        if self.handles is not None:
+            h = self.handles.c
+            ids = [rows[0][0] for rows in found.values() if len(rows) == 1]
+            for i in range(0, len(ids), CHUNK):
+                q = select(h[lk.handle_user_column], h[str(lk.handle_column)]).where(
+                    h[lk.handle_user_column].in_(ids[i : i + CHUNK])
+                )
+                related.update((r[0], r[1]) for r in conn.execute(q))
+        for key, handle in wanted.items():
+            rows = found.get(key, [])
+            if not rows:
+                self._app_users[handle] = (
+                    None,
+                    f"no user in {lk.describe()!r} with {lk.match_column} = {str(key)[:80]!r}",
+                )
+                continue
+            if len(rows) > 1:
+                self._app_users[handle] = (
+                    None,
+                    f"{len(rows)} users in {lk.describe()!r} with {lk.match_column} = "
+                    f"{str(key)[:80]!r}",
+                )
+                continue
+            r = rows[0]
+            app_id = r[0]
+            if lk.handle_column:
+                mine = _spell(handle, lk.handle_encoding)
+                theirs = r[2] if self.handles is None else related.get(app_id)
+                if isinstance(theirs, memoryview):
+                    theirs = theirs.tobytes()
+                if theirs is None or theirs == "" or theirs == b"":
+                    if mine is None:
+                        self._app_users[handle] = (
+                            None,
+                            f"its keyadmin user handle cannot be written to "
+                            f"{lk.handle_column} as {lk.handle_encoding} (enrol the user with "
+                            "--user-handle)",
+                        )
+                        continue
+                    if self.handles is not None and app_id not in related:
+                        self._handle_inserts[app_id] = mine
+                    else:
+                        self._handle_writes[app_id] = mine
+                elif mine is None or not _same(theirs, mine):
+                    self._app_users[handle] = (
+                        None,
+                        f"the application's user {app_id!r} has another WebAuthn user handle "
+                        f"({lk.handle_column}); its sign-in would refuse keyadmin's credential",
+                    )
+                    continue
+            self._app_users[handle] = (app_id, "")
+
+    def user_problem(self, cred: Any) -> str | None:
+        """Why no row can be written for this credential's user (None: it can)."""
+        if self.mapping.user_lookup is None:
+            return None
+        app_id, why = self._app_users.get(cred.user_handle, (None, "not looked up"))
+        return why if app_id is None else None
+
+    def write_user_handles(self, conn: Any) -> int:
+        """Give the application's users planned by :meth:`resolve_users` keyadmin's user
+        handle, only where their handle column is still empty."""
+        from sqlalchemy import bindparam, or_
+
+        lk = self.mapping.user_lookup
+        if lk is None or not lk.handle_column:
+            return 0
+        done = 0
+        if self._handle_inserts:  # handle_table: a new row for each user without one
+            h = self.handles.c
+            conn.execute(
+                self.handles.insert(),
+                [
+                    {h[str(lk.handle_user_column)].key: k, h[lk.handle_column].key: v}
+                    for k, v in self._handle_inserts.items()
+                ],
+            )
+            done += len(self._handle_inserts)
+            self._handle_inserts.clear()
+        if self._handle_writes:
+            table = self.users if self.handles is None else self.handles
+            key = lk.id_column if self.handles is None else str(lk.handle_user_column)
+            col = table.c[lk.handle_column]
+            stmt = (
+                table.update()
+                .where(table.c[key] == bindparam("k_id"), or_(col.is_(None), col == ""))
+                .values({col: bindparam("v_handle")})
+            )
+            params = [{"k_id": k, "v_handle": v} for k, v in self._handle_writes.items()]
+            changed = conn.execute(stmt, params).rowcount
+            done += changed if changed is not None and changed >= 0 else len(params)
+            self._handle_writes.clear()
+        return done
 
     # -- transactions ----------------------------------------------------------------------------
     @contextmanager
@@ -433,10 +769,15 @@ class AppStore:
         return decode_id(value, "base64url" if enc == "bytes" else enc)
 
     def desired(self, cred: Any) -> dict[str, Any]:
-        """The column values (keyed by field) an approved credential should have."""
+        """The column values (keyed by field) an approved credential should have.
+
+        With a user lookup, :meth:`resolve_users` must have found the user
+        (:meth:`user_problem` is None)."""
         m = self.mapping
-        if m.user_id_source == "user_name":
-            user_id: Any = cred.user_name
+        if m.user_lookup is not None:
+            user_id: Any = self._app_users[cred.user_handle][0]
+        elif m.user_id_source == "user_name":
+            user_id = cred.user_name
         elif self._kind.get("user_id") == "bytes":
             user_id = cred.user_handle
         else:
@@ -444,12 +785,16 @@ class AppStore:
             user_id = encode_id(cred.user_handle, "base64url" if uenc == "bytes" else uenc)
         transports: Any = self._transports.get(cred.transports)
         if transports is None:
-            transports = (
-                list(cred.transports)
-                if self._kind.get("transports") == "json"
-                else json.dumps(list(cred.transports), separators=(",", ":"))
-            )
+            if self._kind.get("transports") == "json":
+                transports = list(cred.transports)
+            elif m.transports_encoding == "comma":
+                transports = ",".join(cred.transports)
+            else:
+                transports = json.dumps(list(cred.transports), separators=(",", ":"))
             self._transports[cred.transports] = transports
+        last_used = utc(cred.last_used_at)
+        if last_used is None and m.last_used_unset == "created_at":
+            last_used = utc(cred.created_at)
         out: dict[str, Any] = {
             "credential_id": self._cid_param(cred.credential_id),
             "user_id": user_id,
@@ -459,9 +804,43 @@ class AppStore:
             "device_type": m.device_type_multi if cred.backup_eligible else m.device_type_single,
             "backed_up": bool(cred.backed_up),
             "created_at": utc(cred.created_at),
-            "last_used_at": utc(cred.last_used_at),
+            "last_used_at": last_used,
         }
+        for d in m.derived:
+            out[DERIVED_PREFIX + d.column] = self._derive(d, cred)
         return {f: out[f] for f in self._fields}
+
+    def _derive(self, d: Derived, cred: Any) -> Any:
+        if d.source is None:
+            return d.value
+        binary = self._kind.get(DERIVED_PREFIX + d.column) == "bytes"
+        raw: bytes
+        if d.source == "nickname":
+            return getattr(cred, "nickname", None) or d.default
+        if d.source == "user_name":
+            return cred.user_name
+        if d.source == "backup_eligible":
+            return bool(cred.backup_eligible)
+        if d.source == "aaguid":
+            import uuid
+
+            text = getattr(cred, "aaguid", "") or ""
+            try:
+                raw = uuid.UUID(text).bytes
+            except ValueError:
+                return d.default
+            fmt = d.format if d.format != "auto" else ("bytes" if binary else "uuid")
+            if fmt == "uuid":
+                return str(uuid.UUID(bytes=raw))
+        elif d.source == "credential_id_sha256":
+            import hashlib
+
+            raw = hashlib.sha256(cred.credential_id).digest()
+            fmt = d.format if d.format != "auto" else ("bytes" if binary else "hex")
+        else:  # credential_id
+            raw = cred.credential_id
+            fmt = d.format if d.format != "auto" else ("bytes" if binary else "base64url")
+        return raw if fmt == "bytes" else encode_id(raw, fmt)
 
     def normalise(self, f: str, value: Any) -> Any:
         if value is None:
@@ -480,7 +859,7 @@ class AppStore:
     def _row(self, r: Any) -> AppRow:
         m = self.mapping
         values = {}
-        for f in FIELDS:
+        for f in self._fields:
             name = m.column(f)
             if name:
                 values[f] = self.normalise(f, r._mapping[self.table.c[name]])
@@ -677,6 +1056,24 @@ class AppStore:
             gone = conn.execute(self.table.delete().where(col.in_(batch))).rowcount
             done += gone if gone is not None and gone >= 0 else len(batch)
         return done
+
+
+def _spell(handle: bytes, encoding: str) -> Any:
+    """A user handle as the application's column spells it (None: it cannot)."""
+    if encoding == "utf8":
+        try:
+            return handle.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return encode_id(handle, encoding)
+
+
+def _same(stored: Any, mine: Any) -> bool:
+    import hmac
+
+    a = stored if isinstance(stored, bytes) else str(stored).encode("utf-8")
+    b = mine if isinstance(mine, bytes) else str(mine).encode("utf-8")
+    return hmac.compare_digest(a, b)
 
 
 def _kind(sa_type: Any) -> str:

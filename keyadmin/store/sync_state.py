@@ -36,6 +36,8 @@ class RegistryCredential:
     created_at: datetime
     last_used_at: datetime | None
     change_seq: int
+    aaguid: str = ""
+    nickname: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def _cred_select() -> Any:
         c.created_at,
         c.last_used_at,
         c.change_seq,
+        c.aaguid,
+        c.nickname,
     ).join_from(CredentialRow.__table__, UserRow.__table__, c.user_id == u.id)  # type: ignore[attr-defined]
 
 
@@ -144,6 +148,8 @@ def _record(r: Any) -> RegistryCredential:
         created_at=_aware(r[10]),
         last_used_at=_aware(r[11]) if r[11] is not None else None,
         change_seq=int(r[12]),
+        aaguid=r[13] or "",
+        nickname=r[14],
     )
 
 
