@@ -20,11 +20,20 @@ from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
 from keyadmin.errors import UsageError
 
 app = typer.Typer(
-    help="See exactly what a FIDO2 key is and bring it to a known state (USB, NFC, software key).",
+    help=(
+        "See exactly what a FIDO2 key is and bring it to a known state (USB, NFC, software "
+        "key).\n\nExample: keyadmin device info --device hid:/dev/hidraw4 --json"
+    ),
     no_args_is_help=True,
 )
-pin_app = typer.Typer(help="Set, change, verify the key's PIN, or show its retries.")
-creds_app = typer.Typer(help="Discoverable credentials stored on the key.")
+pin_app = typer.Typer(
+    help="Set, change, verify the key's PIN, or show its retries.\n\n"
+    "Example: keyadmin device pin retries --device nfc:ACS"
+)
+creds_app = typer.Typer(
+    help="Discoverable credentials stored on the key.\n\n"
+    "Example: keyadmin device credentials list --rp-id example.com"
+)
 app.add_typer(pin_app, name="pin")
 app.add_typer(config_app, name="config")
 app.add_typer(creds_app, name="credentials")

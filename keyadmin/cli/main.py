@@ -15,8 +15,9 @@ from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from keyadmin import __version__
+from keyadmin.cli.helpfmt import Context as HelpContext
 from keyadmin.cli.render import err, out, say
-from keyadmin.errors import ExitCode, KeyadminError
+from keyadmin.errors import ExitCode, KeyadminError, UsageError
 
 # The command groups, loaded only when invoked: name -> (module, attribute, one-line help).
 # Building every group's click commands costs ~100 ms a start; a command pays for its own.
@@ -87,9 +88,31 @@ LAZY: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Other spellings people type for a command (not listed; `keyadmin enroll` runs `enrol`).
+ALIASES = {"enroll": "enrol"}
+
+
+def _finish(cmd: Any) -> Any:
+    """Every command: keyadmin's help formatter; groups suggest a typo's fix once (click's)."""
+    from keyadmin.cli.helpfmt import Context
+
+    cmd.context_class = Context
+    if isinstance(cmd, TyperGroup):
+        cmd.suggest_commands = False
+    for sub in getattr(cmd, "commands", {}).values():
+        if not sub.short_help and sub.help:  # its first sentence, wrapped, never cut with "..."
+            from keyadmin.cli.helpfmt import first_sentence
+
+            sub.short_help = first_sentence(sub.help)
+        _finish(sub)
+    return cmd
+
+
 def _load(name: str) -> Any:
     import importlib
 
+    if name == "completion":
+        return _finish(_completion_command())
     module, attr, _ = LAZY[name]
     obj = getattr(importlib.import_module(module), attr)
     if not isinstance(obj, typer.Typer):  # a plain command function
@@ -101,30 +124,95 @@ def _load(name: str) -> Any:
         obj._add_completion = False  # completion is not offered per group
         cmd = typer.main.get_group(obj)
     cmd.name = name
-    return cmd
+    return _finish(cmd)
+
+
+def _completion_command() -> Any:
+    import click
+
+    @click.command(
+        "completion",
+        help=(
+            "Print the shell completion script for bash, zsh or fish.\n\n"
+            "Load it in the current shell, or save it where your shell reads completions.\n\n"
+            "Examples:\n\n"
+            "  keyadmin completion bash > ~/.local/share/bash-completion/completions/keyadmin\n\n"
+            '  eval "$(keyadmin completion zsh)"\n\n'
+            "  keyadmin completion fish > ~/.config/fish/completions/keyadmin.fish"
+        ),
+    )
+    @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+    def completion(shell: str) -> None:
+        from click.shell_completion import get_completion_class
+
+        cls = get_completion_class(shell)
+        if cls is None:  # pragma: no cover - click ships all three
+            raise UsageError(f"no completion for {shell}")
+        root = typer.main.get_command(app)
+        out(cls(root, {}, "keyadmin", COMPLETE_VAR).source() + "\n")
+
+    return completion
+
+
+COMPLETE_VAR = "_KEYADMIN_COMPLETE"
 
 
 class KeyadminGroup(TyperGroup):
     """The root command group: loads subcommands lazily and reports every error, once."""
 
+    context_class = HelpContext
+
     def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *LAZY]
+        return [*super().list_commands(ctx), *LAZY, "completion"]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name in LAZY:
+        cmd_name = ALIASES.get(cmd_name, cmd_name)
+        if cmd_name in LAZY or cmd_name == "completion":
             return _load(cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        from click.exceptions import NoSuchCommand
+
+        cmd = self.get_command(ctx, args[0])
+        if cmd is None and not ctx.resilient_parsing and not args[0].startswith("-"):
+            raise NoSuchCommand(args[0], possibilities=self.list_commands(ctx), ctx=ctx)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         rows = [(name, short) for name, (_, _, short) in LAZY.items()]
+        rows.append(("completion", "Print the shell completion script (bash, zsh, fish)."))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: Any = None
+    ) -> None:
+        """click's own completion (bash, zsh, fish); the script comes from `keyadmin completion`."""
+        import os
+        import sys
+
+        from click.shell_completion import shell_complete
+
+        instruction = os.environ.get(COMPLETE_VAR)
+        if instruction:
+            sys.exit(shell_complete(self, ctx_args, prog_name, COMPLETE_VAR, instruction))
+
     def invoke(self, ctx: Any) -> Any:
+        args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
+        _state["json"] = "--json" in args[: args.index("--") if "--" in args else len(args)]
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, ClickException):
-            raise  # click's own: usage errors (exit 2), explicit exits
+        except ClickException as e:  # click's own usage errors (exit 2)
+            if not _state["json"]:
+                raise
+            _report_json(code="usage", exit_code=e.exit_code, message=e.format_message(), hint=None)
+            raise typer.Exit(e.exit_code) from None
+        except (typer.Exit, typer.Abort):
+            raise  # explicit exits
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the one place for all
             raise typer.Exit(exit_code_for(e)) from None
 
@@ -142,11 +230,12 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
-_state: dict[str, bool] = {"debug": False}
+_state: dict[str, bool] = {"debug": False, "json": False}
 
 
 def _version(value: bool) -> None:
@@ -186,6 +275,8 @@ def exit_code_for(exc: BaseException) -> int:
     """Report an exception on stderr, once, and return its exit code (the published table)."""
     if isinstance(exc, KeyboardInterrupt):
         say("interrupted; nothing more was done")
+        if _state["json"]:
+            _report_json(code="interrupted", exit_code=130, message="interrupted", hint=None)
         return 130
     if _state["debug"]:
         import traceback
@@ -193,17 +284,88 @@ def exit_code_for(exc: BaseException) -> int:
         err("".join(traceback.format_exception(exc)))
     error = exc if isinstance(exc, KeyadminError) else _translate(exc)
     if error is None:
-        say(
-            f"error: unexpected {type(exc).__name__}: {exc}\n"
-            "hint: rerun with --debug for the traceback"
+        error = KeyadminError(
+            f"unexpected {type(exc).__name__}: {exc}", hint="rerun with --debug for the traceback"
         )
-        return int(ExitCode.ERROR)
-    say(f"error: {error.message}")
+    reasons = failing_rules(error)
+    say(f"error: {error.message}" + (":" if reasons and not error.message.endswith(":") else ""))
+    for rule in reasons:  # one failing rule a line, never joined into one long line
+        say(f"  - {rule}")
     if error.hint:
         say(f"hint: {error.hint}")
+    if _state["json"]:
+        _report_json(
+            code=ExitCode(error.exit_code).name.lower(),
+            exit_code=int(error.exit_code),
+            message=error.message,
+            hint=error.hint,
+            reasons=error.data.get("reasons"),
+            retries_left=error.data.get("retries_left"),
+        )
     return int(error.exit_code)
+
+
+def failing_rules(error: KeyadminError) -> list[str]:
+    """The rules an error names as failed, as "rule: detail" lines (data["reasons"])."""
+    reasons = error.data.get("reasons") or []
+    lines = []
+    for r in reasons if isinstance(reasons, list) else []:
+        if isinstance(r, dict):
+            if r.get("outcome", "fail") == "fail":
+                lines.append(f"{r.get('rule', '?')}: {r.get('detail', '')}")
+        else:
+            lines.append(str(r))
+    return lines
+
+
+def _report_json(
+    *, code: str, exit_code: int, message: str, hint: str | None, **extra: Any
+) -> None:
+    """Under --json an error is also a JSON object on stdout (docs/exit-codes.md)."""
+    from keyadmin.cli.render import emit_json
+
+    body: dict[str, Any] = {"code": code, "exit": exit_code, "message": message, "hint": hint}
+    reasons = extra.get("reasons")
+    body["reasons"] = reasons if isinstance(reasons, list) else []
+    if extra.get("retries_left") is not None:
+        body["retries_left"] = extra["retries_left"]
+    try:
+        emit_json({"error": body})
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`keyadmin … | head`): nothing more to say, and no error at exit."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+#: The exit code when the reader of stdout went away (`keyadmin log show | head`): a
+#: process killed by SIGPIPE reports 128 + 13 in the shell; keyadmin says nothing.
+EXIT_BROKEN_PIPE = 141
 
 
 def run(argv: list[str] | None = None) -> Any:
     """Entry point of the ``keyadmin`` console script."""
-    app(args=argv, prog_name="keyadmin")
+    import sys
+
+    try:
+        app(args=argv, prog_name="keyadmin", standalone_mode=True)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        sys.exit(EXIT_BROKEN_PIPE)
+    except SystemExit:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            sys.exit(EXIT_BROKEN_PIPE)
+        raise

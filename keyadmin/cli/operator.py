@@ -10,7 +10,8 @@ from keyadmin.cli.render import emit_json, emit_kv, out, say
 from keyadmin.errors import UsageError
 
 app = typer.Typer(
-    help="Operators: bootstrap, roles, sessions; verify the authority evidence in the log."
+    help="Operators: bootstrap, roles, sessions; verify the authority evidence in the log.\n\n"
+    "Example: keyadmin operator login --operator olivia --operator-device hid:/dev/hidraw4"
 )
 
 ROLE_OPT = typer.Option(
@@ -140,7 +141,9 @@ def login(
     until it expires (or you log out) are authorized by it, without your key.
 
     The secret is kept in a 0600 file in keyadmin's data directory; the registry stores
-    only its SHA-256. Example: keyadmin operator login --operator olivia
+    only its SHA-256.
+
+    Example: keyadmin operator login --operator olivia
     --operator-device hid:/dev/hidraw4 --minutes 10
     """
     from keyadmin.cli.device import _session

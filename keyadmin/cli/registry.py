@@ -21,10 +21,16 @@ DEVICE_OPT = typer.Option(
 )
 
 creds_app = typer.Typer(
-    help="Credentials in the registry: list, show, revoke, suspend, reinstate, set-counter."
+    help="Credentials in the registry: list, show, revoke, suspend, reinstate, set-counter.\n\n"
+    "Example: keyadmin creds list --user alice"
 )
-users_app = typer.Typer(help="Users in the registry and their key coverage.")
-log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
+users_app = typer.Typer(
+    help="Users in the registry and their key coverage.\n\n"
+    "Example: keyadmin users list --policy policies/yubikey-fips.toml"
+)
+log_app = typer.Typer(
+    help="The tamper-evident log of everything keyadmin did.\n\nExample: keyadmin log verify"
+)
 
 
 REF_HELP = "Registry id (3; #12345678 for any size), or credential id (hex prefix)."

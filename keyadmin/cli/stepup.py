@@ -19,7 +19,10 @@ KEY_OPT = typer.Option(
     help="The receipt signing key (default: receipt-key.pem in the data directory).",
 )
 
-receipt_app = typer.Typer(help="Step-up receipts: create the signing key, verify receipts.")
+receipt_app = typer.Typer(
+    help="Step-up receipts: create the signing key, verify receipts.\n\n"
+    'Example: keyadmin receipt verify "$TOKEN" --action "delete tenant 42" --public-key k.pub.pem'
+)
 
 
 def _key_path(path: Path | None) -> Path:
