@@ -17,7 +17,7 @@ from keyadmin.cli.device_common import (
 )
 from keyadmin.cli.device_config import config_app
 from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
-from keyadmin.errors import UsageError
+from keyadmin.errors import UsageError, failed_summary
 
 app = typer.Typer(
     help=(
@@ -130,10 +130,10 @@ def info(
                 [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in report.reasons],
             )
     if loaded is not None and not report.ready:
-        fails = "; ".join(r["detail"] for r in report.reasons if r["outcome"] == "fail")
         raise PolicyRefused(
-            f"the key is not ready for {loaded.name}: {fails}",
+            f"the key is not ready for {loaded.name}: {failed_summary(report.reasons)}",
             hint=f"keyadmin device prepare --policy {policy}",
+            reasons=report.reasons,
         )
 
 
@@ -379,5 +379,7 @@ def prepare_cmd(
             [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in result.reasons],
         )
     if not result.ready:
-        fails = "; ".join(r["detail"] for r in result.reasons if r["outcome"] == "fail")
-        raise PolicyRefused(f"the key is not ready for {loaded.name}: {fails}")
+        raise PolicyRefused(
+            f"the key is not ready for {loaded.name}: {failed_summary(result.reasons)}",
+            reasons=result.reasons,
+        )

@@ -206,6 +206,7 @@ class KeyadminGroup(TyperGroup):
         except ClickException as e:  # click's own usage errors (exit 2)
             if not _state["json"]:
                 raise
+            e.show()  # the usual text on stderr for people
             _report_json(code="usage", exit_code=e.exit_code, message=e.format_message(), hint=None)
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, typer.Abort):
@@ -299,23 +300,28 @@ def exit_code_for(exc: BaseException) -> int:
             exit_code=int(error.exit_code),
             message=error.message,
             hint=error.hint,
-            reasons=error.data.get("reasons"),
+            reasons=[r for r in _reasons(error) if _failed(r)],
             retries_left=error.data.get("retries_left"),
         )
     return int(error.exit_code)
 
 
+def _reasons(error: KeyadminError) -> list[Any]:
+    reasons = error.data.get("reasons")
+    return reasons if isinstance(reasons, list) else []
+
+
+def _failed(reason: Any) -> bool:
+    return not isinstance(reason, dict) or reason.get("outcome", "fail") == "fail"
+
+
 def failing_rules(error: KeyadminError) -> list[str]:
     """The rules an error names as failed, as "rule: detail" lines (data["reasons"])."""
-    reasons = error.data.get("reasons") or []
-    lines = []
-    for r in reasons if isinstance(reasons, list) else []:
-        if isinstance(r, dict):
-            if r.get("outcome", "fail") == "fail":
-                lines.append(f"{r.get('rule', '?')}: {r.get('detail', '')}")
-        else:
-            lines.append(str(r))
-    return lines
+    return [
+        f"{r.get('rule', '?')}: {r.get('detail', '')}" if isinstance(r, dict) else str(r)
+        for r in _reasons(error)
+        if _failed(r)
+    ]
 
 
 def _report_json(

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyadmin.device.errors import device_errors
-from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused
+from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused, failed_summary
 
 #: pubKeyCredParams in the RP's order of preference; only those the policy allows are sent.
 _REQUESTED_ALGORITHMS = (-7, -8, -48, -49, -50)  # ES256, EdDSA, ML-DSA-44/65/87
@@ -56,8 +56,9 @@ def _reasons(decision: Any) -> list[dict[str, str]]:
 
 
 def _failed(reasons: list[dict[str, str]]) -> str:
-    fails = [f"{r['rule']}: {r['detail']}" for r in reasons if r["outcome"] == "fail"]
-    return "; ".join(fails) or "a required rule did not pass"
+    """The failed rules by name, for a one-line message; the CLI prints each rule's detail
+    on its own line from the error's ``reasons`` (keyadmin.cli.main)."""
+    return failed_summary(reasons)
 
 
 def _log(
