@@ -60,7 +60,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def failed_summary(reasons: list[dict[str, str]]) -> str:
-    """"2 rules failed (a, b)" for a refusal's one-line message; the details stay in the
+    """The "2 rules failed (a, b)" of a refusal's one-line message; the details stay in the
     error's ``reasons`` (the CLI prints one failing rule a line)."""
     names = [r["rule"] for r in reasons if r.get("outcome") == "fail"]
     if not names:

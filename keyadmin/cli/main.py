@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from keyadmin import __version__
 from keyadmin.cli.helpfmt import Context as HelpContext
-from keyadmin.cli.render import err, out, say
+from keyadmin.cli.render import err, json_written, out, say
 from keyadmin.errors import ExitCode, KeyadminError, UsageError
 
 # The command groups, loaded only when invoked: name -> (module, attribute, one-line help).
@@ -201,6 +201,7 @@ class KeyadminGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         _state["json"] = "--json" in args[: args.index("--") if "--" in args else len(args)]
+        json_written(reset=True)
         try:
             return super().invoke(ctx)
         except ClickException as e:  # click's own usage errors (exit 2)
@@ -327,9 +328,12 @@ def failing_rules(error: KeyadminError) -> list[str]:
 def _report_json(
     *, code: str, exit_code: int, message: str, hint: str | None, **extra: Any
 ) -> None:
-    """Under --json an error is also a JSON object on stdout (docs/exit-codes.md)."""
+    """Under --json an error is also a JSON object on stdout (docs/exit-codes.md), unless the
+    command already wrote its result there (`audit --json` that fails: one document only)."""
     from keyadmin.cli.render import emit_json
 
+    if json_written():
+        return
     body: dict[str, Any] = {"code": code, "exit": exit_code, "message": message, "hint": hint}
     reasons = extra.get("reasons")
     body["reasons"] = reasons if isinstance(reasons, list) else []

@@ -660,8 +660,8 @@ def diff_cmd(
 
       keyadmin mds diff blob-290.jwt blob-291.jwt --json
     """
+    from keyadmin.errors import KeyadminError
     from keyadmin.mds.diff import diff_payloads
-    from keyadmin.mds.errors import BlobMalformed
     from keyadmin.mds.parse import parse_payload
     from keyadmin.mds.verify import read_unverified_payload
 
@@ -670,7 +670,7 @@ def diff_cmd(
         try:
             data = p.read_bytes()
         except OSError as e:
-            raise BlobMalformed(f"cannot read {p}: {e.strerror}", hint="check the path") from e
+            raise KeyadminError(f"cannot read {p}: {e.strerror}", hint="check the path") from e
         parsed.append(parse_payload(read_unverified_payload(data)))
     d = diff_payloads(parsed[0], parsed[1])
     if as_json:

@@ -293,17 +293,24 @@ def creds_set_counter(
 @users_app.command("list")
 def users_list(
     policy: Path = typer.Option(None, "--policy", help="Judge coverage by this policy's minimum."),
+    check: bool = typer.Option(
+        False, "--check", help="Exit 3 when a user is below the minimum (cron, CI); needs --policy."
+    ),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """List users with how many active keys each holds against the policy's minimum.
 
     A lost key must not lock an admin out: a policy can demand a backup key (minimum 2).
-    Example: keyadmin users list --policy policies/yubikey-fips.toml
+    With --check the list is printed as usual and the exit code is 3 when anyone is below.
+
+    Example: keyadmin users list --policy policies/yubikey-fips.toml --check
     """
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
 
+    if check and policy is None:
+        raise UsageError("--check needs --policy: the minimum comes from the policy")
     minimum = None
     if policy is not None:
         from keyadmin.policy.loader import load_policy
@@ -313,13 +320,28 @@ def users_list(
         rows = registry.user_coverage(s, minimum)
     if json_out:
         emit_json(rows)
-        return
+    else:
+        for r in rows:
+            verdict = "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")
+            out(
+                f"{clean(r.user):<20} active {r.active}  suspended {r.suspended}  "
+                f"revoked {r.revoked}  quarantined {r.quarantined}  {verdict}\n"
+            )
+    below = [r for r in rows if r.compliant is False]
+    if check and below:
+        from keyadmin.errors import PolicyRefused
 
-    for r in rows:
-        verdict = "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")
-        out(
-            f"{clean(r.user):<20} active {r.active}  suspended {r.suspended}  revoked {r.revoked}  "
-            f"quarantined {r.quarantined}  {verdict}\n"
+        raise PolicyRefused(
+            f"{len(below)} user(s) below the policy's minimum of {minimum} active key(s)",
+            hint="enrol a further key for each (keyadmin enrol USER --policy …)",
+            reasons=[
+                {
+                    "rule": "keys_per_user.minimum",
+                    "outcome": "fail",
+                    "detail": f"{r.user}: {r.active} active",
+                }
+                for r in below
+            ],  # fmt: skip
         )
 
 
@@ -328,7 +350,7 @@ def users_list(
 def log_show(
     since: str = typer.Option(None, "--since", help="ISO 8601 time, e.g. 2026-11-01."),
     action: str = typer.Option(None, "--action", help="Only this action, e.g. enrol.approved."),
-    limit: int = typer.Option(None, "--limit", help="Only the last N rows."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the last N rows."),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:

@@ -79,8 +79,20 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+_json_written = [False]  # one JSON document per run: an error after a result adds none
+
+
 def emit_json(value: Any) -> None:
+    _json_written[0] = True
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, sort_keys=False) + "\n")
+
+
+def json_written(reset: bool = False) -> bool:
+    """Has this run written its JSON document to stdout? (``reset``: a new run starts.)"""
+    written = _json_written[0]
+    if reset:
+        _json_written[0] = False
+    return written
 
 
 def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:

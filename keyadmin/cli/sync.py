@@ -41,6 +41,11 @@ def sync(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change; write nothing anywhere."
     ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="A full dry run that exits 3 when anything would change or drift is found (cron, CI).",
+    ),
     prune: bool = typer.Option(
         False, "--prune", help="Delete rows keyadmin never approved (drift); logged."
     ),
@@ -70,6 +75,8 @@ def sync(
     another public key or user, or a counter far above, below or outside the registry's, is
     tampering: reported, logged, repaired where the registry's value can be written, and the
     exit code is 3. Only the changes since the last run are read (--full reads everything).
+    --check compares everything, writes nothing, and exits 3 when the application's table is
+    not what the registry says (a change to make, drift, tampering): a gate for cron or CI.
 
     Example: keyadmin sync --target postgresql://app@db/app --mapping app-mapping.toml --dry-run
     """
@@ -78,6 +85,8 @@ def sync(
     from keyadmin.flows.tamper import TamperingFound, jump_threshold
     from keyadmin.store.appstore import load_mapping
 
+    if check:
+        dry_run, full = True, True
     loaded = None
     if policy is not None:
         from keyadmin.policy.loader import load_policy
@@ -114,6 +123,19 @@ def sync(
             hint="find out who wrote the application's table; keyadmin log show --action "
             "sync.tamper lists the rows",
         )
+    pending = (
+        result.inserted + result.updated + result.removed + result.disabled
+        + result.counters_pulled + result.drift_count
+    )  # fmt: skip
+    if check and pending:
+        from keyadmin.errors import PolicyRefused
+
+        raise PolicyRefused(
+            f"sync --check: the application's table differs from the registry: "
+            f"{pending - result.drift_count} change(s) to write, {result.drift_count} row(s) "
+            "keyadmin never approved (drift)",
+            hint="run keyadmin sync (with --prune for the drift) to bring it in line",
+        )
 
 
 def _sync_table(result: Any, prune: bool) -> None:
@@ -141,13 +163,13 @@ def _sync_table(result: Any, prune: bool) -> None:
     for t in result.tampering:
         out(
             f"  TAMPERED: {t.credential_id[:32]}… {t.kind}: {clean(t.detail)}"
-            f"{' (repaired)' if t.repaired else ''}"
+            f"{' (repaired)' if t.repaired else ''}\n"
         )
     for d in result.drift:
         count = d.sign_count if d.sign_count is not None else f"{d.stored_count!r} (not a counter)"
         out(
             f"  drift: {d.credential_id[:32]}… user {clean(d.user_id[:24])} counter {count}"
-            f"{' (pruned)' if d.pruned else ''}"
+            f"{' (pruned)' if d.pruned else ''}\n"
         )
     if result.drift_count and not prune:
         say(f"{result.drift_count} row(s) keyadmin never approved; --prune deletes them")

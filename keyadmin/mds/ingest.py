@@ -280,10 +280,10 @@ def import_file(path: str | Path, **kw: Any) -> ImportResult:
     p = Path(path)
     try:
         raw = p.read_bytes()
-    except OSError as e:
-        from keyadmin.mds.errors import BlobMalformed
+    except OSError as e:  # an unreadable file is exit 1 (docs/exit-codes.md), not metadata's 7
+        from keyadmin.errors import KeyadminError
 
-        raise BlobMalformed(
+        raise KeyadminError(
             f"cannot read {p}: {e.strerror}", hint="check the path", path=str(p)
         ) from e
     return import_blob(raw, source=str(p.resolve()), source_kind="file", **kw)

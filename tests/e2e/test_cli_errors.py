@@ -57,8 +57,11 @@ def test_a_refusal_under_json_is_an_error_object_with_its_failing_rules(tmp_path
         (["log", "show", "--since", "yesterday", "--json"], 2, "usage"),
         (["sim", "show", "--state", "{tmp}/missing.json", "--json"], 1, "error"),
         (["device", "info", "--device", "sim:{tmp}/missing.json", "--json"], 4, "device"),
-        (["mds", "status", "--require-fresh", "--json", "--db", "sqlite:///{tmp}/r.db"], 7,
-         "metadata"),
+        (
+            ["mds", "status", "--require-fresh", "--json", "--db", "sqlite:///{tmp}/r.db"],
+            7,
+            "metadata",
+        ),
         (["creds", "show", "--json", "--no-such-option"], 2, "usage"),
         (["creds", "show", "--json"], 2, "usage"),  # a missing argument
     ],
