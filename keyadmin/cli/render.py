@@ -95,8 +95,9 @@ def json_written(reset: bool = False) -> bool:
     return written
 
 
-def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:
-    """Print a titled key/value block for people (every key and value escaped)."""
+def emit_kv(title: str, rows: list[tuple[str, Any]], *, stderr: bool = False) -> None:
+    """Print a titled key/value block for people (every key and value escaped); on stderr
+    when stdout carries the command's one result (step-up's receipt)."""
     keys = [clean(k) for k, _ in rows]
     width = max((len(k) for k in keys), default=0)
     lines = [clean(title)]
@@ -110,7 +111,7 @@ def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:
         elif val is None:
             val = "-"
         lines.append(f"  {key.ljust(width)}  {clean(val)}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    (sys.stderr if stderr else sys.stdout).write("\n".join(lines) + "\n")
 
 
 def say(message: str) -> None:

@@ -129,6 +129,7 @@ def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: boo
         timedelta(days=policy.metadata.freshness_grace_days),
         override=override_stale,
         require_signed=policy.metadata.signed,
+        override_flag="--allow-stale-metadata",
     )
 
 
