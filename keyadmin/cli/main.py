@@ -202,6 +202,11 @@ class KeyadminGroup(TyperGroup):
         args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         _state["json"] = "--json" in args[: args.index("--") if "--" in args else len(args)]
         json_written(reset=True)
+        from keyadmin import progress
+        from keyadmin.cli.render import TerminalProgress
+
+        bar = TerminalProgress.for_stderr()
+        progress.set_sink(bar)
         try:
             return super().invoke(ctx)
         except ClickException as e:  # click's own usage errors (exit 2)
@@ -216,7 +221,13 @@ class KeyadminGroup(TyperGroup):
             _quiet_broken_pipe()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the one place for all
+            if bar is not None:
+                bar.close()
             raise typer.Exit(exit_code_for(e)) from None
+        finally:
+            progress.set_sink(None)
+            if bar is not None:
+                bar.close()
 
 
 app = typer.Typer(

@@ -114,6 +114,43 @@ def emit_kv(title: str, rows: list[tuple[str, Any]], *, stderr: bool = False) ->
     (sys.stderr if stderr else sys.stdout).write("\n".join(lines) + "\n")
 
 
+class TerminalProgress:
+    """Draws keyadmin.progress reports on one stderr line ("audit: checked 1200/5000"), at most
+    ten times a second; only made when stderr is a terminal (``for_stderr``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.last = 0.0
+        self.drawn = False
+
+    @classmethod
+    def for_stderr(cls) -> TerminalProgress | None:
+        import os
+
+        stream = sys.stderr
+        if stream is None or not stream.isatty() or os.environ.get("TERM") == "dumb":
+            return None
+        return cls(stream)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.drawn and now - self.last < 0.1 and done != total:
+            return
+        self.last, self.drawn = now, True
+        count = f"{done}/{total}" if total else str(done)
+        self.stream.write(f"\r\x1b[K{clean(stage)} {count}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Erase the progress line (results and errors follow on a clean line)."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
+
+
 def say(message: str) -> None:
     """Progress and prompts: stderr, so stdout stays machine-readable (escaped)."""
     err(message + "\n")

@@ -176,7 +176,12 @@ def _store(
             )
 
     raws = parsed.raw_entries
-    entries = [_entry_row(e, raws[e.index]) for e in parsed.entries]
+    from keyadmin.progress import report
+
+    entries = []
+    for n, e in enumerate(parsed.entries, 1):
+        report("metadata: indexing entries", n, len(parsed.entries))
+        entries.append(_entry_row(e, raws[e.index]))
     skipped = [
         NewSkipped(s.index, s.aaguid, s.aaid, s.description, s.reason, raws[s.index])
         for s in parsed.skipped
