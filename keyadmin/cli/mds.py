@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
-from keyadmin.cli.render import emit_json, emit_kv, out, say, to_jsonable
+from keyadmin.cli.render import emit_json, emit_kv, emit_table, out, say, to_jsonable
 
 app = typer.Typer(
     help=(
@@ -613,6 +613,7 @@ def search_cmd(
     limit: int = typer.Option(200, "--limit", min=1, help="At most this many results."),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV (with a header row) on stdout."),
 ) -> None:
     """Search the stored metadata; all given filters must match.
 
@@ -646,6 +647,9 @@ def search_cmd(
             f"metadata no. {snap.no} was indexed before MDS 3.1 support: --fips, --profile and "
             "--retired need it indexed again"
         )
+    from keyadmin.cli.render import list_format
+
+    list_format(as_json, as_csv)  # not both
     rows = index.search(filters)
     if as_json:
         emit_json(
@@ -657,15 +661,24 @@ def search_cmd(
         )
         return
     unsigned = "" if snap.signed else " [UNSIGNED metadata]"
-    lines = [f"{len(rows)} model(s) in metadata no. {snap.no}{unsigned}"]
-    for r in rows:
-        ident = r["aaguid"] or r["aaid"] or f"#{r['entry_index']}"
-        flag = " BLOCKED" if r["blocked"] else ""
-        lines.append(
-            f"  {ident:36}  {r['status']:22}  {r['certification_level'] or '-':22}  "
-            f"{r['description']}{flag}"
-        )
-    out("\n".join(lines) + "\n")
+    if as_csv:
+        emit_table(
+            ["model", "status", "certification", "blocked", "description"],
+            [[_model_id(r), r["status"], r["certification_level"] or "", r["blocked"],
+              r["description"]] for r in rows],
+            fmt="csv",
+        )  # fmt: skip
+        return
+    out(f"{len(rows)} model(s) in metadata no. {snap.no}{unsigned}\n")
+    emit_table(
+        ["model", "status", "certification", "description"],
+        [[_model_id(r), r["status"], r["certification_level"] or "-",
+          r["description"] + (" BLOCKED" if r["blocked"] else "")] for r in rows],
+    )  # fmt: skip
+
+
+def _model_id(row: dict[str, Any]) -> str:
+    return str(row["aaguid"] or row["aaid"] or f"#{row['entry_index']}")
 
 
 @app.command("diff")

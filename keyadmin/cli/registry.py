@@ -9,13 +9,14 @@ from typing import Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
-from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
+from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, out, say
 from keyadmin.errors import UsageError
 
 DB_OPT = typer.Option(
     None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
+CSV_OPT = typer.Option(False, "--csv", help="Print CSV (with a header row) on stdout.")
 DEVICE_OPT = typer.Option(
     None, "--device", "-d", envvar="KEYADMIN_DEVICE", help="hid:PATH, nfc:READER or sim:FILE."
 )
@@ -149,29 +150,34 @@ def creds_list(
     status: str = typer.Option(None, "--status", help="active, suspended, revoked, quarantined."),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
-    """List credentials in the registry.
+    """List credentials in the registry (a table, --json or --csv).
 
     Example: keyadmin creds list --user alice --status active --json
     """
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
 
+    fmt = list_format(json_out, csv_out)
     with transaction(_db(db)) as s:
         creds = registry.list_credentials(s, user=user, status=status)
-    if json_out:
+    if fmt == "json":
         emit_json(creds)
         return
-    if not creds:
+    if not creds and fmt == "table":
         say("no credentials match")
         return
-
-    out(f"{'id':>5}  {'user':<16} {'status':<11} {'counter':>7}  aaguid / credential\n")
-    for c in creds:
-        out(
-            f"{c.id:>5}  {clean(c.user):<16} {c.status:<11} {c.sign_count:>7}  {c.aaguid}  "
-            f"{c.credential_id[:16]}…\n"
-        )
+    short = fmt == "table"  # CSV keeps every id whole
+    emit_table(
+        ["id", "user", "status", "counter", "aaguid", "credential"],
+        [
+            [c.id, c.user, c.status, c.sign_count, c.aaguid,
+             c.credential_id[:16] + "…" if short else c.credential_id]
+            for c in creds
+        ],
+        fmt=fmt,
+    )  # fmt: skip
 
 
 @creds_app.command("show")
@@ -298,6 +304,7 @@ def users_list(
     ),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
     """List users with how many active keys each holds against the policy's minimum.
 
@@ -309,6 +316,7 @@ def users_list(
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
 
+    fmt = list_format(json_out, csv_out)
     if check and policy is None:
         raise UsageError("--check needs --policy: the minimum comes from the policy")
     minimum = None
@@ -318,15 +326,18 @@ def users_list(
         minimum = load_policy(policy).keys_per_user.minimum
     with transaction(_db(db)) as s:
         rows = registry.user_coverage(s, minimum)
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
     else:
-        for r in rows:
-            verdict = "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")
-            out(
-                f"{clean(r.user):<20} active {r.active}  suspended {r.suspended}  "
-                f"revoked {r.revoked}  quarantined {r.quarantined}  {verdict}\n"
-            )
+        emit_table(
+            ["user", "active", "suspended", "revoked", "quarantined", "minimum", "coverage"],
+            [
+                [r.user, r.active, r.suspended, r.revoked, r.quarantined, r.minimum,
+                 "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")]
+                for r in rows
+            ],
+            fmt=fmt,
+        )  # fmt: skip
     below = [r for r in rows if r.compliant is False]
     if check and below:
         from keyadmin.errors import PolicyRefused
@@ -353,8 +364,9 @@ def log_show(
     limit: int = typer.Option(None, "--limit", min=1, help="Only the last N rows."),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
-    """Show the log.
+    """Show the log (a table, --json or --csv; the details column is JSON).
 
     Example: keyadmin log show --since 2026-11-01 --json
     """
@@ -363,6 +375,7 @@ def log_show(
     from keyadmin.store import audit
     from keyadmin.store.db import transaction
 
+    fmt = list_format(json_out, csv_out)
     start = None
     if since:
         try:
@@ -373,17 +386,20 @@ def log_show(
             start = start.replace(tzinfo=UTC)
     with transaction(_db(db)) as s:
         rows = audit.entries(s, since=start, action=action, limit=limit)
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
         return
     import json
 
-    for r in rows:
-        out(
-            f"{r.seq:>6}  {r.at[:19]}  {clean(r.actor):<12} {r.action:<24} "
-            f"{clean(r.subject or '-'):<16} "
-            f"{json.dumps(r.details, sort_keys=True)[:120]}\n"
-        )
+    emit_table(
+        ["seq", "at", "actor", "action", "subject", "details"],
+        [
+            [r.seq, r.at[:19] if fmt == "table" else r.at, r.actor, r.action, r.subject or "-",
+             json.dumps(r.details, sort_keys=True)[: 120 if fmt == "table" else None]]
+            for r in rows
+        ],
+        fmt=fmt,
+    )  # fmt: skip
 
 
 LOG_KEY_OPT = typer.Option(

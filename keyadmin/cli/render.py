@@ -63,6 +63,68 @@ def emit_csv(header: list[str], rows: list[list[Any]]) -> None:
         w.writerow([clean(c) if isinstance(c, str) else c for c in row])
 
 
+#: Cell values shown in colour at a terminal (rich styles); nothing else is coloured.
+STYLES = {
+    "active": "green", "ok": "green", "pass": "green",
+    "suspended": "yellow", "warn": "yellow", "WARN": "yellow",
+    "revoked": "red", "quarantined": "bold red", "fail": "bold red", "FAIL": "bold red",
+    "BELOW MINIMUM": "bold red", "BLOCKED": "bold red", "REVOKED": "red",
+}  # fmt: skip
+
+
+def colour_wanted(stream: Any) -> bool:
+    """Colour only for a terminal, never with NO_COLOR set (any value) or TERM=dumb."""
+    import os
+
+    if os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb":
+        return False
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+def emit_table(header: list[str], rows: list[list[Any]], *, fmt: str = "table") -> None:
+    """A list for people, with a header row; ``fmt`` "csv" writes CSV instead.
+
+    At a terminal the table is drawn by rich to the terminal's width (long cells wrap inside
+    their column) with status words in colour, unless NO_COLOR is set; in a pipe it is plain
+    text, columns aligned, every value whole, no control sequences."""
+    if fmt == "csv":
+        emit_csv(header, rows)
+        return
+    cells = [["-" if c is None else clean(c) for c in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        colour = colour_wanted(sys.stdout)
+        table = Table(box=None, pad_edge=False, header_style="bold" if colour else "")
+        for name in header:
+            table.add_column(name, overflow="fold")
+        for row in cells:
+            table.add_row(*(Text(c, style=STYLES.get(c, "") if colour else "") for c in row))
+        console = Console(
+            file=sys.stdout, no_color=not colour, highlight=False, emoji=False, markup=False,
+            color_system="auto" if colour else None,
+        )  # fmt: skip
+        console.print(table)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = []
+    for row in [list(header), *cells]:
+        padded = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*padded, row[-1]]).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def list_format(json_out: bool, csv_out: bool) -> str:
+    """The --json / --csv pair of a list command: "json", "csv" or "table"."""
+    if json_out and csv_out:
+        from keyadmin.errors import UsageError
+
+        raise UsageError("--json and --csv exclude each other")
+    return "json" if json_out else "csv" if csv_out else "table"
+
+
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}

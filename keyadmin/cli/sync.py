@@ -13,7 +13,16 @@ from keyadmin.cli.authority import (
     authorize_cli,
     operator_name,
 )
-from keyadmin.cli.render import clean, emit_csv, emit_json, emit_kv, out, say, to_jsonable
+from keyadmin.cli.render import (
+    clean,
+    emit_csv,
+    emit_json,
+    emit_kv,
+    emit_table,
+    out,
+    say,
+    to_jsonable,
+)
 
 DB_OPT = typer.Option(
     None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
@@ -182,6 +191,7 @@ def audit(
     ),
     output: str = typer.Option("table", "--format", help="table, json or csv."),
     json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
+    csv_out: bool = typer.Option(False, "--csv", help="Same as --format csv."),
     target: str = typer.Option(
         None,
         "--target",
@@ -214,7 +224,7 @@ def audit(
     from keyadmin.store.appstore import load_mapping
     from keyadmin.store.mds_index import MdsIndex
 
-    fmt = "json" if json_out else output
+    fmt = "json" if json_out else "csv" if csv_out else output
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
     url = database_url(db)
@@ -287,10 +297,12 @@ def _table(result: Any) -> None:
         ],
     )
     if result.findings:
-        out(f"\n{'severity':<8} {'kind':<10} {'subject':<20} {'rule':<26} detail\n")
-        for f in result.findings[:500]:
-            subject = clean(f.subject if len(f.subject) <= 20 else f.subject[:18] + "…")
-            out(f"{f.severity:<8} {f.kind:<10} {subject:<20} {f.rule:<26} {clean(f.detail)}\n")
+        out("\n")
+        emit_table(
+            ["severity", "kind", "subject", "rule", "detail"],
+            [[f.severity, f.kind, f.subject if len(f.subject) <= 20 else f.subject[:18] + "…",
+              f.rule, f.detail] for f in result.findings[:500]],
+        )  # fmt: skip
         if len(result.findings) > 500:
             out(f"… {len(result.findings) - 500} more (use --format csv)\n")
     else:

