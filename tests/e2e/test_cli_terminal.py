@@ -160,3 +160,38 @@ def test_a_confirmation_at_a_terminal_is_asked_and_no_is_no(estate) -> None:
     assert "cancelled; nothing was changed" in tty.terminal
     listed = run("creds", "show", "1", "--json", "--db", reg)
     assert json.loads(listed.stdout)["status"] == "active"
+
+
+def test_metadata_download_shows_progress_at_a_terminal_only(tmp_path) -> None:
+    """`mds update` from a real local HTTP server serving a real production BLOB."""
+    import http.server
+    import threading
+
+    from tests.unit.test_mds_support import MDS_DIR
+
+    body = (MDS_DIR / "mds-blob-prod-no23-2023-02-01.jwt").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/blob"
+    try:
+        tty = run_tty("mds", "update", "--url", url, env={"KEYADMIN_HOME": str(tmp_path / "t")})
+        piped = run("mds", "update", "--url", url, env={"KEYADMIN_HOME": str(tmp_path / "p")})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    # the 2023 BLOB is old and its CRLs cannot be fetched here: what follows the download
+    # may refuse it; the download itself is what shows progress
+    assert f"\r\x1b[Kdownloading 127.0.0.1:{httpd.server_address[1]} (bytes) {len(body)}/" \
+        f"{len(body)}" in tty.terminal, tty.terminal[-500:]  # fmt: skip
+    assert "(bytes)" not in piped.stderr + piped.stdout and "\r" not in piped.stderr
