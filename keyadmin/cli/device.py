@@ -16,7 +16,8 @@ from keyadmin.cli.device_common import (
     _session,
 )
 from keyadmin.cli.device_config import config_app
-from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
+from keyadmin.cli.registry import CSV_OPT
+from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, say, to_jsonable
 from keyadmin.errors import UsageError, failed_summary
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(creds_app, name="credentials")
 def list_cmd(
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
     """List every FIDO device on USB HID and on PC/SC readers, with its AAGUID and model.
 
@@ -53,16 +55,18 @@ def list_cmd(
     from keyadmin.config import database_url
     from keyadmin.flows.devices import list_with_models
 
+    fmt = list_format(json_out, csv_out)
     rows = list_with_models(database_url(db))
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
         return
-    if not rows:
+    if not rows and fmt == "table":
         say("no FIDO device found; run 'keyadmin doctor' if a key is plugged in")
         return
-    emit_kv(
-        f"{len(rows)} FIDO device(s)",
-        [(r.device, f"{r.aaguid or '?'}  {r.model or r.product or '-'}") for r in rows],
+    emit_table(
+        ["device", "transport", "aaguid", "model"],
+        [[r.device, r.transport, r.aaguid or "?", r.model or r.product or "-"] for r in rows],
+        fmt=fmt,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
+from keyadmin.cli.registry import CSV_OPT
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, out, say, to_jsonable
 
 app = typer.Typer(
@@ -613,7 +614,7 @@ def search_cmd(
     limit: int = typer.Option(200, "--limit", min=1, help="At most this many results."),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
-    as_csv: bool = typer.Option(False, "--csv", help="Print CSV (with a header row) on stdout."),
+    as_csv: bool = CSV_OPT,
 ) -> None:
     """Search the stored metadata; all given filters must match.
 

@@ -195,3 +195,13 @@ def test_metadata_download_shows_progress_at_a_terminal_only(tmp_path) -> None:
     assert f"\r\x1b[Kdownloading 127.0.0.1:{httpd.server_address[1]} (bytes) {len(body)}/" \
         f"{len(body)}" in tty.terminal, tty.terminal[-500:]  # fmt: skip
     assert "(bytes)" not in piped.stderr + piped.stdout and "\r" not in piped.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "header"),
+    [(["device", "list"], "device,transport,aaguid,model"), (["operator", "list"], "operator,roles")],
+)
+def test_key_and_operator_lists_have_csv_with_a_header(tmp_path, args, header) -> None:
+    out = run(*args, "--csv", "--db", f"sqlite:///{tmp_path / 'r.db'}")
+    assert out.code == 0, out.stderr
+    assert out.stdout.splitlines()[0] == header
