@@ -200,7 +200,12 @@ class KeyadminGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
-        _state["json"] = "--json" in args[: args.index("--") if "--" in args else len(args)]
+        opts = args[: args.index("--") if "--" in args else len(args)]
+        _state["json"] = (
+            "--json" in opts
+            or "--format=json" in opts
+            or any(a == "--format" and b == "json" for a, b in zip(opts, opts[1:], strict=False))
+        )
         json_written(reset=True)
         from keyadmin import progress
         from keyadmin.cli.render import TerminalProgress

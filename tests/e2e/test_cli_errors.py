@@ -62,6 +62,7 @@ def test_a_refusal_under_json_is_an_error_object_with_its_failing_rules(tmp_path
             7,
             "metadata",
         ),
+        (["audit", "--policy", "{tmp}/missing.toml", "--format", "json"], 1, "error"),
         (["creds", "show", "--json", "--no-such-option"], 2, "usage"),
         (["creds", "show", "--json"], 2, "usage"),  # a missing argument
     ],

@@ -199,7 +199,10 @@ def test_metadata_download_shows_progress_at_a_terminal_only(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "header"),
-    [(["device", "list"], "device,transport,aaguid,model"), (["operator", "list"], "operator,roles")],
+    [
+        (["device", "list"], "device,transport,aaguid,model"),
+        (["operator", "list"], "operator,roles"),
+    ],
 )
 def test_key_and_operator_lists_have_csv_with_a_header(tmp_path, args, header) -> None:
     out = run(*args, "--csv", "--db", f"sqlite:///{tmp_path / 'r.db'}")
