@@ -59,6 +59,15 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def failed_summary(reasons: list[dict[str, str]]) -> str:
+    """The "2 rules failed (a, b)" of a refusal's one-line message; the details stay in the
+    error's ``reasons`` (the CLI prints one failing rule a line)."""
+    names = [r["rule"] for r in reasons if r.get("outcome") == "fail"]
+    if not names:
+        return "a required rule did not pass"
+    return f"{len(names)} rule{'s' if len(names) > 1 else ''} failed ({', '.join(names)})"
+
+
 class UsageError(KeyadminError):
     exit_code = ExitCode.USAGE
 

@@ -16,15 +16,25 @@ from keyadmin.cli.device_common import (
     _session,
 )
 from keyadmin.cli.device_config import config_app
-from keyadmin.cli.render import emit_json, emit_kv, say, to_jsonable
-from keyadmin.errors import UsageError
+from keyadmin.cli.registry import CSV_OPT
+from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, say, to_jsonable
+from keyadmin.errors import UsageError, failed_summary
 
 app = typer.Typer(
-    help="See exactly what a FIDO2 key is and bring it to a known state (USB, NFC, software key).",
+    help=(
+        "See exactly what a FIDO2 key is and bring it to a known state (USB, NFC, software "
+        "key).\n\nExample: keyadmin device info --device hid:/dev/hidraw4 --json"
+    ),
     no_args_is_help=True,
 )
-pin_app = typer.Typer(help="Set, change, verify the key's PIN, or show its retries.")
-creds_app = typer.Typer(help="Discoverable credentials stored on the key.")
+pin_app = typer.Typer(
+    help="Set, change, verify the key's PIN, or show its retries.\n\n"
+    "Example: keyadmin device pin retries --device nfc:ACS"
+)
+creds_app = typer.Typer(
+    help="Discoverable credentials stored on the key.\n\n"
+    "Example: keyadmin device credentials list --rp-id example.com"
+)
 app.add_typer(pin_app, name="pin")
 app.add_typer(config_app, name="config")
 app.add_typer(creds_app, name="credentials")
@@ -34,6 +44,7 @@ app.add_typer(creds_app, name="credentials")
 def list_cmd(
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
     """List every FIDO device on USB HID and on PC/SC readers, with its AAGUID and model.
 
@@ -44,16 +55,18 @@ def list_cmd(
     from keyadmin.config import database_url
     from keyadmin.flows.devices import list_with_models
 
+    fmt = list_format(json_out, csv_out)
     rows = list_with_models(database_url(db))
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
         return
-    if not rows:
+    if not rows and fmt == "table":
         say("no FIDO device found; run 'keyadmin doctor' if a key is plugged in")
         return
-    emit_kv(
-        f"{len(rows)} FIDO device(s)",
-        [(r.device, f"{r.aaguid or '?'}  {r.model or r.product or '-'}") for r in rows],
+    emit_table(
+        ["device", "transport", "aaguid", "model"],
+        [[r.device, r.transport, r.aaguid or "?", r.model or r.product or "-"] for r in rows],
+        fmt=fmt,
     )
 
 
@@ -121,10 +134,10 @@ def info(
                 [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in report.reasons],
             )
     if loaded is not None and not report.ready:
-        fails = "; ".join(r["detail"] for r in report.reasons if r["outcome"] == "fail")
         raise PolicyRefused(
-            f"the key is not ready for {loaded.name}: {fails}",
+            f"the key is not ready for {loaded.name}: {failed_summary(report.reasons)}",
             hint=f"keyadmin device prepare --policy {policy}",
+            reasons=report.reasons,
         )
 
 
@@ -382,5 +395,7 @@ def prepare_cmd(
             [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in result.reasons],
         )
     if not result.ready:
-        fails = "; ".join(r["detail"] for r in result.reasons if r["outcome"] == "fail")
-        raise PolicyRefused(f"the key is not ready for {loaded.name}: {fails}")
+        raise PolicyRefused(
+            f"the key is not ready for {loaded.name}: {failed_summary(result.reasons)}",
+            reasons=result.reasons,
+        )

@@ -17,7 +17,10 @@ from keyadmin.cli.device_common import (
 )
 from keyadmin.errors import UsageError
 
-config_app = typer.Typer(help="authenticatorConfig: always-UV, minimum PIN length, enterprise att.")
+config_app = typer.Typer(
+    help="authenticatorConfig: always-UV, minimum PIN length, enterprise attestation.\n\n"
+    "Example: keyadmin device config min-pin-length 8 --device hid:/dev/hidraw4"
+)
 
 
 @config_app.command("always-uv")

@@ -9,18 +9,27 @@ from keyadmin.cli.render import emit_json, out
 
 def doctor(
     db: str = typer.Option(None, "--db", help="Registry database URL (default: the SQLite file)."),
+    transport: str = typer.Option(
+        "all",
+        "--transport",
+        help="usb (a USB-only station: pcscd is not checked), nfc (PC/SC only), or all.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
     """Check USB HID access (udev), pcscd and readers, the database and the metadata.
 
     Each problem comes with the exact command that fixes it. Exit 1 when a check fails.
-    Example: keyadmin doctor --json
-    """
+    A station that only uses USB keys passes --transport usb: pcscd is then not checked.
 
+    Example: keyadmin doctor --transport usb --json
+    """
     from keyadmin.config import database_url
+    from keyadmin.errors import UsageError
     from keyadmin.flows.doctor import run_doctor
 
-    report = run_doctor(database_url(db))
+    if transport not in ("usb", "nfc", "all"):
+        raise UsageError(f"unknown --transport {transport!r}", hint="one of usb, nfc, all")
+    report = run_doctor(database_url(db), transport=transport)
     if json_out:
         emit_json({"ok": report.ok, "checks": report.checks})
     else:

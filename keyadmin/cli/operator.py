@@ -5,12 +5,13 @@ from __future__ import annotations
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli, operator_name
-from keyadmin.cli.registry import DB_OPT, JSON_OPT, _db
-from keyadmin.cli.render import emit_json, emit_kv, out, say
+from keyadmin.cli.registry import CSV_OPT, DB_OPT, JSON_OPT, _db
+from keyadmin.cli.render import emit_json, emit_kv, say
 from keyadmin.errors import UsageError
 
 app = typer.Typer(
-    help="Operators: bootstrap, roles, sessions; verify the authority evidence in the log."
+    help="Operators: bootstrap, roles, sessions; verify the authority evidence in the log.\n\n"
+    "Example: keyadmin operator login --operator olivia --operator-device hid:/dev/hidraw4"
 )
 
 ROLE_OPT = typer.Option(
@@ -111,21 +112,27 @@ def remove(
 
 
 @app.command("list")
-def list_cmd(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def list_cmd(
+    db: str = DB_OPT,
+    json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
+) -> None:
     """List operators and their roles (none: the registry is in lab mode).
 
     Example: keyadmin operator list --json
     """
+    from keyadmin.cli.render import emit_table, list_format
     from keyadmin.flows.operators import list_operators
 
+    fmt = list_format(json_out, csv_out)
     rows = list_operators(_db(db))
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
         return
-    if not rows:
+    if not rows and fmt == "table":
         say("no operators: the registry runs in lab mode (keyadmin operator bootstrap USER)")
-    for r in rows:
-        out(f"{r.user:<20} {', '.join(r.roles)}\n")
+        return
+    emit_table(["operator", "roles"], [[r.user, " ".join(r.roles)] for r in rows], fmt=fmt)
 
 
 @app.command("login")
@@ -140,7 +147,9 @@ def login(
     until it expires (or you log out) are authorized by it, without your key.
 
     The secret is kept in a 0600 file in keyadmin's data directory; the registry stores
-    only its SHA-256. Example: keyadmin operator login --operator olivia
+    only its SHA-256.
+
+    Example: keyadmin operator login --operator olivia
     --operator-device hid:/dev/hidraw4 --minutes 10
     """
     from keyadmin.cli.device import _session

@@ -9,22 +9,29 @@ from typing import Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
-from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
+from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, out, say
 from keyadmin.errors import UsageError
 
 DB_OPT = typer.Option(
     None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
+CSV_OPT = typer.Option(False, "--csv", help="Print CSV (with a header row) on stdout.")
 DEVICE_OPT = typer.Option(
     None, "--device", "-d", envvar="KEYADMIN_DEVICE", help="hid:PATH, nfc:READER or sim:FILE."
 )
 
 creds_app = typer.Typer(
-    help="Credentials in the registry: list, show, lost, revoke, suspend, reinstate, set-counter."
+    help="Credentials in the registry: list, show, lost, revoke, suspend, reinstate, "
+    "set-counter.\n\nExample: keyadmin creds list --user alice"
 )
-users_app = typer.Typer(help="Users in the registry and their key coverage.")
-log_app = typer.Typer(help="The tamper-evident log of everything keyadmin did.")
+users_app = typer.Typer(
+    help="Users in the registry and their key coverage.\n\n"
+    "Example: keyadmin users list --policy policies/yubikey-fips.toml"
+)
+log_app = typer.Typer(
+    help="The tamper-evident log of everything keyadmin did.\n\nExample: keyadmin log verify"
+)
 
 
 REF_HELP = (
@@ -182,35 +189,38 @@ def creds_list(
     status: str = typer.Option(None, "--status", help="active, suspended, revoked, quarantined."),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
-    """List credentials in the registry.
+    """List credentials in the registry (a table, --json or --csv).
 
     Example: keyadmin creds list --user alice --status active --json
     """
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
 
+    fmt = list_format(json_out, csv_out)
     with transaction(_db(db)) as s:
         creds = registry.list_credentials(s, user=user, status=status)
-    if json_out:
+    if fmt == "json":
         emit_json(creds)
         return
-    if not creds:
+    if not creds and fmt == "table":
         say("no credentials match")
         return
-
     from keyadmin.cli.naming import day
 
-    out(
-        f"{'id':>5}  {'user':<16} {'nickname':<16} {'status':<11} {'enrolled':<10}  "
-        f"{'last used':<10}  {'counter':>7}  {'key serial':<12} aaguid / credential\n"
-    )
-    for c in creds:
-        out(
-            f"{c.id:>5}  {clean(c.user):<16} {clean(c.nickname or '-'):<16} {c.status:<11} "
-            f"{day(c.created_at):<10}  {day(c.last_used_at):<10}  {c.sign_count:>7}  "
-            f"{clean(c.key_serial or '-'):<12} {c.aaguid}  {c.credential_id[:16]}…\n"
-        )
+    short = fmt == "table"  # CSV keeps every id whole
+    emit_table(
+        ["id", "user", "nickname", "status", "enrolled", "last used", "counter", "key serial",
+         "aaguid", "credential"],
+        [
+            [c.id, c.user, c.nickname or "-", c.status, day(c.created_at), day(c.last_used_at),
+             c.sign_count, c.key_serial or "-", c.aaguid,
+             c.credential_id[:16] + "…" if short else c.credential_id]
+            for c in creds
+        ],
+        fmt=fmt,
+    )  # fmt: skip
 
 
 @creds_app.command("show")
@@ -361,17 +371,26 @@ def creds_set_counter(
 @users_app.command("list")
 def users_list(
     policy: Path = typer.Option(None, "--policy", help="Judge coverage by this policy's minimum."),
+    check: bool = typer.Option(
+        False, "--check", help="Exit 3 when a user is below the minimum (cron, CI); needs --policy."
+    ),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
     """List users with how many active keys each holds against the policy's minimum.
 
     A lost key must not lock an admin out: a policy can demand a backup key (minimum 2).
-    Example: keyadmin users list --policy policies/yubikey-fips.toml
+    With --check the list is printed as usual and the exit code is 3 when anyone is below.
+
+    Example: keyadmin users list --policy policies/yubikey-fips.toml --check
     """
     from keyadmin.store import registry
     from keyadmin.store.db import transaction
 
+    fmt = list_format(json_out, csv_out)
+    if check and policy is None:
+        raise UsageError("--check needs --policy: the minimum comes from the policy")
     minimum = None
     if policy is not None:
         from keyadmin.policy.loader import load_policy
@@ -379,15 +398,33 @@ def users_list(
         minimum = load_policy(policy).keys_per_user.minimum
     with transaction(_db(db)) as s:
         rows = registry.user_coverage(s, minimum)
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
-        return
+    else:
+        emit_table(
+            ["user", "active", "suspended", "revoked", "quarantined", "minimum", "coverage"],
+            [
+                [r.user, r.active, r.suspended, r.revoked, r.quarantined, r.minimum,
+                 "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")]
+                for r in rows
+            ],
+            fmt=fmt,
+        )  # fmt: skip
+    below = [r for r in rows if r.compliant is False]
+    if check and below:
+        from keyadmin.errors import PolicyRefused
 
-    for r in rows:
-        verdict = "" if r.compliant is None else ("ok" if r.compliant else "BELOW MINIMUM")
-        out(
-            f"{clean(r.user):<20} active {r.active}  suspended {r.suspended}  revoked {r.revoked}  "
-            f"quarantined {r.quarantined}  {verdict}\n"
+        raise PolicyRefused(
+            f"{len(below)} user(s) below the policy's minimum of {minimum} active key(s)",
+            hint="enrol a further key for each (keyadmin enrol USER --policy …)",
+            reasons=[
+                {
+                    "rule": "keys_per_user.minimum",
+                    "outcome": "fail",
+                    "detail": f"{r.user}: {r.active} active",
+                }
+                for r in below
+            ],  # fmt: skip
         )
 
 
@@ -396,11 +433,12 @@ def users_list(
 def log_show(
     since: str = typer.Option(None, "--since", help="ISO 8601 time, e.g. 2026-11-01."),
     action: str = typer.Option(None, "--action", help="Only this action, e.g. enrol.approved."),
-    limit: int = typer.Option(None, "--limit", help="Only the last N rows."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the last N rows."),
     db: str = DB_OPT,
     json_out: bool = JSON_OPT,
+    csv_out: bool = CSV_OPT,
 ) -> None:
-    """Show the log.
+    """Show the log (a table, --json or --csv; the details column is JSON).
 
     Example: keyadmin log show --since 2026-11-01 --json
     """
@@ -409,6 +447,7 @@ def log_show(
     from keyadmin.store import audit
     from keyadmin.store.db import transaction
 
+    fmt = list_format(json_out, csv_out)
     start = None
     if since:
         try:
@@ -419,17 +458,20 @@ def log_show(
             start = start.replace(tzinfo=UTC)
     with transaction(_db(db)) as s:
         rows = audit.entries(s, since=start, action=action, limit=limit)
-    if json_out:
+    if fmt == "json":
         emit_json(rows)
         return
     import json
 
-    for r in rows:
-        out(
-            f"{r.seq:>6}  {r.at[:19]}  {clean(r.actor):<12} {r.action:<24} "
-            f"{clean(r.subject or '-'):<16} "
-            f"{json.dumps(r.details, sort_keys=True)[:120]}\n"
-        )
+    emit_table(
+        ["seq", "at", "actor", "action", "subject", "details"],
+        [
+            [r.seq, r.at[:19] if fmt == "table" else r.at, r.actor, r.action, r.subject or "-",
+             json.dumps(r.details, sort_keys=True)[: 120 if fmt == "table" else None]]
+            for r in rows
+        ],
+        fmt=fmt,
+    )  # fmt: skip
 
 
 LOG_KEY_OPT = typer.Option(

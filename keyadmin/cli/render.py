@@ -63,6 +63,68 @@ def emit_csv(header: list[str], rows: list[list[Any]]) -> None:
         w.writerow([clean(c) if isinstance(c, str) else c for c in row])
 
 
+#: Cell values shown in colour at a terminal (rich styles); nothing else is coloured.
+STYLES = {
+    "active": "green", "ok": "green", "pass": "green",
+    "suspended": "yellow", "warn": "yellow", "WARN": "yellow",
+    "revoked": "red", "quarantined": "bold red", "fail": "bold red", "FAIL": "bold red",
+    "BELOW MINIMUM": "bold red", "BLOCKED": "bold red", "REVOKED": "red",
+}  # fmt: skip
+
+
+def colour_wanted(stream: Any) -> bool:
+    """Colour only for a terminal, never with NO_COLOR set (any value) or TERM=dumb."""
+    import os
+
+    if os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb":
+        return False
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+def emit_table(header: list[str], rows: list[list[Any]], *, fmt: str = "table") -> None:
+    """A list for people, with a header row; ``fmt`` "csv" writes CSV instead.
+
+    At a terminal the table is drawn by rich to the terminal's width (long cells wrap inside
+    their column) with status words in colour, unless NO_COLOR is set; in a pipe it is plain
+    text, columns aligned, every value whole, no control sequences."""
+    if fmt == "csv":
+        emit_csv(header, rows)
+        return
+    cells = [["-" if c is None else clean(c) for c in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        colour = colour_wanted(sys.stdout)
+        table = Table(box=None, pad_edge=False, header_style="bold" if colour else "")
+        for name in header:
+            table.add_column(name, overflow="fold")
+        for row in cells:
+            table.add_row(*(Text(c, style=STYLES.get(c, "") if colour else "") for c in row))
+        console = Console(
+            file=sys.stdout, no_color=not colour, highlight=False, emoji=False, markup=False,
+            color_system="auto" if colour else None,
+        )  # fmt: skip
+        console.print(table)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = []
+    for row in [list(header), *cells]:
+        padded = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*padded, row[-1]]).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def list_format(json_out: bool, csv_out: bool) -> str:
+    """The --json / --csv pair of a list command: "json", "csv" or "table"."""
+    if json_out and csv_out:
+        from keyadmin.errors import UsageError
+
+        raise UsageError("--json and --csv exclude each other")
+    return "json" if json_out else "csv" if csv_out else "table"
+
+
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -79,12 +141,25 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+_json_written = [False]  # one JSON document per run: an error after a result adds none
+
+
 def emit_json(value: Any) -> None:
+    _json_written[0] = True
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, sort_keys=False) + "\n")
 
 
-def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:
-    """Print a titled key/value block for people (every key and value escaped)."""
+def json_written(reset: bool = False) -> bool:
+    """Has this run written its JSON document to stdout? (``reset``: a new run starts.)"""
+    written = _json_written[0]
+    if reset:
+        _json_written[0] = False
+    return written
+
+
+def emit_kv(title: str, rows: list[tuple[str, Any]], *, stderr: bool = False) -> None:
+    """Print a titled key/value block for people (every key and value escaped); on stderr
+    when stdout carries the command's one result (step-up's receipt)."""
     keys = [clean(k) for k, _ in rows]
     width = max((len(k) for k in keys), default=0)
     lines = [clean(title)]
@@ -98,7 +173,44 @@ def emit_kv(title: str, rows: list[tuple[str, Any]]) -> None:
         elif val is None:
             val = "-"
         lines.append(f"  {key.ljust(width)}  {clean(val)}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    (sys.stderr if stderr else sys.stdout).write("\n".join(lines) + "\n")
+
+
+class TerminalProgress:
+    """Draws keyadmin.progress reports on one stderr line ("audit: checked 1200/5000"), at most
+    ten times a second; only made when stderr is a terminal (``for_stderr``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.last = 0.0
+        self.drawn = False
+
+    @classmethod
+    def for_stderr(cls) -> TerminalProgress | None:
+        import os
+
+        stream = sys.stderr
+        if stream is None or not stream.isatty() or os.environ.get("TERM") == "dumb":
+            return None
+        return cls(stream)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.drawn and now - self.last < 0.1 and done != total:
+            return
+        self.last, self.drawn = now, True
+        count = f"{done}/{total}" if total else str(done)
+        self.stream.write(f"\r\x1b[K{clean(stage)} {count}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Erase the progress line (results and errors follow on a clean line)."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
 
 
 def say(message: str) -> None:

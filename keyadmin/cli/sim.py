@@ -13,7 +13,8 @@ app = typer.Typer(
     help=(
         "A SOFTWARE security key (not hardware) that speaks real CTAP 2.1 over USB HID "
         "(in-process) and PC/SC (pcscd + vpcd). For tests, demos and training only: its "
-        "attestation root is never trusted unless a policy names it."
+        "attestation root is never trusted unless a policy names it.\n\n"
+        "Example: keyadmin sim init --state lab.key"
     ),
     no_args_is_help=True,
 )

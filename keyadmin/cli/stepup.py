@@ -19,7 +19,10 @@ KEY_OPT = typer.Option(
     help="The receipt signing key (default: receipt-key.pem in the data directory).",
 )
 
-receipt_app = typer.Typer(help="Step-up receipts: create the signing key, verify receipts.")
+receipt_app = typer.Typer(
+    help="Step-up receipts: create the signing key, verify receipts.\n\n"
+    'Example: keyadmin receipt verify "$TOKEN" --action "delete tenant 42" --public-key k.pub.pem'
+)
 
 
 def _key_path(path: Path | None) -> Path:
@@ -70,7 +73,8 @@ def step_up(
 
     A fresh single-use challenge bound to the action is signed by the key with user
     verification; the assertion is checked against the registry (signature, flags, origin,
-    policy, strictly increasing counter) and a signed receipt is printed. An encrypted
+    policy, strictly increasing counter) and a signed receipt is printed: the receipt alone on
+    stdout (TOKEN=$(keyadmin step-up …) works), the summary on stderr. An encrypted
     receipt key's passphrase comes from KEYADMIN_RECEIPT_PASSPHRASE, else a hidden prompt
     (or the first stdin line); then the PIN (prompt, or the next stdin line).
     Exit 6 on a replay or a counter that did not advance (the credential is quarantined),
@@ -122,6 +126,7 @@ def step_up(
             ("log seq", result.audit_seq),
             ("receipt expires", result.receipt_expires_at),
         ],
+        stderr=True,  # stdout is the receipt alone: TOKEN=$(keyadmin step-up …)
     )
     out(f"{result.receipt}\n")
 

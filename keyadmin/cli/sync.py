@@ -13,7 +13,16 @@ from keyadmin.cli.authority import (
     authorize_cli,
     operator_name,
 )
-from keyadmin.cli.render import clean, emit_csv, emit_json, emit_kv, out, say, to_jsonable
+from keyadmin.cli.render import (
+    clean,
+    emit_csv,
+    emit_json,
+    emit_kv,
+    emit_table,
+    out,
+    say,
+    to_jsonable,
+)
 
 DB_OPT = typer.Option(
     None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
@@ -41,6 +50,11 @@ def sync(
     mapping: Path = MAPPING_OPT,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change; write nothing anywhere."
+    ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="A full dry run that exits 3 when anything would change or drift is found (cron, CI).",
     ),
     prune: bool = typer.Option(
         False, "--prune", help="Delete rows keyadmin never approved (drift); logged."
@@ -71,6 +85,8 @@ def sync(
     another public key or user, or a counter far above, below or outside the registry's, is
     tampering: reported, logged, repaired where the registry's value can be written, and the
     exit code is 3. Only the changes since the last run are read (--full reads everything).
+    --check compares everything, writes nothing, and exits 3 when the application's table is
+    not what the registry says (a change to make, drift, tampering): a gate for cron or CI.
 
     Example: keyadmin sync --target postgresql://app@db/app --mapping app-mapping.toml --dry-run
     """
@@ -79,6 +95,8 @@ def sync(
     from keyadmin.flows.tamper import TamperingFound, jump_threshold
     from keyadmin.store.appstore import load_mapping
 
+    if check:
+        dry_run, full = True, True
     loaded = None
     if policy is not None:
         from keyadmin.policy.loader import load_policy
@@ -115,6 +133,19 @@ def sync(
             hint="find out who wrote the application's table; keyadmin log show --action "
             "sync.tamper lists the rows",
         )
+    pending = (
+        result.inserted + result.updated + result.removed + result.disabled
+        + result.counters_pulled + result.drift_count
+    )  # fmt: skip
+    if check and pending:
+        from keyadmin.errors import PolicyRefused
+
+        raise PolicyRefused(
+            f"sync --check: the application's table differs from the registry: "
+            f"{pending - result.drift_count} change(s) to write, {result.drift_count} row(s) "
+            "keyadmin never approved (drift)",
+            hint="run keyadmin sync (with --prune for the drift) to bring it in line",
+        )
 
 
 def _sync_table(result: Any, prune: bool) -> None:
@@ -142,13 +173,13 @@ def _sync_table(result: Any, prune: bool) -> None:
     for t in result.tampering:
         out(
             f"  TAMPERED: {t.credential_id[:32]}… {t.kind}: {clean(t.detail)}"
-            f"{' (repaired)' if t.repaired else ''}"
+            f"{' (repaired)' if t.repaired else ''}\n"
         )
     for d in result.drift:
         count = d.sign_count if d.sign_count is not None else f"{d.stored_count!r} (not a counter)"
         out(
             f"  drift: {d.credential_id[:32]}… user {clean(d.user_id[:24])} counter {count}"
-            f"{' (pruned)' if d.pruned else ''}"
+            f"{' (pruned)' if d.pruned else ''}\n"
         )
     for u in result.unknown_users:
         say(
@@ -171,6 +202,7 @@ def audit(
     ),
     output: str = typer.Option("table", "--format", help="table, json or csv."),
     json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
+    csv_out: bool = typer.Option(False, "--csv", help="Same as --format csv."),
     target: str = typer.Option(
         None,
         "--target",
@@ -203,7 +235,7 @@ def audit(
     from keyadmin.store.appstore import load_mapping
     from keyadmin.store.mds_index import MdsIndex
 
-    fmt = "json" if json_out else output
+    fmt = "json" if json_out else "csv" if csv_out else output
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
     url = database_url(db)
@@ -276,10 +308,12 @@ def _table(result: Any) -> None:
         ],
     )
     if result.findings:
-        out(f"\n{'severity':<8} {'kind':<10} {'subject':<20} {'rule':<26} detail\n")
-        for f in result.findings[:500]:
-            subject = clean(f.subject if len(f.subject) <= 20 else f.subject[:18] + "…")
-            out(f"{f.severity:<8} {f.kind:<10} {subject:<20} {f.rule:<26} {clean(f.detail)}\n")
+        out("\n")
+        emit_table(
+            ["severity", "kind", "subject", "rule", "detail"],
+            [[f.severity, f.kind, f.subject if len(f.subject) <= 20 else f.subject[:18] + "…",
+              f.rule, f.detail] for f in result.findings[:500]],
+        )  # fmt: skip
         if len(result.findings) > 500:
             out(f"… {len(result.findings) - 500} more (use --format csv)\n")
     else:

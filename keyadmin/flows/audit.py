@@ -198,11 +198,13 @@ def _scan(
     decode_first: Callable[[bytes], tuple[Any, bytes]],
 ) -> None:
     """Stream the live credentials into evidence groups."""
+    from keyadmin.progress import report
     from keyadmin.store import estate
     from keyadmin.store.db import transaction
 
     with transaction(registry_url) as s:
-        for rid, att, cd in estate.iter_audit_rows(s, LIVE):
+        for n, (rid, att, cd) in enumerate(estate.iter_audit_rows(s, LIVE), 1):
+            report("audit: reading credentials", n)
             key = None if deep else group_key(att, cd, decode, decode_first)
             if key is None:
                 key = ("single", rid)
@@ -304,7 +306,10 @@ def audit(
 
     # per group: the rules, once; then what they mean for each member
     verdicts: dict[int, list[tuple[str, str, str]]] = {}  # id -> (rule, detail, severity)
-    for g in groups.values():
+    from keyadmin.progress import report
+
+    for n, g in enumerate(groups.values(), 1):
+        report("audit: evaluating evidence groups", n, len(groups))
         decision = evaluate_registration(policy, g.rep_att, g.rep_cd, at=now, metadata=metadata)
         fails = [r for r in decision.reasons if r.outcome == "fail" and r.rule not in ESTATE_RULES]
         if not fails:

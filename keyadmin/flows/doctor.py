@@ -195,10 +195,13 @@ def _redact(url: str) -> str:
     return url
 
 
-def run_doctor(database_url: str) -> DoctorReport:
+def run_doctor(database_url: str, transport: str = "all") -> DoctorReport:
+    """``transport``: "usb" checks USB HID only, "nfc" PC/SC only, "all" both."""
     checks: list[Check] = []
-    checks += check_hidraw()
-    checks += check_pcsc()
+    if transport in ("usb", "all"):
+        checks += check_hidraw()
+    if transport in ("nfc", "all"):
+        checks += check_pcsc()
     checks += check_database(database_url)
     checks += check_metadata(database_url)
     return DoctorReport(checks)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyadmin.device.errors import device_errors
-from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused
+from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused, failed_summary
 
 #: pubKeyCredParams in the RP's order of preference; only those the policy allows are sent.
 _REQUESTED_ALGORITHMS = (-7, -8, -35, -257, -48, -49, -50)  # ES256, EdDSA, ES384, RS256, ML-DSA
@@ -59,8 +59,9 @@ def _reasons(decision: Any) -> list[dict[str, str]]:
 
 
 def _failed(reasons: list[dict[str, str]]) -> str:
-    fails = [f"{r['rule']}: {r['detail']}" for r in reasons if r["outcome"] == "fail"]
-    return "; ".join(fails) or "a required rule did not pass"
+    """The failed rules by name, for a one-line message; the CLI prints each rule's detail
+    on its own line from the error's ``reasons`` (keyadmin.cli.main)."""
+    return failed_summary(reasons)
 
 
 def _log(
@@ -131,6 +132,7 @@ def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: boo
         timedelta(days=policy.metadata.freshness_grace_days),
         override=override_stale,
         require_signed=policy.metadata.signed,
+        override_flag="--allow-stale-metadata",
     )
 
 

@@ -256,7 +256,10 @@ def sync(
                     updates.append((c.credential_id, {"disabled": True}))
                     disables += 1
 
-            for c in changed:
+            from keyadmin.progress import report
+
+            for n, c in enumerate(changed, 1):
+                report("sync: comparing credentials", n, len(changed))
                 plan(c, app_rows.get(c.credential_id))
 
             if touched:

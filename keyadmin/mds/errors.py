@@ -179,9 +179,16 @@ class RollbackRefused(MdsError):
 class MetadataStale(MdsError):
     reason = "metadata_stale"
     default_hint = (
-        "run `keyadmin mds update` (or import a newer BLOB); to proceed anyway pass the explicit "
-        "stale-metadata override, which is recorded"
+        "run `keyadmin mds update` (online) or `keyadmin mds import FILE` (offline) for current "
+        "metadata"
     )
+
+    @classmethod
+    def hint_for(cls, override_flag: str | None) -> str:
+        """The hint naming the exact override of the command that refused, when it has one."""
+        if override_flag is None:
+            return f"{cls.default_hint}; this command has no override"
+        return f"{cls.default_hint}; or, to proceed anyway, pass {override_flag} (recorded)"
 
 
 class UnsignedMetadataRefused(MdsError):

