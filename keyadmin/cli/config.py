@@ -6,7 +6,10 @@ import typer
 
 from keyadmin.cli.render import emit_json, emit_kv
 
-app = typer.Typer(help="The configuration file: show each setting and where it came from.")
+app = typer.Typer(
+    help="The configuration file: show each setting and where it came from.\n\n"
+    "Example: keyadmin config show"
+)
 
 
 @app.command("show")

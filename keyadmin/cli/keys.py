@@ -14,7 +14,7 @@ from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
 
 app = typer.Typer(
     help="The physical key inventory: import a delivery, list, show, lost, return, restock, "
-    "destroy, and the reconciliation report."
+    "destroy, and the reconciliation report.\n\nExample: keyadmin keys import delivery.csv"
 )
 
 SERIAL_ARG = typer.Argument(..., help="The key's serial (as printed on it, e.g. 23456789).")

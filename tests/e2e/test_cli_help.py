@@ -144,7 +144,8 @@ def _bash_complete(line: list[str]) -> list[str]:
 
 def test_bash_completion_completes_commands_and_options() -> None:
     assert _bash_complete(["keyadmin", "cre"]) == ["creds"]
-    assert _bash_complete(["keyadmin", "creds", "l"]) == ["list"]
+    assert _bash_complete(["keyadmin", "creds", "li"]) == ["list"]
+    assert _bash_complete(["keyadmin", "creds", "l"]) == ["list", "lost"]
     assert "--status" in _bash_complete(["keyadmin", "creds", "list", "--st"])
 
 
