@@ -668,7 +668,10 @@ def diff_cmd(
     parsed = []
     for p in (old, new):
         try:
-            data = p.read_bytes()
+            from keyadmin.files import read_input
+            from keyadmin.mds.fetch import MAX_BYTES
+
+            data = read_input(p, MAX_BYTES)
         except OSError as e:
             raise BlobMalformed(f"cannot read {p}: {e.strerror}", hint="check the path") from e
         parsed.append(parse_payload(read_unverified_payload(data)))

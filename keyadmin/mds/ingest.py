@@ -21,8 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keyadmin.files import read_input
 from keyadmin.mds import fetch as fetch_mod
 from keyadmin.mds.errors import MdsError, RollbackRefused
+from keyadmin.mds.fetch import MAX_BYTES
 from keyadmin.mds.model import Entry, ParsedPayload, SkippedEntry
 from keyadmin.store.mds_index import (
     SCHEMA_VERSION,
@@ -224,7 +226,7 @@ def import_blob(
     crls = []
     for p in crl_files:
         try:
-            crls.append((str(p), Path(p).read_bytes()))
+            crls.append((str(p), read_input(p, MAX_BYTES)))
         except OSError as e:
             from keyadmin.mds.errors import CrlInvalid
 
@@ -279,7 +281,7 @@ def import_file(path: str | Path, **kw: Any) -> ImportResult:
     """``keyadmin mds import FILE``: offline, CRLs only from ``crl_files``."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_input(p, MAX_BYTES)
     except OSError as e:
         from keyadmin.mds.errors import BlobMalformed
 

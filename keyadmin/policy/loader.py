@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from keyadmin.errors import ConfigError
+from keyadmin.files import read_input
 from keyadmin.mds.model import BLOCKING_STATUSES, KNOWN_STATUSES
 from keyadmin.mds.model import CERTIFICATION_LEVELS as _MDS_LEVELS
 from keyadmin.policy.hardware import (
@@ -262,7 +263,7 @@ def load_policy(path: str | Path) -> Policy:
     """Read, parse and check one policy file."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_input(p)
     except OSError as e:
         raise PolicyLoadError(p, None, None, f"cannot read the file: {e.strerror}") from None
     return parse_policy(raw, p)
@@ -276,6 +277,8 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         raise PolicyLoadError(path, None, None, f"the file is not UTF-8: {e}") from None
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise PolicyLoadError(path, None, None, "not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         line = _toml_error_line(e)
         problem = str(e).split(" (at line")[0]
@@ -614,7 +617,7 @@ def _trust_roots(r: _Reader, path: Path) -> tuple[TrustRoot, ...]:
         if not file.is_absolute():
             file = path.parent / file
         try:
-            data = file.read_bytes()
+            data = read_input(file)
         except OSError as e:
             hint = ""
             if "lab" in name:

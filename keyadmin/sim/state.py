@@ -114,6 +114,8 @@ class KeyState:
     def from_json(cls, text: str, *, source: str = "state file") -> KeyState:
         try:
             data: dict[str, Any] = json.loads(text)
+        except RecursionError:
+            raise StateFileError(f"{source} is not valid JSON: nested too deeply") from None
         except ValueError as e:
             raise StateFileError(f"{source} is not valid JSON: {e}") from None
         if not isinstance(data, dict) or data.pop("format", None) != STATE_FORMAT:
@@ -131,8 +133,15 @@ class KeyState:
 
 
 def load_state(path: Path) -> KeyState:
+    from keyadmin.errors import ConfigError
+    from keyadmin.files import read_input
+
     try:
-        text = path.read_text()
+        text = read_input(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise StateFileError(f"{path} is damaged: not UTF-8 text") from None
+    except ConfigError as e:
+        raise StateFileError(e.message, hint=e.hint) from None
     except FileNotFoundError:
         raise StateFileError(
             f"no software-key state file at {path}",

