@@ -335,6 +335,12 @@ def status_cmd(
 
     index, snap = _current(db)
     now = _now()
+    if grace_days is not None and not freshness.grace_days_ok(grace_days):
+        from keyadmin.errors import UsageError
+
+        raise UsageError(
+            f"--grace-days {grace_days}: give a number of days from 0 to {freshness.MAX_GRACE_DAYS}"
+        )
     grace = timedelta(days=grace_days) if grace_days is not None else freshness.configured_grace()
     if require_fresh:
         fr = freshness.require_fresh(

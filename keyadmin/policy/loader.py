@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from keyadmin.errors import ConfigError
 from keyadmin.files import read_input
+from keyadmin.mds.freshness import MAX_GRACE_DAYS, grace_days_ok
 from keyadmin.mds.model import BLOCKING_STATUSES, KNOWN_STATUSES
 from keyadmin.mds.model import CERTIFICATION_LEVELS as _MDS_LEVELS
 from keyadmin.policy.hardware import (
@@ -292,8 +293,8 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
 
     name = r.get("policy", "name", str, what="a string")
     version = r.get("policy", "version", int, what="an integer >= 1")
-    if version < 1:
-        raise r.error("policy", "version", "policy.version must be an integer >= 1")
+    if not 1 <= version <= MAX_COUNT:
+        raise r.error("policy", "version", f"policy.version must be an integer 1..{MAX_COUNT}")
     description = r.get("policy", "description", str, "", what="a string")
 
     rp = _relying_party(r)
@@ -313,12 +314,20 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
     hardware = _hardware(r, meta) if "hardware" in data else None
     max_attempts = _positive(r, "step_up", "max_attempts", 3)
     step_up = StepUpRules(
-        challenge_lifetime_seconds=_positive(r, "step_up", "challenge_lifetime_seconds", 120),
+        challenge_lifetime_seconds=_positive(
+            r, "step_up", "challenge_lifetime_seconds", 120, MAX_SECONDS
+        ),
         max_attempts=max_attempts,
-        max_attempts_per_user=_positive(r, "step_up", "max_attempts_per_user", 2 * max_attempts),
-        attempt_window_seconds=_positive(r, "step_up", "attempt_window_seconds", 900),
-        counter_jump_threshold=_positive(r, "step_up", "counter_jump_threshold", 1000),
-        receipt_lifetime_seconds=_positive(r, "step_up", "receipt_lifetime_seconds", 300),
+        max_attempts_per_user=_positive(
+            r, "step_up", "max_attempts_per_user", 2 * max_attempts, 2 * MAX_COUNT
+        ),
+        attempt_window_seconds=_positive(r, "step_up", "attempt_window_seconds", 900, MAX_SECONDS),
+        counter_jump_threshold=_positive(
+            r, "step_up", "counter_jump_threshold", 1000, MAX_COUNTER_JUMP
+        ),
+        receipt_lifetime_seconds=_positive(
+            r, "step_up", "receipt_lifetime_seconds", 300, MAX_SECONDS
+        ),
         max_live_challenges=_positive(r, "step_up", "max_live_challenges", 10),
     )
     witness_required = r.get("enrolment", "witness_required", bool, False, what="true or false")
@@ -413,8 +422,12 @@ def _metadata(r: _Reader) -> MetadataRules:
     required = r.get("metadata", "required", bool, what="true or false")
     signed = r.get("metadata", "signed", bool, False, what="true or false")
     grace = r.get("metadata", "freshness_grace_days", (int, float), 7, what="a number of days")
-    if grace < 0:
-        raise r.error("metadata", "freshness_grace_days", "must not be negative")
+    if not grace_days_ok(grace):
+        raise r.error(
+            "metadata",
+            "freshness_grace_days",
+            f"metadata.freshness_grace_days must be a number of days from 0 to {MAX_GRACE_DAYS}",
+        )
     forbidden = r.str_list(
         "metadata",
         "forbidden_statuses",
@@ -724,8 +737,15 @@ def _device(r: _Reader) -> DeviceRules:
     return DeviceRules(pin_required, min_len, always_uv, floors)
 
 
-def _positive(r: _Reader, table: str, key: str, default: int) -> int:
+#: Upper bounds of the policy's integers (docs/security-model.md, "Limits"): generous for any
+#: real deployment, small enough that no date or counter arithmetic overflows.
+MAX_COUNT = 1_000_000
+MAX_SECONDS = 30 * 86400
+MAX_COUNTER_JUMP = 2**32 - 1
+
+
+def _positive(r: _Reader, table: str, key: str, default: int, maximum: int = MAX_COUNT) -> int:
     value = r.get(table, key, int, default, what="a positive integer")
-    if value < 1:
-        raise r.error(table, key, f"{table}.{key} must be a positive integer")
+    if not 1 <= value <= maximum:
+        raise r.error(table, key, f"{table}.{key} must be an integer from 1 to {maximum}")
     return int(value)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keyadmin.errors import StateFileError
+
+#: The longest a software key's 'slow' fault may make one reply take (seconds).
+MAX_FAULT_DELAY = 60.0
 
 STATE_FORMAT = "keyadmin-softkey/1"
 
@@ -104,6 +108,22 @@ class KeyState:
     leaf_cert_pem: str = ""
     leaf_key_pem: str = ""
     credentials: list[Credential] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Numbers a state file (or ``sim init``) may set: a fault delay that never ends or a
+        negative rollback would hang or break every command on this key."""
+        delay = self.fault_delay
+        if (
+            not isinstance(delay, (int, float))
+            or isinstance(delay, bool)
+            or not math.isfinite(delay)
+            or not 0 <= delay <= MAX_FAULT_DELAY
+        ):
+            raise ValueError(f"fault_delay must be 0..{MAX_FAULT_DELAY:g} seconds, not {delay!r}")
+        for name in ("rollback_after", "global_counter", "pin_retries", "max_discoverable"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                raise ValueError(f"{name} must be an integer 0..{2**32 - 1}, not {value!r}")
 
     def to_json(self) -> str:
         data = asdict(self)

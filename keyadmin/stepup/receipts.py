@@ -264,6 +264,10 @@ class UsedReceipts:
         return len(self._until)
 
 
+#: Integer claims: a signature counter, and times up to the end of year 9999 (datetime's range).
+_INT_CLAIM_MAX = {"ctr": 2**32 - 1, "iat": 253402300799, "exp": 253402300799}
+
+
 def verify_receipt(
     token: str,
     public_key: Any,
@@ -285,6 +289,8 @@ def verify_receipt(
     for name, kind in required.items():
         if not isinstance(claims.get(name), kind) or isinstance(claims.get(name), bool):
             raise ReceiptInvalid(f"the receipt lacks a valid {name!r} claim")
+        if kind is int and not 0 <= claims[name] <= _INT_CLAIM_MAX[name]:
+            raise ReceiptInvalid(f"the receipt's {name!r} claim is out of range")
     if claims["iss"] != ISSUER:
         raise ReceiptInvalid(f"the receipt's issuer {claims['iss']!r} is not {ISSUER!r}")
     at = now or datetime.now(UTC)
@@ -300,6 +306,7 @@ def verify_receipt(
         isinstance(log, dict)
         and isinstance(log.get("seq"), int)
         and not isinstance(log.get("seq"), bool)
+        and 0 <= log["seq"] < 2**63
         and isinstance(log.get("hash"), str)
         and len(log["hash"]) == 64
     ):

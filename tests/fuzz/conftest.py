@@ -48,12 +48,12 @@ class Lab:
         self.template = template
         self.base = base
 
-    def example(self) -> tuple[Path, dict[str, str]]:
+    def example(self, **extra_env: str) -> tuple[Path, dict[str, str]]:
         where = Path(tempfile.mkdtemp(dir=self.base))
         shutil.rmtree(where)
         shutil.copytree(self.template, where, symlinks=True)
         make_files(where)
-        return where, env_for(where)
+        return where, {**env_for(where), **extra_env}
 
     def discard(self, where: Path) -> None:
         shutil.rmtree(where, ignore_errors=True)
@@ -84,9 +84,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     made = make_lab(template / "lab", f"sqlite:///{home / 'keyadmin.db'}")
     shutil.move(made.keys["alice"], template / "alice.key")
     env = env_for(template)
+    roots = SHARED / "mds" / "roots"
     for argv in (
         ["receipt", "keygen", "--receipt-key", "receipt-key.pem", "--no-passphrase"],
         ["log", "keygen", "--log-key", "log-key.pem", "--no-passphrase"],
+        # real metadata, so that mds, policy and audit commands get past "no metadata"
+        [
+            "mds",
+            "import",
+            str(SHARED / "mds" / "mds-blob-prod-no9-2021-12-01.jwt"),
+            "--trust-root",
+            str(roots / "globalsign_root_ca_r3.pem"),
+            "--allow-missing-crl",
+            "--at",
+            "2021-12-02T00:00:00Z",
+        ],
     ):
         done = run_cli(argv, env=env, cwd=str(template))
         assert done.code == 0, done.describe()
