@@ -343,21 +343,22 @@ def update(
     """``keyadmin mds update``: download (If-None-Match with the stored ETag), then import."""
     current = index.current_snapshot()
     etag = index.last_etag(url) if current is not None and current.source == url else None
-    res = http_get(url, etag=etag)
-    if res.status == 304:
-        return ImportResult(
-            False, "not-modified", current, current.entry_count if current else 0, ()
+    with fetch_mod.overall_deadline():  # the BLOB and every CRL: one deadline
+        res = http_get(url, etag=etag)
+        if res.status == 304:
+            return ImportResult(
+                False, "not-modified", current, current.entry_count if current else 0, ()
+            )
+        return import_blob(
+            res.body,
+            index=index,
+            source=url,
+            source_kind="url",
+            now=now,
+            etag=res.etag,
+            fetch_crl=fetch_crl,
+            **kw,
         )
-    return import_blob(
-        res.body,
-        index=index,
-        source=url,
-        source_kind="url",
-        now=now,
-        etag=res.etag,
-        fetch_crl=fetch_crl,
-        **kw,
-    )
 
 
 def utcnow() -> datetime:
