@@ -17,7 +17,7 @@ import typer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.conftest import STDIN, Lab, budget
+from tests.fuzz.conftest import EXAMPLES, STDIN, Lab, budget
 from tests.fuzz.hostile import (
     HOSTILE_FILES,
     URLS,
@@ -26,6 +26,10 @@ from tests.fuzz.hostile import (
     text_values,
 )
 from tests.fuzz.runner import report, run_cli
+
+#: Examples of the CLI fuzz test in CI (about 0.5 s each), and pytest's limit for the test.
+CLI_EXAMPLES = 250
+TIMEOUT = max(300, 3 * (EXAMPLES or CLI_EXAMPLES))
 
 #: Commands the suite does not run, and why.
 SKIPPED = {
@@ -199,7 +203,8 @@ def check(lab: Lab, argv: list[str]) -> None:
     report(outcome)
 
 
-@budget(250)
+@pytest.mark.timeout(TIMEOUT)
+@budget(CLI_EXAMPLES)
 @given(argv=command_lines())
 def test_hostile_values_end_in_a_declared_error(att_lab: Lab, argv: list[str]) -> None:
     check(att_lab, argv)
