@@ -149,6 +149,8 @@ def check_trusted_file(path: Path) -> None:
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``: a crash leaves the old or the new file, never half,
     and a symlink planted at ``path`` or at any temporary name is never written through."""
+    if not path.name or path.name in (".", ".."):
+        raise ConfigError(f"{str(path)!r} is not a file name", hint="give the path of a file")
     directory = path.parent if str(path.parent) else Path(".")
     check_parents(directory)
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"

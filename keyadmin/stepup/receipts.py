@@ -54,6 +54,8 @@ def action_hash(action: str) -> str:
 
 def public_path(private_path: Path) -> Path:
     name = private_path.name
+    if not name or name in (".", ".."):
+        raise ConfigError(f"{str(private_path)!r} is not a key file name")
     stem = name[: -len(".pem")] if name.endswith(".pem") else name
     return private_path.with_name(stem + ".pub.pem")
 

@@ -248,3 +248,27 @@ def test_begin_refuses_values_that_are_not_text(tmp_path: object, kind: str) -> 
     args[kind] = {"user": None, "action": ["x"], "origin": 5}[kind]
     with pytest.raises(UsageError):
         begin(lab.db_url, lab.policy, **args)  # type: ignore[arg-type]
+
+
+# -- found by a longer run (1100 examples) -------------------------------------------------------
+KEYGENS = [["receipt", "keygen", "--receipt-key", ""], ["log", "keygen", "--log-key", ""]]
+
+
+@pytest.mark.parametrize("argv", KEYGENS, ids=["receipt", "log"])
+def test_an_empty_key_path_is_refused(lab: Lab, argv: list[str]) -> None:
+    out = cli(lab, *argv, "--no-passphrase")
+    assert not out.problems() and out.code in (1, 2), out.describe()
+
+
+def test_a_hid_path_that_is_a_fifo_is_not_a_device(lab: Lab) -> None:
+    declared(cli(lab, "device", "info", "--device", "hid:h/fifo"), 4, "h/fifo")
+    declared(cli(lab, "device", "info", "--device", "hid:h/dir"), 4, "h/dir")
+
+
+def test_a_registry_url_naming_a_fifo_is_refused(lab: Lab) -> None:
+    out = cli(lab, "policy", "models", "--db", "sqlite:///h/fifo", "lab/policy/lab-softkey.toml")
+    declared(out, 1, "h/fifo")
+
+
+def test_audit_with_an_empty_target_is_a_usage_error(lab: Lab) -> None:
+    declared(cli(lab, "audit", "--policy", "lab/policy/lab-softkey.toml", "--target", ""), 2)
