@@ -434,7 +434,7 @@ class MdsIndex:
             if not self._sqlite.is_file():  # a fifo would block the read forever
                 from keyadmin.errors import ConfigError
 
-                raise ConfigError(f"the registry {self._sqlite} is not a regular file")
+                raise ConfigError(f"the registry database {self._sqlite} is not a regular file")
             con = sqlite3.connect(f"file:{self._sqlite}?mode=ro", uri=True)
             try:
                 con.row_factory = sqlite3.Row
