@@ -12,8 +12,8 @@ spend most of the budget starting Python).
 from __future__ import annotations
 
 import io
-import re
 import os
+import re
 import resource
 import signal
 import sys
