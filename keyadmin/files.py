@@ -149,6 +149,8 @@ def check_trusted_file(path: Path) -> None:
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``: a crash leaves the old or the new file, never half,
     and a symlink planted at ``path`` or at any temporary name is never written through."""
+    if not path.name or path.name in (".", ".."):
+        raise ConfigError(f"{str(path)!r} is not a file name", hint="give the path of a file")
     directory = path.parent if str(path.parent) else Path(".")
     check_parents(directory)
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
@@ -180,3 +182,38 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+#: The largest input file keyadmin reads (policy, mapping, keys, state files, anchors,
+#: attestation files); MDS BLOBs and CRLs may be larger (keyadmin.mds.fetch.MAX_BYTES).
+MAX_INPUT_BYTES = 4 * 1024 * 1024
+
+
+class InputFileError(ConfigError):
+    """An input file that is not a regular file (a fifo, a device, a directory) or is too large."""
+
+
+def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Opened without blocking (a fifo with no writer would wait forever), checked on the open
+    descriptor (a device such as /dev/zero never ends, a directory is no file), its size
+    checked before reading, and never more than ``limit`` bytes read (a file growing
+    meanwhile is refused too). Other failures raise the OSError ``open`` raises.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputFileError(
+                f"{os.fsdecode(path)} is not a regular file", hint="give the path of a file"
+            )
+        if st.st_size > limit:
+            raise InputFileError(
+                f"{os.fsdecode(path)} is {st.st_size} bytes; at most {limit} are read",
+                hint="check that this is the file you meant",
+            )
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InputFileError(f"{os.fsdecode(path)} grew past {limit} bytes while it was read")
+    return data

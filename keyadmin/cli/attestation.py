@@ -36,7 +36,9 @@ def _b64(value: str, option: str) -> bytes:
     text = value
     if value.startswith("@"):
         try:
-            text = Path(value[1:]).read_text().strip()
+            from keyadmin.files import read_input
+
+            text = read_input(value[1:]).decode("utf-8", "replace").strip()
         except OSError as e:
             raise UsageError(f"{option}: cannot read {value[1:]}: {e.strerror}") from None
     from keyadmin.b64 import decode_any

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 import typer
 from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from keyadmin import __version__
 from keyadmin.cli.helpfmt import Context as HelpContext
-from keyadmin.cli.render import err, json_written, out, say
+from keyadmin.cli.render import clean, err, json_written, out, say
 from keyadmin.errors import ExitCode, KeyadminError, UsageError
 
 # The command groups, loaded only when invoked: name -> (module, attribute, one-line help).
@@ -225,6 +226,16 @@ class KeyadminGroup(TyperGroup):
         if instruction:
             sys.exit(shell_complete(self, ctx_args, prog_name, COMPLETE_VAR, instruction))
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        for arg in args:  # a NUL or undecodable bytes would fail deep inside, or be stored
+            if "\x00" in arg or any("\ud800" <= ch <= "\udfff" for ch in arg):
+                raise click.UsageError(
+                    f"the argument {clean(arg[:80])!r} is not text: it holds a NUL byte or bytes "
+                    "that are not UTF-8",
+                    ctx,
+                )
+        return list(super().parse_args(ctx, args))
+
     def invoke(self, ctx: Any) -> Any:
         args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         opts = args[: args.index("--") if "--" in args else len(args)]
@@ -306,6 +317,10 @@ def _translate(exc: BaseException) -> KeyadminError | None:
         from keyadmin.device.errors import from_fido2
 
         return from_fido2(exc)
+    if mod.startswith(("sqlalchemy", "sqlite3", "psycopg")):
+        from keyadmin.store.db import database_failure
+
+        return database_failure(exc)
     if mod.startswith("smartcard"):
         from keyadmin.errors import DeviceError
 

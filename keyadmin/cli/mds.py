@@ -355,6 +355,12 @@ def status_cmd(
 
     index, snap = _current(db)
     now = _now()
+    if grace_days is not None and not freshness.grace_days_ok(grace_days):
+        from keyadmin.errors import UsageError
+
+        raise UsageError(
+            f"--grace-days {grace_days}: give a number of days from 0 to {freshness.MAX_GRACE_DAYS}"
+        )
     grace = timedelta(days=grace_days) if grace_days is not None else freshness.configured_grace()
     if require_fresh:
         fr = freshness.require_fresh(
@@ -706,7 +712,10 @@ def diff_cmd(
     parsed = []
     for p in (old, new):
         try:
-            data = p.read_bytes()
+            from keyadmin.files import read_input
+            from keyadmin.mds.fetch import MAX_BYTES
+
+            data = read_input(p, MAX_BYTES)
         except OSError as e:
             raise KeyadminError(f"cannot read {p}: {e.strerror}", hint="check the path") from e
         parsed.append(parse_payload(read_unverified_payload(data)))

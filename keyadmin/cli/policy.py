@@ -190,8 +190,10 @@ def models_cmd(
     data: dict[str, Any] = listing.to_dict()
     if diff is not None:
         try:
-            previous = json.loads(diff.read_text())
-        except (OSError, ValueError) as e:
+            from keyadmin.files import read_input
+
+            previous = json.loads(read_input(diff))
+        except (OSError, ValueError, RecursionError) as e:
             raise UsageError(
                 f"--diff {diff}: not a saved `keyadmin policy models --json` output ({e})"
             ) from None

@@ -520,7 +520,9 @@ def log_verify(
 
         key = load_public_key(public_key or public_path(_log_key(None)))
         try:
-            token = anchor.read_text(encoding="ascii", errors="replace")[:65536]
+            from keyadmin.files import read_input
+
+            token = read_input(anchor, 65536).decode("ascii", "replace")
         except OSError as e:
             raise UsageError(f"cannot read the anchor {anchor}: {e.strerror}") from None
         pinned = anchors.read(token, key)

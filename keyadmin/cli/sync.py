@@ -240,6 +240,8 @@ def audit(
         raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
     url = database_url(db)
     actor, evidence = _operator(), None
+    if target is not None and not target.strip():
+        raise UsageError("--target is empty", hint="give the application's database URL")
     if enforce:  # quarantines: an operator with the audit role decides that
         args = {"requested_policy": str(policy)}
         authority = authorize_cli(url, "audit.enforce", args, operator, operator_device)

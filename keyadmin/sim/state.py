@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any
 
 from keyadmin.errors import StateFileError
 from keyadmin.sim.enterprise import new_serial
+
+#: The longest a software key's 'slow' fault may make one reply take (seconds).
+MAX_FAULT_DELAY = 60.0
 
 STATE_FORMAT = "keyadmin-softkey/1"
 
@@ -119,6 +123,22 @@ class KeyState:
     leaf_key_pem: str = ""
     credentials: list[Credential] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        """Numbers a state file (or ``sim init``) may set: a fault delay that never ends or a
+        negative rollback would hang or break every command on this key."""
+        delay = self.fault_delay
+        if (
+            not isinstance(delay, (int, float))
+            or isinstance(delay, bool)
+            or not math.isfinite(delay)
+            or not 0 <= delay <= MAX_FAULT_DELAY
+        ):
+            raise ValueError(f"fault_delay must be 0..{MAX_FAULT_DELAY:g} seconds, not {delay!r}")
+        for name in ("rollback_after", "global_counter", "pin_retries", "max_discoverable"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                raise ValueError(f"{name} must be an integer 0..{2**32 - 1}, not {value!r}")
+
     def to_json(self) -> str:
         data = asdict(self)
         data["format"] = STATE_FORMAT
@@ -128,6 +148,8 @@ class KeyState:
     def from_json(cls, text: str, *, source: str = "state file") -> KeyState:
         try:
             data: dict[str, Any] = json.loads(text)
+        except RecursionError:
+            raise StateFileError(f"{source} is not valid JSON: nested too deeply") from None
         except ValueError as e:
             raise StateFileError(f"{source} is not valid JSON: {e}") from None
         if not isinstance(data, dict) or data.pop("format", None) != STATE_FORMAT:
@@ -145,8 +167,15 @@ class KeyState:
 
 
 def load_state(path: Path) -> KeyState:
+    from keyadmin.errors import ConfigError
+    from keyadmin.files import read_input
+
     try:
-        text = path.read_text()
+        text = read_input(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise StateFileError(f"{path} is damaged: not UTF-8 text") from None
+    except ConfigError as e:
+        raise StateFileError(e.message, hint=e.hint) from None
     except FileNotFoundError:
         raise StateFileError(
             f"no software-key state file at {path}",

@@ -163,6 +163,14 @@ def _now(now: datetime | None) -> datetime:
     return at.astimezone(UTC)
 
 
+def _text(**values: object) -> None:
+    """Callers may hand in decoded request JSON: what must be text is refused otherwise
+    (None is allowed only where the parameter is optional, i.e. origin and actor)."""
+    for name, value in values.items():
+        if not isinstance(value, str) and not (value is None and name in ("origin", "actor")):
+            raise UsageError(f"the {name} must be text, not {type(value).__name__}")
+
+
 def begin(
     db_url: str,
     policy: Any,
@@ -182,6 +190,7 @@ def begin(
     from keyadmin.store import stepup as store
     from keyadmin.store.db import transaction
 
+    _text(user=user, action=action, origin=origin)
     if not action.strip():
         raise UsageError("the action must not be empty", hint='e.g. --action "delete tenant 42"')
     if len(action) > MAX_ACTION_CHARS:
@@ -388,6 +397,7 @@ def finish(
 
     at = _now(now)
     limits = Limits.from_policy(policy)
+    _text(action=action, actor=actor)
     if not isinstance(challenge_id, str):
         raise UsageError(f"the challenge id must be text, not {type(challenge_id).__name__}")
     if len(challenge_id) > MAX_CHALLENGE_ID_CHARS:

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from keyadmin.b64 import decode_url, encode_url
 from keyadmin.errors import ConfigError
+from keyadmin.files import read_input
 from keyadmin.stepup.errors import ReceiptInvalid, ReceiptReused
 
 TYP = "keyadmin-stepup+jws"
@@ -53,6 +54,8 @@ def action_hash(action: str) -> str:
 
 def public_path(private_path: Path) -> Path:
     name = private_path.name
+    if not name or name in (".", ".."):
+        raise ConfigError(f"{str(private_path)!r} is not a key file name")
     stem = name[: -len(".pem")] if name.endswith(".pem") else name
     return private_path.with_name(stem + ".pub.pem")
 
@@ -108,7 +111,7 @@ def generate_key(path: Path, passphrase: bytes | None, *, force: bool = False) -
 
 def key_is_encrypted(path: Path) -> bool:
     try:
-        head = path.read_bytes()[:64]
+        head = read_input(path)[:64]
     except OSError as e:
         raise ConfigError(
             f"cannot read the receipt key {path}: {e.strerror}",
@@ -147,7 +150,7 @@ class ReceiptSigner:
             )
         try:
             key = serialization.load_pem_private_key(  # takes any buffer: a bytearray
-                path.read_bytes(),  # the caller clears stays uncopied
+                read_input(path),
                 password=passphrase if encrypted else None,  # type: ignore[arg-type]
             )
         except (ValueError, TypeError):
@@ -220,7 +223,7 @@ def load_public_key(path: Path) -> Any:
     from keyadmin.files import check_trusted_file
 
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        key = serialization.load_pem_public_key(read_input(path))
     except OSError as e:
         raise ConfigError(f"cannot read the receipt public key {path}: {e.strerror}") from None
     except ValueError:
@@ -281,6 +284,10 @@ class UsedReceipts:
         return len(self._until)
 
 
+#: Integer claims: a signature counter, and times up to the end of year 9999 (datetime's range).
+_INT_CLAIM_MAX = {"ctr": 2**32 - 1, "iat": 253402300799, "exp": 253402300799}
+
+
 def verify_receipt(
     token: str,
     public_key: Any,
@@ -302,6 +309,8 @@ def verify_receipt(
     for name, kind in required.items():
         if not isinstance(claims.get(name), kind) or isinstance(claims.get(name), bool):
             raise ReceiptInvalid(f"the receipt lacks a valid {name!r} claim")
+        if kind is int and not 0 <= claims[name] <= _INT_CLAIM_MAX[name]:
+            raise ReceiptInvalid(f"the receipt's {name!r} claim is out of range")
     if claims["iss"] != ISSUER:
         raise ReceiptInvalid(f"the receipt's issuer {claims['iss']!r} is not {ISSUER!r}")
     at = now or datetime.now(UTC)
@@ -317,6 +326,7 @@ def verify_receipt(
         isinstance(log, dict)
         and isinstance(log.get("seq"), int)
         and not isinstance(log.get("seq"), bool)
+        and 0 <= log["seq"] < 2**63
         and isinstance(log.get("hash"), str)
         and len(log["hash"]) == 64
     ):

@@ -101,6 +101,34 @@ class AuthData:
     counter: int
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def loads(text: str | bytes, what: str) -> Any:
+    """JSON from a browser or a key: refused (StepUpRefused) when it is not JSON, holds a key
+    twice (parsers disagree on which one wins) or is nested too deeply for the parser."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique)
+    except _DuplicateKey as e:
+        raise StepUpRefused(
+            f"the {what} holds the key {_short(e.args[0])} twice (duplicate keys are ambiguous)"
+        ) from None
+    except RecursionError:
+        raise StepUpRefused(f"the {what} is nested too deeply") from None
+    except ValueError:
+        raise StepUpRefused(f"the {what} is not JSON") from None
+
+
 def _field(obj: Mapping[str, Any], key: str, name: str) -> bytes:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
@@ -134,10 +162,7 @@ def parse_response(response: Mapping[str, Any] | str | bytes) -> Assertion:
             raise StepUpRefused(
                 f"the response is {len(response)} bytes; at most {MAX_RESPONSE_BYTES} are read"
             )
-        try:
-            response = json.loads(response)
-        except ValueError:
-            raise StepUpRefused("the response is not JSON") from None
+        response = loads(response, "response")
     if not isinstance(response, Mapping):
         raise StepUpRefused("the response is not a PublicKeyCredential object")
     if response.get("type", "public-key") != "public-key":
@@ -204,10 +229,7 @@ def check_client_data(
 ) -> None:
     """Call only once the signature over this client data has verified: a different
     challenge is then a replay (``AssertionReplayed``), not a forgery."""
-    try:
-        cd = json.loads(client_data_json)
-    except ValueError:
-        raise StepUpRefused("clientDataJSON is not JSON") from None
+    cd = loads(client_data_json, "clientDataJSON")
     if not isinstance(cd, dict):
         raise StepUpRefused("clientDataJSON is not an object")
     try:

@@ -30,6 +30,7 @@ from typing import Any
 
 from keyadmin.b64 import decode_url, encode_url
 from keyadmin.errors import ConfigError, KeyadminError
+from keyadmin.files import read_input
 from keyadmin.store.registry import MAX_SIGN_COUNT
 
 FIELDS = (
@@ -139,7 +140,7 @@ def load_mapping(path: str | Path | None) -> Mapping:
         return Mapping()
     p = Path(path)
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        doc = tomllib.loads(read_input(p).decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read mapping file {p}: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:

@@ -43,6 +43,30 @@ class DatabaseError(KeyadminError):
     """The registry database refused or failed an operation; nothing was written."""
 
 
+def database_failure(exc: BaseException) -> KeyadminError | None:
+    """A database that cannot be used (a URL that does not parse, a server that refuses the
+    connection, a file that is not a database) as a declared error; None for anything else
+    (a failing statement is a bug, reported as unexpected)."""
+    import sqlite3
+
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, (sa.ArgumentError, sa.NoSuchModuleError)):
+        return ConfigError(
+            f"not a usable database URL ({exc})",
+            hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
+        )
+    usable = (sa.OperationalError, sa.InterfaceError, sqlite3.OperationalError)
+    if isinstance(exc, usable) or type(exc) in (sa.DatabaseError, sqlite3.DatabaseError):
+        first = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+        return DatabaseError(
+            f"cannot use the database: {first}",
+            hint="check the --db URL (or KEYADMIN_DATABASE_URL) and that the database is "
+            "reachable and is keyadmin's",
+        )
+    return None
+
+
 def sqlite_file(url: str) -> Path | None:
     if not url.startswith("sqlite:///"):
         return None

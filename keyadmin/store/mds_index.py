@@ -433,6 +433,10 @@ class MdsIndex:
 
             if not self._sqlite.exists():
                 return []
+            if not self._sqlite.is_file():  # a fifo would block the read forever
+                from keyadmin.errors import ConfigError
+
+                raise ConfigError(f"the registry database {self._sqlite} is not a regular file")
             con = sqlite3.connect(f"file:{self._sqlite}?mode=ro", uri=True)
             try:
                 con.row_factory = sqlite3.Row
