@@ -41,13 +41,14 @@ def keys_import(
     """
     import hashlib
 
-    from keyadmin.flows.inventory import read_delivery
+    from keyadmin.flows.inventory import parse_delivery, read_delivery_bytes
     from keyadmin.store.db import transaction
     from keyadmin.store.inventory import import_keys
 
     url = _db(db)
-    keys = read_delivery(file)
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    raw = read_delivery_bytes(file)  # read once: the digest names exactly what was imported
+    keys = parse_delivery(file, raw)
+    digest = hashlib.sha256(raw).hexdigest()
     args = {"file_sha256": digest, "keys": len(keys)}
     authority = authorize_cli(url, "key.import", args, operator, operator_device)
     with transaction(url) as s:

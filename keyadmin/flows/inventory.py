@@ -49,13 +49,24 @@ def _field(path: Path, line: int, name: str, value: str | None) -> str | None:
 
 def read_delivery(path: Path) -> list[NewKey]:
     """Parse and check a delivery CSV (UTF-8, optional BOM)."""
+    return parse_delivery(path, read_delivery_bytes(path))
+
+
+def read_delivery_bytes(path: Path) -> bytes:
+    """The delivery file's bytes (a regular file of at most MAX_FILE_BYTES: a fifo, a device
+    or a larger file is a declared error, never a wait)."""
+    from keyadmin.files import read_input
+
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise UsageError(f"{path} is {size} bytes; at most {MAX_FILE_BYTES} are read")
-        text = path.read_bytes().decode("utf-8-sig")
+        return read_input(path, MAX_FILE_BYTES)
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def parse_delivery(path: Path, raw: bytes) -> list[NewKey]:
+    """Parse and check a delivery CSV's bytes (``path`` names it in errors)."""
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise UsageError(f"{path} is not UTF-8 text: {e}") from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)

@@ -24,12 +24,14 @@ class PtyProcess:
                 os._exit(127)
         self.pid, self.fd = pid, fd
         self.seen = ""
+        self.pos = 0  # where the next expect() starts looking: each match is new output
         self.code: int | None = None
 
     def expect(self, text: str, timeout: float = 60) -> str:
-        """Read until ``text`` appears (everything read so far is kept in ``seen``)."""
+        """Read until ``text`` appears after the previous match (everything read so far is
+        kept in ``seen``): a prompt asked twice is waited for twice."""
         deadline = time.monotonic() + timeout
-        while text not in self.seen:
+        while text not in self.seen[self.pos :]:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"{text!r} not seen within {timeout}s; got:\n{self.seen}")
@@ -42,6 +44,7 @@ class PtyProcess:
                 if not chunk:
                     raise AssertionError(f"{text!r} not seen before the end; got:\n{self.seen}")
                 self.seen += chunk.decode("utf-8", "replace")
+        self.pos = self.seen.index(text, self.pos) + len(text)
         return self.seen
 
     def send(self, line: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keyadmin.b64 import encode_url
 from keyadmin.stepup.receipts import (
     ISSUER,
     TYP,
@@ -23,7 +24,6 @@ from keyadmin.stepup.receipts import (
     sign_statement,
     verify_receipt,
 )
-from keyadmin.stepup.verify import b64url
 from tests.fuzz.bounded import declared_or_ok
 from tests.fuzz.conftest import STDIN, Lab, budget
 from tests.fuzz.hostile import STRINGS
@@ -44,7 +44,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReceiptSigner, Any]:
 
 
 def segment(text: str) -> str:
-    return b64url(text.encode("utf-8", "surrogatepass"))
+    return encode_url(text.encode("utf-8", "surrogatepass"))
 
 
 @st.composite
@@ -54,7 +54,7 @@ def forged_tokens(draw: st.DrawFn) -> str:
         st.sampled_from(STRINGS),
         TEXTS.map(segment),
         VALUES.map(lambda v: segment(dumps(v))),
-        st.binary(max_size=80).map(b64url),
+        st.binary(max_size=80).map(encode_url),
     )
     n = draw(st.sampled_from([1, 2, 3, 3, 3, 4]))
     header = segment(dumps({"alg": "ES256", "typ": TYP, "kid": "x"}))

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keyadmin.b64 import encode_url
 from keyadmin.stepup import begin, finish
-from keyadmin.stepup.verify import b64url, check_client_data, parse_auth_data, parse_response
+from keyadmin.stepup.verify import check_client_data, parse_auth_data, parse_response
 from tests.fuzz.bounded import declared_or_ok
 from tests.fuzz.conftest import budget
 from tests.fuzz.json_values import TEXTS, VALUES, dumps
@@ -31,7 +32,7 @@ def stepup_lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lab, str]:
 
 def _shaped(draw: st.DrawFn) -> Any:
     """A PublicKeyCredential whose fields hold hostile values (one level of wrong types)."""
-    field = st.one_of(VALUES, st.binary(max_size=300).map(b64url))
+    field = st.one_of(VALUES, st.binary(max_size=300).map(encode_url))
     inner = {
         k: draw(field)
         for k in draw(st.sets(st.sampled_from(
@@ -121,9 +122,10 @@ def test_the_live_challenge_is_real(stepup_lab: tuple[Lab, str], tmp_path: Path)
 
     lab, live = stepup_lab
     response = {
-        "id": b64url(b"\x01" * 16), "rawId": b64url(b"\x01" * 16), "type": "public-key",
-        "response": {"clientDataJSON": b64url(b"{}"), "authenticatorData": b64url(b"\x00" * 37),
-                     "signature": b64url(b"\x00" * 70)},
+        "id": encode_url(b"\x01" * 16), "rawId": encode_url(b"\x01" * 16), "type": "public-key",
+        "response": {"clientDataJSON": encode_url(b"{}"),
+                     "authenticatorData": encode_url(b"\x00" * 37),
+                     "signature": encode_url(b"\x00" * 70)},
     }  # fmt: skip
     with pytest.raises(KeyadminError) as e:
         finish(lab.db_url, lab.policy, challenge_id=live, action=ACTION, response=response)
