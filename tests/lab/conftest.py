@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,24 @@ def _inputs(directory: Path) -> None:
     made = invoke("receipt", "keygen", "--receipt-key", str(directory / "receipt.pem"),
                   "--no-passphrase")  # fmt: skip
     assert made.code == 0, made.stderr
+    _fido2_suite(directory)
+
+
+def _fido2_suite(directory: Path) -> None:
+    """A fresh key for python-fido2's device tests, and where the guest finds the unpacked sdist
+    (none written when it is missing: the guest records that, tests/lab/test_lab.py judges it)."""
+    from keyadmin.sim.authenticator import SoftKey
+    from tests.support.fido2_suite import SuiteUnavailable, suite_root
+
+    SoftKey.create(directory / "suite.key")
+    try:
+        root = suite_root(download=False)
+    except SuiteUnavailable as e:
+        (directory / "fido2-suite-missing.txt").write_text(str(e))
+        return
+    # its fido2 package is imported from the sdist (pytest's rootdir): byte code compiled here
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "fido2")], check=True)
+    (directory / "fido2-suite.txt").write_text(str(root.resolve()))
 
 
 @pytest.fixture(scope="session")

@@ -57,9 +57,10 @@ def run(
     as_user: bool = True,
     stdin: str | None = None,
     timeout: float = 60,
+    cwd: Path | None = None,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"cwd": cwd}
     if as_user:
         kw = {
             "user": UID,
@@ -366,10 +367,86 @@ def wait_until_open(pid: int, node: str | None, timeout: float = 40) -> None:
         time.sleep(0.1)
 
 
+class Replug:
+    """The device suite's power switch (its `--controller` interface, answered by
+    tests/support/fido2_suite.PowerController): off unplugs the key (SIGTERM to `sim serve`, the
+    node disappears), on serves the same state file again as a new uhid device. `start` returns
+    at once (the suite's HTTP call times out after 5 s; `sim serve` starts slower under emulation):
+    the suite itself waits for the new hidraw node."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.proc: subprocess.Popen[str] | None = None
+        self.starts = self.stops = 0
+        self.stderr = ""
+
+    def start(self) -> None:
+        if self.proc is None:
+            argv = [KEYADMIN, "sim", "serve", "--state", str(self.state), "--transport", "uhid"]
+            self.proc = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            self.starts += 1
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        self.stderr += err
+        self.stops += 1
+
+
+def fido2_device_suite(keys: Path) -> None:
+    """python-fido2's own device tests (test_hid.py, test_info.py of the fido2 sdist, unmodified)
+    in one pytest, as root, against a fresh key on the hidraw node: with no --reader the suite
+    picks the one FIDO HID device; it unplugs and re-plugs the key through --controller for its
+    closing factory reset."""
+    where = keys / "fido2-suite.txt"
+    if not where.exists():
+        missing = keys / "fido2-suite-missing.txt"
+        record("fido2_device_suite", missing=missing.read_text() if missing.exists() else "?")
+        return
+    sys.path.insert(0, str(REPO))
+    from tests.support.fido2_suite import PowerController, parse_junit
+
+    root = Path(where.read_text().strip())
+    junit = Path("/root/fido2-device-suite.xml")
+    t0 = time.monotonic()
+    power = Replug(keys / "suite.key")
+    power.start()
+    with PowerController(power) as controller:  # type: ignore[arg-type]
+        argv = [sys.executable, "-m", "pytest", "tests/device/test_hid.py",
+                "tests/device/test_info.py", "--controller", controller.url,
+                # hypothesis's plugin (installed for keyadmin's tests) costs ~15 s to import here
+                "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-rfEsxX",
+                "--junitxml", str(junit),
+                "-o", "junit_family=xunit2"]  # fmt: skip
+        ran = run(None, argv, as_user=False, timeout=90, cwd=root)
+        calls = list(controller.calls)
+    power.stop()
+    facts: dict[str, Any] = {"code": ran["code"], "output": (ran["stdout"] + ran["stderr"])[-6000:],
+                             "pytest_seconds": ran["seconds"], "controller_calls": calls,
+                             "starts": power.starts, "stops": power.stops,
+                             "serve_stderr": power.stderr[-2000:]}  # fmt: skip
+    if junit.exists():
+        result = parse_junit(junit)
+        facts.update(passed=result.passed, failed=result.failed, errors=result.errors,
+                     skipped=result.skipped, xfailed=result.xfailed)  # fmt: skip
+    facts["seconds"] = round(time.monotonic() - t0, 2)
+    record("fido2_device_suite", **facts)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     RESULTS["started"] = time.time()
     record("kernel", release=os.uname().release)
+    run(None, ["ip", "link", "set", "lo", "up"], as_user=False)  # the suite's controller URL
     run("modprobe", ["modprobe", "-a", "uhid", "hid-generic"], as_user=False)
     record("dev_uhid", exists=os.path.exists("/dev/uhid"))
     run("udevd", ["/lib/systemd/systemd-udevd", "--daemon"], as_user=False)
@@ -395,6 +472,7 @@ def main() -> None:
     libfido2_with_pin(served.node)
     record("unplug", **served.unplug())
     pulled_mid_command(keys)
+    fido2_device_suite(keys)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,20 @@ def test_ctaphid_messages_cross_the_kernel(fact: Facts) -> None:
     # drops reports: "Output queue is full"; a USB key has flow control, uhid has none). Then the
     # key must answer INVALID_SEQ, as CTAPHID says: never a hang, never other data.
     assert ping["7609"] in ("equal", "CtapError INVALID_SEQ"), ping
+
+
+def test_python_fido2_device_suite_over_hidraw(fact: Facts) -> None:
+    """python-fido2's test_hid.py and test_info.py, unmodified, over the kernel's hidraw node."""
+    from tests.conftest import require
+
+    suite = fact("fido2_device_suite")
+    require("missing" not in suite, f"python-fido2's device suite: {suite.get('missing')}")
+    assert "passed" in suite, f"the suite wrote no report: {suite} {fact.where()}"
+    summary = {k: len(suite[k]) for k in ("passed", "failed", "errors", "skipped")}
+    print(f"\npython-fido2 device suite over hidraw: {summary}, pytest {suite['pytest_seconds']} s")
+    assert suite["failed"] == [] and suite["errors"] == [], f"{summary}\n{suite['output']}"
+    assert "test_hid.py::test_ping" in suite["passed"], suite  # HID-only: never run over PC/SC
+    assert "test_info.py::test_get_info_fields" in suite["passed"], suite
+    assert suite["code"] == 0, suite["output"]
+    # its closing factory reset unplugged the key and plugged it in again (a new hidraw node)
+    assert suite["stops"] >= 1 and suite["starts"] >= 2, suite["controller_calls"]
