@@ -147,7 +147,9 @@ def test_key_pulled_mid_command_is_exit_4_in_one_line(fact: Facts) -> None:
     errors = [ln for ln in lines if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in pulled["stderr"], pulled
     assert all(ln.startswith(("error:", "hint:")) for ln in lines), pulled
-    assert pulled["stdout"] == ""
+    # run with --json: stdout holds only the error object (docs/exit-codes.md)
+    error = json.loads(pulled["stdout"])["error"]
+    assert (error["code"], error["exit"]) == ("device", 4), pulled
 
 
 def test_libfido2_user_verification_with_keyadmins_pin(fact: Facts) -> None:
