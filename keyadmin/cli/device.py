@@ -394,6 +394,13 @@ def prepare_cmd(
             "readiness: " + ("READY" if result.ready else "NOT READY"),
             [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in result.reasons],
         )
+    if result.ready:
+        import shlex
+
+        from keyadmin.cli.naming import print_next
+
+        on = f" -d {shlex.quote(device)}" if device else ""
+        print_next([f"enrol it: keyadmin enrol USER --policy {shlex.quote(str(policy))}{on}"])
     if not result.ready:
         raise PolicyRefused(
             f"the key is not ready for {loaded.name}: {failed_summary(result.reasons)}",

@@ -80,3 +80,43 @@ def test_device_info_with_a_missing_registry_names_no_model_and_creates_nothing(
                  "--db", f"sqlite:///{typo}")  # fmt: skip
     assert out.code == 0, out.stderr
     assert not typo.exists()
+
+
+def test_a_step_up_the_policy_no_longer_admits_prints_one_rule_a_line(tmp_path) -> None:
+    from tests.integration.test_stepup_support import ACTION, PIN, make_lab
+
+    lab = make_lab(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+    key = tmp_path / "receipt-key.pem"
+    assert invoke("receipt", "keygen", "--receipt-key", str(key), "--no-passphrase").code == 0
+    text = lab.policy_path.read_text()  # the same policy, tightened after the enrolment
+    softkey, other = "6b657961-646d-4e00-8000-736f66746b79", "00000000-0000-0000-0000-0000000000aa"
+    text = text.replace(softkey, other)
+    text = text.replace("required = false ", "required = true ")
+    lab.policy_path.write_text(text)
+    out = invoke(
+        "step-up", "alice", "--action", ACTION, "--policy", str(lab.policy_path),
+        "-d", f"sim:{lab.keys['alice']}", "--receipt-key", str(key), "--db", lab.db_url,
+        input=f"{PIN}\n",
+    )  # fmt: skip
+    assert out.code == 3, out.stderr
+    lines = out.stderr.splitlines()
+    head = next(i for i, line in enumerate(lines) if "no longer admits" in line)
+    rules = [line for line in lines[head + 1 :] if line.startswith("  - ")]
+    names = [line[4:].split(":", 1)[0] for line in rules]
+    assert "authenticator.allowed" in names and "metadata.entry" in names, out.stderr
+    assert not any(";" in line and "metadata." in line.split(";", 1)[1] for line in lines)
+    assert len(lines[head]) < 200, lines[head]
+
+
+def test_device_prepare_names_the_next_step_on_stderr(tmp_path) -> None:
+    from tests.support.lab import make_lab
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    lab = make_lab(tmp_path / "prep", db, pin=None)
+    args = ("device", "prepare", "--policy", str(lab.policy), "-d", lab.device, "--db", db)
+    out = invoke(*args, "--json", input="new-pin-1234\n")
+    assert out.code == 0, out.stderr
+    json.loads(out.stdout)  # stdout stays one JSON document
+    nexts = [line for line in out.stderr.splitlines() if line.startswith("next: ")]
+    assert nexts and "keyadmin enrol USER" in nexts[0], out.stderr
+    assert f"--policy {lab.policy}" in nexts[0] and f"-d {lab.device}" in nexts[0]
