@@ -52,7 +52,7 @@ def database_url(explicit: str | None = None, *, create: bool = False) -> str:
         from keyadmin.store.db import sqlite_file
 
         path = sqlite_file(url)
-        if path is not None and not path.exists():
+        if path is not None and not os.path.lexists(path):  # a symlink: refused when opened
             from keyadmin.errors import ConfigError
 
             raise ConfigError(
