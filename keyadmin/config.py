@@ -32,17 +32,33 @@ def data_dir() -> Path:
     return private_dir(path)
 
 
-def database_url(explicit: str | None = None) -> str:
+def database_url(explicit: str | None = None, *, create: bool = False) -> str:
     """The registry: --db, else $KEYADMIN_DATABASE_URL, else ``registry`` in the configuration
-    file (keyadmin.settings), else a SQLite file in data_dir()."""
-    if explicit:
-        return explicit
-    env = os.environ.get(ENV_DB)
-    if env:
-        return env
-    from keyadmin.settings import load
+    file (keyadmin.settings), else a SQLite file in data_dir().
 
-    configured = load().registry
-    if configured:
-        return configured
-    return f"sqlite:///{data_dir() / 'keyadmin.db'}"
+    A SQLite registry that was named (by any of the first three) must already exist unless
+    ``create``: only the commands that make a registry (enrol, mds import/update, operator
+    bootstrap, sync --create-table, the device commands that log what they did) pass it, so a
+    mistyped path on any other command is a ConfigError and never leaves an empty database
+    behind. The default file in the data directory is always created when missing."""
+    url = explicit or os.environ.get(ENV_DB)
+    if not url:
+        from keyadmin.settings import load
+
+        url = load().registry
+    if not url:
+        return f"sqlite:///{data_dir() / 'keyadmin.db'}"
+    if not create:
+        from keyadmin.store.db import sqlite_file
+
+        path = sqlite_file(url)
+        if path is not None and not os.path.lexists(path):  # a symlink: refused when opened
+            from keyadmin.errors import ConfigError
+
+            raise ConfigError(
+                f"no registry at {path}: the file does not exist (nothing was created)",
+                hint="check the --db URL, KEYADMIN_DATABASE_URL or the configuration file's "
+                "registry; a new registry is made by keyadmin enrol, mds import or "
+                "operator bootstrap",
+            )
+    return url

@@ -44,8 +44,9 @@ def advisories(
     path = file or SHIPPED
     if file is None and not SHIPPED.is_file():
         raise UsageError("no advisory file", hint="pass --advisories FILE (see docs/inventory.md)")
+    known = load_advisories(path)  # a bad file is named before the registry is opened
     url = _db(db)
-    result = advisories_report(url, load_advisories(path), MdsIndex(url))
+    result = advisories_report(url, known, MdsIndex(url))
     users = len({f.user for f in result.findings if f.user})
     emit_findings(
         fmt,

@@ -56,7 +56,7 @@ def list_cmd(
     from keyadmin.flows.devices import list_with_models
 
     fmt = list_format(json_out, csv_out)
-    rows = list_with_models(database_url(db))
+    rows = list_with_models(database_url(db, create=True))  # names models only if it exists
     if fmt == "json":
         emit_json(rows)
         return
@@ -94,7 +94,7 @@ def info(
 
         loaded = load_policy(policy)
     with _session(device) as s:
-        report = device_report(s, database_url(db), loaded)
+        report = device_report(s, database_url(db, create=True), loaded)  # (models: if it exists)
     result = report.info
     if json_out:
         emit_json(
@@ -394,6 +394,13 @@ def prepare_cmd(
             "readiness: " + ("READY" if result.ready else "NOT READY"),
             [(r["rule"], f"{r['outcome']}: {r['detail']}") for r in result.reasons],
         )
+    if result.ready:
+        import shlex
+
+        from keyadmin.cli.naming import print_next
+
+        on = f" -d {shlex.quote(device)}" if device else ""
+        print_next([f"enrol it: keyadmin enrol USER --policy {shlex.quote(str(policy))}{on}"])
     if not result.ready:
         raise PolicyRefused(
             f"the key is not ready for {loaded.name}: {failed_summary(result.reasons)}",

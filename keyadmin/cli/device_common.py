@@ -58,7 +58,7 @@ def _log(
     from keyadmin.cli.registry import _db
     from keyadmin.flows.device_log import DeviceLog
 
-    url = _db(db)
+    url = _db(db, create=True)  # a key's first change may come before any enrolment
     log = DeviceLog.open(url, "keyadmin")  # writable, before anyone is asked for a PIN
     authority = authorize_cli(url, action, args, operator, operator_device)
     return DeviceLog(log.url, authority.operator, authority.evidence)

@@ -29,7 +29,7 @@ def doctor(
 
     if transport not in ("usb", "nfc", "all"):
         raise UsageError(f"unknown --transport {transport!r}", hint="one of usb, nfc, all")
-    report = run_doctor(database_url(db), transport=transport)
+    report = run_doctor(database_url(db, create=True), transport=transport)  # it says if missing
     if json_out:
         emit_json({"ok": report.ok, "checks": report.checks})
     else:

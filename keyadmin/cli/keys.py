@@ -45,7 +45,7 @@ def keys_import(
     from keyadmin.store.db import transaction
     from keyadmin.store.inventory import import_keys
 
-    url = _db(db)
+    url = _db(db, create=True)  # a delivery may come before the first enrolment
     raw = read_delivery_bytes(file)  # read once: the digest names exactly what was imported
     keys = parse_delivery(file, raw)
     digest = hashlib.sha256(raw).hexdigest()

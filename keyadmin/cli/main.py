@@ -8,7 +8,7 @@ Exit codes (docs/exit-codes.md):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import typer
@@ -234,16 +234,15 @@ class KeyadminGroup(TyperGroup):
                     "that are not UTF-8",
                     ctx,
                 )
-        return list(super().parse_args(ctx, args))
+        try:
+            return list(super().parse_args(ctx, args))
+        except ClickException as e:  # `keyadmin --bogus --json`: the top level's own usage
+            _state["json"] = _wants_json(args)
+            json_written(reset=True)
+            _usage_error(e)
 
     def invoke(self, ctx: Any) -> Any:
-        args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
-        opts = args[: args.index("--") if "--" in args else len(args)]
-        _state["json"] = (
-            "--json" in opts
-            or "--format=json" in opts
-            or any(a == "--format" and b == "json" for a, b in zip(opts, opts[1:], strict=False))
-        )
+        _state["json"] = _wants_json([*getattr(ctx, "_protected_args", ()), *ctx.args])
         json_written(reset=True)
         from keyadmin import progress
         from keyadmin.cli.render import TerminalProgress
@@ -253,11 +252,7 @@ class KeyadminGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except ClickException as e:  # click's own usage errors (exit 2)
-            if not _state["json"]:
-                raise
-            e.show()  # the usual text on stderr for people
-            _report_json(code="usage", exit_code=e.exit_code, message=e.format_message(), hint=None)
-            raise typer.Exit(e.exit_code) from None
+            _usage_error(e)
         except (typer.Exit, typer.Abort):
             raise  # explicit exits
         except BrokenPipeError:
@@ -271,6 +266,26 @@ class KeyadminGroup(TyperGroup):
             progress.set_sink(None)
             if bar is not None:
                 bar.close()
+
+
+def _wants_json(args: list[str]) -> bool:
+    """--json (or audit's --format json) among the options, before any ``--``."""
+    opts = args[: args.index("--") if "--" in args else len(args)]
+    return (
+        "--json" in opts
+        or "--format=json" in opts
+        or any(a == "--format" and b == "json" for a, b in zip(opts, opts[1:], strict=False))
+    )
+
+
+def _usage_error(e: ClickException) -> NoReturn:
+    """A usage error found by the parser: as click reports it, and under --json also the
+    JSON error object on stdout (docs/exit-codes.md)."""
+    if not _state["json"]:
+        raise e
+    e.show()  # the usual text on stderr for people
+    _report_json(code="usage", exit_code=e.exit_code, message=e.format_message(), hint=None)
+    raise typer.Exit(e.exit_code) from None
 
 
 app = typer.Typer(

@@ -52,11 +52,11 @@ def _duplicates(policy: Path | None) -> str:
     return load_policy(policy).metadata.duplicate_entries
 
 
-def _index(db: str | None) -> Any:
+def _index(db: str | None, *, create: bool = False) -> Any:
     from keyadmin.config import database_url
     from keyadmin.store.mds_index import MdsIndex
 
-    return MdsIndex(database_url(db))
+    return MdsIndex(database_url(db, create=create))
 
 
 def _now() -> datetime:
@@ -175,7 +175,7 @@ def update_cmd(
     authority = _authorize(db, "mds.update", {"requested_url": url}, operator, operator_device)
     say(f"downloading {url} …")
     result = update(
-        index=_index(db),
+        index=_index(db, create=True),
         now=_now(),
         url=url,
         trust_roots=trust_root or [],
@@ -195,7 +195,7 @@ def _authorize(
     from keyadmin.cli.authority import authorize_cli
     from keyadmin.config import database_url
 
-    return authorize_cli(database_url(db), action, args, operator, device)
+    return authorize_cli(database_url(db, create=True), action, args, operator, device)
 
 
 def _log_import(db: str | None, action: str, result: Any, authority: Any) -> None:
@@ -207,7 +207,7 @@ def _log_import(db: str | None, action: str, result: Any, authority: Any) -> Non
 
     snap = result.snapshot
     record(
-        database_url(db),
+        database_url(db, create=True),
         actor=authority.operator,
         action=action,
         subject=f"mds no. {snap.no}",
@@ -282,7 +282,7 @@ def import_cmd(
         operator,
         operator_device,
     )
-    index = _index(db)
+    index = _index(db, create=True)
     if from_package is not None:
         if trust_root or crl or allow_missing_crl or at:
             raise UsageError(

@@ -48,7 +48,7 @@ def bootstrap(
     from keyadmin.cli.interact import CliInteraction
     from keyadmin.flows.operators import bootstrap as run
 
-    url = _db(db)
+    url = _db(db, create=True)
     with _session(device) as session:
         say(f"Bootstrap: {user}, prove it is you with your own key (your PIN)")
         change = run(url, user, session, CliInteraction())

@@ -40,10 +40,12 @@ REF_HELP = (
 )
 
 
-def _db(db: str | None) -> str:
+def _db(db: str | None, *, create: bool = False) -> str:
+    """The registry's URL (keyadmin.config.database_url: a named SQLite file must exist
+    unless ``create``, for the commands that make a registry)."""
     from keyadmin.config import database_url
 
-    return database_url(db)
+    return database_url(db, create=create)
 
 
 def enrol(
@@ -90,7 +92,7 @@ def enrol(
     from keyadmin.policy.metadata import IndexMetadata
     from keyadmin.store.mds_index import MdsIndex
 
-    url = _db(db)
+    url = _db(db, create=True)  # enrolment makes a registry
     handle = _user_handle(user_handle)
     loaded = load_policy(policy)
     metadata = IndexMetadata(MdsIndex(url))

@@ -102,7 +102,7 @@ def sync(
         from keyadmin.policy.loader import load_policy
 
         loaded = load_policy(policy)
-    url = database_url(db)
+    url = database_url(db, create=create_table)  # --create-table sets up a new desk
     actor, evidence = _operator(), None
     if not dry_run:  # a dry run writes nothing
         args = {"requested_full": full, "requested_prune": prune}

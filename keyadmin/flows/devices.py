@@ -16,7 +16,12 @@ class DeviceListing:
 
 
 def model_name(db_url: str, aaguid: str | None) -> str | None:
-    if not aaguid:
+    """The metadata's name for the model; None without metadata (a registry file that does
+    not exist is not opened, so nothing is created)."""
+    from keyadmin.store.db import sqlite_file
+
+    path = sqlite_file(db_url)
+    if not aaguid or (path is not None and not path.exists()):
         return None
     from keyadmin.store.mds_index import MdsIndex
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from keyadmin.b64 import encode_url
-from keyadmin.errors import KeyadminError, UsageError
+from keyadmin.errors import KeyadminError, UsageError, failed_summary
 from keyadmin.stepup.errors import (
     AssertionReplayed,
     AttemptsExceeded,
@@ -295,7 +295,8 @@ class _NoMetadata:
 #: policy file is a new cache key at once.
 ADMIT_CACHE_TTL_SECONDS = 30.0
 _ADMIT_CACHE_SIZE = 1024
-_admitted: OrderedDict[tuple[Any, ...], tuple[float, tuple[bool, str]]] = OrderedDict()
+_Admitted = tuple[bool, tuple[dict[str, str], ...]]
+_admitted: OrderedDict[tuple[Any, ...], tuple[float, _Admitted]] = OrderedDict()
 _admitted_lock = threading.Lock()
 
 
@@ -342,8 +343,9 @@ def _attestation_key_id(leaf_der: bytes | None) -> str | None:
 
 def policy_admits(
     policy: Any, metadata: Any, aaguid: str, at: datetime, key_id: str | None = None
-) -> tuple[bool, str]:
-    """Does the policy still admit this model (allowlist, deny list, metadata status)?
+) -> _Admitted:
+    """Does the policy still admit this model (allowlist, deny list, metadata status)? The
+    answer, and the failing rules as reasons (``{"rule", "outcome": "fail", "detail"}``).
 
     ``keyadmin.policy.catalog.explain_model``; the answer is kept in an LRU keyed on the
     policy (file and trust-root hashes), the metadata snapshot (number and hash) and the
@@ -362,8 +364,10 @@ def policy_admits(
                 return hit[1]
     source = metadata if metadata is not None else _NoMetadata()
     decision = explain_model(policy, source, aaguid, at=at, key_id=key_id)
-    failed = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failed)
-    answer = (decision.allowed, failed or "a required rule did not pass")
+    failed = tuple(
+        {"rule": r.rule, "outcome": "fail", "detail": r.detail} for r in decision.failed
+    )
+    answer = (decision.allowed, failed)
     if key is not None:
         with _admitted_lock:
             _admitted[key] = (when, answer)
@@ -582,10 +586,16 @@ def _finish(
     key_id = None
     if cred.aaguid == ZERO_AAGUID:  # a U2F model: named by its attestation key identifier
         key_id = _attestation_key_id(store.attestation_leaf(db_url, cred.id))
-    admitted, why = policy_admits(policy, metadata, cred.aaguid, at, key_id)
+    admitted, failed = policy_admits(policy, metadata, cred.aaguid, at, key_id)
     if not admitted:
+        reasons = [dict(r) for r in failed]  # one failing rule a line (keyadmin.cli.main)
+        base["reasons"] = reasons  # and every detail in the log
         raise refuse(
-            StepUpRefused(f"the policy no longer admits this key's model: {why}"), counts=False
+            StepUpRefused(
+                f"the policy no longer admits this key's model: {failed_summary(reasons)}",
+                reasons=reasons,
+            ),
+            counts=False,
         )
     # -- the assertion itself. Only an assertion the registered key really signed counts as
     # an attempt (and consumes the challenge): anyone who learns a challenge id could otherwise

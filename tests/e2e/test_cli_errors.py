@@ -58,7 +58,7 @@ def test_a_refusal_under_json_is_an_error_object_with_its_failing_rules(tmp_path
         (["sim", "show", "--state", "{tmp}/missing.json", "--json"], 1, "error"),
         (["device", "info", "--device", "sim:{tmp}/missing.json", "--json"], 4, "device"),
         (
-            ["mds", "status", "--require-fresh", "--json", "--db", "sqlite:///{tmp}/r.db"],
+            ["mds", "status", "--require-fresh", "--json"],
             7,
             "metadata",
         ),

@@ -145,7 +145,7 @@ def test_models_without_metadata_is_exit_7(tmp_path: Path) -> None:
         "policy",
         "models",
         HW,
-        env={"KEYADMIN_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
+        env={"KEYADMIN_HOME": str(tmp_path / "home")},  # the data directory's own, empty
     )
     _assert_error(out, 7, "no FIDO metadata in the registry")
 

@@ -209,6 +209,9 @@ def test_metadata_download_shows_progress_at_a_terminal_only(tmp_path) -> None:
     ],
 )
 def test_key_and_operator_lists_have_csv_with_a_header(tmp_path, args, header) -> None:
+    from keyadmin.store.db import get_engine
+
+    get_engine(f"sqlite:///{tmp_path / 'r.db'}")  # an empty registry (reads never make one)
     out = run(*args, "--csv", "--db", f"sqlite:///{tmp_path / 'r.db'}")
     assert out.code == 0, out.stderr
     assert out.stdout.splitlines()[0] == header

@@ -264,7 +264,8 @@ def test_ctrl_c_at_random_moments_never_leaves_half_an_enrolment(tmp_path) -> No
             assert rows[0]["credential_id"] == lab.key().state.credentials[0].id_bytes.hex()
         seen.add((proc.returncode, len(rows)))
         assert "Traceback" not in err
-        assert invoke("log", "verify", "--db", lab.db).code == 0
+        if rows or (tmp_path / f"int{i}.db").exists():  # an early Ctrl-C: no registry yet
+            assert invoke("log", "verify", "--db", lab.db).code == 0
     assert any(code == 130 for code, _ in seen), seen  # at least one run was interrupted
 
 

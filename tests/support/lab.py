@@ -46,8 +46,12 @@ class Lab:
         ]
 
     def registry_rows(self) -> list[dict[str, Any]]:
+        from keyadmin.store.db import sqlite_file
         from tests.e2e.cli import invoke
 
+        path = sqlite_file(self.db)
+        if path is not None and not path.exists():
+            return []  # never made: nothing stored (a read command would refuse it)
         out = invoke("creds", "list", "--json", "--db", self.db)
         assert out.code == 0, out.stderr
         rows: list[dict[str, Any]] = json.loads(out.stdout)
