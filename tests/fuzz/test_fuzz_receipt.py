@@ -31,9 +31,13 @@ from tests.fuzz.json_values import TEXTS, VALUES, dumps
 from tests.fuzz.runner import report, run_cli
 
 NOW = int(time.time())
-GOOD_CLAIMS: dict[str, Any] = {"iss": ISSUER, "sub": "alice", "aud": "example.com",
-                               "act": "0" * 64, "cred": "AQ", "ctr": 1, "jti": "j",
-                               "iat": NOW, "exp": NOW + 300}  # fmt: skip
+
+
+def good_claims() -> dict[str, Any]:
+    """Valid claims issued now (made at each use: a whole test run outlasts a receipt)."""
+    now = int(time.time())
+    return {"iss": ISSUER, "sub": "alice", "aud": "example.com", "act": "0" * 64,
+            "cred": "AQ", "ctr": 1, "jti": "j", "iat": now, "exp": now + 300}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +70,8 @@ def forged_tokens(draw: st.DrawFn) -> str:
 
 @st.composite
 def hostile_claims(draw: st.DrawFn) -> dict[str, Any]:
-    claims = dict(GOOD_CLAIMS)
-    names = st.sampled_from([*GOOD_CLAIMS, "log", "extra"])
+    claims = good_claims()
+    names = st.sampled_from([*claims, "log", "extra"])
     for name in draw(st.sets(names, min_size=1, max_size=2)):
         claims[name] = draw(st.one_of(VALUES, EDGE_INTS, EDGE_INTS.map(_log)))
     return claims
@@ -121,5 +125,5 @@ def test_receipt_verify_cli_ends_in_a_declared_error(lab: Lab, token: str) -> No
 def test_the_signed_path_is_reached(keys: tuple[ReceiptSigner, Any], tmp_path: Path) -> None:
     """The good claims verify: the hostile ones are checked past the signature."""
     signer, public = keys
-    receipt = verify_receipt(sign_statement(signer, TYP, GOOD_CLAIMS), public)
+    receipt = verify_receipt(sign_statement(signer, TYP, good_claims()), public)
     assert receipt.user == "alice" and receipt.counter == 1
