@@ -41,10 +41,11 @@ def credential_change(record: Any, verb: str, after: str) -> dict[str, Any]:
 
 
 def push(target: Any) -> dict[str, Any]:
-    """A sync target the real command would push to (its URL without a password)."""
+    """A sync target the real command would push to (a --target's name is its URL: both are
+    shown without a password)."""
     from keyadmin.store.appstore import redact
 
-    return change("sync", target.name, None, None, target=redact(target.url))
+    return change("sync", redact(target.name), None, None, target=redact(target.url))
 
 
 def emit_plan(changes: list[dict[str, Any]], json_out: bool) -> None:

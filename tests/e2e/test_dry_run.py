@@ -203,3 +203,15 @@ def test_help_shows_a_dry_run_example(command) -> None:
     name = f"keyadmin {' '.join(command)} "
     examples = [line for line in out.stdout.splitlines() if name in line]
     assert any("--dry-run" in line for line in examples), out.stdout
+
+
+def test_creds_lost_dry_run_names_a_target_without_its_password(desk) -> None:
+    primary, _, _ = desk
+    url = "postgresql://app:s3cret-pw@db.example/portal"
+    out = invoke("creds", "lost", "alice/primary", "--reason", "x", "--dry-run", "--json",
+                 "--target", url)  # fmt: skip
+    assert out.code == 0, out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr
+    assert [p["target"] for p in json.loads(out.stdout) if p["action"] == "sync"] == [
+        "postgresql://app:***@db.example/portal"
+    ]
