@@ -53,7 +53,7 @@ def emit_plan(changes: list[dict[str, Any]], json_out: bool) -> None:
     if json_out:
         emit_json(changes)
     else:
-        out("Dry run: would\n")
+        out("Dry run: the command would make these changes:\n")
         for c in changes:
             if c["action"] == "sync":
                 out(f"  push to {c['name']} ({c['target']})\n")
