@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
+from keyadmin.cli.dryrun import DRY_RUN_OPT, change, credential_change, emit_plan
 from keyadmin.cli.registry import DB_OPT, JSON_OPT, _db
 from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
 
@@ -127,6 +128,7 @@ def _state_command(verb: str, command_name: str) -> Any:
         serial: str = SERIAL_ARG,
         reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
         force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+        dry_run: bool = DRY_RUN_OPT,
         operator: str = OPERATOR_OPT,
         operator_device: str = OPERATOR_DEVICE_OPT,
         db: str = DB_OPT,
@@ -134,11 +136,18 @@ def _state_command(verb: str, command_name: str) -> Any:
     ) -> None:
         from keyadmin.cli.interact import confirm
         from keyadmin.store.db import transaction
-        from keyadmin.store.inventory import change_state, get_key
+        from keyadmin.store.inventory import change_state, get_key, plan_state_change
 
         url = _db(db)
         with transaction(url) as s:
             key = get_key(s, serial)
+            if dry_run:
+                key, after, creds = plan_state_change(s, key.serial, verb, reason)
+        if dry_run:
+            planned = [change(f"key.{verb}", f"Key {key.serial}", key.state, after)]
+            emit_plan(planned + [credential_change(c, "suspend", "suspended") for c in creds],
+                      json_out)  # fmt: skip
+            return
         if not force:
             confirm(f"Mark key {key.serial} ({key.state}) {verb}?")
         args = {"serial": key.serial, "reason": reason}
@@ -164,8 +173,11 @@ def _state_command(verb: str, command_name: str) -> Any:
             if verb in ("lost", "destroyed")
             else ""
         )
-        + "Once an operator is bootstrapped, an operator with the lifecycle role authorizes it."
-        f"\n\nExample: keyadmin keys {command_name} 23456789 --reason 'reported by the user'"
+        + "Once an operator is bootstrapped, an operator with the lifecycle role authorizes it. "
+        "--dry-run prints what would change (with the credentials it would suspend) and "
+        "changes nothing."
+        f"\n\nExamples: keyadmin keys {command_name} 23456789 --reason 'reported by the user'"
+        f"\nkeyadmin keys {command_name} 23456789 --reason 'reported by the user' --dry-run"
     )
     return command
 

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
+from keyadmin.cli.dryrun import DRY_RUN_OPT, credential_change, emit_plan, push
 from keyadmin.cli.render import emit_json, emit_kv, say
 
 
@@ -28,6 +29,7 @@ def lost(
         None, "--policy", help="Judge the user's coverage by this policy's minimum."
     ),
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+    dry_run: bool = DRY_RUN_OPT,
     operator: str = OPERATOR_OPT,
     operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = typer.Option(
@@ -43,7 +45,10 @@ def lost(
     unless --force. Exit 1 when a push failed (the registry change stands; the message says
     which application still accepts the key).
 
-    Example: keyadmin creds lost alice/primary --reason 'left on a train'
+    --dry-run prints the status change and the targets it would push to, and changes nothing.
+
+    Examples: keyadmin creds lost alice/primary --reason 'left on a train'
+    keyadmin creds lost alice/primary --reason 'left on a train' --dry-run
     """
     from keyadmin.cli.interact import CliInteraction, confirm
     from keyadmin.cli.naming import describe, print_next, ref_of, sync_step
@@ -61,10 +66,15 @@ def lost(
     if not no_push:
         targets = tuple(Target(u, u) for u in push_to) if push_to else load().targets
     verb = "revoke" if revoke else "suspend"
+    minimum = _minimum(policy)
+    if dry_run:
+        with transaction(url) as s:
+            c, after = registry.plan_status_change(s, c.id, verb, reason)
+        emit_plan([credential_change(c, verb, after)] + [push(t) for t in targets], json_out)
+        return
     if not force:
         where = ", ".join(t.name for t in targets) or "no application (none configured)"
         confirm(f"{describe(c)} is lost: {verb} it and push to {where}?")
-    minimum = _minimum(policy)
     interaction = CliInteraction()
 
     def authorize(action: str, args: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
+from keyadmin.cli.dryrun import DRY_RUN_OPT, credential_change, emit_plan
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, out, say
 from keyadmin.errors import UsageError
 
@@ -251,6 +252,7 @@ def _status_command(verb: str) -> Any:
         ref: str = typer.Argument(..., help=REF_HELP),
         reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
         force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+        dry_run: bool = DRY_RUN_OPT,
         operator: str = OPERATOR_OPT,
         operator_device: str = OPERATOR_DEVICE_OPT,
         db: str = DB_OPT,
@@ -264,6 +266,11 @@ def _status_command(verb: str) -> Any:
         url = _db(db)
         with transaction(url) as s:
             c = registry.get_credential(s, ref)
+            if dry_run:
+                c, after = registry.plan_status_change(s, c.id, verb, reason)
+        if dry_run:
+            emit_plan([credential_change(c, verb, after)], json_out)
+            return
         if not force:
             confirm(f"{verb.capitalize()} {describe(c)}, now {c.status}?")
         args = {"credential": c.credential_id, "reason": reason}
@@ -286,8 +293,10 @@ def _status_command(verb: str) -> Any:
     command.__doc__ = (
         f"{verb.capitalize()} a credential (asks first unless --force; logged). Once an "
         "operator is bootstrapped, an operator with the lifecycle role authorizes it.\n\n"
-        f"Example: keyadmin creds {verb} 3 --reason 'key reported lost' "
-        "--operator olivia --operator-device hid:/dev/hidraw4"
+        "--dry-run prints what would change and changes nothing.\n\n"
+        f"Examples: keyadmin creds {verb} 3 --reason 'key reported lost' "
+        "--operator olivia --operator-device hid:/dev/hidraw4\n"
+        f"keyadmin creds {verb} alice/primary --reason 'key reported lost' --dry-run"
     )
     return command
 
@@ -320,6 +329,7 @@ def creds_set_counter(
     value: int = typer.Argument(..., min=0, max=2**32 - 1, help="The new counter, 0..4294967295."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
     force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+    dry_run: bool = DRY_RUN_OPT,
     operator: str = OPERATOR_OPT,
     operator_device: str = OPERATOR_DEVICE_OPT,
     db: str = DB_OPT,
@@ -331,7 +341,10 @@ def creds_set_counter(
     A step-up then needs a counter above VALUE. keyadmin sync never lowers the application's
     counter: fix the application's row first, or the next sync may pull its value back.
 
-    Example: keyadmin creds set-counter 3 1207 --reason 'restored after incident 42'
+    --dry-run prints the old and new counter and changes nothing.
+
+    Examples: keyadmin creds set-counter 3 1207 --reason 'restored after incident 42'
+    keyadmin creds set-counter 3 1207 --reason 'restored after incident 42' --dry-run
     """
     from keyadmin.cli.interact import confirm
     from keyadmin.store import registry
@@ -340,6 +353,16 @@ def creds_set_counter(
     url = _db(db)
     with transaction(url) as s:
         c = registry.get_credential(s, ref)
+        if dry_run:
+            c = registry.plan_set_counter(s, c.id, value, reason)
+    if dry_run:
+        from keyadmin.cli.dryrun import change
+        from keyadmin.cli.naming import describe
+
+        planned = change("credential.set-counter", describe(c), c.sign_count, value,
+                         credential_id=c.credential_id)  # fmt: skip
+        emit_plan([planned], json_out)
+        return
     if not force:
         from keyadmin.cli.naming import describe
 

@@ -235,6 +235,41 @@ def _log_change(
     session.flush()
 
 
+def _plan(session: Any, serial: str, verb: str, reason: str) -> tuple[Any, str]:
+    """The key's row and the state ``verb`` would give it, or the change's own error."""
+    if verb not in TRANSITIONS:
+        raise UsageError(f"unknown key state change {verb!r}")
+    if not reason.strip():
+        raise UsageError("a reason is required", hint="pass --reason TEXT")
+    row = _row(session, serial)
+    if row is None:
+        raise KeyNotFound(f"no key {serial!r} in the inventory", hint="see: keyadmin keys list")
+    allowed, after = TRANSITIONS[verb]
+    if row.state not in allowed:
+        raise UsageError(
+            f"key {row.serial} is {row.state}; it cannot be marked {after}",
+            hint="a destroyed key stays destroyed" if row.state == "destroyed" else None,
+        )
+    return row, after
+
+
+def _to_suspend(session: Any, serial: str, after: str) -> list[Any]:
+    """The active credentials a key going to state ``after`` takes down with it."""
+    if after not in ("lost", "destroyed"):
+        return []
+    return [c for c in credentials_on(session, serial) if c.status == "active"]
+
+
+def plan_state_change(
+    session: Any, serial: str, verb: str, reason: str
+) -> tuple[KeyRecord, str, list[Any]]:
+    """What change_state would do, writing nothing: the key, its new state and the
+    credentials it would suspend; or the error change_state raises."""
+    row, after = _plan(session, serial, verb, reason)
+    key = _record(row, _user_name(session, row.user_id))
+    return key, after, _to_suspend(session, row.serial, after)
+
+
 def change_state(
     session: Any,
     serial: str,
@@ -249,20 +284,8 @@ def change_state(
     own ``credential.suspend`` log row. Returns the key and the suspended credentials."""
     from keyadmin.store import registry
 
-    if verb not in TRANSITIONS:
-        raise UsageError(f"unknown key state change {verb!r}")
-    if not reason.strip():
-        raise UsageError("a reason is required", hint="pass --reason TEXT")
-    row = _row(session, serial)
-    if row is None:
-        raise KeyNotFound(f"no key {serial!r} in the inventory", hint="see: keyadmin keys list")
-    allowed, after = TRANSITIONS[verb]
+    row, after = _plan(session, serial, verb, reason)
     before = row.state
-    if before not in allowed:
-        raise UsageError(
-            f"key {row.serial} is {before}; it cannot be marked {after}",
-            hint="a destroyed key stays destroyed" if before == "destroyed" else None,
-        )
     user = _user_name(session, row.user_id)
     row.state = after
     if after in ("in-stock", "returned", "destroyed"):
@@ -276,20 +299,17 @@ def change_state(
         details={"reason": reason, "user": user},
         authority=authority,
     )
-    suspended = []
-    if after in ("lost", "destroyed"):
-        for cred in credentials_on(session, row.serial):
-            if cred.status == "active":
-                suspended.append(
-                    registry.change_status(
-                        session,
-                        cred.id,
-                        "suspend",
-                        reason=f"key {row.serial} marked {after}: {reason}",
-                        actor=actor,
-                        authority=authority,
-                    )
-                )
+    suspended = [
+        registry.change_status(
+            session,
+            cred.id,
+            "suspend",
+            reason=f"key {row.serial} marked {after}: {reason}",
+            actor=actor,
+            authority=authority,
+        )
+        for cred in _to_suspend(session, row.serial, after)
+    ]
     return _record(row, _user_name(session, row.user_id)), suspended
 
 

@@ -388,6 +388,26 @@ ALLOWED_TRANSITIONS = {
 }
 
 
+def plan_status_change(
+    session: Any, ref: str | int, verb: str, reason: str
+) -> tuple[CredentialRecord, str]:
+    """The credential ``ref`` and the status ``verb`` would give it, or the error the change
+    itself raises (unknown verb, no reason, unknown ref, a transition not allowed). Writes
+    nothing: change_status and the commands' --dry-run both start here."""
+    if verb not in ALLOWED_TRANSITIONS:
+        raise UsageError(f"unknown status change {verb!r}")
+    if not reason.strip():
+        raise UsageError("a reason is required", hint="pass --reason TEXT")
+    before, after = ALLOWED_TRANSITIONS[verb]
+    record = get_credential(session, ref)
+    if record.status not in before:
+        raise UsageError(
+            f"credential {record.credential_id[:16]}… is {record.status}; cannot {verb} it",
+            hint="revoked credentials stay revoked" if record.status == "revoked" else None,
+        )
+    return record, after
+
+
 def change_status(
     session: Any,
     ref: str | int,
@@ -400,17 +420,7 @@ def change_status(
     """``authority`` (keyadmin.flows.authority's evidence) goes into the log row's details."""
     from keyadmin.store.models import CredentialRow
 
-    if verb not in ALLOWED_TRANSITIONS:
-        raise UsageError(f"unknown status change {verb!r}")
-    if not reason.strip():
-        raise UsageError("a reason is required", hint="pass --reason TEXT")
-    before, after = ALLOWED_TRANSITIONS[verb]
-    record = get_credential(session, ref)
-    if record.status not in before:
-        raise UsageError(
-            f"credential {record.credential_id[:16]}… is {record.status}; cannot {verb} it",
-            hint="revoked credentials stay revoked" if record.status == "revoked" else None,
-        )
+    record, after = plan_status_change(session, ref, verb, reason)
     row = session.get(CredentialRow, record.id)
     row.status, row.status_reason, row.updated_at = after, reason, _now()
     before_state = state.logged_state(session, row.change_seq, row.credential_id)
@@ -442,6 +452,18 @@ def change_status(
     return get_credential(session, record.id)
 
 
+def plan_set_counter(session: Any, ref: str | int, value: int, reason: str) -> CredentialRecord:
+    """The credential whose counter set_counter would set, or its error; writes nothing."""
+    if not reason.strip():
+        raise UsageError("a reason is required", hint="pass --reason TEXT")
+    if not 0 <= value <= MAX_SIGN_COUNT:
+        raise UsageError(
+            f"counter {value} is outside 0..{MAX_SIGN_COUNT}",
+            hint="WebAuthn signature counters are unsigned 32-bit numbers",
+        )
+    return get_credential(session, ref)
+
+
 def set_counter(
     session: Any,
     ref: str | int,
@@ -458,14 +480,7 @@ def set_counter(
 
     from keyadmin.store.models import CredentialRow
 
-    if not reason.strip():
-        raise UsageError("a reason is required", hint="pass --reason TEXT")
-    if not 0 <= value <= MAX_SIGN_COUNT:
-        raise UsageError(
-            f"counter {value} is outside 0..{MAX_SIGN_COUNT}",
-            hint="WebAuthn signature counters are unsigned 32-bit numbers",
-        )
-    record = get_credential(session, ref)
+    record = plan_set_counter(session, ref, value, reason)
     entry = audit.append(
         session,
         actor=actor,
