@@ -64,7 +64,10 @@ def lost(
         c = registry.get_credential(s, ref)
     targets: tuple[Target, ...] = ()
     if not no_push:
-        targets = tuple(Target(u, u) for u in push_to) if push_to else load().targets
+        from keyadmin.store.appstore import redact
+
+        # a --target is named by its URL without the password (never printed or logged)
+        targets = tuple(Target(redact(u), u) for u in push_to) if push_to else load().targets
     verb = "revoke" if revoke else "suspend"
     minimum = _minimum(policy)
     if dry_run:

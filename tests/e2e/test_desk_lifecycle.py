@@ -200,3 +200,16 @@ def test_an_operator_key_without_the_operators_credential_names_them(desk, tmp_p
     assert out.code == 3, out.stderr
     assert "holds none of olivia's active credentials" in out.stderr, out.stderr
     assert '"olivia desk"' in out.stderr
+
+
+def test_lost_key_never_prints_a_target_password(desk) -> None:
+    """A --target URL's password is shown nowhere (it was the target's name in the output)."""
+    url = "postgresql://app:s3cret-pw@127.0.0.1:1/app"  # nothing listens on port 1
+    out = invoke("creds", "lost", "alice/primary", "--reason", "lost", "--force", "--target", url)
+    assert out.code == 1, out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr, out.stdout + out.stderr
+    js = invoke("creds", "reinstate", "alice/primary", "--reason", "found", "--force")
+    assert js.code == 0, js.stderr
+    js = invoke("creds", "lost", "alice/primary", "--reason", "lost", "--force", "--target", url,
+                "--json")  # fmt: skip
+    assert js.code == 1 and "s3cret-pw" not in js.stdout + js.stderr
