@@ -580,6 +580,10 @@ def log_verify(
             chain_rows.append(("anchor", f"{pinned.seq} {pinned.hash} ({pinned.issued_at})"))
         if not result.ok:
             chain_rows += [("first bad row", result.first_bad_seq), ("problem", result.problem)]
+        if result.unsealed:
+            chain_rows.append(
+                ("not sealed yet", f"{result.unsealed} rows after the head (the next write seals)")
+            )
         chain_rows.append(("credentials replayed", replayed.credentials_checked))
         if replayed.unbound:
             chain_rows.append(

@@ -568,6 +568,7 @@ def _finish(
             credential_id=cred.credential_id, user=ch.user, public_key=cred.public_key,
             aaguid=cred.aaguid, status=cred.status, counter=cred.sign_count,
             change_seq=cred.change_seq, log_row=cred.log_row, next_prev_hash=cred.next_prev_hash,
+            head_seq=cred.head_seq,
         )  # fmt: skip
     except state.NotBound as e:
         raise refuse(

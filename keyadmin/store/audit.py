@@ -1,11 +1,26 @@
 """The tamper-evident log: every state change appends a row chained by hash to the one before.
 
 hash(n) = SHA-256(hash(n-1) || "\\n" || canonical JSON of row n's fields). The head row
-(ka_audit_head) is updated in the same transaction and locked while appending, so
-concurrent writers never fork the chain. ``verify`` recomputes the chain and names the first
-row that was edited, deleted, inserted or moved. What the chain cannot show: someone who can
-rewrite the whole table and the head together; export the head hash (``keyadmin log verify
---json``) to somewhere else to anchor it.
+(ka_audit_head) names the newest *sealed* row. ``verify`` recomputes the chain and names the
+first row that was edited, deleted, inserted or moved. What the chain cannot show: someone who
+can rewrite the whole table and the head together; anchor the head (``keyadmin log anchor``).
+
+Writing a row and chaining it are two steps (docs/architecture.md, "The log"):
+
+* A writer inserts its row with its seq and empty ``prev_hash``/``hash`` (*unsealed*). On
+  PostgreSQL the seq comes from the sequence ``ka_audit_seq_next`` and the writer holds the
+  advisory lock (``SEAL_LOCK_CLASS``, seq) until its transaction ends, so a sealer can tell a
+  seq still being written from one whose transaction rolled back. On SQLite the seq is the
+  head's + 1 under the one write lock.
+* ``seal`` (the one function that computes hashes) chains the rows after the head in seq
+  order under the head row's lock, fills a seq whose writer rolled back with a
+  ``log.skipped`` row, stops before a seq still being written, and moves the head. Sealing is
+  a pure function of the committed rows, so a seal lost in a crash is redone identically.
+
+``append`` (the ORM path) inserts and seals in the caller's transaction. The step-up hot path
+(store/stepup.py) commits its row first and seals right after, before ``finish`` returns: two
+step-ups never hold one lock across their commits, and an acknowledged step-up's row is
+always chained.
 """
 
 from __future__ import annotations
@@ -19,6 +34,15 @@ from json.encoder import encode_basestring as _json_str
 from typing import Any
 
 GENESIS = "0" * 64
+#: ``prev_hash`` and ``hash`` of a row written but not sealed yet
+UNSEALED = ""
+#: PostgreSQL: the advisory lock (SEAL_LOCK_CLASS, seq) a writer holds while its row's seq is
+#: taken but not committed (two-key form, apart from any one-key advisory lock)
+SEAL_LOCK_CLASS = 0x4B41
+#: the row that takes the place of a seq whose writer rolled back (fixed content: a seal
+#: redone after a crash writes the same row)
+SKIPPED_ACTION = "log.skipped"
+SKIPPED_DETAILS = '{"reason":"the transaction that took this seq did not commit"}'
 
 
 def _canonical(fields: dict[str, Any]) -> str:
@@ -88,6 +112,9 @@ class LogVerification:
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    #: rows after the head not sealed yet (being written, or their writer stopped between its
+    #: commit and the seal; the next write seals them)
+    unsealed: int = 0
 
 
 #: session.info key of the notifications a transaction sends once it has committed
@@ -103,16 +130,23 @@ def append(
     details: dict[str, Any],
     at: datetime | None = None,
 ) -> LogEntry:
-    """Append one row inside the caller's transaction (so it commits or rolls back with it)."""
-    from sqlmodel import select
-
+    """Append one row inside the caller's transaction (so it commits or rolls back with it):
+    take the head's lock, insert the row unsealed, then ``seal`` up to and including it."""
     from keyadmin.store.models import AuditHeadRow, AuditRow
 
-    head = session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()).one()
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    cur = conn.connection.cursor()  # the transaction's own DBAPI connection
     now = (at or datetime.now(UTC)).astimezone(UTC)
-    seq = head.seq + 1
+    cur.execute(_HEAD_LOCKED if postgres else _HEAD)
+    head_seq = cur.fetchone()[0]
+    if postgres:
+        cur.execute(_NEXT_SEQ)
+        (seq,) = cur.fetchone()
+        cur.execute(_WRITER_LOCK, (SEAL_LOCK_CLASS, seq))
+    else:
+        seq = int(head_seq) + 1  # BEGIN IMMEDIATE: no other writer until this one commits
     text = _canonical(details)
-    digest = row_hash(head.hash, seq, now, actor, action, subject, text)
     session.add(
         AuditRow(
             seq=seq,
@@ -121,19 +155,150 @@ def append(
             action=action,
             subject=subject,
             details=text,
-            prev_hash=head.hash,
-            hash=digest,
+            prev_hash=UNSEALED,
+            hash=UNSEALED,
         )
     )
-    head.seq, head.hash = seq, digest
-    session.add(head)
     session.flush()
+    while True:
+        sealed = seal(cur, postgres=postgres)
+        if sealed.head_seq >= seq:
+            break
+        if sealed.waiting_on is None:  # not possible: this transaction sees its own row
+            raise RuntimeError(f"the log could not be sealed up to row {seq}")
+        wait_for_writer(cur, sealed.waiting_on)
+    cur.execute(_q(_ROW_HASH, postgres), (seq,))
+    (digest,) = cur.fetchone()
+    for obj in list(session.identity_map.values()):  # written behind the ORM's back
+        if isinstance(obj, AuditHeadRow | AuditRow):
+            session.expire(obj)
     from keyadmin.notify import from_log_row
 
     announced = from_log_row(action, subject, details, seq)
     if announced is not None:  # sent after the commit (keyadmin.store.db.transaction)
         session.info.setdefault(PENDING_NOTIFICATIONS, []).append(announced)
     return LogEntry(seq, utc_text(now), actor, action, subject, details, digest)
+
+
+#: PostgreSQL: the sequence the seqs of log rows come from (migration 0005)
+SEQUENCE = "ka_audit_seq_next"
+# The statements (``?`` parameters; ``_q`` gives PostgreSQL's spelling).
+_HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
+_HEAD_LOCKED = _HEAD + " FOR UPDATE"
+_NEXT_SEQ = "SELECT nextval('ka_audit_seq_next')"
+_WRITER_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+_ROW_HASH = "SELECT hash FROM ka_audit WHERE seq = ?"
+_AFTER_HEAD = (
+    "SELECT seq, at, actor, action, subject, details FROM ka_audit WHERE seq > ? "
+    "ORDER BY seq LIMIT ?"
+)
+_INSERT_ROW = (
+    "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SEAL_ROW = "UPDATE ka_audit SET prev_hash = ?, hash = ? WHERE seq = ?"
+_MOVE_HEAD = "UPDATE ka_audit_head SET seq = ?, hash = ? WHERE id = 1"
+
+
+def _q(text: str, postgres: bool) -> str:
+    return text.replace("?", "%s") if postgres else text
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """Where ``seal`` left the head; ``waiting_on``: a seq still being written (PostgreSQL),
+    which sealing stopped before."""
+
+    head_seq: int
+    head_hash: str
+    waiting_on: int | None = None
+
+
+class Unsealable(Exception):
+    """A row after the head cannot be read, so nothing after it can be chained."""
+
+
+def seal(cur: Any, *, postgres: bool, batch: int = 500) -> Sealed:
+    """Chain the rows after the head, in seq order, inside the caller's transaction, and move
+    the head. The one place hashes are computed for rows written to the database.
+
+    Takes the head row's lock (PostgreSQL ``FOR UPDATE``; on SQLite the caller holds the
+    write lock). A seq with no row is a gap: on PostgreSQL, while its writer still holds the
+    advisory lock (``SEAL_LOCK_CLASS``, seq) the seal stops before it (``waiting_on``); once
+    the lock is free and the row is still missing, its transaction rolled back and a
+    ``log.skipped`` row takes its place (its writer, if it was only about to insert, then
+    fails on the seq and retries with a new one). On SQLite a gap cannot be being written.
+    """
+    cur.execute(_HEAD_LOCKED if postgres else _HEAD)
+    head_seq, prev = cur.fetchone()
+    head_seq = int(head_seq)
+    waiting: int | None = None
+    while waiting is None:
+        cur.execute(
+            _q(_AFTER_HEAD, postgres),
+            (head_seq, int(batch)),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            break
+        sealed: list[tuple[str, str, int]] = []
+        skipped: list[tuple[Any, ...]] = []
+        seq, reread = head_seq, False
+        for r in rows:
+            while r[0] > seq + 1:  # a gap before this row
+                state = _gap(cur, seq + 1, postgres)
+                if state != "rolled-back":
+                    waiting = seq + 1 if state == "writing" else None
+                    reread = state == "appeared"
+                    break
+                seq += 1
+                digest = recompute(
+                    prev, seq, r[1], "keyadmin", SKIPPED_ACTION, None, SKIPPED_DETAILS
+                )
+                skipped.append((seq, r[1], "keyadmin", SKIPPED_ACTION, None, SKIPPED_DETAILS,
+                                prev, digest))  # fmt: skip
+                prev = digest
+            if waiting is not None or reread:
+                break
+            digest = recompute(prev, r[0], r[1], r[2], r[3], r[4], r[5])
+            if not digest:
+                raise Unsealable(f"log row {r[0]} cannot be read; nothing after it is chained")
+            sealed.append((prev, digest, r[0]))
+            seq, prev = r[0], digest
+        if skipped:
+            cur.executemany(
+                _q(_INSERT_ROW, postgres),
+                skipped,
+            )
+        if sealed:
+            cur.executemany(_q(_SEAL_ROW, postgres), sealed)
+        if seq != head_seq:
+            cur.execute(_q(_MOVE_HEAD, postgres), (seq, prev))
+            head_seq = seq
+        if len(rows) < batch and not reread:
+            break
+    return Sealed(head_seq, prev, waiting)
+
+
+def _gap(cur: Any, seq: int, postgres: bool) -> str:
+    """What a missing seq is: "writing" (its writer holds the lock), "appeared" (committed
+    since the rows were read), or "rolled-back"."""
+    if not postgres:
+        return "rolled-back"  # SQLite: this transaction holds the one write lock
+    cur.execute("SELECT pg_try_advisory_xact_lock_shared(%s, %s)", (SEAL_LOCK_CLASS, seq))
+    if not cur.fetchone()[0]:
+        return "writing"
+    cur.execute("SELECT 1 FROM ka_audit WHERE seq = %s", (seq,))  # a new snapshot
+    return "appeared" if cur.fetchone() else "rolled-back"
+
+
+def wait_for_writer(cur: Any, seq: int) -> None:
+    """PostgreSQL: wait until the transaction writing row ``seq`` has ended."""
+    cur.execute(
+        "SELECT pg_advisory_lock_shared(%s, %s), pg_advisory_unlock_shared(%s, %s)",
+        (SEAL_LOCK_CLASS, seq, SEAL_LOCK_CLASS, seq),
+    )
+    cur.fetchone()
 
 
 def check_writable(url: str) -> None:
@@ -224,7 +389,24 @@ def verify(
         "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit "
         "ORDER BY seq"
     )
+    unsealed = 0
     for r in result:
+        if unsealed or (
+            expected_seq == head.seq + 1
+            and isinstance(r.seq, int)
+            and r.seq > head.seq
+            and r.prev_hash == UNSEALED
+            and r.hash == UNSEALED
+        ):
+            # The unsealed tail: the rows after the head (a seq still being written may be
+            # missing between them), none of them sealed.
+            if r.prev_hash != UNSEALED or r.hash != UNSEALED:
+                problem = (r.seq, f"row {r.seq} is sealed after an unsealed row (inserted)")
+                return LogVerification(False, checked, head.seq, head.hash, *problem)
+            if rows is not None:
+                rows.append((r.seq, r.action, r.subject, r.details))
+            unsealed += 1
+            continue
         if not isinstance(r.seq, int) or isinstance(r.seq, bool):
             problem = (expected_seq, f"row {expected_seq} was edited (its seq is {r.seq!r})")
         elif r.seq != expected_seq:
@@ -267,7 +449,7 @@ def verify(
             f"the log ends at row {checked} but its head says row {head.seq} "
             "(rows were deleted from the end, or the head was edited)",
         )
-    return LogVerification(True, checked, head.seq, head.hash)
+    return LogVerification(True, checked, head.seq, head.hash, unsealed=unsealed)
 
 
 def record(

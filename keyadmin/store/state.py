@@ -173,6 +173,7 @@ def check_bound(
     change_seq: int,
     log_row: tuple[Any, ...] | None,
     next_prev_hash: Any,
+    head_seq: int | None = None,
 ) -> dict[str, Any]:
     """Refuse a credential row that differs from its state in the log row ``change_seq``;
     return that state.
@@ -180,18 +181,27 @@ def check_bound(
     ``log_row`` is (seq, at, actor, action, subject, details, prev_hash, hash) of that row;
     ``next_prev_hash`` the following row's prev_hash (None when it is the newest row). The
     row's hash is recomputed from its fields and must link to the next row, so an edit of
-    the state in the log row alone is refused too.
+    the state in the log row alone is refused too. ``head_seq``, when given, is the log
+    head's seq: a row after it is not sealed yet (audit.seal) and only its state is checked.
     """
     if log_row is None or change_seq <= 0:
         raise NotBound(
             f"the log has no record of this credential's state (change_seq {change_seq})"
         )
     seq, at, actor, action, subject, details, prev_hash, stored_hash = log_row
-    digest = audit.recompute(prev_hash, seq, at, actor, action, subject, details)
-    if not audit.same(stored_hash, digest) or (
-        next_prev_hash is not None and not audit.same(next_prev_hash, digest)
-    ):
-        raise NotBound(f"log row {seq}, which records this credential, was edited")
+    if head_seq is not None and seq > head_seq:
+        # Written, not sealed yet (PostgreSQL: a step-up between its commit and its seal):
+        # there is no hash to check yet, only the state it records.
+        if prev_hash != audit.UNSEALED or stored_hash != audit.UNSEALED:
+            raise NotBound(f"log row {seq}, which records this credential, was edited")
+    else:
+        digest = audit.recompute(prev_hash, seq, at, actor, action, subject, details)
+        if not audit.same(stored_hash, digest) or (
+            next_prev_hash is not None
+            and not (next_prev_hash == audit.UNSEALED and head_seq == seq)
+            and not audit.same(next_prev_hash, digest)
+        ):
+            raise NotBound(f"log row {seq}, which records this credential, was edited")
     try:
         recorded = json.loads(details)
     except (TypeError, ValueError):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +95,8 @@ class CredentialData(NamedTuple):
     #: hash) and the next row's prev_hash: what ``state.check_bound`` checks the row against
     log_row: tuple[Any, ...] | None
     next_prev_hash: Any
+    #: the log head's seq (rows after it are written but not sealed yet)
+    head_seq: int
 
 
 class FinishContext(NamedTuple):
@@ -116,17 +119,6 @@ class _Write(NamedTuple):
     details_text: str
 
 
-def _audit_row(w: _Write, seq: int, prev_hash: str, at_text: str, at_value: Any) -> dict:
-    """The ``stepup.ok`` audit row's parameters, hashed as ``audit.append`` hashes a row."""
-    digest = audit.row_hash_text(
-        prev_hash, seq, at_text, w.actor, "stepup.ok", w.subject, w.details_text
-    )
-    return {
-        "seq": seq, "at": at_value, "actor": w.actor, "action": "stepup.ok",
-        "subject": w.subject, "details": w.details_text, "prev": prev_hash, "hash": digest,
-    }  # fmt: skip
-
-
 class CommitOutcome(Enum):
     OK = "ok"
     CHALLENGE_GONE = "challenge-gone"  # used meanwhile (a replay lost the race) or expired
@@ -135,8 +127,9 @@ class CommitOutcome(Enum):
 
 # ----------------------------------------------------------------------------- raw DBAPI access
 @contextmanager
-def _database_errors() -> Iterator[None]:
-    """A failure of the database driver becomes DatabaseError (nothing was stored)."""
+def _database_errors(stored: int | None = None) -> Iterator[None]:
+    """A failure of the database driver becomes DatabaseError (nothing was stored, or with
+    ``stored``: the step-up was, its log row ``stored`` is not sealed yet)."""
     try:
         yield
     except DatabaseError:
@@ -144,6 +137,12 @@ def _database_errors() -> Iterator[None]:
     except Exception as e:
         mod = type(e).__module__ or ""
         if mod.startswith(("sqlite3", "psycopg", "sqlalchemy")):
+            if stored is not None:
+                raise DatabaseError(
+                    f"the step-up is stored but the registry database failed while its log "
+                    f"row {stored} was being sealed ({type(e).__name__})",
+                    hint="the next write to the log seals it; run: keyadmin log verify",
+                ) from e
             raise DatabaseError(
                 f"the registry database refused the step-up; nothing was stored "
                 f"({type(e).__name__})",
@@ -195,9 +194,9 @@ class _Raw:
 
 
 @contextmanager
-def _transaction(raw: _Raw, *, write: bool) -> Iterator[_Raw]:
+def _transaction(raw: _Raw, *, write: bool, stored: int | None = None) -> Iterator[_Raw]:
     """One transaction on ``raw``'s connection; rolled back unless the body commits."""
-    with _database_errors():
+    with _database_errors(stored):
         raw.finished = False
         if not raw.postgres:
             raw.cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -337,37 +336,84 @@ class FinishConnection:
         return self._commit_postgres(w) if self.postgres else self._commit_sqlite(w)
 
     def _commit_postgres(self, w: _Write) -> tuple[CommitOutcome, int | None, str | None]:
-        """Two statements and COMMIT. The first takes the challenge and compare-and-sets the
-        counter (lock order as everywhere else: challenge, credential). The second takes the
-        audit head, appends the row, whose seq and hash the server computes under the head's
-        lock, and stamps change_seq; it is pipelined with COMMIT, so the one lock every
-        step-up shares is held for that statement and the commit, not for round trips."""
-        with _transaction(self.raw, write=True) as r:
-            now = r.time(w.at)
-            taken, cas = r.execute(
-                _TAKE_AND_CAS_STRICT_PG if w.counter_checked else _TAKE_AND_CAS_ZERO_PG,
-                {"now": now, "cid": w.challenge_id, "new": w.new_count,
-                 "id": w.credential_row_id},
-            ).fetchone()  # fmt: skip
-            if taken != 1:
-                r.rollback()
-                return CommitOutcome.CHALLENGE_GONE, None, None
-            if cas != 1:
-                r.rollback()
-                return CommitOutcome.COUNTER_REFUSED, None, None
-            before, after = audit.body_parts(
-                audit.utc_text(w.at), w.actor, "stepup.ok", w.subject, w.details_text
+        """ONE statement takes the challenge, compare-and-sets the counter (lock order as
+        everywhere: challenge, then credential), takes the change's seq from the sequence
+        (stamped as ``change_seq``) and inserts the row unsealed; then COMMIT. No lock shared
+        with other credentials' step-ups is held across the commit: the row is chained by
+        ``_seal`` afterwards, before this returns."""
+        from psycopg import errors as pg_errors
+
+        conn = self._conn.dbapi_connection  # psycopg's own connection
+        params = {"now": w.at, "cid": w.challenge_id, "new": w.new_count,
+                  "id": w.credential_row_id, "details": w.details_text, "actor": w.actor,
+                  "subject": w.subject, "lock": audit.SEAL_LOCK_CLASS}  # fmt: skip
+        sql = self.raw.sql(_WRITE_STRICT_PG if w.counter_checked else _WRITE_ZERO_PG)
+        for attempt in range(3):
+            with _transaction(self.raw, write=True) as r:
+                try:
+                    with conn.pipeline():  # BEGIN and the statement: one round trip
+                        taken, cas, seq = r.cur.execute(sql, params).fetchone()
+                except pg_errors.UniqueViolation:
+                    # A sealer filled this seq as rolled back while the statement was between
+                    # taking it and locking it: nothing was written; again with a new seq.
+                    r.rollback()
+                    if attempt == 2:
+                        raise
+                    continue
+                if taken != 1:
+                    r.rollback()
+                    return CommitOutcome.CHALLENGE_GONE, None, None
+                if cas != 1:
+                    r.rollback()
+                    return CommitOutcome.COUNTER_REFUSED, None, None
+            break
+        digest = self._seal(int(seq), w)
+        return CommitOutcome.OK, int(seq), digest
+
+    def _seal(self, seq: int, w: _Write) -> str:
+        """Wait until row ``seq`` (this step-up's, committed) is chained, sealing it (and
+        every row before it) ourselves unless another step-up did; then check that the
+        row holds what this step-up wrote. Sealing is redone identically if lost, so its
+        commit does not wait for the disk (``synchronous_commit = off``)."""
+        conn = self._conn.dbapi_connection
+        cur = self.raw.cur
+        deadline = time.monotonic() + 30.0
+        with _database_errors(stored=seq):
+            while True:
+                conn.autocommit = True
+                try:  # sealed already? (no lock)
+                    row = self.raw.execute(_MY_ROW_PG, {"seq": seq}).fetchone()
+                finally:
+                    conn.autocommit = False
+                if row is not None and row[0] >= seq:
+                    break
+                with _transaction(self.raw, write=True, stored=seq):
+                    with conn.pipeline():
+                        cur.execute("SET LOCAL synchronous_commit = off")
+                        sealed = audit.seal(cur, postgres=True)
+                if sealed.head_seq >= seq:
+                    continue  # read the row as sealed
+                if time.monotonic() > deadline:
+                    raise DatabaseError(
+                        f"the log could not be sealed up to row {seq} within 30 s (row "
+                        f"{sealed.waiting_on} is still being written)",
+                        hint="the step-up is stored; its log row is sealed by the next write",
+                    )
+                if sealed.waiting_on is not None:
+                    conn.autocommit = True
+                    try:
+                        audit.wait_for_writer(cur, sealed.waiting_on)
+                    finally:
+                        conn.autocommit = False
+        _, prev, digest, at, actor, action, subject, details = row
+        expected = audit.row_hash(prev, seq, w.at, w.actor, "stepup.ok", w.subject, w.details_text)
+        if (actor, action, subject, details) != (w.actor, "stepup.ok", w.subject,
+            w.details_text) or not audit.same(digest, expected) or at != w.at:  # fmt: skip
+            raise DatabaseError(
+                f"log row {seq}, written by this step-up, was changed before it was sealed",
+                hint="the registry is being edited outside keyadmin: run keyadmin log verify",
             )
-            params = {"before": before, "after": after, "at": now, "actor": w.actor,
-                      "subject": w.subject, "details": w.details_text,
-                      "id": w.credential_row_id}  # fmt: skip
-            conn = getattr(r.conn, "dbapi_connection", r.conn)  # psycopg's own connection
-            with conn.pipeline():
-                cur = r.execute(_APPEND_AND_STAMP_PG, params)
-                conn.commit()
-            r.finished = True
-            seq, digest = cur.fetchone()
-            return CommitOutcome.OK, int(seq), str(digest)
+        return str(digest)
 
     def _commit_sqlite(self, w: _Write) -> tuple[CommitOutcome, int | None, str | None]:
         """BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
@@ -387,8 +433,7 @@ class FinishConnection:
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.CHALLENGE_GONE, None, None
-                prev_seq, prev_hash = cur.execute(_HEAD).fetchone()
-                seq = int(prev_seq) + 1
+                seq = int(cur.execute(_HEAD).fetchone()[0]) + 1
                 cur.execute(
                     _CAS_STRICT_SEQ if w.counter_checked else _CAS_ZERO_SEQ,
                     {"new": w.new_count, "now": now, "id": w.credential_row_id, "seq": seq},
@@ -396,9 +441,10 @@ class FinishConnection:
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.COUNTER_REFUSED, None, None
-                row = _audit_row(w, seq, prev_hash, at_text, now)
-                cur.execute(_INSERT_AUDIT, row)
-                cur.execute(_SET_HEAD, {"seq": seq, "hash": row["hash"]})
+                cur.execute(_INSERT_AUDIT, {"seq": seq, "at": now, "actor": w.actor,
+                            "action": "stepup.ok", "subject": w.subject,
+                            "details": w.details_text, "prev": "", "hash": ""})  # fmt: skip
+                sealed = audit.seal(cur, postgres=False)
                 cur.execute("COMMIT")
             except BaseException:
                 if self._conn is not None and self._conn.in_transaction:
@@ -407,7 +453,7 @@ class FinishConnection:
             finally:
                 if path is not None:
                     writer_unlock(path)
-        return CommitOutcome.OK, seq, row["hash"]
+        return CommitOutcome.OK, seq, sealed.head_hash
 
 
 # ----------------------------------------------------------------------------- challenges
@@ -533,7 +579,7 @@ _CONTEXT = (
     "(SELECT count(*) FROM ka_stepup_failure g WHERE g.credential_id = :cid "
     "AND g.at >= :since), "
     "k.change_seq, a.seq, a.at, a.actor, a.action, a.subject, a.details, a.prev_hash, a.hash, "
-    "n.prev_hash "
+    "n.prev_hash, (SELECT seq FROM ka_audit_head WHERE id = 1) "
     "FROM (SELECT 1 AS one) AS o "
     "LEFT JOIN ka_challenge c ON c.id = :id "
     "LEFT JOIN ka_user u ON u.id = c.user_id "
@@ -575,6 +621,7 @@ def _context(row: Any) -> FinishContext:
             change_seq=int(row[23] or 0),
             log_row=tuple(row[24:32]) if row[24] is not None else None,
             next_prev_hash=row[32],
+            head_seq=int(row[33]),
         )
     if challenge is None:  # the counts are of the challenge's user; none without one
         return FinishContext(None, credential, 0, 0)
@@ -607,30 +654,28 @@ _CAS_ZERO_SEQ = (
     "UPDATE ka_credential SET sign_count = :new, last_used_at = :now, updated_at = :now, "
     "change_seq = :seq WHERE id = :id AND status = 'active' AND sign_count = 0 AND :new = 0"
 )
-#: PostgreSQL: take the challenge and compare-and-set the counter in one statement; the
-#: credential is updated only when the challenge was taken (``FROM t``).
-_TAKE_AND_CAS_PG = (
+#: PostgreSQL: the whole write of a step-up in one statement. The challenge is taken only
+#: while unused and unexpired; the credential is updated only when it was (``FROM t``) and
+#: its guard holds, and only then takes its seq (``nextval`` in its SET); the writer's
+#: advisory lock on that seq is taken before the row is inserted (``LATERAL``), so a sealer
+#: never mistakes it for a rolled-back seq while it is being written.
+_WRITE_PG = (
     "WITH t AS (UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
     "WHERE id = :cid AND used_at IS NULL AND expires_at > :now RETURNING id), "
-    "c AS (UPDATE ka_credential k SET sign_count = :new, last_used_at = :now, updated_at = :now "
-    "FROM t WHERE k.id = :id AND k.status = 'active' AND {guard} RETURNING k.id) "
-    "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM c)"
-)
-_TAKE_AND_CAS_STRICT_PG = _TAKE_AND_CAS_PG.format(guard="k.sign_count < :new")
-_TAKE_AND_CAS_ZERO_PG = _TAKE_AND_CAS_PG.format(guard="k.sign_count = 0 AND :new = 0")
-#: PostgreSQL: the head (locked; under READ COMMITTED ``old`` is its newest version), the
-#: audit row hashed by the server exactly as ``audit.row_hash_text`` hashes it, the new head
-#: and change_seq, in one statement.
-_APPEND_AND_STAMP_PG = (
-    "WITH old AS (SELECT seq, hash FROM ka_audit_head WHERE id = 1 FOR UPDATE), "
-    "h AS (UPDATE ka_audit_head SET seq = old.seq + 1, hash = encode(sha256(convert_to("
-    "old.hash || chr(10) || :before || CAST(old.seq + 1 AS text) || :after, 'UTF8')), 'hex') "
-    "FROM old WHERE ka_audit_head.id = 1 "
-    "RETURNING ka_audit_head.seq AS seq, old.hash AS prev, ka_audit_head.hash AS hash), "
+    "c AS (UPDATE ka_credential k SET sign_count = :new, last_used_at = :now, "
+    "updated_at = :now, change_seq = nextval('ka_audit_seq_next') "
+    "FROM t WHERE k.id = :id AND k.status = 'active' AND {guard} RETURNING k.change_seq), "
     "a AS (INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
-    "SELECT h.seq, :at, :actor, 'stepup.ok', :subject, :details, h.prev, h.hash FROM h) "
-    "UPDATE ka_credential SET change_seq = h.seq FROM h WHERE ka_credential.id = :id "
-    "RETURNING h.seq, h.hash"
+    "SELECT c.change_seq, :now, :actor, 'stepup.ok', :subject, :details, '', '' "
+    "FROM c, LATERAL (SELECT pg_advisory_xact_lock(:lock, c.change_seq)) AS l RETURNING seq) "
+    "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM c), (SELECT max(seq) FROM a)"
+)
+_WRITE_STRICT_PG = _WRITE_PG.format(guard="k.sign_count < :new")
+_WRITE_ZERO_PG = _WRITE_PG.format(guard="k.sign_count = 0 AND :new = 0")
+#: PostgreSQL: the head's seq and the row of one seq
+_MY_ROW_PG = (
+    "SELECT h.seq, a.prev_hash, a.hash, a.at, a.actor, a.action, a.subject, a.details "
+    "FROM ka_audit_head h LEFT JOIN ka_audit a ON a.seq = :seq WHERE h.id = 1"
 )
 _INSERT_AUDIT = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
@@ -638,7 +683,6 @@ _INSERT_AUDIT = (
 )
 #: ``audit._canonical``: sorted keys, no spaces, UTF-8 kept (one encoder, made once).
 _DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_SET_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
 
 
 def commit_success(
