@@ -12,9 +12,11 @@ fresh processes; each warms up, waits for a common start time, then times every
 PostgreSQL at 16 workers at least the 2-worker throughput with p99 under 20 ms; SQLite p99
 under 10 ms at 4 processes.
 
-Workers sharing credentials are not measured: one physical key cannot sign two assertions
-at once, and two finishes for one credential racing each other is, by design, one accepted
-and one counter violation (the race tests in tests/integration/test_stepup_race.py).
+Two scenarios: ``distinct`` (each worker its own credential) and ``shared`` (all workers on
+the same 4 credentials). A counting key's assertions racing each other is, by design, one
+accepted and one counter violation (tests/integration/test_stepup_race.py), so the shared
+credentials are ones that never count (counter 0 under ``counter = "allow-zero"``, as synced
+passkeys send): every finish still compare-and-sets the same 4 credential rows.
 """
 
 from __future__ import annotations
@@ -39,10 +41,20 @@ sys.path.insert(0, str(REPO / "bench"))
 WARMUP = 20
 
 
-def _policy(tmp: Path) -> Any:
+SHARED = 4  # credentials every worker uses in the shared scenario
+
+
+def _policy(tmp: Path, *, allow_zero: bool = False) -> Any:
     from bench_stepup import _policy as base
 
-    return base(tmp)
+    policy = base(tmp)
+    if not allow_zero:
+        return policy
+    from keyadmin.policy.loader import load_policy
+
+    text = policy.path.read_text().replace('counter = "strict"', 'counter = "allow-zero"')
+    (tmp / "policy-allow-zero.toml").write_text(text)
+    return load_policy(tmp / "policy-allow-zero.toml")
 
 
 def _register(db_url: str, policy: Any, user_name: str) -> tuple[Any, bytes]:
@@ -74,7 +86,9 @@ def _register(db_url: str, policy: Any, user_name: str) -> tuple[Any, bytes]:
     return key, cred_id
 
 
-def _jobs(db_url: str, policy: Any, user: str, key: Any, cred_id: bytes, n: int) -> list[Any]:
+def _jobs(
+    db_url: str, policy: Any, user: str, key: Any, cred_id: bytes, n: int, *, zero: bool = False
+) -> list[Any]:
     from bench_stepup import ACTION
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -90,7 +104,7 @@ def _jobs(db_url: str, policy: Any, user: str, key: Any, cred_id: bytes, n: int)
         cd = json.dumps(
             {"type": "webauthn.get", "challenge": encode_url(ch.challenge), "origin": ch.origin}
         ).encode()
-        ad = rp_hash + bytes([0x05]) + (i + 1).to_bytes(4, "big")
+        ad = rp_hash + bytes([0x05]) + (0 if zero else i + 1).to_bytes(4, "big")
         sig = key.sign(ad + hashlib.sha256(cd).digest(), ec.ECDSA(hashes.SHA256()))
         out.append([ch.challenge_id, Assertion(cred_id, cd, ad, sig, None).to_json()])
     return out
@@ -122,15 +136,22 @@ def worker(job_file: Path) -> int:
     return 0
 
 
-def run_config(db_url: str, tmp: Path, workers: int, finishes: int, env: dict[str, str]) -> Any:
-    policy = _policy(tmp)
+def run_config(
+    db_url: str, tmp: Path, workers: int, finishes: int, env: dict[str, str], shared: bool
+) -> Any:
+    policy = _policy(tmp, allow_zero=shared)
     per = max(1, finishes // workers)
     files = []
+    owners = [(f"bench-s{c}-{os.urandom(3).hex()}",) for c in range(SHARED)] if shared else []
+    creds = [(u[0], *_register(db_url, policy, u[0])) for u in owners]
     for w in range(workers):
-        user = f"bench-w{w}-{os.urandom(3).hex()}"
-        key, cred_id = _register(db_url, policy, user)
-        spec = {"db": db_url, "policy": str(policy.path), "start": 0.0,
-                "jobs": _jobs(db_url, policy, user, key, cred_id, per + WARMUP)}  # fmt: skip
+        if shared:
+            user, key, cred_id = creds[w % SHARED]
+        else:
+            user = f"bench-w{w}-{os.urandom(3).hex()}"
+            key, cred_id = _register(db_url, policy, user)
+        jobs = _jobs(db_url, policy, user, key, cred_id, per + WARMUP, zero=shared)
+        spec = {"db": db_url, "policy": str(policy.path), "start": 0.0, "jobs": jobs}
         f = tmp / f"w{workers}-{w}.json"
         f.write_text(json.dumps(spec))
         files.append(f)
@@ -167,6 +188,7 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2,4,8,16")
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--scenarios", default="distinct,shared")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -189,16 +211,20 @@ def main() -> int:
             server = PrivatePostgres(pg_dir, fsync=True)
             server.start()
             backends.append(("postgresql-fsync-on", lambda _w: server.create_database()))
+        scenarios = args.scenarios.split(",")
         for name, make_url in backends:
-            rows = []
-            for w in counts:
-                url = make_url(w)
-                rows.append(run_config(url, tmp, w, args.finishes, env))
-                r = rows[-1]
-                print(f"{name:<20} {w:>2} workers: {r['per_second']:7.0f}/s  p50 "
-                      f"{r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  max "
-                      f"{r['max_ms']:6.1f} ms", flush=True)  # fmt: skip
-            results["backends"][name] = rows
+            for scenario in scenarios:
+                rows = []
+                for w in counts:
+                    url = make_url(f"{scenario}-{w}")
+                    rows.append(
+                        run_config(url, tmp, w, args.finishes, env, shared=scenario == "shared")
+                    )
+                    r = rows[-1]
+                    print(f"{name:<20} {scenario:<8} {w:>2} workers: {r['per_second']:7.0f}/s  "
+                          f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  max "
+                          f"{r['max_ms']:6.1f} ms", flush=True)  # fmt: skip
+                results["backends"][f"{name} {scenario}"] = rows
         print(f"raw ECDSA P-256 verify: {results['raw_ecdsa_per_second']:,.0f}/s (one core)")
         if args.json:
             print(json.dumps(results, indent=2))
