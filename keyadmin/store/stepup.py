@@ -4,28 +4,26 @@ Two paths, on purpose:
 
 * The hot path, ``FinishConnection``: ONE DBAPI connection for a whole ``finish`` (on
   SQLite the thread's own ``db.hot_sqlite_connection``, on PostgreSQL a pooled one).
-  ``load_context`` reads the challenge, its user, the credential and both failure counts
-  in ONE statement (one snapshot). ``commit_success`` then runs ONE transaction: consume
-  the challenge (``used_at IS NULL`` guard), compare-and-set the counter
-  (``sign_count < :new`` guard, ``status = 'active'``), append the audit row and stamp
-  ``change_seq`` with its seq. Either guard changing no row rolls the whole transaction
-  back and tells the caller which guard refused. The module-level ``load_context`` and
-  ``commit_success`` do the same on a connection of their own.
+  ``load_context`` reads the challenge, its user, the credential, its log row and both
+  failure counts in ONE statement (one snapshot). ``commit_success`` then writes in ONE
+  transaction: consume the challenge (``used_at IS NULL`` guard), compare-and-set the
+  counter (``sign_count < :new`` guard, ``status = 'active'``), take the change's seq
+  (stamped as ``change_seq``) and insert its log row unsealed. Either guard changing no row
+  rolls the whole transaction back and tells the caller which guard refused. The row is
+  chained by ``audit.seal`` (on SQLite inside the same transaction; on PostgreSQL right after
+  the commit, before ``commit_success`` returns: docs/architecture.md, "The log").
 * ``record_refusal`` is the slow path, through the ORM session of ``db.transaction``:
   it consumes the challenge (when the attempt reached a live one), stores the failure,
   quarantines on a counter violation (``registry.change_status``, which stamps
-  ``change_seq``) and writes the audit row, all in one transaction.
+  ``change_seq``) and writes the audit row (``audit.append``), all in one transaction.
 
 SQLite: writers serialise on ``BEGIN IMMEDIATE`` (one lock for the whole database, so the
 audit head is read first and its seq + 1 is set as ``change_seq`` by the compare-and-set
-itself). PostgreSQL: the reads run in a REPEATABLE READ READ ONLY transaction; the commit
-(READ COMMITTED) takes its row locks in the order every writer uses (challenge, credential,
-then the audit head FOR UPDATE) and stamps ``change_seq`` after the head. A second
-UPDATE of the same row waits for the first to commit, then re-checks its WHERE clause
-against the committed row, so of N concurrent compare-and-sets exactly one changes a row.
-
-Audit rows written here use ``keyadmin.store.audit.row_hash`` and the head row exactly as
-``audit.append`` does (``audit.verify`` checks them like any other row).
+itself). PostgreSQL: the read is one autocommit statement (one snapshot); the write takes
+its row locks in the order every writer uses (challenge, then credential) and its seq from
+the sequence ``ka_audit_seq_next``. A second UPDATE of the same row waits for the first to
+commit, then re-checks its WHERE clause against the committed row, so of N concurrent
+compare-and-sets exactly one changes a row.
 """
 
 from __future__ import annotations
@@ -628,16 +626,6 @@ def _context(row: Any) -> FinishContext:
     return FinishContext(challenge, credential, int(row[22]), int(row[21]))
 
 
-def load_context(
-    url: str, *, challenge_id: str, credential_id: bytes, failures_since: datetime
-) -> FinishContext:
-    """Everything ``finish`` checks before the write, read in one statement (one snapshot)."""
-    with FinishConnection(url) as fc:
-        return fc.load_context(
-            challenge_id=challenge_id, credential_id=credential_id, failures_since=failures_since
-        )
-
-
 # ----------------------------------------------------------------------------- the hot path
 _HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
 #: Single use: the challenge is taken only while unused and unexpired.
@@ -683,32 +671,6 @@ _INSERT_AUDIT = (
 )
 #: ``audit._canonical``: sorted keys, no spaces, UTF-8 kept (one encoder, made once).
 _DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def commit_success(
-    url: str,
-    *,
-    challenge_id: str,
-    credential_row_id: int,
-    new_count: int,
-    counter_checked: bool,
-    at: datetime,
-    actor: str,
-    subject: str,
-    details: dict[str, Any],
-) -> tuple[CommitOutcome, int | None, str | None]:
-    """``FinishConnection.commit_success`` on a connection of its own."""
-    with FinishConnection(url) as fc:
-        return fc.commit_success(
-            challenge_id=challenge_id,
-            credential_row_id=credential_row_id,
-            new_count=new_count,
-            counter_checked=counter_checked,
-            at=at,
-            actor=actor,
-            subject=subject,
-            details=details,
-        )
 
 
 # ----------------------------------------------------------------------------- the slow path
