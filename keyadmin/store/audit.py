@@ -218,7 +218,7 @@ class Unsealable(Exception):
     """A row after the head cannot be read, so nothing after it can be chained."""
 
 
-def seal(cur: Any, *, postgres: bool, batch: int = 500) -> Sealed:
+def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500) -> Sealed:
     """Chain the rows after the head, in seq order, inside the caller's transaction, and move
     the head. The one place hashes are computed for rows written to the database.
 
@@ -228,11 +228,14 @@ def seal(cur: Any, *, postgres: bool, batch: int = 500) -> Sealed:
     the lock is free and the row is still missing, its transaction rolled back and a
     ``log.skipped`` row takes its place (its writer, if it was only about to insert, then
     fails on the seq and retries with a new one). On SQLite a gap cannot be being written.
+    With ``upto``, a head already at or past it is left as it is.
     """
     cur.execute(_HEAD_LOCKED if postgres else _HEAD)
     head_seq, prev = cur.fetchone()
     head_seq = int(head_seq)
     waiting: int | None = None
+    if upto is not None and head_seq >= upto:  # sealed already (by another writer)
+        return Sealed(head_seq, prev)
     while waiting is None:
         cur.execute(
             _q(_AFTER_HEAD, postgres),

@@ -378,19 +378,17 @@ class FinishConnection:
         deadline = time.monotonic() + 30.0
         with _database_errors(stored=seq):
             while True:
-                conn.autocommit = True
-                try:  # sealed already? (no lock)
-                    row = self.raw.execute(_MY_ROW_PG, {"seq": seq}).fetchone()
-                finally:
-                    conn.autocommit = False
-                if row is not None and row[0] >= seq:
-                    break
-                with _transaction(self.raw, write=True, stored=seq):
-                    with conn.pipeline():
+                with _transaction(self.raw, write=True, stored=seq) as r:
+                    with conn.pipeline():  # BEGIN, SET and the head's lock: one round trip
                         cur.execute("SET LOCAL synchronous_commit = off")
-                        sealed = audit.seal(cur, postgres=True)
-                if sealed.head_seq >= seq:
-                    continue  # read the row as sealed
+                        sealed = audit.seal(cur, postgres=True, upto=seq)
+                        if sealed.head_seq >= seq:  # the row, and COMMIT: one round trip
+                            mine = r.execute(_MY_ROW_PG, {"seq": seq})
+                            conn.commit()
+                            r.finished = True
+                    row = mine.fetchone() if sealed.head_seq >= seq else None
+                if row is not None:
+                    break
                 if time.monotonic() > deadline:
                     raise DatabaseError(
                         f"the log could not be sealed up to row {seq} within 30 s (row "
@@ -660,10 +658,10 @@ _WRITE_PG = (
 )
 _WRITE_STRICT_PG = _WRITE_PG.format(guard="k.sign_count < :new")
 _WRITE_ZERO_PG = _WRITE_PG.format(guard="k.sign_count = 0 AND :new = 0")
-#: PostgreSQL: the head's seq and the row of one seq
+#: PostgreSQL: one row of the log
 _MY_ROW_PG = (
-    "SELECT h.seq, a.prev_hash, a.hash, a.at, a.actor, a.action, a.subject, a.details "
-    "FROM ka_audit_head h LEFT JOIN ka_audit a ON a.seq = :seq WHERE h.id = 1"
+    "SELECT seq, prev_hash, hash, at, actor, action, subject, details FROM ka_audit "
+    "WHERE seq = :seq"
 )
 _INSERT_AUDIT = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
