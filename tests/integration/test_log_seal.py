@@ -108,7 +108,7 @@ def test_a_step_up_commits_while_another_writer_holds_the_log_head(lab: Lab) -> 
         # committed; its seal then waits for this writer, which it must not chain past.
         assert _until(lambda: _counter(lab, "bob") > before), "the commit waited for the head"
         time.sleep(0.3)
-        assert t.is_alive() and not out, "finish returned before its row could be sealed"
+        assert t.is_alive() and not out, f"finish returned before its row could be sealed: {out}"
     t.join(30)
     assert "result" in out, out
     chain, replay = _verify(lab.db_url)
