@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring as _json_str
 from typing import Any
 
+from keyadmin.store.db import DatabaseError
+
 GENESIS = "0" * 64
 #: ``prev_hash`` and ``hash`` of a row written but not sealed yet
 UNSEALED = ""
@@ -189,7 +191,7 @@ _NEXT_SEQ = "SELECT nextval('ka_audit_seq_next')"
 _WRITER_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 _ROW_HASH = "SELECT hash FROM ka_audit WHERE seq = ?"
 _AFTER_HEAD = (
-    "SELECT seq, at, actor, action, subject, details FROM ka_audit WHERE seq > ? "
+    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit WHERE seq > ? "
     "ORDER BY seq LIMIT ?"
 )
 _INSERT_ROW = (
@@ -214,8 +216,9 @@ class Sealed:
     waiting_on: int | None = None
 
 
-class Unsealable(Exception):
-    """A row after the head cannot be read, so nothing after it can be chained."""
+class Unsealable(DatabaseError):
+    """A row after the head cannot be chained: unreadable, or sealed already (the head was
+    moved back over it). Nothing after it is chained until someone looks (log verify)."""
 
 
 def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500) -> Sealed:
@@ -244,6 +247,13 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
         rows = cur.fetchall()
         if not rows:
             break
+        for r in rows:
+            if r[6] != UNSEALED or r[7] != UNSEALED:
+                raise Unsealable(
+                    f"log row {r[0]} comes after the log's head but is sealed already: the "
+                    "head was moved back (the log was edited); nothing more is written to it",
+                    hint="run: keyadmin log verify",
+                )
         sealed: list[tuple[str, str, int]] = []
         skipped: list[tuple[Any, ...]] = []
         seq, reread = head_seq, False
@@ -265,7 +275,10 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
                 break
             digest = recompute(prev, r[0], r[1], r[2], r[3], r[4], r[5])
             if not digest:
-                raise Unsealable(f"log row {r[0]} cannot be read; nothing after it is chained")
+                raise Unsealable(
+                    f"log row {r[0]} cannot be read; nothing after it is chained",
+                    hint="run: keyadmin log verify",
+                )
             sealed.append((prev, digest, r[0]))
             seq, prev = r[0], digest
         if skipped:

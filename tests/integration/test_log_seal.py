@@ -7,7 +7,9 @@ commits its row unsealed, then seals. What that must and must not allow, on a re
 * a seq whose transaction rolled back becomes a ``log.skipped`` row, and the chain holds;
 * a row left unsealed (its writer stopped after its commit) verifies as "not sealed yet"
   and is sealed by the next write;
-* a step-up whose own row is edited between its commit and its seal is not acknowledged.
+* a step-up whose own row is edited between its commit and its seal is not acknowledged;
+* (both databases) a sealer never re-chains a row that is already sealed: a log row edited and
+  the head moved back before it is refused, not laundered into a consistent chain.
 """
 
 from __future__ import annotations
@@ -22,14 +24,22 @@ from sqlalchemy import text
 
 from tests.integration.test_stepup_support import ACTION, Lab, assertion_for, make_lab
 
-pytestmark = pytest.mark.postgres
-
 USERS = ("alice", "bob")
 
 
 @pytest.fixture
 def lab(tmp_path: Path, pg_url: str) -> Lab:
     return make_lab(tmp_path, pg_url, users=USERS)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_lab(request: Any, tmp_path: Path) -> Lab:
+    url = (
+        f"sqlite:///{tmp_path / 'registry.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    return make_lab(tmp_path, url, users=USERS)
 
 
 def _prepared(lab: Lab, user: str) -> tuple[str, Any]:
@@ -95,6 +105,7 @@ def _until(predicate: Any, seconds: float = 20.0) -> bool:
     return False
 
 
+@pytest.mark.postgres
 def test_a_step_up_commits_while_another_writer_holds_the_log_head(lab: Lab) -> None:
     from keyadmin.store import audit
     from keyadmin.store.db import transaction
@@ -121,6 +132,7 @@ def test_a_step_up_commits_while_another_writer_holds_the_log_head(lab: Lab) -> 
     assert out["result"].audit_seq == chain.head_seq
 
 
+@pytest.mark.postgres
 def test_a_seq_still_being_written_is_waited_for_and_a_rolled_back_one_is_filled(
     lab: Lab,
 ) -> None:
@@ -150,6 +162,7 @@ def test_a_seq_still_being_written_is_waited_for_and_a_rolled_back_one_is_filled
     assert chain.ok and chain.head_seq == gap + 1 and replay.ok, (chain, replay.problems)
 
 
+@pytest.mark.postgres
 def test_an_unsealed_row_verifies_as_pending_and_the_next_write_seals_it(lab: Lab) -> None:
     from keyadmin.stepup import finish
     from keyadmin.store.db import get_engine
@@ -172,6 +185,7 @@ def test_an_unsealed_row_verifies_as_pending_and_the_next_write_seals_it(lab: La
     assert result.audit_seq == head + 2 == chain.head_seq
 
 
+@pytest.mark.postgres
 def test_a_step_up_whose_row_is_edited_before_its_seal_is_not_acknowledged(lab: Lab) -> None:
     from keyadmin.store import audit
     from keyadmin.store.db import DatabaseError, get_engine
@@ -198,3 +212,30 @@ def test_a_step_up_whose_row_is_edited_before_its_seal_is_not_acknowledged(lab: 
     t.join(30)
     assert isinstance(out.get("error"), DatabaseError), out
     assert f"log row {mine}" in str(out["error"]) and "changed" in str(out["error"])
+
+
+def test_a_sealed_row_is_never_sealed_again(any_lab: Lab) -> None:
+    from keyadmin.errors import KeyadminError
+    from keyadmin.stepup import finish
+    from keyadmin.store.db import get_engine
+
+    lab = any_lab
+    head = int(_scalar(lab.db_url, "SELECT seq FROM ka_audit_head"))
+    with get_engine(lab.db_url).begin() as conn:  # edit the newest row, move the head back
+        conn.execute(
+            text("UPDATE ka_audit SET subject = 'mallory' WHERE seq = :s"), {"s": head}
+        )
+        conn.execute(
+            text(
+                "UPDATE ka_audit_head SET seq = :p, "
+                "hash = (SELECT hash FROM ka_audit WHERE seq = :p)"
+            ),
+            {"p": head - 1},
+        )
+    cid, response = _prepared(lab, "alice")
+    with pytest.raises(KeyadminError) as e:
+        finish(lab.db_url, lab.policy, challenge_id=cid, action=ACTION, response=response)
+    if lab.db_url.startswith("postgresql"):  # SQLite: the row's seq is taken (IntegrityError)
+        assert f"log row {head}" in str(e.value) and "sealed" in str(e.value), e.value
+    chain, _ = _verify(lab.db_url)
+    assert not chain.ok, "the edited row was chained again"
