@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring as _json_str
 from typing import Any
 
-from keyadmin.store.db import DatabaseError
+from keyadmin.store.db import DatabaseError, dbapi_sql
 
 GENESIS = "0" * 64
 #: ``prev_hash`` and ``hash`` of a row written but not sealed yet
@@ -145,7 +145,7 @@ def append(
     if postgres:
         cur.execute(_NEXT_SEQ)
         (seq,) = cur.fetchone()
-        cur.execute(_WRITER_LOCK, (SEAL_LOCK_CLASS, seq))
+        cur.execute(_q(_WRITER_LOCK, True), {"cls": SEAL_LOCK_CLASS, "seq": seq})
     else:
         seq = int(head_seq) + 1  # BEGIN IMMEDIATE: no other writer until this one commits
     text = _canonical(details)
@@ -169,7 +169,7 @@ def append(
         if sealed.waiting_on is None:  # not possible: this transaction sees its own row
             raise RuntimeError(f"the log could not be sealed up to row {seq}")
         wait_for_writer(cur, sealed.waiting_on)
-    cur.execute(_q(_ROW_HASH, postgres), (seq,))
+    cur.execute(_q(_ROW_HASH, postgres), {"seq": seq})
     (digest,) = cur.fetchone()
     for obj in list(session.identity_map.values()):  # written behind the ORM's back
         if isinstance(obj, AuditHeadRow | AuditRow):
@@ -184,26 +184,27 @@ def append(
 
 #: PostgreSQL: the sequence the seqs of log rows come from (migration 0005)
 SEQUENCE = "ka_audit_seq_next"
-# The statements (``?`` parameters; ``_q`` gives PostgreSQL's spelling).
+# The statements (``:name`` parameters; ``_q`` gives the driver's spelling).
 _HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
 _HEAD_LOCKED = _HEAD + " FOR UPDATE"
 _NEXT_SEQ = "SELECT nextval('ka_audit_seq_next')"
-_WRITER_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
-_ROW_HASH = "SELECT hash FROM ka_audit WHERE seq = ?"
+_WRITER_LOCK = "SELECT pg_advisory_xact_lock(:cls, :seq)"
+_ROW_HASH = "SELECT hash FROM ka_audit WHERE seq = :seq"
+_TRY_GAP = "SELECT pg_try_advisory_xact_lock_shared(:cls, :seq)"
+_WAIT_WRITER = "SELECT pg_advisory_lock_shared(:cls, :seq), pg_advisory_unlock_shared(:cls, :seq)"
 _AFTER_HEAD = (
-    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit WHERE seq > ? "
-    "ORDER BY seq LIMIT ?"
+    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit "
+    "WHERE seq > :head ORDER BY seq LIMIT :n"
 )
 _INSERT_ROW = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
 )
-_SEAL_ROW = "UPDATE ka_audit SET prev_hash = ?, hash = ? WHERE seq = ?"
-_MOVE_HEAD = "UPDATE ka_audit_head SET seq = ?, hash = ? WHERE id = 1"
+_SEAL_ROW = "UPDATE ka_audit SET prev_hash = :prev, hash = :hash WHERE seq = :seq"
+_MOVE_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
 
 
-def _q(text: str, postgres: bool) -> str:
-    return text.replace("?", "%s") if postgres else text
+_q = dbapi_sql
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
     while waiting is None:
         cur.execute(
             _q(_AFTER_HEAD, postgres),
-            (head_seq, int(batch)),
+            {"head": head_seq, "n": int(batch)},
         )
         rows = cur.fetchall()
         if not rows:
@@ -254,8 +255,8 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
                     "head was moved back (the log was edited); nothing more is written to it",
                     hint="run: keyadmin log verify",
                 )
-        sealed: list[tuple[str, str, int]] = []
-        skipped: list[tuple[Any, ...]] = []
+        sealed: list[dict[str, object]] = []
+        skipped: list[dict[str, object]] = []
         seq, reread = head_seq, False
         for r in rows:
             while r[0] > seq + 1:  # a gap before this row
@@ -268,8 +269,10 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
                 digest = recompute(
                     prev, seq, r[1], "keyadmin", SKIPPED_ACTION, None, SKIPPED_DETAILS
                 )
-                skipped.append((seq, r[1], "keyadmin", SKIPPED_ACTION, None, SKIPPED_DETAILS,
-                                prev, digest))  # fmt: skip
+                skipped.append({"seq": seq, "at": r[1], "actor": "keyadmin",
+                                "action": SKIPPED_ACTION, "subject": None,
+                                "details": SKIPPED_DETAILS, "prev": prev,
+                                "hash": digest})  # fmt: skip
                 prev = digest
             if waiting is not None or reread:
                 break
@@ -279,7 +282,7 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
                     f"log row {r[0]} cannot be read; nothing after it is chained",
                     hint="run: keyadmin log verify",
                 )
-            sealed.append((prev, digest, r[0]))
+            sealed.append({"prev": prev, "hash": digest, "seq": r[0]})
             seq, prev = r[0], digest
         if skipped:
             cur.executemany(
@@ -289,7 +292,7 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
         if sealed:
             cur.executemany(_q(_SEAL_ROW, postgres), sealed)
         if seq != head_seq:
-            cur.execute(_q(_MOVE_HEAD, postgres), (seq, prev))
+            cur.execute(_q(_MOVE_HEAD, postgres), {"seq": seq, "hash": prev})
             head_seq = seq
         if len(rows) < batch and not reread:
             break
@@ -301,19 +304,16 @@ def _gap(cur: Any, seq: int, postgres: bool) -> str:
     since the rows were read), or "rolled-back"."""
     if not postgres:
         return "rolled-back"  # SQLite: this transaction holds the one write lock
-    cur.execute("SELECT pg_try_advisory_xact_lock_shared(%s, %s)", (SEAL_LOCK_CLASS, seq))
+    cur.execute(_q(_TRY_GAP, True), {"cls": SEAL_LOCK_CLASS, "seq": seq})
     if not cur.fetchone()[0]:
         return "writing"
-    cur.execute("SELECT 1 FROM ka_audit WHERE seq = %s", (seq,))  # a new snapshot
+    cur.execute(_q(_ROW_HASH, True), {"seq": seq})  # a new snapshot
     return "appeared" if cur.fetchone() else "rolled-back"
 
 
 def wait_for_writer(cur: Any, seq: int) -> None:
     """PostgreSQL: wait until the transaction writing row ``seq`` has ended."""
-    cur.execute(
-        "SELECT pg_advisory_lock_shared(%s, %s), pg_advisory_unlock_shared(%s, %s)",
-        (SEAL_LOCK_CLASS, seq, SEAL_LOCK_CLASS, seq),
-    )
+    cur.execute(_q(_WAIT_WRITER, True), {"cls": SEAL_LOCK_CLASS, "seq": seq})
     cur.fetchone()
 
 

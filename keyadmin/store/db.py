@@ -15,6 +15,7 @@ Only ``full`` (the default) and ``normal`` are accepted.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,21 @@ _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 #: take: NORMAL keeps SQLite's default.
 WAL_AUTOCHECKPOINT_PAGES = 4000
 WAL_AUTOCHECKPOINT_PAGES_NORMAL = 1000
+
+
+_NAMED = re.compile(r":([a-z_]+)")
+_PG_SQL: dict[str, str] = {}  # the %(name)s spelling of each statement, made once
+
+
+def dbapi_sql(text: str, postgres: bool) -> str:
+    """A statement with ``:name`` parameters as the DBAPI driver takes it: sqlite3 takes it
+    as it is, psycopg as ``%(name)s``. The one spelling of raw statements in store/."""
+    if not postgres:
+        return text
+    out = _PG_SQL.get(text)
+    if out is None:
+        out = _PG_SQL[text] = _NAMED.sub(r"%(\1)s", text)
+    return out
 
 
 class DatabaseError(KeyadminError):

@@ -29,7 +29,6 @@ compare-and-sets exactly one changes a row.
 from __future__ import annotations
 
 import json
-import re
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from keyadmin.b64 import decode_std
 from keyadmin.store import audit
 from keyadmin.store.db import (
     DatabaseError,
+    dbapi_sql,
     drop_hot_connection,
     get_engine,
     hot_sqlite_connection,
@@ -152,9 +152,6 @@ def _database_errors(stored: int | None = None) -> Iterator[None]:
 class _Raw:
     """A DBAPI cursor with ``:name`` parameters on both SQLite and PostgreSQL."""
 
-    _NAMED = re.compile(r":([a-z_]+)")
-    _pg_sql: dict[str, str] = {}  # the %(name)s spelling of each statement, made once
-
     def __init__(self, dbapi_conn: Any, postgres: bool) -> None:
         self.conn = dbapi_conn
         self.postgres = postgres
@@ -170,12 +167,7 @@ class _Raw:
         self.finished = True
 
     def sql(self, text: str) -> str:
-        if not self.postgres:
-            return text
-        out = self._pg_sql.get(text)
-        if out is None:
-            out = self._pg_sql[text] = self._NAMED.sub(r"%(\1)s", text)
-        return out
+        return dbapi_sql(text, self.postgres)
 
     def time(self, at: datetime) -> Any:
         # SQLAlchemy's SQLite DateTime text format (naive UTC); PostgreSQL takes datetimes.
