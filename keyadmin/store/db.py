@@ -55,6 +55,25 @@ def dbapi_sql(text: str, postgres: bool) -> str:
     return out
 
 
+_sqlite_time: Callable[[Any], str] | None = None
+
+
+def sqlite_time(at: Any) -> str:
+    """``at`` (an aware datetime) as the ORM stores it in SQLite: SQLAlchemy's own DateTime
+    bind processor for the dialect, in UTC, for statements written without the ORM."""
+    global _sqlite_time
+    if _sqlite_time is None:
+        from sqlalchemy import DateTime
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect()
+        _sqlite_time = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+    assert _sqlite_time is not None
+    from datetime import UTC
+
+    return _sqlite_time(at.astimezone(UTC))
+
+
 class DatabaseError(KeyadminError):
     """The registry database refused or failed an operation; nothing was written."""
 

@@ -47,6 +47,7 @@ from keyadmin.store.db import (
     get_engine,
     hot_sqlite_connection,
     sqlite_file,
+    sqlite_time,
     writer_lock,
     writer_unlock,
 )
@@ -170,10 +171,7 @@ class _Raw:
         return dbapi_sql(text, self.postgres)
 
     def time(self, at: datetime) -> Any:
-        # SQLAlchemy's SQLite DateTime text format (naive UTC); PostgreSQL takes datetimes.
-        if self.postgres:
-            return at
-        return at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return at if self.postgres else sqlite_time(at)  # as the ORM stores it
 
     def execute(self, text: str, params: dict[str, Any] | None = None) -> Any:
         self.cur.execute(self.sql(text), params or {})
@@ -408,8 +406,7 @@ class FinishConnection:
         after it cannot move before COMMIT: its seq + 1 is the seq of this change, set as
         ``change_seq`` by the compare-and-set itself (one UPDATE of the credential).
         """
-        at_text = audit.utc_text(w.at)
-        now = at_text.replace("T", " ", 1)  # SQLAlchemy's SQLite DateTime text
+        now = sqlite_time(w.at)
         cur = self.raw.cur
         path = sqlite_file(self.url)
         with _database_errors():
