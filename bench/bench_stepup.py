@@ -156,7 +156,10 @@ def sql_floor(tmp: Path, n: int, synchronous: str) -> dict[str, Any]:
             {"seq": seq + 1, "at": now, "actor": "bench-admin", "action": "stepup.ok",
              "subject": "bench-admin", "details": details, "prev": prev, "hash": digest},
         )  # fmt: skip
-        cur.execute(st._SET_HEAD, {"seq": seq + 1, "hash": digest})
+        cur.execute(
+            "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1",
+            {"seq": seq + 1, "hash": digest},
+        )
         cur.execute("COMMIT")
     elapsed = time.perf_counter() - t
     conn.close()
