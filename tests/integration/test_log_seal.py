@@ -14,6 +14,7 @@ commits its row unsealed, then seals. What that must and must not allow, on a re
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -178,6 +179,12 @@ def test_an_unsealed_row_verifies_as_pending_and_the_next_write_seals_it(lab: La
         )
     chain, replay = _verify(lab.db_url)
     assert chain.ok and chain.unsealed == 1 and chain.head_seq == head, chain
+    from tests.e2e.cli import invoke
+
+    shown = invoke("log", "verify", "--db", lab.db_url)
+    assert shown.code == 0 and "not sealed yet" in shown.stdout, shown
+    as_json = invoke("log", "verify", "--db", lab.db_url, "--json")
+    assert json.loads(as_json.stdout)["unsealed"] == 1, as_json
     cid, response = _prepared(lab, "alice")
     result = finish(lab.db_url, lab.policy, challenge_id=cid, action=ACTION, response=response)
     chain, replay = _verify(lab.db_url)
