@@ -190,6 +190,10 @@ _HEAD_LOCKED = _HEAD + " FOR UPDATE"
 _NEXT_SEQ = "SELECT nextval('ka_audit_seq_next')"
 _WRITER_LOCK = "SELECT pg_advisory_xact_lock(:cls, :seq)"
 _ROW_HASH = "SELECT hash FROM ka_audit WHERE seq = :seq"
+_ROW = (
+    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit "
+    "WHERE seq = :seq"
+)
 _TRY_GAP = "SELECT pg_try_advisory_xact_lock_shared(:cls, :seq)"
 _WAIT_WRITER = "SELECT pg_advisory_lock_shared(:cls, :seq), pg_advisory_unlock_shared(:cls, :seq)"
 _AFTER_HEAD = (
@@ -199,6 +203,23 @@ _AFTER_HEAD = (
 _INSERT_ROW = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
+)
+#: PostgreSQL: the head, locked, with the rows after it (and the row :mine), in one statement;
+#: ``lazy`` makes this transaction's commit not wait for the disk
+_HEAD_AND_AFTER_PG = (
+    "SELECT h.seq, h.hash, set_config('synchronous_commit', CASE WHEN :lazy THEN 'off' "
+    "ELSE current_setting('synchronous_commit') END, true), "
+    "a.seq, a.at, a.actor, a.action, a.subject, a.details, a.prev_hash, a.hash "
+    "FROM ka_audit_head h LEFT JOIN LATERAL (SELECT * FROM ka_audit r WHERE r.seq > h.seq "
+    "OR r.seq = :mine ORDER BY r.seq LIMIT :n) a ON true WHERE h.id = 1 ORDER BY a.seq "
+    "FOR UPDATE OF h"
+)
+#: PostgreSQL: every sealed row's hashes and the head, in one statement
+_SEAL_ROWS_PG = (
+    "WITH v AS (SELECT * FROM unnest(CAST(:seqs AS integer[]), CAST(:prevs AS text[]), "
+    "CAST(:hashes AS text[])) AS v(seq, prev, hash)), "
+    "u AS (UPDATE ka_audit a SET prev_hash = v.prev, hash = v.hash FROM v WHERE a.seq = v.seq) "
+    "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
 )
 _SEAL_ROW = "UPDATE ka_audit SET prev_hash = :prev, hash = :hash WHERE seq = :seq"
 _MOVE_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
@@ -215,6 +236,8 @@ class Sealed:
     head_seq: int
     head_hash: str
     waiting_on: int | None = None
+    #: the row ``upto`` as sealed: (seq, at, actor, action, subject, details, prev_hash, hash)
+    row: tuple[Any, ...] | None = None
 
 
 class Unsealable(DatabaseError):
@@ -222,30 +245,47 @@ class Unsealable(DatabaseError):
     moved back over it). Nothing after it is chained until someone looks (log verify)."""
 
 
-def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500) -> Sealed:
+def seal(
+    cur: Any, *, postgres: bool, upto: int | None = None, lazy: bool = False, batch: int = 500
+) -> Sealed:
     """Chain the rows after the head, in seq order, inside the caller's transaction, and move
     the head. The one place hashes are computed for rows written to the database.
 
-    Takes the head row's lock (PostgreSQL ``FOR UPDATE``; on SQLite the caller holds the
-    write lock). A seq with no row is a gap: on PostgreSQL, while its writer still holds the
-    advisory lock (``SEAL_LOCK_CLASS``, seq) the seal stops before it (``waiting_on``); once
-    the lock is free and the row is still missing, its transaction rolled back and a
-    ``log.skipped`` row takes its place (its writer, if it was only about to insert, then
-    fails on the seq and retries with a new one). On SQLite a gap cannot be being written.
-    With ``upto``, a head already at or past it is left as it is.
+    Takes the head row's lock (PostgreSQL ``FOR UPDATE``, in the statement that reads the rows
+    after it; on SQLite the caller holds the write lock). A seq with no row is a gap: on
+    PostgreSQL, while its writer still holds the advisory lock (``SEAL_LOCK_CLASS``, seq) the
+    seal stops before it (``waiting_on``); once the lock is free and the row is still missing,
+    its transaction rolled back and a ``log.skipped`` row takes its place (its writer, if it
+    was only about to insert, then fails on the seq and retries with a new one). On SQLite a
+    gap cannot be being written. With ``upto``, a head already at or past it is left as it
+    is, and ``Sealed.row`` is that row as sealed. ``lazy`` (PostgreSQL): this transaction's
+    commit does not wait for the disk (a lost seal is redone identically).
     """
-    cur.execute(_HEAD_LOCKED if postgres else _HEAD)
-    head_seq, prev = cur.fetchone()
-    head_seq = int(head_seq)
-    waiting: int | None = None
+    rows: list[Any] | None = None
+    mine: tuple[Any, ...] | None = None
+    if postgres:
+        cur.execute(_q(_HEAD_AND_AFTER_PG, True), {"n": batch, "mine": upto or 0, "lazy": lazy})
+        got = cur.fetchall()
+        if not got:  # (not expected) the head's lock is held: read it plainly
+            cur.execute(_HEAD_LOCKED)
+            got = [(*cur.fetchone(), None, None)]
+        head_seq, prev = int(got[0][0]), got[0][1]
+        rows = [tuple(r[3:]) for r in got if r[3] is not None]
+        mine = next((r for r in rows if r[0] == upto and r[0] <= head_seq), None)
+        rows = [r for r in rows if r[0] > head_seq]
+    else:
+        head_seq, prev = cur.execute(_HEAD).fetchone()
     if upto is not None and head_seq >= upto:  # sealed already (by another writer)
-        return Sealed(head_seq, prev)
+        if postgres and (mine is None or mine[7] == UNSEALED):
+            # read before the lock was granted, sealed meanwhile: read it again
+            cur.execute(_q(_ROW, True), {"seq": upto})
+            mine = cur.fetchone()
+        return Sealed(head_seq, prev, row=mine)
+    waiting: int | None = None
     while waiting is None:
-        cur.execute(
-            _q(_AFTER_HEAD, postgres),
-            {"head": head_seq, "n": int(batch)},
-        )
-        rows = cur.fetchall()
+        if rows is None:
+            cur.execute(_q(_AFTER_HEAD, postgres), {"head": head_seq, "n": int(batch)})
+            rows = cur.fetchall()
         if not rows:
             break
         for r in rows:
@@ -255,7 +295,7 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
                     "head was moved back (the log was edited); nothing more is written to it",
                     hint="run: keyadmin log verify",
                 )
-        sealed: list[dict[str, object]] = []
+        sealed: list[tuple[int, str, str]] = []
         skipped: list[dict[str, object]] = []
         seq, reread = head_seq, False
         for r in rows:
@@ -282,21 +322,30 @@ def seal(cur: Any, *, postgres: bool, upto: int | None = None, batch: int = 500)
                     f"log row {r[0]} cannot be read; nothing after it is chained",
                     hint="run: keyadmin log verify",
                 )
-            sealed.append({"prev": prev, "hash": digest, "seq": r[0]})
+            sealed.append((r[0], prev, digest))
+            if r[0] == upto:
+                mine = (r[0], r[1], r[2], r[3], r[4], r[5], prev, digest)
             seq, prev = r[0], digest
         if skipped:
-            cur.executemany(
-                _q(_INSERT_ROW, postgres),
-                skipped,
+            cur.executemany(_q(_INSERT_ROW, postgres), skipped)
+        if postgres and seq != head_seq:  # the rows and the head: one statement
+            seqs, prevs, hashes = (
+                (list(c) for c in zip(*sealed, strict=True)) if sealed else ([], [], [])
             )
-        if sealed:
-            cur.executemany(_q(_SEAL_ROW, postgres), sealed)
-        if seq != head_seq:
-            cur.execute(_q(_MOVE_HEAD, postgres), {"seq": seq, "hash": prev})
-            head_seq = seq
+            cur.execute(
+                _q(_SEAL_ROWS_PG, True),
+                {"seqs": seqs, "prevs": prevs, "hashes": hashes, "seq": seq, "hash": prev},
+            )
+        elif seq != head_seq:
+            cur.executemany(
+                _q(_SEAL_ROW, False), [{"seq": a, "prev": b, "hash": c} for a, b, c in sealed]
+            )
+            cur.execute(_q(_MOVE_HEAD, False), {"seq": seq, "hash": prev})
+        head_seq = seq
         if len(rows) < batch and not reread:
             break
-    return Sealed(head_seq, prev, waiting)
+        rows = None
+    return Sealed(head_seq, prev, waiting, row=mine)
 
 
 def _gap(cur: Any, seq: int, postgres: bool) -> str:

@@ -369,16 +369,19 @@ class FinishConnection:
         with _database_errors(stored=seq):
             while True:
                 with _transaction(self.raw, write=True, stored=seq) as r:
-                    with conn.pipeline():  # BEGIN, SET and the head's lock: one round trip
-                        cur.execute("SET LOCAL synchronous_commit = off")
-                        sealed = audit.seal(cur, postgres=True, upto=seq)
-                        if sealed.head_seq >= seq:  # the row, and COMMIT: one round trip
-                            mine = r.execute(_MY_ROW_PG, {"seq": seq})
-                            conn.commit()
-                            r.finished = True
-                    row = mine.fetchone() if sealed.head_seq >= seq else None
+                    with conn.pipeline():
+                        sealed = audit.seal(cur, postgres=True, upto=seq, lazy=True)
+                        conn.commit()  # with the seal's last statement: one round trip
+                        r.finished = True
+                row = sealed.row
                 if row is not None:
                     break
+                if sealed.head_seq >= seq:
+                    raise DatabaseError(
+                        f"log row {seq}, written by this step-up, is gone from the log",
+                        hint="the registry is being edited outside keyadmin: run keyadmin "
+                        "log verify",
+                    )
                 if time.monotonic() > deadline:
                     raise DatabaseError(
                         f"the log could not be sealed up to row {seq} within 30 s (row "
@@ -391,7 +394,7 @@ class FinishConnection:
                         audit.wait_for_writer(cur, sealed.waiting_on)
                     finally:
                         conn.autocommit = False
-        _, prev, digest, at, actor, action, subject, details = row
+        _, at, actor, action, subject, details, prev, digest = row
         expected = audit.row_hash(prev, seq, w.at, w.actor, "stepup.ok", w.subject, w.details_text)
         if (actor, action, subject, details) != (w.actor, "stepup.ok", w.subject,
             w.details_text) or not audit.same(digest, expected) or at != w.at:  # fmt: skip
@@ -647,11 +650,6 @@ _WRITE_PG = (
 )
 _WRITE_STRICT_PG = _WRITE_PG.format(guard="k.sign_count < :new")
 _WRITE_ZERO_PG = _WRITE_PG.format(guard="k.sign_count = 0 AND :new = 0")
-#: PostgreSQL: one row of the log
-_MY_ROW_PG = (
-    "SELECT seq, prev_hash, hash, at, actor, action, subject, details FROM ka_audit "
-    "WHERE seq = :seq"
-)
 _INSERT_AUDIT = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"

@@ -217,7 +217,7 @@ def test_a_step_up_whose_row_is_edited_before_its_seal_is_not_acknowledged(lab: 
     finally:
         conn.close()
     t.join(30)
-    assert isinstance(out.get("error"), DatabaseError), out
+    assert isinstance(out.get("error"), DatabaseError), f"finish gave {out}"
     assert f"log row {mine}" in str(out["error"]) and "changed" in str(out["error"])
 
 
