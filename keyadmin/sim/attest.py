@@ -12,9 +12,8 @@ import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from keyadmin.sim.credkeys import ES256, sign
+from keyadmin.sim.credkeys import ES256, CredentialKey, sign
 from keyadmin.sim.ctap import CtapFailure, Err
 from keyadmin.sim.enterprise import signing_identity
 from keyadmin.sim.faults import FaultHooks
@@ -38,7 +37,7 @@ def attest(
     auth_data: bytes,
     cdh: bytes,
     cred: Credential,
-    key: PrivateKeyTypes,
+    key: CredentialKey,
     cose: dict[int, int | bytes],
     rp_id: str,
 ) -> Statement:

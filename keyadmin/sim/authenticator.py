@@ -25,8 +25,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from fido2 import cbor
 
 from keyadmin.sim import SOFTWARE_KEY_LABEL
@@ -34,7 +32,16 @@ from keyadmin.sim import config as _config
 from keyadmin.sim import extensions as _ext
 from keyadmin.sim.attest import attest, attest_enterprise
 from keyadmin.sim.clientpin import ClientPin
-from keyadmin.sim.credkeys import IMPLEMENTED, check_available, cose_public, generate, sign
+from keyadmin.sim.credkeys import (
+    IMPLEMENTED,
+    CredentialKey,
+    check_available,
+    cose_public,
+    generate,
+    pem,
+    sign,
+)
+from keyadmin.sim.credkeys import load as load_credential_key
 from keyadmin.sim.credmgmt import CredentialManagement
 from keyadmin.sim.ctap import (
     FLAG_AT,
@@ -86,16 +93,8 @@ MAX_CRED_ID_LENGTH = 64
 MAX_RPIDS_FOR_MIN_PIN = _config.MAX_RPIDS_FOR_MIN_PIN
 
 
-def _load_key(pem: str) -> PrivateKeyTypes:
-    return serialization.load_pem_private_key(pem.encode(), password=None)
-
-
-def _pem(key: PrivateKeyTypes) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+def _load_key(pem: str) -> CredentialKey:
+    return load_credential_key(pem)
 
 
 @dataclass
@@ -373,7 +372,7 @@ class SoftKey:
             if not same_user and len(s.discoverable()) >= s.max_discoverable:
                 raise CtapFailure(Err.KEY_STORE_FULL, "no room for another discoverable credential")
 
-        key: PrivateKeyTypes = generate(alg)
+        key = generate(alg)
         cred = Credential(
             credential_id=b64e(os.urandom(32)),
             rp_id=rp_id,
@@ -382,7 +381,7 @@ class SoftKey:
             user_name=text_or_none(user.get("name")),
             user_display_name=text_or_none(user.get("displayName")),
             algorithm=alg,
-            private_key_pem=_pem(key),
+            private_key_pem=pem(key),
             discoverable=rk,
             cred_protect=cred_protect,
             created=time.time(),

@@ -12,11 +12,10 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from cryptography.hazmat.primitives import serialization
 from fido2 import cbor
 
 from keyadmin.sim.clientpin import ClientPin
-from keyadmin.sim.credkeys import cose_public
+from keyadmin.sim.credkeys import cose_public, load
 from keyadmin.sim.ctap import CtapFailure, Err, Perm
 from keyadmin.sim.params import CborMap, CborOut, Params, Reply, optional_map, require, text_or_none
 from keyadmin.sim.state import Credential, KeyState, b64d
@@ -126,7 +125,7 @@ class CredentialManagement:
             user["name"] = cred.user_name
         if cred.user_display_name is not None:
             user["displayName"] = cred.user_display_name
-        key = serialization.load_pem_private_key(cred.private_key_pem.encode(), password=None)
+        key = load(cred.private_key_pem)
         entry: Reply = {
             0x06: user,
             0x07: {"type": "public-key", "id": cred.id_bytes},
