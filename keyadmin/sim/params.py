@@ -24,12 +24,20 @@ Reply: TypeAlias = "dict[int, CborOut]"
 _Scalar = TypeVar("_Scalar", int, str, bytes)
 
 
-def require(params: Params, key: int, kind: type[_Scalar]) -> _Scalar:
+def _present(params: Params, key: int) -> CborIn:
     if key not in params:
         raise CtapFailure(Err.MISSING_PARAMETER, f"parameter 0x{key:02x} missing")
-    value = params[key]
+    return params[key]
+
+
+def _wrong_type(key: int) -> CtapFailure:
+    return CtapFailure(Err.CBOR_UNEXPECTED_TYPE, f"parameter 0x{key:02x} has the wrong type")
+
+
+def require(params: Params, key: int, kind: type[_Scalar]) -> _Scalar:
+    value = _present(params, key)
     if not isinstance(value, kind):
-        raise CtapFailure(Err.CBOR_UNEXPECTED_TYPE, f"parameter 0x{key:02x} has the wrong type")
+        raise _wrong_type(key)
     return value
 
 
@@ -38,11 +46,9 @@ def optional(params: Params, key: int, kind: type[_Scalar]) -> _Scalar | None:
 
 
 def require_map(params: Params, key: int) -> CborMap:
-    if key not in params:
-        raise CtapFailure(Err.MISSING_PARAMETER, f"parameter 0x{key:02x} missing")
-    value = params[key]
+    value = _present(params, key)
     if not isinstance(value, dict):
-        raise CtapFailure(Err.CBOR_UNEXPECTED_TYPE, f"parameter 0x{key:02x} has the wrong type")
+        raise _wrong_type(key)
     return value
 
 
@@ -51,11 +57,9 @@ def optional_map(params: Params, key: int) -> CborMap | None:
 
 
 def require_list(params: Params, key: int) -> list[CborIn]:
-    if key not in params:
-        raise CtapFailure(Err.MISSING_PARAMETER, f"parameter 0x{key:02x} missing")
-    value = params[key]
+    value = _present(params, key)
     if not isinstance(value, list):
-        raise CtapFailure(Err.CBOR_UNEXPECTED_TYPE, f"parameter 0x{key:02x} has the wrong type")
+        raise _wrong_type(key)
     return value
 
 
