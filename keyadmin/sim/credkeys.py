@@ -8,7 +8,8 @@ the raw key in -1 ("pub"), signatures are pure ML-DSA with an empty context (RFC
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -34,7 +35,7 @@ ALGORITHMS: dict[str, int] = {
 IMPLEMENTED = frozenset(ALGORITHMS.values())
 #: What a new key offers unless ``keyadmin sim init --alg`` says otherwise.
 DEFAULT_ALGORITHMS = (ES256, EDDSA, ES384, RS256)
-_EC_CURVES: dict[int, tuple[Any, Any, int]] = {
+_EC_CURVES: dict[int, tuple[type[ec.EllipticCurve], type[hashes.HashAlgorithm], int]] = {
     ES256: (ec.SECP256R1, hashes.SHA256, 1),  # COSE crv P-256
     ES384: (ec.SECP384R1, hashes.SHA384, 2),  # COSE crv P-384
     ES512: (ec.SECP521R1, hashes.SHA512, 3),  # COSE crv P-521
@@ -43,15 +44,41 @@ _EC_CURVES: dict[int, tuple[Any, Any, int]] = {
 _RSA = (RS256, PS256)
 
 
-def _mldsa_private_class(alg: int) -> Any:
+class _RawPublicKey(Protocol):
+    def public_bytes_raw(self) -> bytes: ...
+
+
+@runtime_checkable
+class RawSigningKey(Protocol):
+    """An ML-DSA private key (cryptography >= 50): pure signatures, raw public bytes."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> _RawPublicKey: ...
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes: ...
+
+
+#: A credential's private key, as the software key keeps it (PEM in the state file).
+CredentialKey: TypeAlias = (
+    ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | RawSigningKey
+)
+
+
+def _mldsa_generator(alg: int) -> Callable[[], RawSigningKey]:
     from cryptography.hazmat.primitives.asymmetric import mldsa
 
-    classes: dict[int, Any] = {
-        ML_DSA_44: mldsa.MLDSA44PrivateKey,
-        ML_DSA_65: mldsa.MLDSA65PrivateKey,
-        ML_DSA_87: mldsa.MLDSA87PrivateKey,
+    generators: dict[int, Callable[[], RawSigningKey]] = {
+        ML_DSA_44: mldsa.MLDSA44PrivateKey.generate,
+        ML_DSA_65: mldsa.MLDSA65PrivateKey.generate,
+        ML_DSA_87: mldsa.MLDSA87PrivateKey.generate,
     }
-    return classes[alg]
+    return generators[alg]
 
 
 def check_available(alg: int) -> None:
@@ -60,7 +87,7 @@ def check_available(alg: int) -> None:
         raise ValueError(f"COSE algorithm {alg} is not one the software key implements")
     if alg in MLDSA:
         try:
-            _mldsa_private_class(alg).generate()
+            _mldsa_generator(alg)()
         except Exception as e:  # noqa: BLE001 - ImportError or UnsupportedAlgorithm
             raise ValueError(
                 f"this cryptography build cannot make ML-DSA keys ({type(e).__name__}); "
@@ -68,20 +95,38 @@ def check_available(alg: int) -> None:
             ) from None
 
 
-def generate(alg: int) -> Any:
+def generate(alg: int) -> CredentialKey:
     if alg in _EC_CURVES:
         return ec.generate_private_key(_EC_CURVES[alg][0]())
     if alg in _RSA:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if alg == EDDSA:
         return ed25519.Ed25519PrivateKey.generate()
-    return _mldsa_private_class(alg).generate()
+    return _mldsa_generator(alg)()
 
 
-def cose_public(alg: int, key: Any) -> dict[int, Any]:
+def load(pem: str) -> CredentialKey:
+    """A credential key from its PEM (PKCS#8, as ``pem`` writes it)."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        return key
+    if isinstance(key, RawSigningKey):
+        return key
+    raise TypeError(f"a credential key of type {type(key).__name__} is not one the key makes")
+
+
+def pem(key: CredentialKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def cose_public(alg: int, key: CredentialKey) -> dict[int, int | bytes]:
     """The COSE_Key of ``key``'s public half, as it goes into authenticator data."""
-    public = key.public_key()
-    if alg in _EC_CURVES:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        public = key.public_key()
         nums = public.public_numbers()
         size = (public.curve.key_size + 7) // 8
         return {
@@ -91,26 +136,28 @@ def cose_public(alg: int, key: Any) -> dict[int, Any]:
             -2: nums.x.to_bytes(size, "big"),
             -3: nums.y.to_bytes(size, "big"),
         }
-    if alg in _RSA:
-        rsa_nums = public.public_numbers()
+    if isinstance(key, rsa.RSAPrivateKey):
+        rsa_nums = key.public_key().public_numbers()
         return {
             1: 3,
             3: alg,
             -1: rsa_nums.n.to_bytes((rsa_nums.n.bit_length() + 7) // 8, "big"),
             -2: rsa_nums.e.to_bytes((rsa_nums.e.bit_length() + 7) // 8, "big"),
         }
-    if alg == EDDSA:
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
         return {1: 1, 3: EDDSA, -1: 6, -2: raw}
-    return {1: 7, 3: alg, -1: public.public_bytes_raw()}
+    return {1: 7, 3: alg, -1: key.public_key().public_bytes_raw()}
 
 
-def sign(alg: int, key: Any, message: bytes) -> bytes:
-    if alg in _EC_CURVES:
-        return bytes(key.sign(message, ec.ECDSA(_EC_CURVES[alg][1]())))
-    if alg == RS256:
-        return bytes(key.sign(message, padding.PKCS1v15(), hashes.SHA256()))
-    if alg == PS256:  # RFC 8230: MGF1 with SHA-256, a salt as long as the hash
-        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-        return bytes(key.sign(message, pss, hashes.SHA256()))
-    return bytes(key.sign(message))  # EdDSA, and ML-DSA with its empty context
+def sign(alg: int, key: CredentialKey, message: bytes) -> bytes:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(message, ec.ECDSA(_EC_CURVES[alg][1]()))
+    if isinstance(key, rsa.RSAPrivateKey):
+        if alg == PS256:  # RFC 8230: MGF1 with SHA-256, a salt as long as the hash
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+            return key.sign(message, pss, hashes.SHA256())
+        return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return key.sign(message)  # EdDSA, and ML-DSA with its empty context

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+if TYPE_CHECKING:
+    from keyadmin.sim.authenticator import SoftKey
+    from keyadmin.sim.state import KeyState
 
 OID_FIDO_SERNUM = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.2")
 VENDOR_FACILITATED = 1
@@ -41,7 +45,7 @@ def sernum_extension(serial: int) -> x509.UnrecognizedExtension:
     return x509.UnrecognizedExtension(OID_FIDO_SERNUM, bytes([0x04, len(raw)]) + raw)
 
 
-def configure(key: Any, *, rp_ids: list[str] | None = None, serial: int | None = None) -> None:
+def configure(key: SoftKey, *, rp_ids: list[str] | None = None, serial: int | None = None) -> None:
     """Provision the vendor-facilitated RP ID list and (optionally) the serial; saves the key.
 
     A new serial drops the enterprise certificate, so the next one carries the new serial."""
@@ -59,7 +63,7 @@ def configure(key: Any, *, rp_ids: list[str] | None = None, serial: int | None =
     key._save()
 
 
-def grants(state: Any, ep: int | None, rp_id: str) -> bool:
+def grants(state: KeyState, ep: int | None, rp_id: str) -> bool:
     """Does this makeCredential (already checked: EA enabled, ep is 1 or 2) get an
     enterprise attestation? Only a key that attests with a certificate can give one."""
     if ep is None or state.attestation != "packed":
@@ -69,29 +73,27 @@ def grants(state: Any, ep: int | None, rp_id: str) -> bool:
     return any(secrets.compare_digest(rp_id.encode(), r.encode()) for r in state.ep_rp_ids)
 
 
-def signing_identity(state: Any) -> tuple[Any, bytes]:
+def signing_identity(state: KeyState) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """The enterprise attestation key and certificate (DER); made on first use (the caller
     saves the state with the credential)."""
     if not state.ep_cert_pem:
         _issue(state)
-    key = serialization.load_pem_private_key(state.ep_key_pem.encode(), password=None)
+    from keyadmin.sim.pki import ec_key
+
     cert = x509.load_pem_x509_certificate(state.ep_cert_pem.encode())
-    return key, cert.public_bytes(serialization.Encoding.DER)
+    return ec_key(state.ep_key_pem), cert.public_bytes(serialization.Encoding.DER)
 
 
-def _issue(state: Any) -> None:
-    from keyadmin.sim.pki import issue_leaf
+def _issue(state: KeyState) -> None:
+    from keyadmin.sim.pki import ec_key, issue_leaf
 
     inter = x509.load_pem_x509_certificate(state.intermediate_cert_pem.encode())
-    inter_key = serialization.load_pem_private_key(
-        state.intermediate_key_pem.encode(), password=None
-    )
     batch = x509.load_pem_x509_certificate(state.leaf_cert_pem.encode())
     key = ec.generate_private_key(ec.SECP256R1())
     cert = issue_leaf(
         uuid.UUID(state.aaguid).bytes,
         inter,
-        inter_key,  # type: ignore[arg-type]
+        ec_key(state.intermediate_key_pem),
         key,
         not_before=batch.not_valid_before_utc,
         not_after=batch.not_valid_after_utc,

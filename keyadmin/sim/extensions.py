@@ -14,9 +14,9 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from keyadmin.sim.ctap import CtapFailure, Err
+from keyadmin.sim.params import CborIn, CborMap, CborOut
 from keyadmin.sim.pinproto import PinProtocol, PinProtocolError
 from keyadmin.sim.state import Credential, KeyState, b64d, b64e
 
@@ -38,12 +38,12 @@ class Outputs:
     """What one request's extensions add: authData extension outputs, and the largeBlobKey
     (makeCredential response 0x05, getAssertion response 0x07)."""
 
-    auth_data: dict[str, Any]
+    auth_data: dict[str, CborOut]
     large_blob_key: bytes | None = None
 
 
 def _salted_secret(
-    value: Any,
+    value: CborIn | None,
     cred: Credential,
     uv: bool,
     protocols: dict[int, PinProtocol],
@@ -82,7 +82,7 @@ def _salted_secret(
     return proto.encrypt(shared, output)
 
 
-def _require_true(extensions: dict[str, Any], name: str) -> bool:
+def _require_true(extensions: CborMap, name: str) -> bool:
     if name not in extensions:
         return False
     if extensions[name] is not True:
@@ -91,7 +91,7 @@ def _require_true(extensions: dict[str, Any], name: str) -> bool:
 
 
 def make_credential(
-    extensions: dict[str, Any],
+    extensions: CborMap,
     cred: Credential,
     state: KeyState,
     protocols: dict[int, PinProtocol],
@@ -129,7 +129,7 @@ def make_credential(
 
 
 def get_assertion(
-    extensions: dict[str, Any],
+    extensions: CborMap,
     cred: Credential,
     protocols: dict[int, PinProtocol],
     *,

@@ -13,9 +13,9 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from keyadmin.sim.ctap import CtapFailure, Err, Perm
+from keyadmin.sim.params import Params, Reply
 from keyadmin.sim.state import KeyState, b64d, b64e
 
 #: getInfo maxSerializedLargeBlobArray (0x0B); CTAP 2.1 asks for at least 1024.
@@ -25,7 +25,7 @@ INITIAL_ARRAY = _EMPTY + hashlib.sha256(_EMPTY).digest()[:16]
 
 #: check_token(params, param_key, proto_key, message, permission): raises unless the
 #: pinUvAuthParam at ``param_key`` verifies over ``message`` with a token holding ``permission``.
-TokenCheck = Callable[[dict[int, Any], int, int, bytes, int], None]
+TokenCheck = Callable[[Params, int, int, bytes, int], None]
 
 
 def stored_array(state: KeyState) -> bytes:
@@ -45,12 +45,12 @@ class LargeBlobs:
 
     def command(
         self,
-        params: dict[int, Any],
+        params: Params,
         state: KeyState,
         protected: bool,
         check_token: TokenCheck,
         save: Callable[[], None],
-    ) -> dict[int, Any] | None:
+    ) -> Reply | None:
         get, data = params.get(0x01), params.get(0x02)
         offset = params.get(0x03)
         if not isinstance(offset, int) or offset < 0:

@@ -36,8 +36,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from types import ModuleType, TracebackType
+from typing import IO
 
 from keyadmin.errors import KeyadminError
 
@@ -94,7 +94,8 @@ def find_vpcd_driver() -> Path:
     return VPCD_DRIVER
 
 
-def _import_scard() -> Any:
+def _import_scard() -> ModuleType:
+    """pyscard's scard module (untyped: its attributes are what pyscard's SWIG binding makes)."""
     try:
         from smartcard import scard
     except ImportError:
@@ -340,7 +341,7 @@ class PrivatePcscd:
         self.cleanup()
 
 
-def _list_readers(scard: Any) -> list[str]:
+def _list_readers(scard: ModuleType) -> list[str]:
     hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     if hresult != scard.SCARD_S_SUCCESS:
         return []

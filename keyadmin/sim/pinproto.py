@@ -19,7 +19,7 @@ class PinProtocolError(Exception):
     """The platform sent something the protocol cannot accept (maps to a CTAP error)."""
 
 
-def _cose_ec2_public(key: ec.EllipticCurvePublicKey) -> dict[int, object]:
+def _cose_ec2_public(key: ec.EllipticCurvePublicKey) -> dict[int, int | bytes]:
     nums = key.public_numbers()
     # ECDH-ES+HKDF-256 (-25) is what CTAP names for the key agreement key.
     return {1: 2, 3: -25, -1: 1, -2: nums.x.to_bytes(32, "big"), -3: nums.y.to_bytes(32, "big")}
@@ -54,7 +54,7 @@ class PinProtocol:
     def regenerate(self) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
 
-    def get_public_key(self) -> dict[int, object]:
+    def get_public_key(self) -> dict[int, int | bytes]:
         return _cose_ec2_public(self._key.public_key())
 
     def decapsulate(self, platform_cose: object) -> bytes:

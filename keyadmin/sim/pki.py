@@ -155,3 +155,11 @@ def generate_lab_pki(
         leaf_cert_pem=_pem_cert(leaf),
         leaf_key_pem=_pem_key(leaf_key),
     )
+
+
+def ec_key(pem: str) -> ec.EllipticCurvePrivateKey:
+    """One of the key's own attestation keys (all EC P-256: generate_lab_pki, enterprise)."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("an attestation key of the software key is not an EC key")
+    return key

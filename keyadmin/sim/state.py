@@ -14,7 +14,6 @@ import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from keyadmin.errors import StateFileError
 from keyadmin.sim.enterprise import new_serial
@@ -139,6 +138,10 @@ class KeyState:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
                 raise ValueError(f"{name} must be an integer 0..{2**32 - 1}, not {value!r}")
 
+    def discoverable(self) -> list[Credential]:
+        """The discoverable (resident) credentials, in the order they were made."""
+        return [c for c in self.credentials if c.discoverable]
+
     def to_json(self) -> str:
         data = asdict(self)
         data["format"] = STATE_FORMAT
@@ -147,7 +150,7 @@ class KeyState:
     @classmethod
     def from_json(cls, text: str, *, source: str = "state file") -> KeyState:
         try:
-            data: dict[str, Any] = json.loads(text)
+            data: object = json.loads(text)
         except RecursionError:
             raise StateFileError(f"{source} is not valid JSON: nested too deeply") from None
         except ValueError as e:
