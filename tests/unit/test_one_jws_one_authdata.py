@@ -23,7 +23,7 @@ from fido2 import cbor as fido2_cbor
 from keyadmin.attestation import AttestationMalformed, parse_registration
 from keyadmin.b64 import decode_url, encode_url
 from keyadmin.mds import errors as E
-from keyadmin.mds.jws import parse_compact, verify_signature
+from keyadmin.mds.jws import parse_compact, verify_signature, x5c_der
 from keyadmin.stepup import ReceiptInvalid, ReceiptSigner, generate_key, load_public_key
 from keyadmin.stepup.errors import StepUpRefused
 from keyadmin.stepup.receipts import TYP, action_hash, verify_receipt
@@ -59,7 +59,9 @@ def _segment(obj: dict[str, Any]) -> str:
     return encode_url(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode())
 
 
-def _sign_raw(path: Path, header: dict[str, Any], claims: dict[str, Any], *, der: bool = False) -> str:
+def _sign_raw(
+    path: Path, header: dict[str, Any], claims: dict[str, Any], *, der: bool = False
+) -> str:
     """A token signed by the real receipt key over a header of the test's choosing (what a
     buggy or hostile issuer holding the key could make)."""
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -174,13 +176,13 @@ def test_receipts_are_byte_identical_for_the_same_inputs(keys) -> None:
     )  # fmt: skip
     one, two = signer.issue(**kw), signer.issue(**kw)
     assert one.split(".")[:2] == two.split(".")[:2]
-    header = '{"alg":"ES256","kid":"%s","typ":"%s"}' % (signer.kid, TYP)
+    header = f'{{"alg":"ES256","kid":"{signer.kid}","typ":"{TYP}"}}'
     assert decode_url(one.split(".")[0]) == header.encode()
     iat = int(at.timestamp())
     expected = (
-        '{"act":"%s","aud":"example.com","cred":"%s","ctr":7,"exp":%d,"iat":%d,"iss":"keyadmin",'
-        '"jti":"%s","log":{"hash":"%s","seq":5},"sub":"alice"}'
-        % (action_hash(ACTION), "ab" * 16, iat + 300, iat, "cd" * 16, "ef" * 32)
+        f'{{"act":"{action_hash(ACTION)}","aud":"example.com","cred":"{"ab" * 16}","ctr":7,'
+        f'"exp":{iat + 300},"iat":{iat},"iss":"keyadmin","jti":"{"cd" * 16}",'
+        f'"log":{{"hash":"{"ef" * 32}","seq":5}},"sub":"alice"}}'
     )
     assert decode_url(one.split(".")[1]) == expected.encode()
     assert len(decode_url(one.split(".")[2])) == 64
@@ -206,7 +208,11 @@ def _blob(alg: str, key: Any, *, der: bool = False, header: dict[str, Any] | Non
     from keyadmin.b64 import encode_std
 
     cert = _self_signed(key)
-    head = {"alg": alg, "typ": "JWT", "x5c": [encode_std(cert.public_bytes(serialization.Encoding.DER))]}
+    head = {
+        "alg": alg,
+        "typ": "JWT",
+        "x5c": [encode_std(cert.public_bytes(serialization.Encoding.DER))],
+    }
     head.update(header or {})
     signing_input = (_segment(head) + "." + encode_url(b'{"no":1}')).encode()
     if isinstance(key, rsa.RSAPrivateKey):
@@ -223,7 +229,7 @@ def _blob(alg: str, key: Any, *, der: bool = False, header: dict[str, Any] | Non
 
 def _check_blob(raw: bytes) -> None:
     jws = parse_compact(raw)
-    verify_signature(jws, x509.load_der_x509_certificate(jws.x5c_der()[0]).public_key())
+    verify_signature(jws, x509.load_der_x509_certificate(x5c_der(jws)[0]).public_key())
 
 
 def test_blob_helper_makes_blobs_that_verify() -> None:
@@ -286,7 +292,9 @@ def _assertion_data(flags: int, tail: bytes = b"") -> bytes:
         (0x85, bytes.fromhex("a1 6161 f93c00"), "float|after its extensions"),
     ],
 )
-def test_malformed_assertion_authenticator_data_is_refused(flags: int, tail: bytes, reason: str) -> None:
+def test_malformed_assertion_authenticator_data_is_refused(
+    flags: int, tail: bytes, reason: str
+) -> None:
     with pytest.raises(StepUpRefused, match=reason):
         parse_auth_data(_assertion_data(flags, tail))
 
@@ -358,3 +366,133 @@ def test_the_audit_never_groups_malformed_authenticator_data_with_a_good_registr
     assert good is not None
     bad = group_key(_yk5_with(change), cap.client_data_json, decode, first)
     assert bad != good
+
+
+def _cose_alg_non_minimal(a: bytes) -> bytes:
+    """The COSE key's ``3: -7`` (alg ES256) with -7 in a two-byte, non-minimal encoding."""
+    start = 55 + int.from_bytes(a[53:55], "big")
+    key = a[start:]
+    assert key.count(b"\x03\x26") == 1
+    return a[:start] + key.replace(b"\x03\x26", b"\x03\x38\x06")
+
+
+def test_the_audit_never_groups_a_non_minimal_public_key_with_a_good_registration() -> None:
+    """The old grouping decoded the key with cbor2, which reads -7 in any width: the
+    non-minimal key (refused by the strict parser) shared the good one's group."""
+    from keyadmin.flows.audit import _decoders, group_key
+
+    cap = capture("fidomds-yubikey_5_nfc")
+    with pytest.raises(AttestationMalformed, match="minimal"):
+        parse_registration(_yk5_with(_cose_alg_non_minimal), cap.client_data_json)
+    decode, first = _decoders()
+    good = group_key(cap.attestation_object, cap.client_data_json, decode, first)
+    bad = group_key(_yk5_with(_cose_alg_non_minimal), cap.client_data_json, decode, first)
+    assert good is not None and bad != good
+
+
+# ------------------------------------------------- the audit's fast CBOR item = the strict one
+def _strict(data: bytes) -> tuple[object, int] | str:
+    from keyadmin.attestation import cbor
+
+    try:
+        return cbor.decode_from(data, 0)
+    except cbor.CborError:
+        return "refused"
+
+
+def _fast(data: bytes) -> tuple[object, int] | str:
+    from keyadmin.attestation.authdata import canonical_item
+
+    try:
+        return canonical_item(data)
+    except ValueError:  # CborError, and cbor2's decode errors
+        return "refused"
+
+
+FAST_CASES = {
+    "cose key": "a501020326200121582000000000000000000000000000000000000000000000000000000000"
+    "00000000002258200000000000000000000000000000000000000000000000000000000000000000",
+    "extensions": "a26b6372656450726f746563740260686d61632d736563726574f5",
+    "item then trailing bytes": "a10102ff00",
+    "nested": "a1616181a16162f6",
+    "duplicate key": "a2616101616102",
+    "non-minimal int": "a161611801",
+    "non-minimal length": "a1617858016161",
+    "non-minimal map length": "b8016161f5",
+    "indefinite map": "bf616101ff",
+    "indefinite bytes": "5f4101ff",
+    "half float": "a16161f93c00",
+    "double float": "fb3ff0000000000000",
+    "bignum tag": "c249010000000000000000",
+    "small bignum tag": "c24101",
+    "tag 24": "d81841a0",
+    "self-describe tag": "d9d9f7a0",
+    "undefined": "f7",
+    "simple 16": "f0",
+    "bytes key": "a14101f5",
+    "bool key": "a1f4f4",
+    "bad utf-8": "61ff",
+    "truncated": "a2616101",
+    "empty": "",
+    "too deep": "81" * 17 + "01",
+    "deep but fine": "81" * 16 + "01",
+    "max uint64": "1bffffffffffffffff",
+    "min nint64": "3bffffffffffffffff",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CASES))
+def test_the_audits_fast_cbor_item_decoder_agrees_with_the_strict_one(name: str) -> None:
+    data = bytes.fromhex(FAST_CASES[name])
+    assert _fast(data) == _strict(data)
+
+
+def test_the_fast_cbor_item_decoder_agrees_with_the_strict_one_on_random_bytes() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.binary(max_size=40))
+    def check(data: bytes) -> None:
+        assert _fast(data) == _strict(data)
+
+    check()
+
+
+def test_the_fast_cbor_item_decoder_agrees_with_the_strict_one_on_mutated_items() -> None:
+    """Well-formed items (what keys send), then the same with one byte changed or one
+    appended: the two decoders accept and refuse the same bytes."""
+    import cbor2
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.integers(min_value=-(2**64), max_value=2**64 - 1),
+        st.binary(max_size=8),
+        st.text(max_size=4),
+        st.booleans(),
+        st.none(),
+    )
+    items = st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(
+                st.one_of(st.integers(-30, 30), st.text(max_size=3)), inner, max_size=3
+            ),
+        ),
+        max_leaves=8,
+    )
+
+    @settings(max_examples=2000, deadline=None)
+    @given(items, st.integers(min_value=0, max_value=63), st.integers(0, 255), st.booleans())
+    def check(value: object, where: int, byte: int, append: bool) -> None:
+        data = bytearray(cbor2.dumps(value))
+        assert _fast(bytes(data)) == _strict(bytes(data))
+        if append:
+            data.append(byte)
+        else:
+            data[where % len(data)] = byte
+        assert _fast(bytes(data)) == _strict(bytes(data))
+
+    check()
