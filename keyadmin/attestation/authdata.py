@@ -174,6 +174,12 @@ def _strict_item(data: bytes) -> tuple[object, int]:
     return value, end
 
 
+#: The one encoding of an ES256 P-256 COSE key, {1: 2, 3: -7, -1: 1, -2: x, -3: y} with x and
+#: y 32 bytes each, that nearly every key sends: these bytes, then x, ``_ES256_Y``, then y. Seen
+#: by its bytes it needs no CBOR decoder (the strict one reads exactly this map from them).
+_ES256_HEAD = bytes.fromhex("a5 01 02 03 26 20 01 21 58 20")
+_ES256_Y = bytes.fromhex("22 58 20")
+
 _INTEGER, _TEXT = frozenset({int}), frozenset({str})  # exact types: bool is not an integer key
 #: What an item decoder raises on bad CBOR (CborError, and cbor2's errors, are ValueErrors).
 _DECODE_ERRORS = (ValueError, RecursionError)
@@ -188,25 +194,27 @@ def parse(
 ) -> AuthenticatorData:
     """Parse ``data``; ``attested`` True for a registration (AT required), False for an
     assertion (AT refused). Raise ``AttestationMalformed`` naming what is wrong."""
-    if len(data) < 37:
-        raise AttestationMalformed(f"{what} is {len(data)} bytes, shorter than 37")
+    size = len(data)
+    if size < 37:
+        raise AttestationMalformed(f"{what} is {size} bytes, shorter than 37")
     flags = _FLAGS[data[32]]
-    rest = data[37:]
+    end = 37  # of what has been read
     credential = None
-    if not attested and flags.at:
+    if flags.at != attested:
+        if attested:
+            raise AttestationMalformed(f"{what} has no attested credential data (AT flag clear)")
         raise AttestationMalformed(
             f"AT is set in {what}, but an assertion carries no attested credential data "
-            f"({len(data)} bytes, {len(rest)} after the counter)"
+            f"({size} bytes, {size - 37} after the counter)"
         )
     if attested:
-        if not flags.at:
-            raise AttestationMalformed(f"{what} has no attested credential data (AT flag clear)")
-        credential, rest = _attested_credential(rest, decode_item)
+        credential, end = _attested_credential(data, decode_item)
     extensions: dict[str, object] = {}
     extensions_cbor = b""
     if flags.ed:
+        rest = data[end:]
         try:
-            ext, end = decode_item(rest)
+            ext, used = decode_item(rest)
         except _DECODE_ERRORS as e:
             raise AttestationMalformed(
                 f"ED is set in {what}, but its extensions are not valid CBOR: {e}"
@@ -215,13 +223,13 @@ def parse(
             raise AttestationMalformed(
                 f"{what} extensions after the ED flag are not a CBOR map with text keys"
             )
-        extensions, extensions_cbor, rest = ext, rest[:end], rest[end:]
-        if rest:
-            raise AttestationMalformed(f"{what} has {len(rest)} bytes after its extensions")
-    elif rest:
+        extensions, extensions_cbor, end = ext, rest[:used], end + used
+        if end < size:
+            raise AttestationMalformed(f"{what} has {size - end} bytes after its extensions")
+    elif end < size:
         after = "the credential public key" if attested else "the counter"
         raise AttestationMalformed(
-            f"{len(rest)} unexpected bytes after {after} (ED flag clear) in {what}"
+            f"{size - end} unexpected bytes after {after} (ED flag clear) in {what}"
         )
     return AuthenticatorData(
         data[:32],
@@ -234,26 +242,35 @@ def parse(
     )
 
 
-def _attested_credential(
-    rest: bytes, decode_item: ItemDecoder
-) -> tuple[AttestedCredential, bytes]:
-    if len(rest) < 18:
+def _attested_credential(data: bytes, decode_item: ItemDecoder) -> tuple[AttestedCredential, int]:
+    """The attested credential data at offset 37, and the offset after it."""
+    if len(data) < 55:
         raise AttestationMalformed(
             "attested credential data is truncated before the AAGUID and credential ID length"
         )
-    cred_len = int.from_bytes(rest[16:18], "big")
+    cred_len = int.from_bytes(data[53:55], "big")
     if cred_len == 0 or cred_len > 1023:
         raise AttestationMalformed(f"credential ID length {cred_len} is outside 1..1023")
-    if len(rest) < 18 + cred_len:
+    start = 55 + cred_len  # of the public key
+    if len(data) < start:
         raise AttestationMalformed(
-            f"credential ID length says {cred_len} bytes but only {len(rest) - 18} follow"
+            f"credential ID length says {cred_len} bytes but only {len(data) - 55} follow"
         )
-    key_bytes = rest[18 + cred_len :]
-    try:
-        cose, end = decode_item(key_bytes)
-    except _DECODE_ERRORS as e:
-        raise AttestationMalformed(f"credential public key is not valid CBOR: {e}") from None
+    cose: object
+    if (
+        data.startswith(_ES256_HEAD, start)
+        and data.startswith(_ES256_Y, start + 42)
+        and len(data) >= start + 77
+    ):
+        key_bytes = data[start : start + 77]
+        cose = {1: 2, 3: -7, -1: 1, -2: key_bytes[10:42], -3: key_bytes[45:]}
+    else:
+        try:
+            cose, used = decode_item(data[start:])
+        except _DECODE_ERRORS as e:
+            raise AttestationMalformed(f"credential public key is not valid CBOR: {e}") from None
+        key_bytes = data[start : start + used]
     if not isinstance(cose, dict) or not _INTEGER.issuperset(map(type, cose)):
         raise AttestationMalformed("credential public key is not a COSE_Key map")
-    credential = AttestedCredential(rest[:16], rest[18 : 18 + cred_len], cose, key_bytes[:end])
-    return credential, key_bytes[end:]
+    credential = AttestedCredential(data[37:53], data[55:start], cose, key_bytes)
+    return credential, start + len(key_bytes)

@@ -496,3 +496,40 @@ def test_the_fast_cbor_item_decoder_agrees_with_the_strict_one_on_mutated_items(
         assert _fast(bytes(data)) == _strict(bytes(data))
 
     check()
+
+
+def test_the_es256_key_read_by_its_bytes_is_what_the_strict_decoder_reads() -> None:
+    """The parser reads the one common encoding of an ES256 P-256 key without a CBOR
+    decoder; for any x and y it must give what the strict decoder gives, and anything else
+    (another order, a shorter x, a trailing item) must still go through a decoder."""
+    import os
+
+    from keyadmin.attestation import authdata, cbor
+
+    head = RP_HASH + bytes([0x41]) + (1).to_bytes(4, "big") + bytes(16) + (4).to_bytes(2, "big")
+    for _ in range(50):
+        x, y = os.urandom(32), os.urandom(32)
+        key = bytes.fromhex("a5 01 02 03 26 20 01 21 58 20") + x + bytes.fromhex("22 58 20") + y
+        assert cbor.decode(key) == {1: 2, 3: -7, -1: 1, -2: x, -3: y}
+        for decoder in (authdata.canonical_item, authdata._strict_item):
+            parsed = authdata.parse(head + b"cred" + key, attested=True, decode_item=decoder)
+            assert parsed.attested is not None
+            assert parsed.attested.public_key == cbor.decode(key)
+            assert parsed.attested.public_key_cbor == key
+            with pytest.raises(AttestationMalformed, match="1 unexpected bytes after the cred"):
+                authdata.parse(head + b"cred" + key + b"\x00", attested=True, decode_item=decoder)
+            ed = bytes([0xC1]) + head[33:]
+            with_ext = authdata.parse(
+                head[:32] + ed + b"cred" + key + bytes.fromhex("a1 6161 01"),
+                attested=True,
+                decode_item=decoder,
+            )
+            assert with_ext.extensions == {"a": 1}
+    # the same map in another order is not the template: decoded (and accepted) as CBOR
+    other = bytes.fromhex("a5 03 26 01 02 20 01 21 58 20") + x + bytes.fromhex("22 58 20") + y
+    parsed = authdata.parse(head + b"cred" + other, attested=True)
+    assert parsed.attested is not None and parsed.attested.public_key == cbor.decode(other)
+    # a 31-byte y: not the template, and the strict decoder finds the key cut short
+    short = bytes.fromhex("a5 01 02 03 26 20 01 21 58 20") + x + bytes.fromhex("22 58 20") + y[:31]
+    with pytest.raises(AttestationMalformed, match="not valid CBOR"):
+        authdata.parse(head + b"cred" + short, attested=True)
