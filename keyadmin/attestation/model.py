@@ -15,7 +15,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from keyadmin.attestation.authdata import Flags
 from keyadmin.b64 import encode_std, encode_url
+
+__all__ = ["AttestationType", "ClientData", "Flags", "ParsedRegistration"]  # Flags: authdata's
 
 
 class AttestationType(enum.StrEnum):
@@ -26,34 +29,6 @@ class AttestationType(enum.StrEnum):
     ANONCA = "anonca"
     SELF = "self"
     NONE = "none"
-
-
-@dataclass(frozen=True)
-class Flags:
-    """Authenticator data flags (WebAuthn section 6.1)."""
-
-    up: bool
-    uv: bool
-    be: bool
-    bs: bool
-    at: bool
-    ed: bool
-    raw: int
-
-    @classmethod
-    def from_byte(cls, value: int) -> Flags:
-        return cls(
-            up=bool(value & 0x01),
-            uv=bool(value & 0x04),
-            be=bool(value & 0x08),
-            bs=bool(value & 0x10),
-            at=bool(value & 0x40),
-            ed=bool(value & 0x80),
-            raw=value,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
-from uuid import UUID
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from keyadmin.attestation import cbor
+from keyadmin.attestation import authdata, cbor
 from keyadmin.attestation.errors import AttestationMalformed
-from keyadmin.attestation.model import ClientData, Flags, ParsedRegistration
+from keyadmin.attestation.model import ClientData, ParsedRegistration
 from keyadmin.attestation.signatures import load_cose_key
 from keyadmin.b64 import decode_url
 
@@ -110,89 +109,29 @@ def parse_parts(
     client_data: ClientData | None = None,
 ) -> ParsedRegistration:
     """Parse an already-split registration (fmt, attStmt, authData, clientDataHash)."""
-    parts = _parse_auth_data(auth_data)
+    parts = authdata.parse(auth_data, attested=True)
+    credential = parts.attested
+    assert credential is not None  # attested=True: parse refuses authData without it
     x5c = parse_x5c(att_stmt.get("x5c"))
-    key, alg = load_cose_key(parts["cose"])
+    key, alg = load_cose_key(credential.public_key)
     return ParsedRegistration(
         fmt=fmt,
         att_stmt=att_stmt,
         auth_data=auth_data,
         client_data_hash=client_data_hash,
         client_data=client_data,
-        rp_id_hash=parts["rp_id_hash"],
-        flags=parts["flags"],
-        sign_count=parts["sign_count"],
-        aaguid=parts["aaguid"],
-        credential_id=parts["credential_id"],
-        credential_public_key=parts["cose"],
-        credential_public_key_cbor=parts["cose_cbor"],
+        rp_id_hash=parts.rp_id_hash,
+        flags=parts.flags,
+        sign_count=parts.counter,
+        aaguid=credential.aaguid,
+        credential_id=credential.credential_id,
+        credential_public_key=credential.public_key,
+        credential_public_key_cbor=credential.public_key_cbor,
         credential_key=key,
         algorithm=alg,
-        extensions=parts["extensions"],
+        extensions=parts.extensions,
         x5c=x5c,
     )
-
-
-def _parse_auth_data(auth_data: bytes) -> dict[str, Any]:
-    """Split authenticator data (WebAuthn 6.1); require AT, refuse trailing bytes."""
-    if len(auth_data) < 37:
-        raise AttestationMalformed(f"authData is {len(auth_data)} bytes, shorter than 37")
-    rp_id_hash = auth_data[:32]
-    flags = Flags.from_byte(auth_data[32])
-    sign_count = int.from_bytes(auth_data[33:37], "big")
-    if not flags.at:
-        raise AttestationMalformed("authData has no attested credential data (AT flag clear)")
-    rest = auth_data[37:]
-    if len(rest) < 18:
-        raise AttestationMalformed(
-            "attested credential data is truncated before the AAGUID and credential ID length"
-        )
-    aaguid = UUID(bytes=rest[:16])
-    cred_len = int.from_bytes(rest[16:18], "big")
-    if cred_len == 0 or cred_len > 1023:
-        raise AttestationMalformed(f"credential ID length {cred_len} is outside 1..1023")
-    if len(rest) < 18 + cred_len:
-        raise AttestationMalformed(
-            f"credential ID length says {cred_len} bytes but only {len(rest) - 18} follow"
-        )
-    credential_id = rest[18 : 18 + cred_len]
-    rest = rest[18 + cred_len :]
-    try:
-        cose, key_end = cbor.decode_from(rest, 0)
-    except _DECODE_ERRORS as e:
-        raise AttestationMalformed(f"credential public key is not valid CBOR: {e}") from None
-    if not isinstance(cose, dict) or not all(
-        isinstance(k, int) and not isinstance(k, bool) for k in cose
-    ):
-        raise AttestationMalformed("credential public key is not a COSE_Key map")
-    cose_cbor = rest[:key_end]
-    after_key = rest[key_end:]
-    extensions: dict[str, Any] = {}
-    if flags.ed:
-        try:
-            ext, ext_end = cbor.decode_from(after_key, 0)
-        except _DECODE_ERRORS as e:
-            raise AttestationMalformed(f"authData extensions are not valid CBOR: {e}") from None
-        if not isinstance(ext, dict) or not all(isinstance(k, str) for k in ext):
-            raise AttestationMalformed("authData extensions are not a map with text keys")
-        extensions = ext
-        after_key = after_key[ext_end:]
-    if after_key:
-        raise AttestationMalformed(
-            f"{len(after_key)} unexpected bytes after the "
-            + ("extensions" if flags.ed else "credential public key (ED flag clear)")
-            + " in authData"
-        )
-    return {
-        "rp_id_hash": rp_id_hash,
-        "flags": flags,
-        "sign_count": sign_count,
-        "aaguid": aaguid,
-        "credential_id": credential_id,
-        "cose": cose,
-        "cose_cbor": cose_cbor,
-        "extensions": extensions,
-    }
 
 
 def parse_x5c(value: Any) -> tuple[x509.Certificate, ...]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyadmin.attestation import authdata
 from keyadmin.errors import PolicyRefused
 
 #: Rules about the metadata snapshot as a whole: reported once for the estate, not per key.
@@ -127,16 +128,11 @@ def group_key(
                     key=lambda kv: kv[0],
                 )
             )
-        flags = ad[32]
-        cred: tuple[Any, ...] = ()
-        if flags & 0x40:
-            n = int.from_bytes(ad[53:55], "big")
-            tail = ad[55 + n :]
-            if flags & 0x80:
-                cose, rest = decode_first(tail)
-            else:
-                cose, rest = decode(tail), b""
-            cred = (ad[37:53], cose.get(1), cose.get(3), cose.get(-1), rest)
+        parsed = authdata.parse(ad, attested=True, decode_item=authdata.canonical_item)
+        att = parsed.attested
+        assert att is not None  # attested=True
+        cose = att.public_key
+        cred = (att.aaguid_raw, cose.get(1), cose.get(3), cose.get(-1), parsed.extensions_cbor)
         key = (obj["fmt"], ad[:33], stmt_key, cred, _client_data_key(client_data))
         hash(key)
     except Exception:  # noqa: BLE001 - an unparsable registration is evaluated on its own

@@ -25,7 +25,7 @@ from typing import Any
 from keyadmin.mds import chain as chain_mod
 from keyadmin.mds import crl as crl_mod
 from keyadmin.mds.errors import TimeInvalid
-from keyadmin.mds.jws import parse_compact, verify_signature
+from keyadmin.mds.jws import parse_compact, verify_signature, x5c_der
 from keyadmin.mds.parse import load_payload_bytes, payload_header
 from keyadmin.mds.roots import Anchor
 
@@ -76,10 +76,10 @@ def verify_blob(
     """Verify ``raw`` (the BLOB as downloaded) at time ``at``; return it with its evidence."""
     at = require_aware(at)
     jws = parse_compact(raw)
-    certs = chain_mod.load_x5c(jws.x5c_der())
+    certs = chain_mod.load_x5c(x5c_der(jws))
     chain_mod.check_order(certs)
     verify_signature(jws, certs[0].public_key())
-    verified = chain_mod.verify_chain(jws.x5c_der(), anchors, at)
+    verified = chain_mod.verify_chain(x5c_der(jws), anchors, at)
     supplied = crl_mod.load_supplied(crls)
     checks = crl_mod.check_revocation(
         verified.path, at, supplied=supplied, fetch=fetch_crl, allow_missing=allow_missing_crl

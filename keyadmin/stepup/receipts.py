@@ -22,25 +22,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import stat
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from keyadmin.b64 import decode_url, encode_url
 from keyadmin.errors import ConfigError
 from keyadmin.files import read_input
+from keyadmin.jws import P256_ORDER, Es256Signer, key_id, verify_statement
 from keyadmin.stepup.errors import ReceiptInvalid, ReceiptReused
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from keyadmin.stepup.api import StepUpResult
 
 TYP = "keyadmin-stepup+jws"
 ISSUER = "keyadmin"
 DEFAULT_LIFETIME_SECONDS = 300
-#: The order of the P-256 group: a signature (r, s) and (r, n - s) both verify.
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+__all__ = ["P256_ORDER", "key_id", "verify_statement"]  # re-exported: the one JWS module's
 
 
 class PassphraseRequired(ConfigError):
@@ -58,15 +62,6 @@ def public_path(private_path: Path) -> Path:
         raise ConfigError(f"{str(private_path)!r} is not a key file name")
     stem = name[: -len(".pem")] if name.endswith(".pem") else name
     return private_path.with_name(stem + ".pub.pem")
-
-
-def key_id(public_key: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return encode_url(hashlib.sha256(spki).digest())
 
 
 @dataclass(frozen=True)
@@ -120,12 +115,9 @@ def key_is_encrypted(path: Path) -> bool:
     return b"ENCRYPTED" in head
 
 
-class ReceiptSigner:
-    """Signs receipts with the private key (held in memory only)."""
-
-    def __init__(self, private_key: Any) -> None:
-        self._key = private_key
-        self.kid = key_id(private_key.public_key())
+class ReceiptSigner(Es256Signer):
+    """Signs receipts (and log anchors) with the private key (held in memory only); the
+    JWS itself is ``keyadmin.jws.Es256Signer``'s."""
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | bytearray | None = None) -> ReceiptSigner:
@@ -161,9 +153,6 @@ class ReceiptSigner:
             raise ConfigError(f"the receipt key {path} is not a P-256 key")
         return cls(key)
 
-    def public_key(self) -> Any:
-        return self._key.public_key()
-
     def issue(
         self,
         *,
@@ -178,7 +167,7 @@ class ReceiptSigner:
         log_head: tuple[int, str] | None = None,
     ) -> str:
         iat = int(issued_at.timestamp())
-        claims = {
+        claims: dict[str, object] = {
             "iss": ISSUER,
             "sub": user,
             "aud": rp_id,
@@ -191,10 +180,11 @@ class ReceiptSigner:
         }
         if log_head is not None:  # the log row this step-up made: evidence the log had it
             claims["log"] = {"seq": int(log_head[0]), "hash": log_head[1]}
-        return sign_statement(self, TYP, claims)
+        return self.sign(TYP, claims)
 
-
-    def issue_for(self, result: Any, *, lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS) -> str:
+    def issue_for(
+        self, result: StepUpResult, *, lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS
+    ) -> str:
         """The receipt of a committed step-up (``keyadmin.stepup.finish``'s StepUpResult),
         issued at its time and naming the log row it wrote."""
         from datetime import datetime
@@ -212,11 +202,7 @@ class ReceiptSigner:
         )
 
 
-def _segment(obj: dict[str, Any]) -> str:
-    return encode_url(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-
-
-def load_public_key(path: Path) -> Any:
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -288,9 +274,42 @@ class UsedReceipts:
 _INT_CLAIM_MAX = {"ctr": 2**32 - 1, "iat": 253402300799, "exp": 253402300799}
 
 
+def _text_claim(claims: Mapping[str, object], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str):
+        raise ReceiptInvalid(f"the receipt lacks a valid {name!r} claim")
+    return value
+
+
+def _int_claim(claims: Mapping[str, object], name: str) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ReceiptInvalid(f"the receipt lacks a valid {name!r} claim")
+    if not 0 <= value <= _INT_CLAIM_MAX[name]:
+        raise ReceiptInvalid(f"the receipt's {name!r} claim is out of range")
+    return value
+
+
+def _log_claim(claims: Mapping[str, object]) -> tuple[int, str] | None:
+    log = claims.get("log")
+    if log is None:
+        return None
+    if isinstance(log, dict):
+        seq, digest = log.get("seq"), log.get("hash")
+        if (
+            isinstance(seq, int)
+            and not isinstance(seq, bool)
+            and 0 <= seq < 2**63
+            and isinstance(digest, str)
+            and len(digest) == 64
+        ):
+            return seq, digest
+    raise ReceiptInvalid("the receipt's 'log' claim is malformed")
+
+
 def verify_receipt(
     token: str,
-    public_key: Any,
+    public_key: ec.EllipticCurvePublicKey,
     *,
     action: str | None = None,
     now: datetime | None = None,
@@ -304,107 +323,43 @@ def verify_receipt(
     """
     claims = verify_statement(token, public_key, TYP, ReceiptInvalid, what="receipt")
     kid = key_id(public_key)
-    required = {"iss": str, "sub": str, "aud": str, "act": str, "cred": str, "ctr": int,
-                "jti": str, "iat": int, "exp": int}  # fmt: skip
-    for name, kind in required.items():
-        if not isinstance(claims.get(name), kind) or isinstance(claims.get(name), bool):
-            raise ReceiptInvalid(f"the receipt lacks a valid {name!r} claim")
-        if kind is int and not 0 <= claims[name] <= _INT_CLAIM_MAX[name]:
-            raise ReceiptInvalid(f"the receipt's {name!r} claim is out of range")
-    if claims["iss"] != ISSUER:
-        raise ReceiptInvalid(f"the receipt's issuer {claims['iss']!r} is not {ISSUER!r}")
+    iss, sub, aud = (_text_claim(claims, n) for n in ("iss", "sub", "aud"))
+    act, cred = _text_claim(claims, "act"), _text_claim(claims, "cred")
+    ctr = _int_claim(claims, "ctr")
+    jti = _text_claim(claims, "jti")
+    iat, exp = _int_claim(claims, "iat"), _int_claim(claims, "exp")
+    if iss != ISSUER:
+        raise ReceiptInvalid(f"the receipt's issuer {iss!r} is not {ISSUER!r}")
     at = now or datetime.now(UTC)
-    if at.timestamp() >= claims["exp"]:
-        expired = datetime.fromtimestamp(claims["exp"], UTC).isoformat()
+    if at.timestamp() >= exp:
+        expired = datetime.fromtimestamp(exp, UTC).isoformat()
         raise ReceiptInvalid(f"the receipt expired at {expired}", expired_at=expired)
-    if at.timestamp() < claims["iat"] - 60:
+    if at.timestamp() < iat - 60:
         raise ReceiptInvalid("the receipt was issued in the future (clock skew?)")
-    if action is not None and not hmac.compare_digest(claims["act"], action_hash(action)):
-        raise ReceiptInvalid("the receipt is for another action")
-    log = claims.get("log")
-    if log is not None and not (
-        isinstance(log, dict)
-        and isinstance(log.get("seq"), int)
-        and not isinstance(log.get("seq"), bool)
-        and 0 <= log["seq"] < 2**63
-        and isinstance(log.get("hash"), str)
-        and len(log["hash"]) == 64
+    if action is not None and not hmac.compare_digest(
+        act.encode("utf-8", "surrogatepass"), action_hash(action).encode()
     ):
-        raise ReceiptInvalid("the receipt's 'log' claim is malformed")
-    if used is not None and not used.claim(claims["jti"], claims["exp"], int(at.timestamp())):
-        raise ReceiptReused("the receipt was already used", challenge_id=claims["jti"])
+        raise ReceiptInvalid("the receipt is for another action")
+    log = _log_claim(claims)
+    if used is not None and not used.claim(jti, exp, int(at.timestamp())):
+        raise ReceiptReused("the receipt was already used", challenge_id=jti)
     return Receipt(
-        user=claims["sub"],
-        action_hash=claims["act"],
-        credential_id=claims["cred"],
-        counter=claims["ctr"],
-        challenge_id=claims["jti"],
-        rp_id=claims["aud"],
-        issued_at=datetime.fromtimestamp(claims["iat"], UTC).isoformat(),
-        expires_at=datetime.fromtimestamp(claims["exp"], UTC).isoformat(),
+        user=sub,
+        action_hash=act,
+        credential_id=cred,
+        counter=ctr,
+        challenge_id=jti,
+        rp_id=aud,
+        issued_at=datetime.fromtimestamp(iat, UTC).isoformat(),
+        expires_at=datetime.fromtimestamp(exp, UTC).isoformat(),
         kid=kid,
         action_checked=action is not None,
-        log_seq=log["seq"] if log else None,
-        log_hash=log["hash"] if log else None,
+        log_seq=log[0] if log else None,
+        log_hash=log[1] if log else None,
     )
 
 
 # ----------------------------------------------------------------------------- other statements
-def sign_statement(signer: ReceiptSigner, typ: str, claims: dict[str, Any]) -> str:
-    """A compact ES256 JWS of ``claims`` under ``typ`` with the signer's key, low S (the one
-    canonical form): receipts and log anchors."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-    header = {"alg": "ES256", "typ": typ, "kid": signer.kid}
-    signing_input = (_segment(header) + "." + _segment(claims)).encode("ascii")
-    r, s = decode_dss_signature(signer._key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-    if s > P256_ORDER // 2:
-        s = P256_ORDER - s
-    return (
-        signing_input.decode("ascii")
-        + "."
-        + encode_url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
-    )
-
-
-def verify_statement(
-    token: str, public_key: Any, typ: str, error: type[Exception], *, what: str = "statement"
-) -> dict[str, Any]:
-    """The claims of a compact ES256 JWS of type ``typ`` signed by ``public_key``; raises
-    ``error`` naming what failed (format, header, key id, high S, signature)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-    parts = token.strip().split(".")
-    if len(parts) != 3 or len(token) > 65536:
-        raise error("not a compact JWS (three dot-separated parts expected)")
-    try:
-        header = json.loads(decode_url(parts[0]))
-        claims = json.loads(decode_url(parts[1]))
-        sig = decode_url(parts[2])
-    except (ValueError, RecursionError):
-        raise error(f"the {what} does not decode (base64url JSON expected)") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise error(f"the {what}'s header or claims are not JSON objects")
-    if header.get("alg") != "ES256" or header.get("typ") != typ:
-        raise error(f"unexpected {what} header alg={header.get('alg')!r} typ={header.get('typ')!r}")
-    if not hmac.compare_digest(str(header.get("kid", "")).encode(), key_id(public_key).encode()):
-        raise error(f"the {what} was signed by another key (kid differs)")
-    if len(sig) != 64:
-        raise error(f"the {what}'s signature is not 64 bytes (ES256 r || s)")
-    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    if s > P256_ORDER // 2:
-        raise error(f"the {what}'s signature has a high-S value (not canonical)")
-    try:
-        public_key.verify(
-            encode_dss_signature(r, s),
-            f"{parts[0]}.{parts[1]}".encode("ascii"),
-            ec.ECDSA(hashes.SHA256()),
-        )
-    except InvalidSignature:
-        raise error(f"the {what}'s signature does not verify (tampered?)") from None
-    return claims
+def sign_statement(signer: Es256Signer, typ: str, claims: Mapping[str, object]) -> str:
+    """A compact ES256 JWS of ``claims`` under ``typ`` (``Es256Signer.sign``)."""
+    return signer.sign(typ, claims)

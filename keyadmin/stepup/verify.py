@@ -30,8 +30,6 @@ FLAG_UP = 0x01
 FLAG_UV = 0x04
 FLAG_BE = 0x08
 FLAG_BS = 0x10
-FLAG_AT = 0x40
-FLAG_ED = 0x80
 
 #: The most bytes accepted per field of a response (WebAuthn: credential ids up to 1023
 #: bytes, user handles up to 64); anything larger is refused before it is stored or logged.
@@ -189,39 +187,16 @@ def parse_response(response: Mapping[str, Any] | str | bytes) -> Assertion:
 def parse_auth_data(data: bytes) -> AuthData:
     """rpIdHash, flags, counter; the flags must describe what follows them: AT never (an
     assertion carries no attested credential data), ED exactly when one CBOR map of
-    extensions follows, nothing else after the counter."""
-    if len(data) < 37:
-        raise StepUpRefused(f"authenticatorData is {len(data)} bytes; at least 37 expected")
-    flags, rest = data[32], data[37:]
-    if flags & FLAG_AT:
-        raise StepUpRefused(
-            "AT is set in authenticatorData, but an assertion carries no attested credential "
-            f"data ({len(data)} bytes, {len(rest)} after the counter)"
-        )
-    if flags & FLAG_ED:
-        if not rest:
-            raise StepUpRefused(
-                "ED is set in authenticatorData, but it is 37 bytes (no extensions follow)"
-            )
-        _check_extensions(rest)
-    elif rest:
-        raise StepUpRefused(
-            f"authenticatorData has {len(rest)} bytes after the counter without the ED flag"
-        )
-    return AuthData(data[:32], flags, int.from_bytes(data[33:37], "big"))
-
-
-def _check_extensions(rest: bytes) -> None:
-    from fido2 import cbor
+    extensions follows, nothing else after the counter (``keyadmin.attestation.authdata``,
+    the one parser, with its strict CBOR)."""
+    from keyadmin.attestation.authdata import parse
+    from keyadmin.attestation.errors import AttestationMalformed
 
     try:
-        extensions, trailing = cbor.decode_from(rest)
-    except Exception:  # noqa: BLE001 - any decoding failure is the same refusal
-        extensions, trailing = None, b""
-    if not isinstance(extensions, dict):
-        raise StepUpRefused("the extensions after the ED flag are not a CBOR map")
-    if trailing:
-        raise StepUpRefused(f"authenticatorData has {len(trailing)} bytes after its extensions")
+        parsed = parse(data, attested=False, what="authenticatorData")
+    except AttestationMalformed as e:
+        raise StepUpRefused(e.reason) from None
+    return AuthData(parsed.rp_id_hash, parsed.flags.raw, parsed.counter)
 
 
 def check_client_data(

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keyadmin.errors import KeyadminError
+from keyadmin.jws import Es256Signer, key_id, verify_statement
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 TYP = "keyadmin-log-anchor+jws"
 
@@ -32,19 +36,13 @@ class Anchor:
     token: str
 
 
-def make(signer: Any, *, seq: int, head_hash: str, at: datetime | None = None) -> Anchor:
-    from keyadmin.stepup.receipts import sign_statement
-
+def make(signer: Es256Signer, *, seq: int, head_hash: str, at: datetime | None = None) -> Anchor:
     iat = int((at or datetime.now(UTC)).timestamp())
-    token = sign_statement(
-        signer, TYP, {"iss": "keyadmin", "seq": int(seq), "hash": head_hash, "iat": iat}
-    )
+    token = signer.sign(TYP, {"iss": "keyadmin", "seq": int(seq), "hash": head_hash, "iat": iat})
     return Anchor(seq, head_hash, datetime.fromtimestamp(iat, UTC).isoformat(), signer.kid, token)
 
 
-def read(token: str, public_key: Any) -> Anchor:
-    from keyadmin.stepup.receipts import key_id, verify_statement
-
+def read(token: str, public_key: ec.EllipticCurvePublicKey) -> Anchor:
     claims = verify_statement(token, public_key, TYP, AnchorInvalid, what="anchor")
     seq, digest, iat = claims.get("seq"), claims.get("hash"), claims.get("iat")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
