@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
@@ -149,24 +149,15 @@ def _types(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
     return "fail", f"metadata attestationTypes {', '.join(types) or '-'}: none accepted"
 
 
-def _status(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
-    return status_outcome(policy, f.entry)
-
-
-def _certification(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
-    return certification_outcome(policy, f.entry)
+def _of_entry(
+    outcome: Callable[[Policy, Entry | None], tuple[Outcome, str]],
+) -> Callable[[ModelFacts, Policy], tuple[Outcome, str]]:
+    """The model rule that judges the model's entry with ``outcome`` (as a registration's)."""
+    return lambda f, policy: outcome(policy, f.entry)
 
 
 def _retired(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
     return lifecycle.retired_outcome(policy, f.entry, f.at)
-
-
-def _fips(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
-    return lifecycle.fips_outcome(policy, f.entry)
-
-
-def _profile(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
-    return lifecycle.profile_outcome(policy, f.entry)
 
 
 def _allowed(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
@@ -177,14 +168,6 @@ def _allowed(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
 
 def _roaming(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
     return roaming_outcome(policy, None, f.entry)
-
-
-def _key_protection(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
-    return key_protection_outcome(policy, f.entry)
-
-
-def _hardware(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
-    return hardware_outcome(policy, f.entry)
 
 
 def _firmware(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
@@ -211,15 +194,15 @@ MODEL_RULES = (
     ("metadata.fresh", _fresh),
     ("attestation.trusted", _trusted),
     ("attestation.type", _types),
-    ("metadata.status", _status),
-    ("metadata.certification", _certification),
+    ("metadata.status", _of_entry(status_outcome)),
+    ("metadata.certification", _of_entry(certification_outcome)),
     ("metadata.retired", _retired),
-    ("metadata.fips", _fips),
-    ("metadata.profile", _profile),
+    ("metadata.fips", _of_entry(lifecycle.fips_outcome)),
+    ("metadata.profile", _of_entry(lifecycle.profile_outcome)),
     ("authenticator.allowed", _allowed),
     ("authenticator.roaming", _roaming),
-    ("authenticator.key_protection", _key_protection),
-    ("authenticator.hardware", _hardware),
+    ("authenticator.key_protection", _of_entry(key_protection_outcome)),
+    ("authenticator.hardware", _of_entry(hardware_outcome)),
     ("device.firmware", _firmware),
     ("registration", _per_registration),
 )

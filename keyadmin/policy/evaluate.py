@@ -677,34 +677,22 @@ def _verified_identity(f: RegistrationFacts) -> tuple[str | None, str] | None:
     return aaguid, root
 
 
-def rule_status(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
-    if f.parsed is None:
-        return UNPARSED
-    return status_outcome(policy, f.entry)
+def on_entry(outcome: Callable[[Policy, Entry | None], tuple[Outcome, str]]) -> Rule:
+    """The rule that judges the model's proved metadata entry with ``outcome`` (the same
+    ``*_outcome`` functions judge a model in ``keyadmin.policy.catalog``)."""
 
+    def rule(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+        if f.parsed is None:
+            return UNPARSED
+        return outcome(policy, f.entry)
 
-def rule_certification(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
-    if f.parsed is None:
-        return UNPARSED
-    return certification_outcome(policy, f.entry)
+    return rule
 
 
 def rule_retired(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
     if f.parsed is None:
         return UNPARSED
     return lifecycle.retired_outcome(policy, f.entry, f.at)
-
-
-def rule_fips(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
-    if f.parsed is None:
-        return UNPARSED
-    return lifecycle.fips_outcome(policy, f.entry)
-
-
-def rule_profile(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
-    if f.parsed is None:
-        return UNPARSED
-    return lifecycle.profile_outcome(policy, f.entry)
 
 
 def rule_allowed(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
@@ -732,18 +720,6 @@ def rule_roaming(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
     if f.parsed is None:
         return UNPARSED
     return roaming_outcome(policy, f.parsed.fmt, f.entry)
-
-
-def rule_key_protection(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
-    if f.parsed is None:
-        return UNPARSED
-    return key_protection_outcome(policy, f.entry)
-
-
-def rule_hardware(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
-    if f.parsed is None:
-        return UNPARSED
-    return hardware_outcome(policy, f.entry)
 
 
 # -- 18..23: the credential ----------------------------------------------------------------------
@@ -834,15 +810,15 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("attestation.aaguid_match", rule_aaguid_match),
     ("attestation.trusted", rule_trusted),
     ("attestation.type", rule_attestation_type),
-    ("metadata.status", rule_status),
-    ("metadata.certification", rule_certification),
+    ("metadata.status", on_entry(status_outcome)),
+    ("metadata.certification", on_entry(certification_outcome)),
     ("metadata.retired", rule_retired),
-    ("metadata.fips", rule_fips),
-    ("metadata.profile", rule_profile),
+    ("metadata.fips", on_entry(lifecycle.fips_outcome)),
+    ("metadata.profile", on_entry(lifecycle.profile_outcome)),
     ("authenticator.allowed", rule_allowed),
     ("authenticator.roaming", rule_roaming),
-    ("authenticator.key_protection", rule_key_protection),
-    ("authenticator.hardware", rule_hardware),
+    ("authenticator.key_protection", on_entry(key_protection_outcome)),
+    ("authenticator.hardware", on_entry(hardware_outcome)),
     ("authenticator.device_bound", rule_device_bound),
     ("user_presence", rule_user_presence),
     ("user_verification", rule_user_verification),

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.unit.test_policy_support import AUDIT_AT, CAPTURE_AT
+
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -32,19 +34,8 @@ DATA_DIRS = ("attestations", "attestations_pqc")
 ZERO = "00000000-0000-0000-0000-000000000000"
 YUBIKEY_5_NFC = "2fc0579f-8113-47ea-b116-bb5a8db9202a"
 
-#: Inside every Yubico chain's validity and before metadata no. 291's nextUpdate (2026-11-01).
-AUDIT_AT = datetime(2026, 10, 15, tzinfo=UTC)
 #: After no. 291's nextUpdate + every shipped policy's grace: the metadata is stale.
 STALE_AT = datetime(2026, 12, 1, tzinfo=UTC)
-CAPTURE_AT = {
-    "pywebauthn-verify_registration_response_tpm-verify_attestation_surface_pro_4": datetime(
-        2024, 1, 1, tzinfo=UTC
-    ),
-    "fidomds-iphone_12": datetime(2022, 4, 7, tzinfo=UTC),
-    "tweag-attestation-apple-01": datetime(2020, 10, 7, 12, tzinfo=UTC),
-    "fidomds-pixel_8a": datetime(2025, 1, 20, tzinfo=UTC),
-    "fidomds-nexus_5": datetime(2022, 4, 11, 13, 53, 3, tzinfo=UTC),
-}
 MUTATED = (
     "jws-realexamples-YubikeyFips5Nfc",
     "fidomds-yubikey_5_nfc",

@@ -20,10 +20,10 @@ from keyadmin.policy import (
     Decision,
     MetadataSource,
     Policy,
-    evaluate_registration,
     load_policy,
 )
 from tests.support.forge import Vendor, lab_policy_trusting
+from tests.unit.test_policy_evaluate import judge
 from tests.unit.test_policy_support import POLICIES, capture, metadata_for, registry_url
 
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -68,17 +68,8 @@ def hardware() -> Policy:
     return load_policy(POLICIES / "fido-certified-hardware.toml")
 
 
-def _judge(policy: Policy, source: MetadataSource | None, name: str = FIPS) -> Decision:
-    cap = capture(name)
-    return evaluate_registration(
-        policy,
-        cap.attestation_object,
-        cap.client_data_json,
-        at=cap.at,
-        metadata=source,
-        rp_id=cap.rp_id,
-        origins=[cap.origin],
-    )
+def _judge(policy: Policy, source: MetadataSource | None) -> Decision:
+    return judge(policy, FIPS, source)
 
 
 def test_the_metadata_is_read_once_per_registration(
