@@ -121,6 +121,7 @@ def main() -> int:
     from keyadmin.flows.fleet import advisories_report, keys_report
     from keyadmin.policy.advisories import load_advisories
     from keyadmin.policy.loader import load_policy
+    from keyadmin.policy.metadata import IndexMetadata
     from keyadmin.sim.authenticator import SoftKey
     from keyadmin.store.mds_index import MdsIndex
 
@@ -135,7 +136,9 @@ def main() -> int:
         advisories = load_advisories(ROOT / "policies" / "advisories.toml")
         keys_report(url, policy)  # warm-up: imports and the first connection, not timed
         report_s, report_cpu, report = _cpu_timed(lambda: keys_report(url, policy))
-        adv_s, adv_cpu, adv = _cpu_timed(lambda: advisories_report(url, advisories, MdsIndex(url)))
+        adv_s, adv_cpu, adv = _cpu_timed(
+            lambda: advisories_report(url, advisories, IndexMetadata(MdsIndex(url)))
+        )
         sample = min(args.sample, args.count)
         per_key_wall, per_key_cpu, _ = _cpu_timed(lambda: per_key_way(url, sample))
         per_key_s = per_key_wall * args.count / sample

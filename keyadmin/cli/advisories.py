@@ -38,6 +38,7 @@ def advisories(
     """
     from keyadmin.flows.fleet import ActionNeeded, advisories_report
     from keyadmin.policy.advisories import load_advisories
+    from keyadmin.policy.metadata import IndexMetadata
     from keyadmin.store.mds_index import MdsIndex
 
     fmt = output_format(output, json_out)
@@ -46,7 +47,7 @@ def advisories(
         raise UsageError("no advisory file", hint="pass --advisories FILE (see docs/inventory.md)")
     known = load_advisories(path)  # a bad file is named before the registry is opened
     url = _db(db)
-    result = advisories_report(url, known, MdsIndex(url))
+    result = advisories_report(url, known, IndexMetadata(MdsIndex(url)))
     users = len({f.user for f in result.findings if f.user})
     emit_findings(
         fmt,

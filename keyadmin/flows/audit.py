@@ -32,10 +32,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.attestation import authdata
 from keyadmin.errors import PolicyRefused
+
+if TYPE_CHECKING:
+    from keyadmin.policy.metadata import MetadataSource
+    from keyadmin.policy.model import Policy
 
 #: Rules about the metadata snapshot as a whole: reported once for the estate, not per key.
 ESTATE_RULES = frozenset({"metadata.fresh", "metadata.signed"})
@@ -216,8 +220,8 @@ def _scan(
 def audit(
     *,
     registry_url: str,
-    policy: Any,
-    metadata: Any,
+    policy: Policy,
+    metadata: MetadataSource | None,
     actor: str,
     authority: dict[str, Any] | None = None,
     enforce: bool = False,

@@ -16,9 +16,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.errors import PolicyRefused
+
+if TYPE_CHECKING:
+    from keyadmin.mds.model import Entry
+    from keyadmin.policy.advisories import Advisory
+    from keyadmin.policy.metadata import MetadataSource
+    from keyadmin.policy.model import Policy
 
 CATEGORIES = (
     "issued-without-credential",
@@ -61,7 +67,7 @@ class KeysReport:
         return not self.findings
 
 
-def keys_report(db_url: str, policy: Any | None) -> KeysReport:
+def keys_report(db_url: str, policy: Policy | None) -> KeysReport:
     from keyadmin.store.db import transaction
     from keyadmin.store.inventory import read_estate
 
@@ -84,7 +90,7 @@ def keys_report(db_url: str, policy: Any | None) -> KeysReport:
     )
 
 
-def reconcile(estate: Any, policy: Any | None) -> list[Finding]:
+def reconcile(estate: Any, policy: Policy | None) -> list[Finding]:
     keys = {serial: (state, user) for serial, state, user, *_ in estate.keys}
     active_on: dict[str, int] = {}
     findings: list[Finding] = []
@@ -127,7 +133,7 @@ def reconcile(estate: Any, policy: Any | None) -> list[Finding]:
     return findings
 
 
-def _below_minimum(estate: Any, keys: dict[str, Any], policy: Any) -> list[Finding]:
+def _below_minimum(estate: Any, keys: dict[str, Any], policy: Policy) -> list[Finding]:
     minimum = policy.keys_per_user.minimum
     required = policy.inventory.required
     compliant: dict[str, set[str]] = {}
@@ -190,24 +196,26 @@ class AdvisoryReport:
         return not self.findings
 
 
-def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) -> AdvisoryReport:
+def advisories_report(
+    db_url: str, advisories: list[Advisory], metadata: MetadataSource | None
+) -> AdvisoryReport:
     """Every live credential and every inventory key without one, against the advisories
     (firmware: the key's in the inventory, else getInfo at enrolment, else the metadata's
     authenticatorVersion), and the metadata status reports dated after each enrolment.
-    ``metadata``: an object with ``entry_doc(aaguid)`` (keyadmin.store.mds_index.MdsIndex)."""
+    ``metadata``: ``keyadmin.policy.metadata.IndexMetadata(MdsIndex(url))`` or None."""
     from keyadmin.store.db import transaction
     from keyadmin.store.inventory import read_estate
 
     started = time.monotonic()
     with transaction(db_url) as s:
         estate = read_estate(s)
-    docs: dict[str, dict[str, Any] | None] = {}
+    docs: dict[str, Entry | None] = {}
 
-    def doc(aaguid: str | None) -> dict[str, Any] | None:
+    def doc(aaguid: str | None) -> Entry | None:
         if aaguid is None or metadata is None:
             return None
         if aaguid not in docs:
-            docs[aaguid] = metadata.entry_doc(aaguid)
+            docs[aaguid] = metadata.by_aaguid(aaguid)
         return docs[aaguid]
 
     keys = {k[0]: k for k in estate.keys}
@@ -243,7 +251,7 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
         if serial is not None:
             with_credentials.add(serial)
         entry = doc(aaguid)
-        model = (key[3] if key else None) or (entry or {}).get("description")
+        model = (key[3] if key else None) or (entry.description if entry else None)
         version, source = firmware(key[5] if key else None, fw, entry, aaguid)
         where: tuple[Any, ...] = (user, serial, reg_id, cred_id, model)
         findings.extend(match(aaguid, model, version, source, where))
@@ -253,7 +261,7 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
         if serial in with_credentials or state == "destroyed":
             continue
         entry = doc(key_aaguid)
-        model = key_model or (entry or {}).get("description")
+        model = key_model or (entry.description if entry else None)
         version, source = firmware(key_fw, None, entry, key_aaguid)
         where = (holder, serial, None, None, model)
         findings.extend(match(key_aaguid, model, version, source, where))
@@ -269,7 +277,7 @@ def advisories_report(db_url: str, advisories: list[Any], metadata: Any | None) 
 
 
 def _firmware(
-    key_fw: str | None, cred_fw: str | None, entry: dict[str, Any] | None
+    key_fw: str | None, cred_fw: str | None, entry: Entry | None
 ) -> tuple[Any, str | None]:
     from keyadmin.policy.advisories import metadata_version, parse_version
 
@@ -279,7 +287,7 @@ def _firmware(
                 return parse_version(text), source
             except ValueError:
                 continue
-    av = (entry or {}).get("authenticator_version")
+    av = entry.authenticator_version if entry else None
     if isinstance(av, int) and av > 0:
         return metadata_version(av), "metadata authenticatorVersion (the model's, not this key's)"
     return None, None
@@ -330,7 +338,7 @@ def _finding(
 
 
 def _status_changes(
-    entry: dict[str, Any] | None, created: str, where: tuple[Any, ...]
+    entry: Entry | None, created: str, where: tuple[Any, ...]
 ) -> list[AdvisoryFinding]:
     from keyadmin.mds.model import BLOCKING_STATUSES
 
@@ -339,8 +347,8 @@ def _status_changes(
     user, serial, reg_id, cred_id, model = where
     enrolled = created
     out = []
-    for report in entry.get("status_reports") or []:
-        status, date = report.get("status"), report.get("effective_date") or ""
+    for report in entry.status_reports:
+        status, date = report.status, report.effective_date or ""
         if status not in BLOCKING_STATUSES and status not in NOTABLE_STATUSES:
             continue
         if not date or date <= enrolled:
@@ -353,7 +361,7 @@ def _status_changes(
                 f"the credential's enrolment on {enrolled}",
                 "keyadmin audit --policy … --enforce quarantines it; replace the key"
                 if blocking else "review the vendor's notice; no action is forced",
-                report.get("url") or None,
+                report.url or None,
             )
         )  # fmt: skip
     return out

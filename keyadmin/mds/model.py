@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 
 #: Status reports that must block a model (FIDO MDS3 §3.1.4 AuthenticatorStatus).
 BLOCKING_STATUSES: frozenset[str] = frozenset(
@@ -92,7 +91,19 @@ def latest_report(
     return best
 
 
-def lifecycle(reports: Iterable[StatusReport]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Lifecycle:
+    """The MDS 3.1 facts of a model that its status reports carry (see ``lifecycle``)."""
+
+    fips_level: int | None  # 1..4
+    fips_revision: int | None
+    fips_physical_security_level: int | None
+    certification_profiles: tuple[str, ...]
+    retired: str | None  # the RETIRED report's effective date, or "undated"
+    sunset_date: str | None
+
+
+def lifecycle(reports: Iterable[StatusReport]) -> Lifecycle:
     """The MDS 3.1 facts of a model, from its status reports: the FIPS 140 level (of the latest
     FIPS140_CERTIFIED_Lx report), the certification profiles (of the latest report naming
     any), retirement (the latest RETIRED report's date) and the sunset date (of that RETIRED
@@ -104,23 +115,120 @@ def lifecycle(reports: Iterable[StatusReport]) -> dict[str, Any]:
     sunset = (
         retired if retired is not None else latest_report(reports, lambda r: bool(r.sunset_date))
     )
-    return {
-        "fips_level": FIPS_LEVELS.index(fips.status) + 1 if fips else None,
-        "fips_revision": fips.fips_revision if fips else None,
-        "fips_physical_security_level": fips.fips_physical_security_level if fips else None,
-        "certification_profiles": profiled.certification_profiles if profiled else (),
-        "retired": (retired.effective_date or "undated") if retired else None,
-        "sunset_date": sunset.sunset_date if sunset else None,
-    }
+    return Lifecycle(
+        fips_level=FIPS_LEVELS.index(fips.status) + 1 if fips else None,
+        fips_revision=fips.fips_revision if fips else None,
+        fips_physical_security_level=fips.fips_physical_security_level if fips else None,
+        certification_profiles=profiled.certification_profiles if profiled else (),
+        retired=(retired.effective_date or "undated") if retired else None,
+        sunset_date=sunset.sunset_date if sunset else None,
+    )
 
 
-def report_from_dict(d: dict[str, Any]) -> StatusReport:
+# -- from the stored (``asdict``) form -----------------------------------------------------------
+# The index stores ``Entry.to_dict()`` as JSON; these read it back. Members an older index lacks
+# take their defaults; a member of the wrong type reads as absent.
+
+
+def _str(d: Mapping[str, object], key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _int(d: Mapping[str, object], key: str) -> int | None:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _strs(d: Mapping[str, object], key: str) -> tuple[str, ...]:
+    v = d.get(key)
+    return tuple(str(x) for x in v) if isinstance(v, (list, tuple)) else ()
+
+
+def _dicts(d: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
+    v = d.get(key)
+    return [x for x in v if isinstance(x, Mapping)] if isinstance(v, (list, tuple)) else []
+
+
+def report_from_dict(d: Mapping[str, object]) -> StatusReport:
     """A StatusReport from its stored ``asdict`` form (members an older index lacks default)."""
-    names = {f.name for f in fields(StatusReport)}
-    kw = {k: v for k, v in d.items() if k in names}
-    if isinstance(kw.get("certification_profiles"), list):
-        kw["certification_profiles"] = tuple(kw["certification_profiles"])
-    return StatusReport(**kw)
+    return StatusReport(
+        status=str(d.get("status")),
+        effective_date=_str(d, "effective_date"),
+        authenticator_version=_int(d, "authenticator_version"),
+        certificate_number=_str(d, "certificate_number"),
+        certification_descriptor=_str(d, "certification_descriptor"),
+        certification_policy_version=_str(d, "certification_policy_version"),
+        certification_requirements_version=_str(d, "certification_requirements_version"),
+        url=_str(d, "url"),
+        certificate=_str(d, "certificate"),
+        certification_profiles=_strs(d, "certification_profiles"),
+        sunset_date=_str(d, "sunset_date"),
+        fips_revision=_int(d, "fips_revision"),
+        fips_physical_security_level=_int(d, "fips_physical_security_level"),
+        batch_certificate=_str(d, "batch_certificate"),
+    )
+
+
+def root_from_dict(d: Mapping[str, object]) -> RootCertificate:
+    return RootCertificate(
+        sha256=str(d.get("sha256") or ""),
+        subject=_str(d, "subject"),
+        organization=_str(d, "organization"),
+        not_after=_str(d, "not_after"),
+        der_b64=str(d.get("der_b64") or ""),
+        parse_error=_str(d, "parse_error"),
+    )
+
+
+def entry_from_dict(d: Mapping[str, object]) -> Entry:
+    """An Entry from its stored ``Entry.to_dict()`` form (see the note above). Status reports
+    without a status are left out (no rule can read one)."""
+    names = d.get("friendly_names")
+    return Entry(
+        index=_int(d, "index") or 0,
+        description=str(d.get("description") or ""),
+        aaguid=_str(d, "aaguid"),
+        aaid=_str(d, "aaid"),
+        attestation_certificate_key_identifiers=_strs(d, "attestation_certificate_key_identifiers"),
+        vendor=_str(d, "vendor"),
+        protocol_family=_str(d, "protocol_family"),
+        authenticator_version=_int(d, "authenticator_version"),
+        status=str(d.get("status") or "NO_STATUS"),
+        status_date=_str(d, "status_date"),
+        certification_level=_str(d, "certification_level"),
+        blocking_statuses=_strs(d, "blocking_statuses"),
+        time_of_last_status_change=str(d.get("time_of_last_status_change") or ""),
+        status_reports=tuple(
+            report_from_dict(r)
+            for r in _dicts(d, "status_reports")
+            if isinstance(r.get("status"), str)
+        ),
+        key_protection=_strs(d, "key_protection"),
+        matcher_protection=_strs(d, "matcher_protection"),
+        attachment_hint=_strs(d, "attachment_hint"),
+        transports=_strs(d, "transports"),
+        attestation_types=_strs(d, "attestation_types"),
+        user_verification_methods=_strs(d, "user_verification_methods"),
+        attestation_root_certificates=tuple(
+            root_from_dict(r) for r in _dicts(d, "attestation_root_certificates")
+        ),
+        crypto_strength=_int(d, "crypto_strength"),
+        friendly_names=(
+            {str(k): str(v) for k, v in names.items()} if isinstance(names, Mapping) else {}
+        ),
+        fips_level=_int(d, "fips_level"),
+        fips_revision=_int(d, "fips_revision"),
+        fips_physical_security_level=_int(d, "fips_physical_security_level"),
+        certification_profiles=_strs(d, "certification_profiles"),
+        retired=_str(d, "retired"),
+        sunset_date=_str(d, "sunset_date"),
+        icon_dark=_str(d, "icon_dark"),
+        provider_logo_light=_str(d, "provider_logo_light"),
+        provider_logo_dark=_str(d, "provider_logo_dark"),
+        multi_device_credential_support=_str(d, "multi_device_credential_support"),
+        cx_config_url=_str(d, "cx_config_url"),
+    )
 
 
 @dataclass(frozen=True)
@@ -187,7 +295,7 @@ class Entry:
     def blocked(self) -> bool:
         return bool(self.blocking_statuses)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -226,7 +334,7 @@ class ParsedPayload:
     legal_header: str
     entries: tuple[Entry, ...]
     skipped: tuple[SkippedEntry, ...]
-    raw_entries: tuple[dict[str, Any], ...]  # index-aligned with the payload's entries
+    raw_entries: tuple[dict[str, object], ...]  # index-aligned with the payload's entries
 
     @property
     def duplicates(self) -> dict[str, tuple[int, ...]]:

@@ -135,9 +135,7 @@ def _root_certificate(b64: Any, i: int) -> RootCertificate:
             warnings.simplefilter("ignore")
             cert = x509.load_der_x509_certificate(der)
     except ValueError as e:
-        return RootCertificate(
-            digest, None, None, None, encode_std(der), parse_error=str(e)
-        )
+        return RootCertificate(digest, None, None, None, encode_std(der), parse_error=str(e))
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return RootCertificate(
         sha256=digest,
@@ -213,6 +211,7 @@ def parse_entry(raw: Any, index: int) -> Entry:
     blocking = tuple(sorted({r.status for r in reports if r.status in BLOCKING_STATUSES}))
     fn = ms.get("friendlyNames")
     cs = ms.get("cryptoStrength")
+    lc = lifecycle(reports)
     return Entry(
         index=index,
         description=ms["description"],
@@ -242,7 +241,12 @@ def parse_entry(raw: Any, index: int) -> Entry:
         provider_logo_dark=_opt_str(ms, "providerLogoDark"),
         multi_device_credential_support=_opt_str(ms, "multiDeviceCredentialSupport"),
         cx_config_url=_opt_str(ms, "cxConfigURL"),
-        **lifecycle(reports),
+        fips_level=lc.fips_level,
+        fips_revision=lc.fips_revision,
+        fips_physical_security_level=lc.fips_physical_security_level,
+        certification_profiles=lc.certification_profiles,
+        retired=lc.retired,
+        sunset_date=lc.sunset_date,
     )
 
 

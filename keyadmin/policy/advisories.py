@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import tomllib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from keyadmin.errors import ConfigError
 
@@ -91,7 +91,9 @@ def _error(path: Path, where: str, problem: str) -> ConfigError:
     )
 
 
-def _text(path: Path, where: str, data: dict[str, Any], key: str, required: bool = True) -> str:
+def _text(
+    path: Path, where: str, data: Mapping[str, object], key: str, required: bool = True
+) -> str:
     value = data.get(key)
     if value is None and not required:
         return ""
@@ -100,7 +102,7 @@ def _text(path: Path, where: str, data: dict[str, Any], key: str, required: bool
     return value.strip()
 
 
-def _affects(path: Path, where: str, data: Any) -> Affects:
+def _affects(path: Path, where: str, data: object) -> Affects:
     if not isinstance(data, dict):
         raise _error(path, where, "affects must be a table ([[advisory.affects]])")
     unknown = set(data) - {"models", "aaguids", "firmware_from", "firmware_below"}

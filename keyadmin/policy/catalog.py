@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from keyadmin.policy import lifecycle
 from keyadmin.policy.evaluate import (
+    Computed,
     allowlist_outcome,
     certification_outcome,
+    compute,
     decide,
     key_protection_outcome,
     metadata_fresh_outcome,
@@ -29,11 +32,15 @@ from keyadmin.policy.evaluate import (
 from keyadmin.policy.hardware import hardware_checks, hardware_outcome
 from keyadmin.policy.metadata import (
     MetadataSource,
+    SnapshotLike,
     entry_label,
     entry_root_fingerprints,
     entry_roots_der,
 )
 from keyadmin.policy.model import Decision, Outcome, Policy, Reason
+
+if TYPE_CHECKING:
+    from keyadmin.mds.model import Entry
 
 #: MDS3 attestationTypes -> WebAuthn attestation types.
 _MDS_TYPES = {
@@ -50,43 +57,77 @@ MODEL_MUST_PASS = frozenset(
 )
 
 
-@dataclass
-class _ModelCtx:
-    policy: Policy
-    metadata: MetadataSource | None
+@dataclass(frozen=True)
+class ModelLookup:
+    """The model's entry, and whether it was found by attestation key identifier (U2F)."""
+
+    entry: Entry | None
+    by_key_id: bool = False
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the model rules read, computed once (as ``evaluate.RegistrationFacts``)."""
+
     aaguid: str
     at: datetime
-    entry: dict[str, Any] | None = None
+    has_metadata: bool
+    lookup_: Computed[ModelLookup]  # value None: no metadata source
+    snapshot_: Computed[SnapshotLike | None]
     key_id: str | None = None  # attestation key identifier, for models without an AAGUID (U2F)
 
+    @property
+    def entry(self) -> Entry | None:
+        return self.lookup_.value.entry if self.lookup_.value is not None else None
 
-def _entry(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    if ctx.metadata is None:
+
+def lookup_model(metadata: MetadataSource, aaguid: str, key_id: str | None) -> ModelLookup:
+    if aaguid == "00000000-0000-0000-0000-000000000000" and key_id:
+        entry = metadata.by_key_id(key_id)
+        if entry is not None:
+            return ModelLookup(entry, by_key_id=True)
+        return ModelLookup(None)
+    return ModelLookup(metadata.by_aaguid(aaguid))
+
+
+def model_facts(
+    metadata: MetadataSource | None, aaguid: str, at: datetime, key_id: str | None = None
+) -> ModelFacts:
+    lookup: Computed[ModelLookup] = Computed()
+    snapshot: Computed[SnapshotLike | None] = Computed()
+    if metadata is not None:
+        m = metadata
+        lookup = compute(lambda: lookup_model(m, aaguid, key_id))
+        snapshot = compute(metadata.snapshot)
+    return ModelFacts(aaguid, at, metadata is not None, lookup, snapshot, key_id)
+
+
+def _entry(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    if not f.has_metadata:
         return "fail", "no metadata source"
-    if ctx.aaguid == "00000000-0000-0000-0000-000000000000" and ctx.key_id:
-        ctx.entry = ctx.metadata.by_key_id(ctx.key_id)
-        if ctx.entry is not None:
-            return "pass", f"{entry_label(ctx.entry)} (attestation key identifier {ctx.key_id})"
-    else:
-        ctx.entry = ctx.metadata.by_aaguid(ctx.aaguid)
-    if ctx.entry is not None:
-        return "pass", entry_label(ctx.entry)
-    if ctx.policy.metadata.required:
-        return "fail", f"no metadata entry for AAGUID {ctx.aaguid}; the policy requires one"
-    return "skip", f"no metadata entry for AAGUID {ctx.aaguid}; the policy does not require one"
+    found = f.lookup_.get()
+    if found is not None and found.entry is not None:
+        if found.by_key_id:
+            return "pass", f"{entry_label(found.entry)} (attestation key identifier {f.key_id})"
+        return "pass", entry_label(found.entry)
+    if policy.metadata.required:
+        return "fail", f"no metadata entry for AAGUID {f.aaguid}; the policy requires one"
+    return "skip", f"no metadata entry for AAGUID {f.aaguid}; the policy does not require one"
 
 
-def _signed(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return metadata_signed_outcome(ctx.policy, ctx.metadata)
+def _signed(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    return metadata_signed_outcome(policy, f.snapshot_.get())
 
 
-def _fresh(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return metadata_fresh_outcome(ctx.policy, ctx.metadata, ctx.at)
+def _fresh(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    if not policy.metadata.required:  # the snapshot is not read
+        return metadata_fresh_outcome(policy, None, f.at)
+    return metadata_fresh_outcome(policy, f.snapshot_.get(), f.at)
 
 
-def _trusted(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    n_entry = len(entry_roots_der(ctx.entry)) if ctx.entry else 0
-    n_extra = len(ctx.policy.trust_roots)
+def _trusted(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    n_entry = len(entry_roots_der(f.entry)) if f.entry else 0
+    n_extra = len(policy.trust_roots)
     if n_entry + n_extra == 0:
         return (
             "fail",
@@ -98,66 +139,49 @@ def _trusted(ctx: _ModelCtx) -> tuple[Outcome, str]:
     )
 
 
-def _types(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    if ctx.entry is None:
+def _types(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.entry is None:
         return "skip", "no metadata entry lists the model's attestation types"
-    types = [_MDS_TYPES.get(str(t), str(t)) for t in ctx.entry.get("attestation_types") or []]
-    ok = [t for t in types if t in ctx.policy.attestation.types]
+    types = [_MDS_TYPES.get(str(t), str(t)) for t in f.entry.attestation_types]
+    ok = [t for t in types if t in policy.attestation.types]
     if ok:
         return "pass", f"metadata attestationTypes {', '.join(types)}; accepted: {', '.join(ok)}"
     return "fail", f"metadata attestationTypes {', '.join(types) or '-'}: none accepted"
 
 
-def _status(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return status_outcome(ctx.policy, ctx.entry)
+def _of_entry(
+    outcome: Callable[[Policy, Entry | None], tuple[Outcome, str]],
+) -> Callable[[ModelFacts, Policy], tuple[Outcome, str]]:
+    """The model rule that judges the model's entry with ``outcome`` (as a registration's)."""
+    return lambda f, policy: outcome(policy, f.entry)
 
 
-def _certification(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return certification_outcome(ctx.policy, ctx.entry)
+def _retired(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    return lifecycle.retired_outcome(policy, f.entry, f.at)
 
 
-def _retired(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return lifecycle.retired_outcome(ctx.policy, ctx.entry, ctx.at)
+def _allowed(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    roots = entry_root_fingerprints(f.entry) if f.entry else set()
+    vendor = next(iter(roots & policy.authenticators.allow_vendor_roots), None)
+    return allowlist_outcome(policy, f.aaguid, f.entry, vendor)
 
 
-def _fips(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return lifecycle.fips_outcome(ctx.policy, ctx.entry)
+def _roaming(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    return roaming_outcome(policy, None, f.entry)
 
 
-def _profile(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return lifecycle.profile_outcome(ctx.policy, ctx.entry)
-
-
-def _allowed(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    roots = entry_root_fingerprints(ctx.entry) if ctx.entry else set()
-    vendor = next(iter(roots & ctx.policy.authenticators.allow_vendor_roots), None)
-    return allowlist_outcome(ctx.policy, ctx.aaguid, ctx.entry, vendor)
-
-
-def _roaming(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return roaming_outcome(ctx.policy, None, ctx.entry)
-
-
-def _key_protection(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return key_protection_outcome(ctx.policy, ctx.entry)
-
-
-def _hardware(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    return hardware_outcome(ctx.policy, ctx.entry)
-
-
-def _firmware(ctx: _ModelCtx) -> tuple[Outcome, str]:
-    floor = ctx.policy.device.firmware_minimum.get(ctx.aaguid)
+def _firmware(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
+    floor = policy.device.firmware_minimum.get(f.aaguid)
     if floor is None:
         return "skip", "no firmware floor for this AAGUID"
-    version = ctx.entry.get("authenticator_version") if ctx.entry else None
+    version = f.entry.authenticator_version if f.entry else None
     return "skip", (
         f"each key must run firmware >= {floor} (checked on the device at enrolment); "
         f"metadata authenticatorVersion {version if version is not None else '-'}"
     )
 
 
-def _per_registration(ctx: _ModelCtx) -> tuple[Outcome, str]:
+def _per_registration(f: ModelFacts, policy: Policy) -> tuple[Outcome, str]:
     return "skip", (
         "checked on each registration: rp_id, origin, format, signature, certificate AAGUID, "
         "chain validity, device_bound, user_verification, algorithm, cred_protect"
@@ -170,15 +194,15 @@ MODEL_RULES = (
     ("metadata.fresh", _fresh),
     ("attestation.trusted", _trusted),
     ("attestation.type", _types),
-    ("metadata.status", _status),
-    ("metadata.certification", _certification),
+    ("metadata.status", _of_entry(status_outcome)),
+    ("metadata.certification", _of_entry(certification_outcome)),
     ("metadata.retired", _retired),
-    ("metadata.fips", _fips),
-    ("metadata.profile", _profile),
+    ("metadata.fips", _of_entry(lifecycle.fips_outcome)),
+    ("metadata.profile", _of_entry(lifecycle.profile_outcome)),
     ("authenticator.allowed", _allowed),
     ("authenticator.roaming", _roaming),
-    ("authenticator.key_protection", _key_protection),
-    ("authenticator.hardware", _hardware),
+    ("authenticator.key_protection", _of_entry(key_protection_outcome)),
+    ("authenticator.hardware", _of_entry(hardware_outcome)),
     ("device.firmware", _firmware),
     ("registration", _per_registration),
 )
@@ -199,8 +223,8 @@ def explain_model(
     import uuid
 
     canonical = str(uuid.UUID(aaguid))
-    ctx = _ModelCtx(policy, metadata, canonical, at, key_id=key_id)
-    reasons = run_rules(MODEL_RULES, ctx)
+    facts = model_facts(metadata, canonical, at, key_id)
+    reasons = run_rules(MODEL_RULES, facts, policy)
     return Decision(
         allowed=decide(
             reasons,
@@ -212,10 +236,21 @@ def explain_model(
         subject={
             "policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
             "aaguid": canonical,
-            "description": ctx.entry.get("description") if ctx.entry else None,
+            "description": facts.entry.description if facts.entry else None,
             "at": at.isoformat(),
         },
     )
+
+
+class ModelRow(TypedDict):
+    """One admitted model, as ``keyadmin policy models --json`` lists it."""
+
+    aaguid: str
+    description: str | None
+    certification: str | None
+    status: str | None
+    firmware_minimum: str | None
+    why: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -225,10 +260,10 @@ class ModelList:
     policy_sha256: str
     metadata_no: int | None
     metadata_source: str | None
-    models: tuple[dict[str, Any], ...]
+    models: tuple[ModelRow, ...]
     sha256: str  # of the canonical JSON of ``models``
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "policy": {
                 "name": self.policy_name,
@@ -242,7 +277,7 @@ class ModelList:
         }
 
 
-def models_hash(models: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> str:
+def models_hash(models: Sequence[ModelRow]) -> str:
     canon = json.dumps(list(models), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
@@ -253,25 +288,25 @@ _SNAPSHOT_RULES = frozenset({"metadata.entry", "metadata.signed", "metadata.fres
 
 def admitted_models(policy: Policy, metadata: MetadataSource, *, at: datetime) -> ModelList:
     """Every metadata model (with an AAGUID) that ``explain_model`` would admit."""
-    rows: list[dict[str, Any]] = []
-    for doc in metadata.models():
-        aaguid = doc.get("aaguid")
+    rules = [r for r in MODEL_RULES if r[0] not in _SNAPSHOT_RULES]
+    rows: list[ModelRow] = []
+    for entry in metadata.models():
+        aaguid = entry.aaguid
         if not aaguid:
             continue
-        ctx = _ModelCtx(policy, metadata, aaguid, at, entry=doc)
-        reasons = run_rules([r for r in MODEL_RULES if r[0] not in _SNAPSHOT_RULES], ctx)
+        facts = ModelFacts(aaguid, at, True, Computed(ModelLookup(entry)), Computed())
+        reasons = run_rules(rules, facts, policy)
         if not decide(reasons, MODEL_MUST_PASS - {"metadata.entry"}):
             continue
-        level = doc.get("certification_level")
         floor = policy.device.firmware_minimum.get(aaguid)
         rows.append(
             {
                 "aaguid": aaguid,
-                "description": doc.get("description"),
-                "certification": level,
-                "status": doc.get("status"),
+                "description": entry.description,
+                "certification": entry.certification_level,
+                "status": entry.status,
                 "firmware_minimum": str(floor) if floor else None,
-                "why": qualifies(policy, doc, reasons),
+                "why": qualifies(policy, entry, reasons),
             }
         )
     for extra in policy.authenticators.allow_aaguids:
@@ -300,18 +335,20 @@ def admitted_models(policy: Policy, metadata: MetadataSource, *, at: datetime) -
     )
 
 
-def qualifies(policy: Policy, doc: dict[str, Any], reasons: tuple[Reason, ...]) -> dict[str, str]:
+def qualifies(policy: Policy, entry: Entry, reasons: tuple[Reason, ...]) -> dict[str, str]:
     """Why an admitted model qualifies: each rule that passed, with the metadata it read; the
     ``[hardware]`` rule is shown criterion by criterion (``hardware.key_protection``, ...)."""
     why = {r.rule: r.detail for r in reasons if r.outcome == "pass"}
     if policy.hardware is not None and why.pop("authenticator.hardware", None) is not None:
-        why.update({c.criterion: c.detail for c in hardware_checks(policy.hardware, doc)})
+        why.update({c.criterion: c.detail for c in hardware_checks(policy.hardware, entry)})
     return why
 
 
-def diff_models(previous: dict[str, Any], current: ModelList) -> dict[str, Any]:
+def diff_models(previous: Mapping[str, object], current: ModelList) -> dict[str, object]:
     """Compare a saved ``keyadmin policy models --json`` output with the current list."""
-    before = {m["aaguid"]: m for m in previous.get("models") or [] if isinstance(m, dict)}
+    saved = previous.get("models")
+    rows = saved if isinstance(saved, list) else []
+    before = {m["aaguid"]: m for m in rows if isinstance(m, dict)}
     after = {m["aaguid"]: m for m in current.models}
     changed = [
         {"aaguid": k, "before": before[k], "after": after[k]}

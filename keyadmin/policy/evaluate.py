@@ -40,20 +40,27 @@ metadata entry) is ``skip`` with the reason why. An exception inside a rule is a
 
 ``allowed`` is True only when no rule failed and the rules the decision rests on
 (``MUST_PASS``) all passed.
+
+How: ``registration_facts`` reads everything once - the parsed registration, the metadata
+entry (and how it was found), the snapshot, the attestation verification - into a frozen
+``RegistrationFacts``; then each rule is a pure function ``(facts, policy) -> (outcome,
+detail)``. A fact whose computation raised keeps the error; reading it raises that error
+inside the rule that needs it, which ``run_rules`` reports as that rule's ``fail``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar
 
 from keyadmin.policy import lifecycle
 from keyadmin.policy.hardware import hardware_outcome
 from keyadmin.policy.metadata import (
     MetadataSource,
+    SnapshotLike,
     certification_rank,
     entry_for_attestation,
     entry_label,
@@ -70,6 +77,12 @@ from keyadmin.policy.model import (
     Reason,
 )
 
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+
+    from keyadmin.attestation import AttestationError, Evidence, ParsedRegistration
+    from keyadmin.mds.model import Entry
+
 MUST_PASS: frozenset[str] = frozenset(
     {
         "attestation.parse",
@@ -85,106 +98,110 @@ MUST_PASS: frozenset[str] = frozenset(
 )
 ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
 
+T = TypeVar("T")
+P = ParamSpec("P")
 
-@dataclass
-class _Ctx:
-    """What earlier rules found, for later rules to read (never a verdict by itself)."""
 
-    policy: Policy
-    attestation_object: bytes
-    client_data_json: bytes
-    at: datetime
-    metadata: MetadataSource | None
+# -- facts: computed once, before any rule ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Computed(Generic[T]):
+    """A fact, or the exception its computation raised (re-raised where a rule reads it)."""
+
+    value: T | None = None
+    error: Exception | None = None
+
+    def get(self) -> T | None:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def compute(fn: Callable[[], T]) -> Computed[T]:
+    try:
+        return Computed(fn())
+    except Exception as e:  # noqa: BLE001 - kept, and raised in the rule that reads the fact
+        return Computed(error=e)
+
+
+@dataclass(frozen=True)
+class EntryLookup:
+    """How the model's metadata entry was looked up, and what was found.
+
+    ``entry`` is the model's entry, proved (status and allowlist read it); ``anchor_entry``
+    the entry whose roots anchor the chain (maybe only claimed); ``how`` the lookup as the
+    rule reports it; ``unproved`` the reason an entry was found but does not prove the model."""
+
+    entry: Entry | None
+    anchor_entry: Entry | None
+    how: str
+    unproved: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """``verify_attestation``'s answer: the evidence, or the error and the stage it stopped at
+    (``statement``, ``aaguid`` or ``trusted``)."""
+
+    evidence: Evidence | None
+    error: AttestationError | None = None
+    stage_failed: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistrationFacts:
+    """Everything the rules read about one registration, computed once."""
+
     rp_id: str
     origins: tuple[str, ...]
-    parsed: Any = None
-    parse_error: str | None = None
-    entry: dict[str, Any] | None = None  # the model's entry, proved (status/allowlist read it)
-    anchor_entry: dict[str, Any] | None = None  # whose roots anchor the chain (maybe claimed)
-    entry_lookup: str = ""
-    evidence: Any = None
-    verify_error: Any = None
-    stale_metadata_override: bool = False
-    stage_failed: str | None = None  # "statement", "aaguid", "trusted"
-    extra: dict[str, Any] = field(default_factory=dict)
+    at: datetime
+    stale_metadata_override: bool
+    has_metadata: bool  # a metadata source was given
+    parsed: ParsedRegistration | None
+    parse_error: Exception | None  # AttestationError: refused; anything else: an internal error
+    lookup_: Computed[EntryLookup]  # value None: not looked up (no parse, no metadata source)
+    snapshot_: Computed[SnapshotLike | None]  # value None: no snapshot (or no metadata source)
+    verification_: Computed[Verification]  # value None: not verified (no parse)
+
+    @property
+    def lookup(self) -> EntryLookup | None:
+        return self.lookup_.get()
+
+    @property
+    def snapshot(self) -> SnapshotLike | None:
+        return self.snapshot_.get()
+
+    @property
+    def verification(self) -> Verification | None:
+        return self.verification_.get()
+
+    @property
+    def entry(self) -> Entry | None:
+        """The model's proved metadata entry (None also when the lookup raised)."""
+        return self.lookup_.value.entry if self.lookup_.value is not None else None
+
+    @property
+    def anchor_entry(self) -> Entry | None:
+        return self.lookup_.value.anchor_entry if self.lookup_.value is not None else None
+
+    @property
+    def evidence(self) -> Evidence | None:
+        v = self.verification_.value
+        return v.evidence if v is not None else None
+
+    @property
+    def stage_failed(self) -> str | None:
+        v = self.verification_.value
+        return v.stage_failed if v is not None else None
+
+    @property
+    def verify_error(self) -> AttestationError | None:
+        v = self.verification_.value
+        return v.error if v is not None else None
 
 
-Rule = Callable[[_Ctx], tuple[Outcome, str]]
-
-
-def _skip_unparsed(ctx: _Ctx) -> tuple[Outcome, str] | None:
-    if ctx.parsed is None:
-        return "skip", "not evaluated: the registration did not parse"
-    return None
-
-
-# -- 1..4: the registration itself ---------------------------------------------------------------
-
-
-def rule_parse(ctx: _Ctx) -> tuple[Outcome, str]:
-    from keyadmin.attestation import AttestationError, parse_registration
-
-    try:
-        ctx.parsed = parse_registration(ctx.attestation_object, ctx.client_data_json)
-    except AttestationError as e:
-        ctx.parse_error = e.reason
-        return "fail", str(e)
-    p = ctx.parsed
-    return "pass", (
-        f"{p.fmt} registration, AAGUID {p.aaguid}, flags 0x{p.flags.raw:02x}, "
-        f"credential key {ALGORITHM_NAMES.get(p.algorithm, f'COSE {p.algorithm}')}"
-    )
-
-
-def rule_rp_id(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    expected = hashlib.sha256(ctx.rp_id.encode("utf-8")).digest()
-    if ctx.parsed.rp_id_hash == expected:
-        return "pass", f"rpIdHash is SHA-256({ctx.rp_id!r})"
-    return "fail", (
-        f"rpIdHash {ctx.parsed.rp_id_hash.hex()[:16]}… is not SHA-256({ctx.rp_id!r}): the "
-        "credential was made for another relying party"
-    )
-
-
-def rule_origin(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    cd = ctx.parsed.client_data
-    if cd is None:
-        return "fail", "no clientDataJSON to check the origin"
-    if cd.cross_origin:
-        return "fail", f"clientDataJSON says crossOrigin=true (origin {cd.origin})"
-    if cd.origin in ctx.origins:
-        return "pass", f"origin {cd.origin} is allowed"
-    return "fail", f"origin {cd.origin} is not one of {', '.join(ctx.origins)}"
-
-
-def rule_format(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    fmt = ctx.parsed.fmt
-    pol = ctx.policy
-    if pol.authenticators.attachment == "roaming" and fmt in PLATFORM_FORMATS:
-        return "fail", (
-            f"format {fmt!r} comes from a platform authenticator (phone, laptop TPM), "
-            "not a roaming hardware key"
-        )
-    if fmt not in pol.attestation.formats:
-        if fmt == "none":
-            return "fail", "format 'none': the authenticator gave no attestation"
-        return "fail", (
-            f"format {fmt!r} is not accepted "
-            f"(accepted: {', '.join(sorted(pol.attestation.formats))})"
-        )
-    return "pass", f"format {fmt!r} is accepted"
-
-
-# -- 5..7: metadata ------------------------------------------------------------------------------
-
-
-def key_identifier(cert: Any) -> str:
+def key_identifier(cert: Certificate) -> str:
     """MDS attestationCertificateKeyIdentifier: SHA-1 of the subjectPublicKey bits."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -201,7 +218,7 @@ def key_identifier(cert: Any) -> str:
     return hashlib.sha1(bits, usedforsecurity=False).hexdigest()
 
 
-def _names_aaguid(cert: Any) -> bool:
+def _names_aaguid(cert: Certificate) -> bool:
     """True when the certificate carries the id-fido-gen-ce-aaguid extension."""
     from cryptography import x509
 
@@ -212,58 +229,206 @@ def _names_aaguid(cert: Any) -> bool:
     return True
 
 
-def rule_metadata_entry(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    required = ctx.policy.metadata.required
-    if ctx.metadata is None:
-        return ("fail" if required else "skip"), "no metadata source was given"
-    aaguid = str(ctx.parsed.aaguid)
+def lookup_entry(parsed: ParsedRegistration, metadata: MetadataSource) -> EntryLookup:
+    """The model's metadata entry: by AAGUID, else by the attestation certificate's key
+    identifier; an AAGUID the certificate does not name must be confirmed by the key id."""
+    aaguid = str(parsed.aaguid)
     entry = None
+    how = ""
     if aaguid != ZERO_AAGUID:
-        entry = ctx.metadata.by_aaguid(aaguid)
-        ctx.entry_lookup = f"AAGUID {aaguid}"
-    if entry is not None and ctx.parsed.x5c and not _names_aaguid(ctx.parsed.x5c[0]):
+        entry = metadata.by_aaguid(aaguid)
+        how = f"AAGUID {aaguid}"
+    if entry is not None and parsed.x5c and not _names_aaguid(parsed.x5c[0]):
         # The AAGUID in authData is self-asserted: with no AAGUID extension in the certificate,
         # the model is proved only when the attestation key identifier names the same entry.
-        kid = key_identifier(ctx.parsed.x5c[0])
-        by_kid = ctx.metadata.by_key_id(kid)
-        if by_kid is None or by_kid.get("aaguid") != entry.get("aaguid"):
-            ctx.entry, ctx.anchor_entry = None, entry
-            ctx.entry_lookup = f"AAGUID {aaguid} (claimed; the certificate does not name it)"
-            detail = (
+        kid = key_identifier(parsed.x5c[0])
+        by_kid = metadata.by_key_id(kid)
+        if by_kid is None or by_kid.aaguid != entry.aaguid:
+            return EntryLookup(
+                None,
+                entry,
+                f"AAGUID {aaguid} (claimed; the certificate does not name it)",
                 f"the certificate does not name AAGUID {aaguid} and its key identifier {kid} "
-                "is not listed for that model: the model is not proved"
+                "is not listed for that model: the model is not proved",
             )
-            return ("fail" if required else "skip"), detail
-        ctx.entry_lookup = f"AAGUID {aaguid} and attestation key identifier {kid}"
-    if entry is None and ctx.parsed.x5c:
-        kid = key_identifier(ctx.parsed.x5c[0])
-        entry = ctx.metadata.by_key_id(kid)
-        if entry is not None and aaguid != ZERO_AAGUID and entry.get("aaguid") != aaguid:
+        how = f"AAGUID {aaguid} and attestation key identifier {kid}"
+    if entry is None and parsed.x5c:
+        kid = key_identifier(parsed.x5c[0])
+        entry = metadata.by_key_id(kid)
+        if entry is not None and aaguid != ZERO_AAGUID and entry.aaguid != aaguid:
             # The key says AAGUID X (no metadata entry for X) but its attestation key names
             # another model: neither the claim nor the entry is the key's proved model.
-            ctx.entry = ctx.anchor_entry = None
-            ctx.entry_lookup = f"AAGUID {aaguid} (no entry) / key identifier {kid}"
-            detail = (
+            return EntryLookup(
+                None,
+                None,
+                f"AAGUID {aaguid} (no entry) / key identifier {kid}",
                 f"the key claims AAGUID {aaguid}, which has no metadata entry, but its attestation "
-                f"key identifier {kid} is listed for {entry_label(entry)}: the model is not proved"
+                f"key identifier {kid} is listed for {entry_label(entry)}: the model is not proved",
             )
-            return ("fail" if required else "skip"), detail
         if entry is not None or aaguid == ZERO_AAGUID:
-            ctx.entry_lookup = f"attestation key identifier {kid}"
-    ctx.entry = ctx.anchor_entry = entry
-    if entry is not None:
-        return "pass", f"{entry_label(entry)} found by {ctx.entry_lookup}"
-    what = ctx.entry_lookup or f"AAGUID {aaguid}"
+            how = f"attestation key identifier {kid}"
+    return EntryLookup(entry, entry, how)
+
+
+def _verify(
+    parsed: ParsedRegistration, policy: Policy, anchor_entry: Entry | None, at: datetime
+) -> Verification:
+    from keyadmin.attestation import (
+        AaguidMismatch,
+        AttestationError,
+        AttestationUntrusted,
+        verify_attestation,
+    )
+
+    anchors: list[bytes] = [r.der for r in policy.trust_roots]
+    entry = entry_for_attestation(anchor_entry) if anchor_entry is not None else None
+    try:
+        evidence = verify_attestation(parsed, trust_anchors=anchors, at=at, metadata_entry=entry)
+    except AaguidMismatch as e:
+        return Verification(None, e, "aaguid")
+    except AttestationUntrusted as e:
+        return Verification(None, e, "trusted")
+    except AttestationError as e:
+        return Verification(None, e, "statement")
+    return Verification(evidence)
+
+
+def registration_facts(
+    policy: Policy,
+    attestation_object: bytes,
+    client_data_json: bytes,
+    *,
+    at: datetime,
+    metadata: MetadataSource | None,
+    rp_id: str | None = None,
+    origins: Sequence[str] | None = None,
+    stale_metadata_override: bool = False,
+) -> RegistrationFacts:
+    """Read everything the rules need, once (see the module doc)."""
+    from keyadmin.attestation import parse_registration
+
+    parsed: ParsedRegistration | None = None
+    parse_error: Exception | None = None
+    try:
+        parsed = parse_registration(attestation_object, client_data_json)
+    except Exception as e:  # noqa: BLE001 - attestation.parse reports it
+        parse_error = e
+    lookup: Computed[EntryLookup] = Computed()
+    if parsed is not None and metadata is not None:
+        p, m = parsed, metadata
+        lookup = compute(lambda: lookup_entry(p, m))
+    snapshot: Computed[SnapshotLike | None] = (
+        compute(metadata.snapshot) if metadata is not None else Computed()
+    )
+    verification: Computed[Verification] = Computed()
+    if parsed is not None:
+        p, anchor = parsed, lookup.value.anchor_entry if lookup.value is not None else None
+        verification = compute(lambda: _verify(p, policy, anchor, at))
+    return RegistrationFacts(
+        rp_id=rp_id or policy.relying_party.rp_id,
+        origins=tuple(origins) if origins else policy.relying_party.origins,
+        at=at,
+        stale_metadata_override=stale_metadata_override,
+        has_metadata=metadata is not None,
+        parsed=parsed,
+        parse_error=parse_error,
+        lookup_=lookup,
+        snapshot_=snapshot,
+        verification_=verification,
+    )
+
+
+# -- rules: pure functions of (facts, policy) ---------------------------------------------------
+
+Rule = Callable[[RegistrationFacts, Policy], tuple[Outcome, str]]
+UNPARSED: tuple[Outcome, str] = ("skip", "not evaluated: the registration did not parse")
+
+
+# -- 1..4: the registration itself ---------------------------------------------------------------
+
+
+def rule_parse(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    from keyadmin.attestation import AttestationError
+
+    if f.parsed is None:
+        if isinstance(f.parse_error, AttestationError):
+            return "fail", str(f.parse_error)
+        raise f.parse_error or RuntimeError("the registration was not parsed")
+    p = f.parsed
+    return "pass", (
+        f"{p.fmt} registration, AAGUID {p.aaguid}, flags 0x{p.flags.raw:02x}, "
+        f"credential key {ALGORITHM_NAMES.get(p.algorithm, f'COSE {p.algorithm}')}"
+    )
+
+
+def rule_rp_id(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    expected = hashlib.sha256(f.rp_id.encode("utf-8")).digest()
+    if f.parsed.rp_id_hash == expected:
+        return "pass", f"rpIdHash is SHA-256({f.rp_id!r})"
+    return "fail", (
+        f"rpIdHash {f.parsed.rp_id_hash.hex()[:16]}… is not SHA-256({f.rp_id!r}): the "
+        "credential was made for another relying party"
+    )
+
+
+def rule_origin(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    cd = f.parsed.client_data
+    if cd is None:
+        return "fail", "no clientDataJSON to check the origin"
+    if cd.cross_origin:
+        return "fail", f"clientDataJSON says crossOrigin=true (origin {cd.origin})"
+    if cd.origin in f.origins:
+        return "pass", f"origin {cd.origin} is allowed"
+    return "fail", f"origin {cd.origin} is not one of {', '.join(f.origins)}"
+
+
+def rule_format(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    fmt = f.parsed.fmt
+    if policy.authenticators.attachment == "roaming" and fmt in PLATFORM_FORMATS:
+        return "fail", (
+            f"format {fmt!r} comes from a platform authenticator (phone, laptop TPM), "
+            "not a roaming hardware key"
+        )
+    if fmt not in policy.attestation.formats:
+        if fmt == "none":
+            return "fail", "format 'none': the authenticator gave no attestation"
+        return "fail", (
+            f"format {fmt!r} is not accepted "
+            f"(accepted: {', '.join(sorted(policy.attestation.formats))})"
+        )
+    return "pass", f"format {fmt!r} is accepted"
+
+
+# -- 5..7: metadata ------------------------------------------------------------------------------
+
+
+def rule_metadata_entry(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    required = policy.metadata.required
+    if not f.has_metadata:
+        return ("fail" if required else "skip"), "no metadata source was given"
+    found = f.lookup
+    if found is None:  # pragma: no cover - parsed with a metadata source: always looked up
+        raise RuntimeError("the metadata entry was not looked up")
+    if found.unproved is not None:
+        return ("fail" if required else "skip"), found.unproved
+    if found.entry is not None:
+        return "pass", f"{entry_label(found.entry)} found by {found.how}"
+    what = found.how or f"AAGUID {f.parsed.aaguid}"
     if required:
         return "fail", f"no metadata entry for {what}; the policy requires one"
     return "skip", f"no metadata entry for {what}; the policy does not require one"
 
 
-def metadata_signed_outcome(policy: Policy, metadata: MetadataSource | None) -> tuple[Outcome, str]:
+def metadata_signed_outcome(policy: Policy, snap: SnapshotLike | None) -> tuple[Outcome, str]:
     """Does the stored metadata carry a verified signature, when the policy demands one?"""
-    snap = metadata.snapshot() if metadata is not None else None
     if not policy.metadata.signed:
         if snap is not None and not snap.signed:
             return "skip", f"metadata no. {snap.no} is UNSIGNED ({snap.source}); policy allows it"
@@ -278,17 +443,19 @@ def metadata_signed_outcome(policy: Policy, metadata: MetadataSource | None) -> 
     return "pass", f"metadata no. {snap.no} was signature-verified"
 
 
-def rule_metadata_signed(ctx: _Ctx) -> tuple[Outcome, str]:
-    return metadata_signed_outcome(ctx.policy, ctx.metadata)
+def rule_metadata_signed(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    return metadata_signed_outcome(policy, f.snapshot)
+
+
+NOT_REQUIRED: tuple[Outcome, str] = ("skip", "the policy does not require metadata")
 
 
 def metadata_fresh_outcome(
-    policy: Policy, metadata: MetadataSource | None, at: datetime
+    policy: Policy, snap: SnapshotLike | None, at: datetime
 ) -> tuple[Outcome, str]:
     """Is the stored metadata fresh at ``at`` (nextUpdate + the policy's grace)?"""
     if not policy.metadata.required:
-        return "skip", "the policy does not require metadata"
-    snap = metadata.snapshot() if metadata is not None else None
+        return NOT_REQUIRED
     if snap is None:
         return "fail", "no metadata loaded; run keyadmin mds update"
     from keyadmin.mds.freshness import evaluate as freshness
@@ -305,63 +472,59 @@ def metadata_fresh_outcome(
     )
 
 
-def rule_metadata_fresh(ctx: _Ctx) -> tuple[Outcome, str]:
-    outcome, detail = metadata_fresh_outcome(ctx.policy, ctx.metadata, ctx.at)
-    if outcome == "fail" and ctx.stale_metadata_override and ctx.metadata is not None:
-        if ctx.metadata.snapshot() is not None:  # stale, not missing: the override applies
-            return "skip", f"{detail} - OVERRIDDEN by the operator (logged)"
+def rule_metadata_fresh(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if not policy.metadata.required:  # the snapshot is not read (a broken source is no reason)
+        return NOT_REQUIRED
+    outcome, detail = metadata_fresh_outcome(policy, f.snapshot, f.at)
+    if outcome == "fail" and f.stale_metadata_override and f.snapshot is not None:
+        # stale, not missing: the override applies
+        return "skip", f"{detail} - OVERRIDDEN by the operator (logged)"
     return outcome, detail
 
 
 # -- 8..11: the attestation ----------------------------------------------------------------------
 
 
-def rule_statement(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    from keyadmin.attestation import (
-        AaguidMismatch,
-        AttestationError,
-        AttestationUntrusted,
-        verify_attestation,
-    )
-
-    anchors: list[bytes] = [r.der for r in ctx.policy.trust_roots]
-    entry = entry_for_attestation(ctx.anchor_entry) if ctx.anchor_entry is not None else None
-    try:
-        ctx.evidence = verify_attestation(
-            ctx.parsed, trust_anchors=anchors, at=ctx.at, metadata_entry=entry
-        )
-    except AaguidMismatch as e:
-        ctx.verify_error, ctx.stage_failed = e, "aaguid"
-        return "pass", "the statement's signature verifies"
-    except AttestationUntrusted as e:
-        ctx.verify_error, ctx.stage_failed = e, "trusted"
-        return "pass", "the statement's signature verifies"
-    except AttestationError as e:
-        ctx.verify_error, ctx.stage_failed = e, "statement"
-        return "fail", str(e)
-    return "pass", f"{ctx.evidence.fmt} statement verifies ({ctx.evidence.attestation_type})"
+def rule_statement(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    v = f.verification
+    if v is None:  # pragma: no cover - a parsed registration is always verified
+        raise RuntimeError("the attestation was not verified")
+    if v.evidence is not None:
+        return "pass", f"{v.evidence.fmt} statement verifies ({v.evidence.attestation_type})"
+    if v.stage_failed == "statement":
+        return "fail", str(v.error)
+    return "pass", "the statement's signature verifies"
 
 
-def _after_statement(ctx: _Ctx) -> tuple[Outcome, str] | None:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    if ctx.stage_failed == "statement":
+def _after_statement(f: RegistrationFacts) -> tuple[Outcome, str] | None:
+    if f.parsed is None:
+        return UNPARSED
+    if f.stage_failed == "statement":
         return "skip", "not evaluated: the attestation statement does not verify"
-    if ctx.evidence is None and ctx.verify_error is None:
+    if f.evidence is None and f.verify_error is None:
         return "fail", "the attestation was not verified"
     return None
 
 
-def rule_aaguid_match(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _after_statement(ctx)) is not None:
+def _certificate_aaguid(parsed: ParsedRegistration) -> str | None:
+    from keyadmin.attestation.aaguid import read_certificate_aaguid
+
+    if not parsed.x5c:
+        return None
+    value = read_certificate_aaguid(parsed.x5c[0])
+    return str(value) if value is not None else None
+
+
+def rule_aaguid_match(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if (s := _after_statement(f)) is not None:
         return s
-    if ctx.stage_failed == "aaguid":
-        return "fail", ctx.verify_error.reason
-    ev = ctx.evidence
+    if f.stage_failed == "aaguid" and f.verify_error is not None:
+        return "fail", f.verify_error.reason
+    ev = f.evidence
     if ev is None:  # untrusted: the AAGUID check ran before the path check, and passed
-        cert_aaguid = _certificate_aaguid(ctx)
+        cert_aaguid = _certificate_aaguid(f.parsed) if f.parsed is not None else None
         if cert_aaguid is None:
             return "skip", "the attestation certificate carries no AAGUID extension"
         return "pass", f"certificate AAGUID {cert_aaguid} matches"
@@ -377,62 +540,55 @@ def rule_aaguid_match(ctx: _Ctx) -> tuple[Outcome, str]:
     return "pass", f"certificate AAGUID {ev.certificate_aaguid} equals authData's"
 
 
-def _certificate_aaguid(ctx: _Ctx) -> str | None:
-    from keyadmin.attestation.aaguid import read_certificate_aaguid
-
-    if not ctx.parsed.x5c:
-        return None
-    value = read_certificate_aaguid(ctx.parsed.x5c[0])
-    return str(value) if value is not None else None
-
-
-def rule_trusted(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _after_statement(ctx)) is not None:
+def rule_trusted(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if (s := _after_statement(f)) is not None:
         return s
-    if ctx.stage_failed == "aaguid":
+    if f.stage_failed == "aaguid":
         return "skip", "not evaluated: the certificate AAGUID does not match"
-    if ctx.stage_failed == "trusted":
-        anchors = ctx.anchor_entry
-        n = len(ctx.policy.trust_roots) + (len(entry_roots_der(anchors)) if anchors else 0)
-        return "fail", f"{ctx.verify_error.reason} (trust anchors: {n})"
-    ev = ctx.evidence
+    if f.stage_failed == "trusted" and f.verify_error is not None:
+        anchors = f.anchor_entry
+        n = len(policy.trust_roots) + (len(entry_roots_der(anchors)) if anchors else 0)
+        return "fail", f"{f.verify_error.reason} (trust anchors: {n})"
+    ev = f.evidence
+    if ev is None:  # pragma: no cover - _after_statement: evidence or an error
+        raise RuntimeError("the attestation was not verified")
     if not ev.trusted:
         return "fail", f"{ev.attestation_type} attestation: no certificate chain to trust"
     root = ev.chain[-1].certificate.subject.rfc4514_string()
-    return "pass", f"chain of {len(ev.chain)} validates at {ctx.at.isoformat()} to {root}"
+    return "pass", f"chain of {len(ev.chain)} validates at {f.at.isoformat()} to {root}"
 
 
-def rule_attestation_type(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _after_statement(ctx)) is not None:
+def rule_attestation_type(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if (s := _after_statement(f)) is not None:
         return s
-    if ctx.evidence is None:
+    if f.evidence is None:
         return "skip", "not evaluated: the attestation was not fully verified"
-    kind = str(ctx.evidence.attestation_type)
-    if kind in ctx.policy.attestation.types:
+    kind = str(f.evidence.attestation_type)
+    if kind in policy.attestation.types:
         return "pass", f"attestation type {kind} is accepted"
     return "fail", (
         f"attestation type {kind} is not accepted "
-        f"(accepted: {', '.join(sorted(ctx.policy.attestation.types))})"
+        f"(accepted: {', '.join(sorted(policy.attestation.types))})"
     )
 
 
 # -- 12..16: the model (metadata and allowlist) --------------------------------------------------
 
 
-def status_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+def status_outcome(policy: Policy, entry: Entry | None) -> tuple[Outcome, str]:
     if entry is None:
         return "skip", "no metadata entry"
     bad = [
-        f"{r.get('status')} ({r.get('effective_date')})"
-        for r in entry.get("status_reports") or []
-        if isinstance(r, dict) and r.get("status") in policy.metadata.forbidden_statuses
+        f"{r.status} ({r.effective_date})"
+        for r in entry.status_reports
+        if r.status in policy.metadata.forbidden_statuses
     ]
     if bad:
         return "fail", f"forbidden status report(s): {', '.join(bad)}"
-    return "pass", f"no forbidden status; latest {entry.get('status')}"
+    return "pass", f"no forbidden status; latest {entry.status}"
 
 
-def certification_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+def certification_outcome(policy: Policy, entry: Entry | None) -> tuple[Outcome, str]:
     floor = policy.metadata.min_certification
     if floor is None:
         return "skip", "the policy sets no minimum certification"
@@ -449,14 +605,14 @@ def certification_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple
 def allowlist_outcome(
     policy: Policy,
     aaguid: str | None,
-    entry: dict[str, Any] | None,
+    entry: Entry | None,
     root_sha256: str | None,
 ) -> tuple[Outcome, str]:
     """Deny list first, then the allowlist. ``aaguid``/``root_sha256`` must be verified values."""
     a = policy.authenticators
     if aaguid and aaguid in a.deny_aaguids:
         return "fail", f"AAGUID {aaguid} is on the deny list"
-    entry_aaguid = entry.get("aaguid") if entry else None
+    entry_aaguid = entry.aaguid if entry else None
     if entry_aaguid and entry_aaguid in a.deny_aaguids:
         return "fail", f"AAGUID {entry_aaguid} is on the deny list"
     if aaguid and aaguid in a.allow_aaguids:
@@ -469,136 +625,111 @@ def allowlist_outcome(
     return "fail", f"{what} is not on the allowlist"
 
 
-def roaming_outcome(
-    policy: Policy, fmt: str | None, entry: dict[str, Any] | None
-) -> tuple[Outcome, str]:
+def roaming_outcome(policy: Policy, fmt: str | None, entry: Entry | None) -> tuple[Outcome, str]:
     if policy.authenticators.attachment != "roaming":
         return "skip", "the policy admits any attachment"
     if fmt in PLATFORM_FORMATS:
         return "fail", f"{fmt} attestation comes from a platform authenticator"
     if entry is None:
         return "fail", "no metadata entry shows this is a roaming (external) authenticator"
-    hints = [str(h).lower() for h in entry.get("attachment_hint") or []]
+    hints = [str(h).lower() for h in entry.attachment_hint]
     if "external" in hints:
         return "pass", f"metadata attachmentHint {', '.join(hints)}"
     return "fail", f"metadata attachmentHint {', '.join(hints) or '-'} lacks 'external'"
 
 
-def key_protection_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+def key_protection_outcome(policy: Policy, entry: Entry | None) -> tuple[Outcome, str]:
     need = policy.authenticators.key_protection
     if not need:
         return "skip", "the policy requires no key protection"
     if entry is None:
         return "fail", f"no metadata entry shows key protection {', '.join(need)}"
-    have = {str(k).lower() for k in entry.get("key_protection") or []}
+    have = {str(k).lower() for k in entry.key_protection}
     missing = [k for k in need if k not in have]
     if missing:
         return "fail", f"keyProtection {', '.join(sorted(have)) or '-'} lacks {', '.join(missing)}"
     return "pass", f"keyProtection {', '.join(sorted(have))}"
 
 
-def _verified_identity(ctx: _Ctx) -> tuple[str | None, str | None] | None:
+def _verified_identity(f: RegistrationFacts) -> tuple[str | None, str] | None:
     """(AAGUID, root SHA-256) proved by a trusted chain; None when nothing was proved."""
-    ev = ctx.evidence
+    ev = f.evidence
     if ev is None or not ev.trusted:
         return None
     from cryptography.hazmat.primitives import hashes
 
     root = ev.chain[-1].certificate.fingerprint(hashes.SHA256()).hex()
+    aaguid: str | None
     if ev.certificate_aaguid is not None:
-        aaguid: str | None = str(ev.certificate_aaguid)
+        aaguid = str(ev.certificate_aaguid)
     elif str(ev.aaguid) != ZERO_AAGUID:
         # No AAGUID extension: authData's AAGUID is bound only through the metadata entry
         # whose roots the chain ends at.
         aaguid = str(ev.aaguid)
         if (
-            ctx.entry is None
-            or ctx.entry.get("aaguid") != aaguid
-            or root not in entry_root_fingerprints(ctx.entry)
+            f.entry is None
+            or f.entry.aaguid != aaguid
+            or root not in entry_root_fingerprints(f.entry)
         ):
             aaguid = None
     else:
-        aaguid = ctx.entry.get("aaguid") if ctx.entry else None
+        aaguid = f.entry.aaguid if f.entry else None
     return aaguid, root
 
 
-def rule_status(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return status_outcome(ctx.policy, ctx.entry)
+def on_entry(outcome: Callable[[Policy, Entry | None], tuple[Outcome, str]]) -> Rule:
+    """The rule that judges the model's proved metadata entry with ``outcome`` (the same
+    ``*_outcome`` functions judge a model in ``keyadmin.policy.catalog``)."""
+
+    def rule(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+        if f.parsed is None:
+            return UNPARSED
+        return outcome(policy, f.entry)
+
+    return rule
 
 
-def rule_certification(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return certification_outcome(ctx.policy, ctx.entry)
+def rule_retired(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    return lifecycle.retired_outcome(policy, f.entry, f.at)
 
 
-def rule_retired(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return lifecycle.retired_outcome(ctx.policy, ctx.entry, ctx.at)
-
-
-def rule_fips(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return lifecycle.fips_outcome(ctx.policy, ctx.entry)
-
-
-def rule_profile(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return lifecycle.profile_outcome(ctx.policy, ctx.entry)
-
-
-def rule_allowed(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    claimed = str(ctx.parsed.aaguid)
-    if claimed in ctx.policy.authenticators.deny_aaguids:
+def rule_allowed(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    claimed = str(f.parsed.aaguid)
+    if claimed in policy.authenticators.deny_aaguids:
         # denying on what the key only claims is always safe: the deny list wins over any allow
         return "fail", f"AAGUID {claimed} (as the key reports it) is on the deny list"
-    ident = _verified_identity(ctx)
+    ident = _verified_identity(f)
     if ident is None:
         return "fail", (
-            f"the model is unproven (AAGUID {ctx.parsed.aaguid} is self-asserted without a "
+            f"the model is unproven (AAGUID {f.parsed.aaguid} is self-asserted without a "
             "trusted attestation chain)"
         )
     aaguid, root = ident
-    entry = ctx.entry
+    entry = f.entry
     if entry is not None and root not in entry_root_fingerprints(entry):
         # the chain ended at an explicitly named root, not at the entry's own roots
         entry = None
-    return allowlist_outcome(ctx.policy, aaguid, entry, root)
+    return allowlist_outcome(policy, aaguid, entry, root)
 
 
-def rule_roaming(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return roaming_outcome(ctx.policy, ctx.parsed.fmt, ctx.entry)
-
-
-def rule_key_protection(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return key_protection_outcome(ctx.policy, ctx.entry)
-
-
-def rule_hardware(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    return hardware_outcome(ctx.policy, ctx.entry)
+def rule_roaming(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    return roaming_outcome(policy, f.parsed.fmt, f.entry)
 
 
 # -- 18..23: the credential ----------------------------------------------------------------------
 
 
-def rule_device_bound(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    flags = ctx.parsed.flags
-    if not ctx.policy.credential.device_bound:
+def rule_device_bound(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    flags = f.parsed.flags
+    if not policy.credential.device_bound:
         return "skip", f"the policy admits synced credentials (BE={int(flags.be)})"
     if flags.be or flags.bs:
         return "fail", (
@@ -608,45 +739,45 @@ def rule_device_bound(ctx: _Ctx) -> tuple[Outcome, str]:
     return "pass", "BE=0: device-bound credential"
 
 
-def rule_user_presence(ctx: _Ctx) -> tuple[Outcome, str]:
+def rule_user_presence(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
     """WebAuthn registration step "verify that the UP bit of the flags is set"."""
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    if not ctx.parsed.flags.up:
+    if f.parsed is None:
+        return UNPARSED
+    if not f.parsed.flags.up:
         return "fail", "UP=0: the authenticator did not report user presence at registration"
     return "pass", "UP=1"
 
 
-def rule_user_verification(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    uv = ctx.parsed.flags.uv
-    need = ctx.policy.credential.user_verification
+def rule_user_verification(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    uv = f.parsed.flags.uv
+    need = policy.credential.user_verification
     if need == "required" and not uv:
         return "fail", "UV=0: the user was not verified (PIN or biometric) at registration"
     return "pass" if uv else "skip", f"UV={int(uv)} (policy: {need})"
 
 
-def rule_algorithm(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    alg = ctx.parsed.algorithm
+def rule_algorithm(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    alg = f.parsed.algorithm
     allowed = ", ".join(
-        sorted(ALGORITHM_NAMES.get(a, str(a)) for a in ctx.policy.credential.algorithms)
+        sorted(ALGORITHM_NAMES.get(a, str(a)) for a in policy.credential.algorithms)
     )
-    if ctx.parsed.credential_key is None:
+    if f.parsed.credential_key is None:
         return "fail", (f"COSE algorithm {alg} is not one keyadmin verifies (allowed: {allowed})")
     name = ALGORITHM_NAMES.get(alg, f"COSE {alg}")
-    if alg in ctx.policy.credential.algorithms:
+    if alg in policy.credential.algorithms:
         return "pass", f"{name} is allowed"
     return "fail", f"{name} is not allowed (allowed: {allowed})"
 
 
-def rule_cred_protect(ctx: _Ctx) -> tuple[Outcome, str]:
-    if (s := _skip_unparsed(ctx)) is not None:
-        return s
-    floor = ctx.policy.credential.cred_protect
-    level = ctx.parsed.cred_protect
+def rule_cred_protect(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    if f.parsed is None:
+        return UNPARSED
+    floor = policy.credential.cred_protect
+    level = f.parsed.cred_protect
     if floor is None:
         return "skip", f"the policy sets no credProtect level (reported: {level or '-'})"
     if level is None:
@@ -656,9 +787,9 @@ def rule_cred_protect(ctx: _Ctx) -> tuple[Outcome, str]:
     return "fail", f"credProtect {level}; the policy needs >= {floor}"
 
 
-def rule_firmware(ctx: _Ctx) -> tuple[Outcome, str]:
-    floors = ctx.policy.device.firmware_minimum
-    aaguid = str(ctx.parsed.aaguid) if ctx.parsed is not None else None
+def rule_firmware(f: RegistrationFacts, policy: Policy) -> tuple[Outcome, str]:
+    floors = policy.device.firmware_minimum
+    aaguid = str(f.parsed.aaguid) if f.parsed is not None else None
     if aaguid and aaguid in floors:
         return "skip", (
             f"a registration does not carry the firmware version; the policy's floor for "
@@ -679,15 +810,15 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("attestation.aaguid_match", rule_aaguid_match),
     ("attestation.trusted", rule_trusted),
     ("attestation.type", rule_attestation_type),
-    ("metadata.status", rule_status),
-    ("metadata.certification", rule_certification),
+    ("metadata.status", on_entry(status_outcome)),
+    ("metadata.certification", on_entry(certification_outcome)),
     ("metadata.retired", rule_retired),
-    ("metadata.fips", rule_fips),
-    ("metadata.profile", rule_profile),
+    ("metadata.fips", on_entry(lifecycle.fips_outcome)),
+    ("metadata.profile", on_entry(lifecycle.profile_outcome)),
     ("authenticator.allowed", rule_allowed),
     ("authenticator.roaming", rule_roaming),
-    ("authenticator.key_protection", rule_key_protection),
-    ("authenticator.hardware", rule_hardware),
+    ("authenticator.key_protection", on_entry(key_protection_outcome)),
+    ("authenticator.hardware", on_entry(hardware_outcome)),
     ("authenticator.device_bound", rule_device_bound),
     ("user_presence", rule_user_presence),
     ("user_verification", rule_user_verification),
@@ -699,13 +830,16 @@ RULE_IDS: tuple[str, ...] = tuple(name for name, _ in RULES)
 
 
 def run_rules(
-    rules: Sequence[tuple[str, Callable[[Any], tuple[Outcome, str]]]], ctx: Any
+    rules: Sequence[tuple[str, Callable[P, tuple[Outcome, str]]]],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> tuple[Reason, ...]:
-    """Run ``rules`` in order; an exception inside a rule is that rule's ``fail``."""
+    """Run ``rules`` in order on the same arguments; an exception inside a rule is that
+    rule's ``fail``."""
     out: list[Reason] = []
     for name, rule in rules:
         try:
-            outcome, detail = rule(ctx)
+            outcome, detail = rule(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - fail closed, and say why
             outcome, detail = "fail", f"internal error while checking: {type(e).__name__}: {e}"
         out.append(Reason(name, outcome, detail))
@@ -739,25 +873,22 @@ def evaluate_registration(
         from keyadmin.errors import UsageError
 
         raise UsageError("evaluate_registration needs a timezone-aware time")
-    ctx = _Ctx(
-        policy=policy,
-        attestation_object=attestation_object,
-        client_data_json=client_data_json,
+    facts = registration_facts(
+        policy,
+        attestation_object,
+        client_data_json,
         at=at,
         metadata=metadata,
-        rp_id=rp_id or policy.relying_party.rp_id,
-        origins=tuple(origins) if origins else policy.relying_party.origins,
+        rp_id=rp_id,
+        origins=origins,
         stale_metadata_override=stale_metadata_override,
     )
-    reasons = run_rules(RULES, ctx)
-    try:
-        snap = metadata.snapshot() if metadata is not None else None
-    except Exception:  # noqa: BLE001 - already reported as failed rules above
-        snap = None
+    reasons = run_rules(RULES, facts, policy)
+    snap = facts.snapshot_.value  # a source that raised: already reported as failed rules
     return Decision(
         allowed=decide(reasons, MUST_PASS),
         reasons=reasons,
-        evidence=ctx.evidence,
+        evidence=facts.evidence,
         subject={
             "policy": {
                 "name": policy.name,
@@ -765,8 +896,8 @@ def evaluate_registration(
                 "sha256": policy.sha256,
                 "path": str(policy.path),
             },
-            "rp_id": ctx.rp_id,
-            "origins": list(ctx.origins),
+            "rp_id": facts.rp_id,
+            "origins": list(facts.origins),
             "at": at.isoformat(),
             "metadata": None
             if snap is None

@@ -1,7 +1,7 @@
 """The ``[hardware]`` policy section: is a metadata model a roaming hardware key, and why.
 
-Each criterion reads the model's FIDO metadata statement (as ``keyadmin.mds.model.Entry``
-stores it) and returns a ``Check`` naming the fields that satisfied or failed it:
+Each criterion reads the model's FIDO metadata statement (a ``keyadmin.mds.model.Entry``)
+and returns a ``Check`` naming the fields that satisfied or failed it:
 
  1. key_protection   keyProtection has one of ``key_protection_any`` and none of
                      ``key_protection_forbidden``
@@ -22,10 +22,14 @@ Vocabularies are the FIDO Registry of Predefined Values plus the values real met
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keyadmin.policy.model import HardwareRules, Outcome, Policy
+
+if TYPE_CHECKING:
+    from keyadmin.mds.model import Entry
 
 KEY_PROTECTION: frozenset[str] = frozenset(
     {"software", "hardware", "tee", "secure_element", "remote_handle"}
@@ -61,16 +65,16 @@ class Check:
     detail: str
 
 
-def _values(entry: dict[str, Any], field: str) -> list[str]:
-    return [str(v).lower() for v in entry.get(field) or []]
+def _values(values: Iterable[str]) -> list[str]:
+    return [str(v).lower() for v in values]
 
 
 def _show(values: list[str]) -> str:
     return ", ".join(values) or "(none declared)"
 
 
-def check_key_protection(rules: HardwareRules, entry: dict[str, Any]) -> Check:
-    have = _values(entry, "key_protection")
+def check_key_protection(rules: HardwareRules, entry: Entry) -> Check:
+    have = _values(entry.key_protection)
     bad = [v for v in have if v in rules.key_protection_forbidden]
     good = [v for v in have if v in rules.key_protection_any]
     name = "hardware.key_protection"
@@ -82,8 +86,8 @@ def check_key_protection(rules: HardwareRules, entry: dict[str, Any]) -> Check:
     return Check(name, True, f"keyProtection {_show(have)}")
 
 
-def check_matcher(rules: HardwareRules, entry: dict[str, Any]) -> Check:
-    have = _values(entry, "matcher_protection")
+def check_matcher(rules: HardwareRules, entry: Entry) -> Check:
+    have = _values(entry.matcher_protection)
     bad = [v for v in have if v not in rules.matcher_protection_allowed]
     name = "hardware.matcher_protection"
     if not have:
@@ -94,8 +98,8 @@ def check_matcher(rules: HardwareRules, entry: dict[str, Any]) -> Check:
     return Check(name, True, f"matcherProtection {_show(have)}")
 
 
-def check_attachment(rules: HardwareRules, entry: dict[str, Any]) -> Check:
-    have = _values(entry, "attachment_hint")
+def check_attachment(rules: HardwareRules, entry: Entry) -> Check:
+    have = _values(entry.attachment_hint)
     missing = [v for v in rules.attachment_required if v not in have]
     bad = [v for v in have if v in rules.attachment_forbidden]
     name = "hardware.attachment"
@@ -106,9 +110,9 @@ def check_attachment(rules: HardwareRules, entry: dict[str, Any]) -> Check:
     return Check(name, True, f"attachmentHint {_show(have)}")
 
 
-def check_connection(rules: HardwareRules, entry: dict[str, Any]) -> Check:
-    hints = _values(entry, "attachment_hint")
-    transports = _values(entry, "transports")
+def check_connection(rules: HardwareRules, entry: Entry) -> Check:
+    hints = _values(entry.attachment_hint)
+    transports = _values(entry.transports)
     name = "hardware.connection"
     bad = [t for t in transports if t in rules.transports_forbidden]
     if bad:
@@ -132,9 +136,9 @@ def check_connection(rules: HardwareRules, entry: dict[str, Any]) -> Check:
     )
 
 
-def check_description(rules: HardwareRules, entry: dict[str, Any]) -> Check:
-    names = [str(entry.get("description") or "")]
-    names += [str(v) for v in (entry.get("friendly_names") or {}).values()]
+def check_description(rules: HardwareRules, entry: Entry) -> Check:
+    names = [entry.description]
+    names += [str(v) for v in entry.friendly_names.values()]
     name = "hardware.description"
     deny = set(rules.deny_description_words)
     for text in names:
@@ -146,7 +150,7 @@ def check_description(rules: HardwareRules, entry: dict[str, Any]) -> Check:
     return Check(name, True, f"the description names no denied word ({len(deny)} checked)")
 
 
-def hardware_checks(rules: HardwareRules, entry: dict[str, Any]) -> tuple[Check, ...]:
+def hardware_checks(rules: HardwareRules, entry: Entry) -> tuple[Check, ...]:
     """Every criterion, in the documented order (all are run, so a review sees each one)."""
     return (
         check_key_protection(rules, entry),
@@ -157,7 +161,7 @@ def hardware_checks(rules: HardwareRules, entry: dict[str, Any]) -> tuple[Check,
     )
 
 
-def hardware_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+def hardware_outcome(policy: Policy, entry: Entry | None) -> tuple[Outcome, str]:
     """The rule ``authenticator.hardware``: every ``[hardware]`` criterion holds."""
     rules = policy.hardware
     if rules is None:

@@ -1,6 +1,6 @@
 """The MDS 3.1 rules: retired models and sunset dates, the FIPS 140 floor, certification profiles.
 
-Each rule reads the model's status reports (as the index stores them) through
+Each rule reads the model's status reports (``keyadmin.mds.model.Entry.status_reports``) through
 ``keyadmin.mds.model.lifecycle``, so a snapshot indexed before MDS 3.1 support still yields
 its RETIRED and FIPS140 statuses; what only MDS 3.1 fields say (sunsetDate, profiles) is
 missing there, and the rules that need it fail closed.
@@ -15,9 +15,8 @@ missing there, and the rules that need it fail closed.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
-from keyadmin.mds.model import lifecycle, report_from_dict
+from keyadmin.mds.model import Entry, Lifecycle, lifecycle
 from keyadmin.policy.model import Outcome, Policy
 
 #: How a ``metadata.retired`` pass for a RETIRED model before its sunset date begins (the
@@ -30,14 +29,10 @@ def in_grace(rule: str, outcome: str, detail: str) -> bool:
     return rule == "metadata.retired" and outcome == "pass" and detail.startswith(IN_GRACE)
 
 
-def facts(entry: dict[str, Any]) -> dict[str, Any]:
-    """The lifecycle facts of a stored entry doc (see ``keyadmin.mds.model.lifecycle``)."""
-    reports = [
-        report_from_dict(r)
-        for r in entry.get("status_reports") or []
-        if isinstance(r, dict) and isinstance(r.get("status"), str)
-    ]
-    return lifecycle(reports)
+def facts(entry: Entry) -> Lifecycle:
+    """The lifecycle facts of an entry, from its status reports (``keyadmin.mds.model.lifecycle``:
+    an entry indexed before MDS 3.1 support has no such members of its own)."""
+    return lifecycle(entry.status_reports)
 
 
 def _passed(sunset: str, at: datetime) -> bool:
@@ -45,13 +40,11 @@ def _passed(sunset: str, at: datetime) -> bool:
     return at.date() >= date.fromisoformat(sunset)
 
 
-def retired_outcome(
-    policy: Policy, entry: dict[str, Any] | None, at: datetime
-) -> tuple[Outcome, str]:
+def retired_outcome(policy: Policy, entry: Entry | None, at: datetime) -> tuple[Outcome, str]:
     if entry is None:
         return "skip", "no metadata entry"
     f = facts(entry)
-    sunset, retired = f["sunset_date"], f["retired"]
+    sunset, retired = f.sunset_date, f.retired
     if retired is None:
         if sunset and _passed(sunset, at):
             return "fail", f"the model's sunset date {sunset} has passed"
@@ -68,25 +61,25 @@ def retired_outcome(
     return "pass", f"{IN_GRACE} {retired}, allowed until its sunset date {sunset} (until-sunset)"
 
 
-def fips_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+def fips_outcome(policy: Policy, entry: Entry | None) -> tuple[Outcome, str]:
     floor = policy.metadata.fips_level_min
     if floor is None:
         return "skip", "the policy sets no FIPS 140 level"
     if entry is None:
         return "fail", f"no metadata entry shows FIPS 140 level {floor}"
     f = facts(entry)
-    level = f["fips_level"]
+    level = f.fips_level
     if level is None:
         return "fail", f"no FIPS140_CERTIFIED report; the policy needs FIPS 140 level {floor}"
-    rev = f" (FIPS 140-{f['fips_revision']})" if f["fips_revision"] else ""
-    phys = f["fips_physical_security_level"]
+    rev = f" (FIPS 140-{f.fips_revision})" if f.fips_revision else ""
+    phys = f.fips_physical_security_level
     detail = f"FIPS140_CERTIFIED_L{level}{rev}" + (f", physical level {phys}" if phys else "")
     if level >= floor:
         return "pass", f"{detail} (needs L{floor})"
     return "fail", f"{detail} only; the policy needs FIPS 140 level {floor}"
 
 
-def profile_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outcome, str]:
+def profile_outcome(policy: Policy, entry: Entry | None) -> tuple[Outcome, str]:
     allowed = policy.metadata.certification_profiles
     if not allowed:
         return "skip", "the policy names no certification profiles"
@@ -95,7 +88,7 @@ def profile_outcome(policy: Policy, entry: dict[str, Any] | None) -> tuple[Outco
             "fail",
             f"no metadata entry shows a certification profile ({', '.join(sorted(allowed))})",
         )
-    have = facts(entry)["certification_profiles"]
+    have = facts(entry).certification_profiles
     if not have:
         return "fail", (
             "no certification profile in the metadata; the policy admits "

@@ -13,7 +13,8 @@ import tomllib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from types import EllipsisType
+from typing import Literal, TypedDict, TypeVar, cast, overload
 
 from keyadmin.errors import ConfigError
 from keyadmin.files import read_input
@@ -176,10 +177,15 @@ class _KeyLines:
         return None
 
 
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+_D = TypeVar("_D")
+
+
 class _Reader:
     """Typed access to the parsed TOML with errors that point at the key."""
 
-    def __init__(self, path: Path, data: dict[str, Any], lines: _KeyLines) -> None:
+    def __init__(self, path: Path, data: dict[str, object], lines: _KeyLines) -> None:
         self.path = path
         self.data = data
         self.lines = lines
@@ -188,21 +194,34 @@ class _Reader:
         dotted = f"{table}.{key}" if key else table
         return PolicyLoadError(self.path, self.lines.line(table, key), dotted, problem)
 
-    def table(self, name: str) -> dict[str, Any]:
+    def table(self, name: str) -> dict[str, object]:
         value = self.data.get(name, {})
         if not isinstance(value, dict):
             raise self.error(name, None, f"{name} must be a table ([{name}])")
         return value
 
+    @overload
+    def get(self, table: str, key: str, kind: type[_T], *, what: str) -> _T: ...
+    @overload
+    def get(
+        self, table: str, key: str, kind: type[_T], default: EllipsisType, *, what: str
+    ) -> _T: ...
+    @overload
+    def get(self, table: str, key: str, kind: type[_T], default: _D, *, what: str) -> _T | _D: ...
+    @overload
+    def get(
+        self, table: str, key: str, kind: tuple[type[_T], type[_U]], default: _D, *, what: str
+    ) -> _T | _U | _D: ...
     def get(
         self,
         table: str,
         key: str,
         kind: type | tuple[type, ...],
-        default: Any = ...,
+        default: object = ...,
         *,
         what: str,
-    ) -> Any:
+    ) -> object:
+        """``table.key`` of type ``kind``; ``default`` when absent (``...``: required)."""
         t = self.table(table)
         if key not in t:
             if default is ...:
@@ -222,7 +241,7 @@ class _Reader:
         self,
         table: str,
         key: str,
-        default: Any = ...,
+        default: list[str] | EllipsisType = ...,  # ``...``: the key is required
         *,
         what: str,
         check: Callable[[str], str] | None = None,
@@ -476,7 +495,14 @@ def _metadata(r: _Reader) -> MetadataRules:
     )
 
 
-def _metadata_31(r: _Reader, required: bool) -> dict[str, Any]:
+class _Metadata31(TypedDict):
+    fips_level_min: int | None
+    retired: Literal["refuse", "until-sunset"]
+    certification_profiles: frozenset[str]
+    duplicate_entries: Literal["refuse", "most-restrictive"]
+
+
+def _metadata_31(r: _Reader, required: bool) -> _Metadata31:
     """The MDS 3.1 keys of [metadata]: fips_level_min, retired, certification_profiles,
     duplicate_entries."""
     t = "metadata"
@@ -501,9 +527,9 @@ def _metadata_31(r: _Reader, required: bool) -> dict[str, Any]:
             raise r.error(t, key, f"metadata.{key} needs metadata.required = true")
     return {
         "fips_level_min": fips,
-        "retired": retired,
+        "retired": cast(Literal["refuse", "until-sunset"], retired),
         "certification_profiles": frozenset(p.lower() for p in profiles),
-        "duplicate_entries": dups,
+        "duplicate_entries": cast(Literal["refuse", "most-restrictive"], dups),
     }
 
 
@@ -558,7 +584,7 @@ def _authenticators(r: _Reader, att: AttestationRules, meta: MetadataRules) -> A
         allow_vendor_roots=frozenset(roots),
         allow_any_metadata_model=any_model,
         deny_aaguids=frozenset(deny),
-        attachment=cast(Any, attachment),
+        attachment=cast(Literal["roaming", "any"], attachment),
         key_protection=tuple(kp),
     )
 
@@ -651,7 +677,7 @@ def _trust_roots(r: _Reader, path: Path) -> tuple[TrustRoot, ...]:
             raise r.error(
                 "trust", "extra_roots", f"root file {str(file)!r}: {e.strerror}{hint}"
             ) from None
-        certs: list[Any] = []
+        certs: list[x509.Certificate] = []
         try:
             if b"-----BEGIN" in data:
                 certs = x509.load_pem_x509_certificates(data)
@@ -700,10 +726,10 @@ def _credential(r: _Reader) -> CredentialRules:
         raise r.error(t, "counter", f'credential.counter {counter!r}: use "strict" or "allow-zero"')
     return CredentialRules(
         device_bound=device_bound,
-        user_verification=cast(Any, uv),
+        user_verification=cast(Literal["required", "preferred", "discouraged"], uv),
         algorithms=frozenset(ALGORITHMS[a] for a in algs),
         cred_protect=cp,
-        counter=cast(Any, counter),
+        counter=cast(Literal["strict", "allow-zero"], counter),
     )
 
 
@@ -715,7 +741,7 @@ def _device(r: _Reader) -> DeviceRules:
         raise r.error(t, "min_pin_length", f"device.min_pin_length {min_len} is outside 4..63")
     always_uv = r.get(t, "always_uv", bool, False, what="true or false")
     floors_raw = r.get(t, "firmware_minimum", dict, {}, what='a table of "AAGUID" = "5.7.0"')
-    floors: dict[str, Any] = {}
+    floors: dict[str, Version] = {}
     for key, value in floors_raw.items():
         try:
             aaguid = _aaguid(key)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from keyadmin.attestation import Evidence
 
 Outcome = Literal["pass", "fail", "skip"]
 
@@ -224,7 +227,7 @@ class Policy:
     inventory: InventoryRules = InventoryRules()
     text: str = ""  # the exact file content that was hashed (stored with each enrolment)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> PolicySummary:
         """A JSON-friendly view (for ``keyadmin policy check --json``)."""
         return {
             "path": str(self.path),
@@ -291,6 +294,44 @@ class Policy:
         }
 
 
+class TrustRootSummary(TypedDict):
+    path: str
+    sha256: str
+    subject: str
+
+
+class AuthenticatorSummary(TypedDict):
+    allow_aaguids: list[str]
+    allow_vendor_roots: list[str]
+    allow_any_metadata_model: bool
+    deny_aaguids: list[str]
+    attachment: str
+    key_protection: list[str]
+
+
+class PolicySummary(TypedDict):
+    """``Policy.summary()``: the JSON of ``keyadmin policy check --json``."""
+
+    path: str
+    name: str
+    version: int
+    sha256: str
+    description: str
+    rp_id: str
+    origins: list[str]
+    formats: list[str]
+    attestation_types: list[str]
+    trust_roots: list[TrustRootSummary]
+    metadata: dict[str, object]
+    authenticators: AuthenticatorSummary
+    hardware: dict[str, list[str]] | None
+    credential: dict[str, object]
+    device: dict[str, object]
+    step_up: dict[str, object]
+    enrolment: dict[str, object]
+    keys_per_user: dict[str, object]
+
+
 @dataclass(frozen=True)
 class Reason:
     """The outcome of one rule: ``pass``, ``fail`` or ``skip`` (not applicable / not reached)."""
@@ -309,8 +350,8 @@ class Decision:
 
     allowed: bool
     reasons: tuple[Reason, ...]
-    evidence: Any = None  # keyadmin.attestation.Evidence when a registration was verified
-    subject: dict[str, Any] = field(default_factory=dict)  # what was judged (policy, at, ...)
+    evidence: Evidence | None = None  # when a registration was verified
+    subject: dict[str, object] = field(default_factory=dict)  # what was judged (policy, at, ...)
 
     @property
     def failed(self) -> tuple[Reason, ...]:
@@ -326,15 +367,11 @@ class Decision:
                 return r
         raise KeyError(rule)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
             "decision": "allowed" if self.allowed else "refused",
             "reasons": [r.to_dict() for r in self.reasons],
         }
         out.update(self.subject)
-        if self.evidence is not None:
-            to_dict = getattr(self.evidence, "to_dict", None)
-            out["evidence"] = to_dict() if callable(to_dict) else self.evidence
-        else:
-            out["evidence"] = None
+        out["evidence"] = self.evidence.to_dict() if self.evidence is not None else None
         return out

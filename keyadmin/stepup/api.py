@@ -46,6 +46,7 @@ from keyadmin.stepup.verify import (
 )
 
 if TYPE_CHECKING:
+    from keyadmin.mds.model import Entry
     from keyadmin.policy.model import StepUpRules
 
 DOMAIN = b"keyadmin-stepup-v1\x00"
@@ -286,7 +287,7 @@ class _NoMetadata:
     def by_key_id(self, key_id: str) -> None:
         return None
 
-    def models(self) -> Iterator[dict[str, Any]]:
+    def models(self) -> Iterator[Entry]:
         return iter(())
 
 

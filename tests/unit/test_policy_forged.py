@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from keyadmin.mds.model import Entry, entry_from_dict
 from keyadmin.policy.evaluate import evaluate_registration, key_identifier
 from keyadmin.policy.loader import load_policy
 from tests.support.forge import NOW, Vendor, lab_policy_trusting, packed_registration
@@ -32,35 +33,39 @@ class _Snapshot:
 class _Metadata:
     """A metadata source holding the entries given (the MetadataSource the policy reads)."""
 
-    def __init__(self, *entries: dict[str, Any]) -> None:
+    def __init__(self, *entries: Entry) -> None:
         self.entries = entries
 
     def snapshot(self) -> _Snapshot:
         return _Snapshot()
 
-    def by_aaguid(self, aaguid: str) -> dict[str, Any] | None:
-        return next((e for e in self.entries if e.get("aaguid") == aaguid), None)
+    def by_aaguid(self, aaguid: str) -> Entry | None:
+        return next((e for e in self.entries if e.aaguid == aaguid), None)
 
-    def by_key_id(self, kid: str) -> dict[str, Any] | None:
+    def by_key_id(self, kid: str) -> Entry | None:
         return next(
-            (e for e in self.entries if kid in e["attestation_certificate_key_identifiers"]), None
+            (e for e in self.entries if kid in e.attestation_certificate_key_identifiers), None
         )
 
-    def models(self) -> Iterator[dict[str, Any]]:
+    def models(self) -> Iterator[Entry]:
         return iter(self.entries)
 
 
-def _entry(vendor: Vendor, aaguid: str | None, kids: list[str], description: str) -> dict:
-    return {
-        "aaguid": aaguid,
-        "description": description,
-        "attestation_certificate_key_identifiers": kids,
-        "attestation_root_certificates": [base64.b64encode(vendor.root_der).decode()],
-        "status_reports": [{"status": "FIDO_CERTIFIED_L1", "effective_date": "2020-01-01"}],
-        "status": "FIDO_CERTIFIED_L1",
-        "attachment_hint": ["external"],
-        "key_protection": ["hardware"],
-    }
+def _entry(vendor: Vendor, aaguid: str | None, kids: list[str], description: str) -> Entry:
+    return entry_from_dict(
+        {
+            "aaguid": aaguid,
+            "description": description,
+            "attestation_certificate_key_identifiers": kids,
+            "attestation_root_certificates": [
+                {"der_b64": base64.b64encode(vendor.root_der).decode()}
+            ],
+            "status_reports": [{"status": "FIDO_CERTIFIED_L1", "effective_date": "2020-01-01"}],
+            "status": "FIDO_CERTIFIED_L1",
+            "attachment_hint": ["external"],
+            "key_protection": ["hardware"],
+        }
+    )
 
 
 def test_registration_without_user_presence_is_refused(tmp_path: Path) -> None:

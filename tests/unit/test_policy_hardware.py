@@ -66,7 +66,7 @@ def test_the_payload_holds_the_models_this_test_names(metadata: Any) -> None:
     for aaguid, name in {**KNOWN_NOT_HARDWARE, **YUBIKEYS}.items():
         doc = metadata.by_aaguid(aaguid)
         assert doc is not None, name
-        assert name.split(" ...")[0] in doc["description"], (name, doc["description"])
+        assert name.split(" ...")[0] in doc.description, (name, doc.description)
 
 
 @pytest.mark.parametrize("path", PRODUCTION, ids=lambda p: p.name)
@@ -92,12 +92,12 @@ def test_every_admitted_model_is_proved_hardware_by_its_metadata(metadata: Any) 
     assert len(admitted) > 100
     for aaguid in admitted:
         doc = metadata.by_aaguid(aaguid)
-        kp = set(doc["key_protection"])
-        assert kp & {"hardware", "secure_element"} and not kp & {"software"}, doc["description"]
-        assert doc["matcher_protection"] and set(doc["matcher_protection"]) <= {"on_chip"}
-        hints = set(doc["attachment_hint"])
-        assert "external" in hints and "internal" not in hints, doc["description"]
-        assert hints & {"wired", "nfc"} or set(doc["transports"]) & {"usb", "nfc"}
+        kp = set(doc.key_protection)
+        assert kp & {"hardware", "secure_element"} and not kp & {"software"}, doc.description
+        assert doc.matcher_protection and set(doc.matcher_protection) <= {"on_chip"}
+        hints = set(doc.attachment_hint)
+        assert "external" in hints and "internal" not in hints, doc.description
+        assert hints & {"wired", "nfc"} or set(doc.transports) & {"usb", "nfc"}
 
 
 def test_models_show_why_each_admitted_model_qualifies(metadata: Any) -> None:
