@@ -63,11 +63,6 @@ class Selector:
         return f"{self.transport}:{self.target}"
 
 
-def parse_selector(selector: str) -> tuple[Transport, str]:
-    parsed = Selector.parse(selector)
-    return parsed.transport, parsed.target
-
-
 Opened = tuple[DeviceRef, "CtapDevice"]
 
 

@@ -34,8 +34,8 @@ class Interaction(Protocol):
 
 
 def pin_for_cleanup(interaction: Interaction) -> str | None:
-    """The PIN to clean up with after a failed ceremony: only one already given (a clean-up
-    never prompts, so it never spends a PIN attempt the operator did not mean to make)."""
+    """The PIN to clean up with after a failed ceremony (keyadmin.device.cleanup): only one
+    already given."""
     pin = interaction.known_pin()
     return pin if isinstance(pin, str) and pin else None
 

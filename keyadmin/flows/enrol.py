@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from keyadmin.device.cleanup import discard, discard_unknown
 from keyadmin.device.errors import CredentialExcluded, UnsupportedAlgorithm
 from keyadmin.errors import KeyadminError, PinError, PolicyRefused, failed_summary
 
@@ -318,7 +319,7 @@ def enrol(
             # Ctrl-C landed after the commit (on its way out of the transaction): the
             # enrolment is complete, so the credential stays on the key with its row.
             raise
-        removed = _remove(session, interaction, cred_id)
+        removed = discard(session, interaction, cred_id)
         if isinstance(e, KeyadminError):
             e.data["removed_from_key"] = removed
             if not removed:
@@ -471,7 +472,7 @@ def _ceremony(ctx: _Enrolment) -> NewCredential:
     except BaseException:
         # Interrupted (Ctrl-C) or failed while the key may already hold the new credential:
         # delete any credential of this user handle that the registry does not know.
-        _remove_unknown(ctx.session, ctx.interaction, ctx.rp_id, user_handle, ctx.known)
+        discard_unknown(ctx.session, ctx.interaction, ctx.rp_id, user_handle, ctx.known)
         raise
     ctx.challenge = challenge
     return made
@@ -514,7 +515,7 @@ def _decide(ctx: _Enrolment, made: NewCredential, decision: Decision) -> _Verdic
         r is not None and r["outcome"] == "fail" for r in (ea_reason, inv_reason)
     ):
         return _Verdict(reasons, key_serial, flags)
-    removed = _remove(ctx.session, ctx.interaction, made.credential_id)
+    removed = discard(ctx.session, ctx.interaction, made.credential_id)
     unlogged = ctx.refuse(
         {
             "stage": "attestation",
@@ -656,39 +657,3 @@ def _make_credential(
     if ea_ask is not None and asked:
         ea_ask.ep_att = made.ep_att
     return made
-
-
-def _remove(session: Device, interaction: Interaction, credential_id: bytes) -> bool:
-    """Delete a just-made credential from the key. True when it is gone."""
-    from keyadmin.device.interaction import pin_for_cleanup
-
-    try:
-        pin = pin_for_cleanup(interaction)
-        if not pin:
-            return False
-        session.delete_credential(pin, credential_id)
-        return True
-    except BaseException:  # noqa: BLE001 - a failed clean-up is reported, never raised
-        return False
-
-
-def _remove_unknown(
-    session: Device, interaction: Interaction, rp_id: str, user_handle: bytes, known: set[str]
-) -> int:
-    """Delete the user's credentials for ``rp_id`` that are not in the registry; best effort."""
-    from keyadmin.device.interaction import pin_for_cleanup
-
-    try:
-        pin = pin_for_cleanup(interaction)
-        if not pin:
-            return 0
-        stray = [
-            c
-            for c in session.list_credentials(pin, rp_id)
-            if c.user_id == user_handle.hex() and c.credential_id not in known
-        ]
-        for cred in stray:
-            session.delete_credential(pin, bytes.fromhex(cred.credential_id))
-        return len(stray)
-    except BaseException:  # noqa: BLE001 - a failed clean-up must not hide the first error
-        return 0
