@@ -344,13 +344,12 @@ def selftest(
     from keyadmin.sim.hid import open_hid
 
     key = SoftKey.open(state)
+    new_pin = read_pin("New PIN for the software key: ") if key.state.pin_hash is None else None
     ref = DeviceRef("sim", str(state), key.product_name)
     with DeviceSession(ref, open_hid(key, str(state))) as device:
-        interaction = CliInteraction()
-        if key.state.pin_hash is None:
-            pin = read_pin("New PIN for the software key: ")
-            device.set_pin(pin)
-            interaction = CliInteraction(pin)
+        interaction = CliInteraction(new_pin)
+        if new_pin is not None:
+            device.set_pin(new_pin)
             say("PIN set on the software key")
         from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding
