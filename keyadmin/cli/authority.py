@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from keyadmin.cli.render import say
+
+if TYPE_CHECKING:
+    from keyadmin.device.interaction import Interaction
+    from keyadmin.device.session import DeviceSession
 
 OPERATOR_OPT = typer.Option(
     None,
@@ -55,7 +59,7 @@ def authorize_cli(
     args: dict[str, Any],
     operator: str | None,
     operator_device: str | None,
-    interaction: Any = None,
+    interaction: Interaction | None = None,
 ) -> Any:
     """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr.
     Pass one ``interaction`` to several calls of one command to ask the PIN once."""
@@ -65,7 +69,7 @@ def authorize_cli(
 
     name = operator_name(operator)
 
-    def open_device() -> Any:
+    def open_device() -> DeviceSession:
         say(f"Operator {name}: authorize {action} with your own key (your PIN)")
         return _session(operator_device)
 

@@ -10,6 +10,7 @@ import typer
 from keyadmin.cli.render import emit_json, emit_kv
 
 if TYPE_CHECKING:
+    from keyadmin.device.session import DeviceSession
     from keyadmin.flows.device_log import DeviceLog
 
 DEVICE_OPT = typer.Option(
@@ -28,7 +29,7 @@ DB_OPT = typer.Option(
 )
 
 
-def _session(selector: str | None) -> Any:
+def _session(selector: str | None) -> DeviceSession:
     from keyadmin.device.discovery import open_device
     from keyadmin.device.session import DeviceSession
 

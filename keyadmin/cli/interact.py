@@ -10,12 +10,15 @@ so a PIN lives in memory until the garbage collector reuses it.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fido2.client import UserInteraction
 
 from keyadmin.cli.render import ask_hidden, err, say
 from keyadmin.errors import KeyadminError, PinError
+
+if TYPE_CHECKING:
+    from fido2.ctap2 import ClientPin
 
 
 class Cancelled(KeyadminError):
@@ -133,7 +136,8 @@ def confirm(question: str) -> None:
 
 
 class CliInteraction(UserInteraction):
-    """python-fido2's UserInteraction for the terminal; the PIN is read once and reused."""
+    """The terminal's keyadmin.device.interaction.Interaction (and python-fido2's
+    UserInteraction): the PIN is read once and reused."""
 
     def __init__(self, pin: str | None = None) -> None:
         self._pin = pin
@@ -145,10 +149,10 @@ class CliInteraction(UserInteraction):
     def prompt_up(self) -> None:
         err("Touch your security key...\n")
 
-    def request_pin(self, permissions: Any, rp_id: str | None) -> str | None:
+    def request_pin(self, permissions: ClientPin.PERMISSION, rp_id: str | None) -> str | None:
         if self._pin is None:
             self._pin = read_pin("Security key PIN: ")
         return self._pin
 
-    def request_uv(self, permissions: Any, rp_id: str | None) -> bool:
+    def request_uv(self, permissions: ClientPin.PERMISSION, rp_id: str | None) -> bool:
         return True

@@ -336,28 +336,28 @@ def selftest(
     Sets a PIN first when the key has none (read from the prompt, or from stdin).
     Example: printf '%s\\n' "$PIN" | keyadmin sim selftest --state lab.key
     """
-    from fido2.ctap2 import ClientPin, Ctap2
-
     from keyadmin.cli.interact import CliInteraction, read_pin
+    from keyadmin.device.discovery import DeviceRef
+    from keyadmin.device.session import DeviceSession
     from keyadmin.flows.selftest import run_selftest
     from keyadmin.sim.authenticator import SoftKey
     from keyadmin.sim.hid import open_hid
 
     key = SoftKey.open(state)
-    device = open_hid(key, str(state))
-    interaction = CliInteraction()
-    if key.state.pin_hash is None:
-        pin = read_pin("New PIN for the software key: ")
-        ClientPin(Ctap2(device)).set_pin(pin)
-        interaction = CliInteraction(pin)
-        say("PIN set on the software key")
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    new_pin = read_pin("New PIN for the software key: ") if key.state.pin_hash is None else None
+    ref = DeviceRef("sim", str(state), key.product_name)
+    with DeviceSession(ref, open_hid(key, str(state))) as device:
+        interaction = CliInteraction(new_pin)
+        if new_pin is not None:
+            device.set_pin(new_pin)
+            say("PIN set on the software key")
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
 
-    root_der = x509.load_pem_x509_certificate(key.root_certificate_pem().encode()).public_bytes(
-        Encoding.DER
-    )
-    result = run_selftest(device, f"sim:{state}", interaction, rp_id=rp_id, trust_root_der=root_der)
+        root_der = x509.load_pem_x509_certificate(
+            key.root_certificate_pem().encode()
+        ).public_bytes(Encoding.DER)
+        result = run_selftest(device, interaction, rp_id=rp_id, trust_root_der=root_der)
     if json_out:
         emit_json(result)
     else:

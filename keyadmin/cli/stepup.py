@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from keyadmin.cli.registry import DB_OPT, DEVICE_OPT, JSON_OPT
 from keyadmin.cli.render import ask_hidden, emit_json, emit_kv, err, out, say
+
+if TYPE_CHECKING:
+    from keyadmin.stepup.receipts import ReceiptSigner
 
 ENV_PASSPHRASE = "KEYADMIN_RECEIPT_PASSPHRASE"  # noqa: S105 - the variable's name
 KEY_OPT = typer.Option(
@@ -41,7 +45,7 @@ def _read_secret(prompt: str) -> str:
     return line.rstrip("\r\n")
 
 
-def _signer(path: Path) -> object:
+def _signer(path: Path) -> ReceiptSigner:
     from keyadmin.stepup.receipts import ReceiptSigner, key_is_encrypted
 
     if not key_is_encrypted(path):

@@ -8,10 +8,14 @@ several is an error that lists them; none is an error that points to doctor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal, get_args
 
 from keyadmin.errors import DeviceError, UsageError
+
+if TYPE_CHECKING:
+    from fido2.ctap import CtapDevice
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +24,13 @@ NO_DEVICE_HINT = (
     "to check USB permissions (udev/70-keyadmin-fido.rules) and the PC/SC service"
 )
 
+Transport = Literal["hid", "nfc", "sim"]
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
+
 
 @dataclass(frozen=True)
 class DeviceRef:
-    transport: str  # "hid", "nfc" or "sim"
+    transport: Transport
     path: str
     product: str | None
     aaguid: str | None = None
@@ -33,79 +40,98 @@ class DeviceRef:
         return f"{self.transport}:{self.path}"
 
 
-def parse_selector(selector: str) -> tuple[str, str]:
-    kind, sep, rest = selector.partition(":")
-    if not sep or kind not in ("hid", "nfc", "sim") or not rest:
+@dataclass(frozen=True)
+class Selector:
+    """A parsed ``--device`` value: the transport and what names the key on it (a hidraw
+    path, a substring of the reader's name, a software key's state file)."""
+
+    transport: Transport
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        kind, sep, rest = text.partition(":")
+        for transport in TRANSPORTS:
+            if sep and rest and kind == transport:
+                return cls(transport, rest)
         raise UsageError(
-            f"bad --device value {selector!r}",
+            f"bad --device value {text!r}",
             hint="use hid:PATH, nfc:READER or sim:STATEFILE (see 'keyadmin device list')",
         )
-    return kind, rest
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.target}"
 
 
-def open_device(selector: str | None) -> tuple[DeviceRef, Any]:
+Opened = tuple[DeviceRef, "CtapDevice"]
+
+
+def open_device(selector: str | Selector | None) -> Opened:
     """Open the selected device and return python-fido2's CtapDevice for it."""
     if selector is None:
-        found = list_devices()
-        hidden = unreadable_fido_nodes()
-        if hidden:
-            # python-fido2 skips a FIDO node it cannot open: with one key readable and one
-            # not, choosing "the one device" could act on the wrong key. Never guess.
-            paths = ", ".join(hidden)
+        selector = Selector.parse(_the_one_device().selector)
+    elif isinstance(selector, str):
+        selector = Selector.parse(selector)
+    return OPENERS[selector.transport](selector.target)
+
+
+def _the_one_device() -> DeviceRef:
+    """The only FIDO device present; none, several, or one this user cannot open: an error."""
+    found = list_devices()
+    hidden = unreadable_fido_nodes()
+    if hidden:
+        # python-fido2 skips a FIDO node it cannot open: with one key readable and one
+        # not, choosing "the one device" could act on the wrong key. Never guess.
+        paths = ", ".join(hidden)
+        raise DeviceError(
+            f"a FIDO key at {paths} cannot be opened by this user"
+            + (f", besides {len(found)} that can" if found else ""),
+            hint="install the udev rule (keyadmin doctor says how), or choose a key with "
+            "--device",
+        )
+    if not found:
+        raise DeviceError("no FIDO device found", hint=NO_DEVICE_HINT)
+    if len(found) > 1:
+        names = "; ".join(f"{d.selector} ({d.product or 'unknown'})" for d in found)
+        raise DeviceError(
+            f"{len(found)} FIDO devices found: {names}",
+            hint="choose one with --device",
+        )
+    return found[0]
+
+
+def _open_sim(state_file: str) -> Opened:
+    """The software key (keyadmin.sim) over its in-process CTAPHID transport."""
+    from keyadmin.device.softkey import open_softkey
+
+    return open_softkey(state_file)
+
+
+def _open_hid(path: str) -> Opened:
+    import os
+    import stat
+
+    from fido2.hid import open_device as open_hid_path
+
+    try:  # a hidraw node is a character device; opening a fifo would wait for a writer
+        if not stat.S_ISCHR(os.stat(path).st_mode):
             raise DeviceError(
-                f"a FIDO key at {paths} cannot be opened by this user"
-                + (f", besides {len(found)} that can" if found else ""),
-                hint="install the udev rule (keyadmin doctor says how), or choose a key with "
-                "--device",
+                f"{path} is not a device node", hint="keyadmin device list shows the keys"
             )
-        if not found:
-            raise DeviceError("no FIDO device found", hint=NO_DEVICE_HINT)
-        if len(found) > 1:
-            names = "; ".join(f"{d.selector} ({d.product or 'unknown'})" for d in found)
-            raise DeviceError(
-                f"{len(found)} FIDO devices found: {names}",
-                hint="choose one with --device",
-            )
-        selector = found[0].selector
-    kind, rest = parse_selector(selector)
-    if kind == "sim":
-        from keyadmin.errors import StateFileError
-        from keyadmin.sim.authenticator import SoftKey
-        from keyadmin.sim.hid import open_hid
-
-        try:
-            key = SoftKey.open(rest)
-        except StateFileError as e:
-            raise DeviceError(e.message, hint=e.hint) from None
-        return DeviceRef("sim", rest, key.product_name), open_hid(key, rest)
-    if kind == "hid":
-        import os
-        import stat
-
-        from fido2.hid import open_device as open_hid_path
-
-        try:  # a hidraw node is a character device; opening a fifo would wait for a writer
-            if not stat.S_ISCHR(os.stat(rest).st_mode):
-                raise DeviceError(
-                    f"{rest} is not a device node", hint="keyadmin device list shows the keys"
-                )
-        except OSError as e:
-            raise DeviceError(f"cannot open {rest}: {e.strerror}", hint=NO_DEVICE_HINT) from None
-        try:
-            dev = open_hid_path(rest)
-        except OSError as e:
-            raise DeviceError(
-                f"cannot open {rest}: {e.strerror or e}", hint=NO_DEVICE_HINT
-            ) from None
-        except ValueError:  # python-fido2: "Not a FIDO device" (a keyboard's node, say)
-            raise DeviceError(
-                f"{rest} is not a FIDO security key", hint="keyadmin device list shows the keys"
-            ) from None
-        return DeviceRef("hid", rest, dev.product_name), dev
-    return _open_nfc(rest)
+    except OSError as e:
+        raise DeviceError(f"cannot open {path}: {e.strerror}", hint=NO_DEVICE_HINT) from None
+    try:
+        dev = open_hid_path(path)
+    except OSError as e:
+        raise DeviceError(f"cannot open {path}: {e.strerror or e}", hint=NO_DEVICE_HINT) from None
+    except ValueError:  # python-fido2: "Not a FIDO device" (a keyboard's node, say)
+        raise DeviceError(
+            f"{path} is not a FIDO security key", hint="keyadmin device list shows the keys"
+        ) from None
+    return DeviceRef("hid", path, dev.product_name), dev
 
 
-def _open_nfc(reader: str) -> tuple[DeviceRef, Any]:
+def _open_nfc(reader: str) -> Opened:
     try:
         from fido2.pcsc import CtapPcscDevice
     except ImportError:
@@ -121,6 +147,14 @@ def _open_nfc(reader: str) -> tuple[DeviceRef, Any]:
     dev = devs[0]
     name = getattr(dev, "_name", reader)
     return DeviceRef("nfc", name, None), dev
+
+
+#: how each transport is opened, from the selector's target
+OPENERS: dict[Transport, Callable[[str], Opened]] = {
+    "hid": _open_hid,
+    "nfc": _open_nfc,
+    "sim": _open_sim,
+}
 
 
 def unreadable_fido_nodes() -> list[str]:

@@ -12,12 +12,20 @@ without it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from keyadmin.errors import DeviceError
 
+if TYPE_CHECKING:
+    from fido2.client import Fido2Client
 
-def request_enterprise(client: Any, platform_rp_ids: Sequence[str] | None) -> Callable[[], bool]:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def request_enterprise(
+    client: Fido2Client, platform_rp_ids: Sequence[str] | None
+) -> Callable[[], bool]:
     """Make ``client`` ask for enterprise attestation: platform-facilitated for
     ``platform_rp_ids`` (a list), vendor-facilitated when None. Returns a function that
     tells, after make_credential, whether the key answered epAtt = true."""
@@ -30,12 +38,16 @@ def request_enterprise(client: Any, platform_rp_ids: Sequence[str] | None) -> Ca
         )
     client._enterprise_rpid_list = list(platform_rp_ids) if platform_rp_ids is not None else None
     seen: dict[str, bool] = {"ep_att": False}
-    make_credential = ctap2.make_credential
+    ctap2.make_credential = _watching(ctap2.make_credential, seen)
+    return lambda: seen["ep_att"]
 
-    def capture(*args: Any, **kwargs: Any) -> Any:
+
+def _watching(make_credential: Callable[P, R], seen: dict[str, bool]) -> Callable[P, R]:
+    """``make_credential`` that notes in ``seen`` whether the key's response has epAtt true."""
+
+    def capture(*args: P.args, **kwargs: P.kwargs) -> R:
         response = make_credential(*args, **kwargs)
-        seen["ep_att"] = response.ep_att is True
+        seen["ep_att"] = getattr(response, "ep_att", None) is True
         return response
 
-    ctap2.make_credential = capture
-    return lambda: seen["ep_att"]
+    return capture

@@ -17,6 +17,18 @@ from keyadmin.errors import (
 )
 
 
+class CredentialExcluded(DeviceProtocolError):
+    """makeCredential: the key already holds a credential of the exclude list."""
+
+
+class UnsupportedAlgorithm(DeviceProtocolError):
+    """makeCredential: the key makes credentials with none of the algorithms asked for."""
+
+
+class NoCredentials(DeviceProtocolError):
+    """getAssertion: the key holds none of the credentials asked for."""
+
+
 @contextmanager
 def device_errors() -> Iterator[None]:
     """Turn whatever python-fido2 raises on a broken device reply into a keyadmin error.
@@ -104,7 +116,10 @@ def from_fido2(exc: BaseException) -> KeyadminError:
                 "the key was not touched in time", hint="touch the key when it blinks"
             )
         name = getattr(code, "name", None) or f"0x{int(code):02X}"
-        return DeviceProtocolError(
-            f"the key refused the request: CTAP error {name}", ctap=int(code)
-        )
+        refused = {
+            err.CREDENTIAL_EXCLUDED: CredentialExcluded,
+            err.UNSUPPORTED_ALGORITHM: UnsupportedAlgorithm,
+            err.NO_CREDENTIALS: NoCredentials,
+        }.get(code, DeviceProtocolError)
+        return refused(f"the key refused the request: CTAP error {name}", ctap=int(code))
     return DeviceProtocolError(f"the key's reply could not be used ({type(exc).__name__}: {exc})")

@@ -9,12 +9,28 @@ never stored on the session longer than the call, never logged.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from keyadmin.device.discovery import DeviceRef
 from keyadmin.device.errors import device_errors
 from keyadmin.errors import DeviceError, KeyadminError, PinError, PinInvalid
+
+if TYPE_CHECKING:
+    from fido2.ctap import CtapDevice
+    from fido2.ctap2 import ClientPin, Config, CredentialManagement, Info
+
+    from keyadmin.device.ceremony import (
+        AssertionRequest,
+        CredentialRequest,
+        NewCredential,
+        SignedAssertion,
+    )
+    from keyadmin.device.interaction import Interaction
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def firmware_text(value: int | None) -> str | None:
@@ -97,9 +113,12 @@ def current_session() -> DeviceSession | None:
 
 
 class DeviceSession:
-    """One open key. Use as a context manager so the transport is closed."""
+    """One open key. Use as a context manager so the transport is closed.
 
-    def __init__(self, ref: DeviceRef, device: Any) -> None:
+    It is what flows receive as a ``keyadmin.device.port.Device``: getInfo, PIN,
+    configuration, credential management, and the ceremonies (keyadmin.device.ceremony)."""
+
+    def __init__(self, ref: DeviceRef, device: CtapDevice) -> None:
         from fido2.ctap2 import Ctap2
 
         self.ref = ref
@@ -196,20 +215,35 @@ class DeviceSession:
         )
 
     # ------------------------------------------------------------------ PIN
-    def _client_pin(self) -> Any:
+    # ------------------------------------------------------------------ ceremonies
+    def make_credential(
+        self, request: CredentialRequest, interaction: Interaction
+    ) -> NewCredential:
+        """makeCredential on this key (keyadmin.device.ceremony.make_credential)."""
+        from keyadmin.device.ceremony import make_credential
+
+        return make_credential(self.device, request, interaction)
+
+    def get_assertion(self, request: AssertionRequest, interaction: Interaction) -> SignedAssertion:
+        """getAssertion on this key (keyadmin.device.ceremony.get_assertion)."""
+        from keyadmin.device.ceremony import get_assertion
+
+        return get_assertion(self.device, request, interaction)
+
+    def _client_pin(self) -> ClientPin:
         from fido2.ctap2 import ClientPin
 
         if not ClientPin.is_supported(self.ctap.info):
             raise PinError("this key does not support a PIN (clientPin)")
         return ClientPin(self.ctap)
 
-    def _pin_call(self, fn: Any, *args: Any) -> Any:
+    def _pin_call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call a PIN operation; a wrong PIN becomes PinInvalid with the retries left."""
         from fido2.ctap import CtapError
 
         try:
             with device_errors():
-                return fn(*args)
+                return fn(*args, **kwargs)
         except PinError as e:
             cause = e.__cause__
             if isinstance(e, PinInvalid) or (
@@ -263,7 +297,7 @@ class DeviceSession:
             raise PinError("the PIN is longer than 63 bytes", hint="choose a shorter PIN")
 
     # ------------------------------------------------------------------ config
-    def _config(self, pin: str | None) -> Any:
+    def _config(self, pin: str | None) -> Config:
         from fido2.ctap2 import ClientPin, Config
 
         info = self.ctap_info()
@@ -317,7 +351,7 @@ class DeviceSession:
         return True
 
     # ------------------------------------------------------------------ credentials
-    def _credman(self, pin: str) -> Any:
+    def _credman(self, pin: str) -> CredentialManagement:
         from fido2.ctap2 import ClientPin, CredentialManagement
 
         if not CredentialManagement.is_supported(self.ctap_info()):
@@ -370,18 +404,23 @@ class DeviceSession:
 
     def delete_credential(self, pin: str, credential_id: bytes) -> None:
         from fido2.ctap import CtapError
+        from fido2.webauthn import PublicKeyCredentialDescriptor, PublicKeyCredentialType
 
         cm = self._credman(pin)
         try:
             with device_errors():
-                cm.delete_cred({"type": "public-key", "id": credential_id})
+                cm.delete_cred(
+                    PublicKeyCredentialDescriptor(
+                        type=PublicKeyCredentialType.PUBLIC_KEY, id=credential_id
+                    )
+                )
         except DeviceError as e:
             cause = e.__cause__
             if isinstance(cause, CtapError) and cause.code == CtapError.ERR.NO_CREDENTIALS:
                 raise DeviceError(f"no credential {credential_id.hex()} on this key") from None
             raise
 
-    def ctap_info(self) -> Any:
+    def ctap_info(self) -> Info:
         """getInfo, with a malformed or missing reply as a keyadmin error (exit 4)."""
         with device_errors():
             return self.ctap.get_info()

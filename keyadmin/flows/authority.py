@@ -27,9 +27,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyadmin.errors import CounterViolation, DeviceProtocolError, PolicyRefused
+from keyadmin.errors import CounterViolation, PolicyRefused
+
+if TYPE_CHECKING:
+    from keyadmin.device.interaction import Interaction
+    from keyadmin.device.port import Device
 
 #: The role each authorized command needs (None: any operator, e.g. to log in).
 ROLE_FOR: dict[str, str | None] = {
@@ -63,7 +67,7 @@ ROLE_FOR: dict[str, str | None] = {
     "operator.bootstrap": None,
 }
 
-OpenDevice = Callable[[], AbstractContextManager[Any]]
+OpenDevice = Callable[[], AbstractContextManager["Device"]]
 ASSERTION_TIMEOUT_MS = 60000
 
 
@@ -131,7 +135,7 @@ def authorize(
     *,
     operator: str | None,
     open_device: OpenDevice | None,
-    interaction: Any,
+    interaction: Interaction | None,
     sessions: Path | None = None,
     now: datetime | None = None,
 ) -> Authority:
@@ -151,6 +155,10 @@ def authorize(
         if not operator:
             raise NotAuthorized("name the operator whose key authorizes this (--operator NAME)")
         require_role(db_url, operator, role, action)
+        if interaction is None:
+            from keyadmin.errors import KeyadminError
+
+            raise KeyadminError("internal: an operator's key needs an interaction for its PIN")
         with open_device() as device:
             return prove(db_url, action, args, operator, device, interaction, now=now)
     return _from_session(db_url, action, role, session_file(db_url, sessions), now)
@@ -178,16 +186,16 @@ def prove(
     action: str,
     args: dict[str, Any],
     user: str,
-    device: Any,
-    interaction: Any,
+    device: Device,
+    interaction: Interaction,
     *,
     now: datetime | None = None,
 ) -> Authority:
     """A fresh UV assertion of ``user``'s credential on ``device`` over the statement of
     ``action`` and ``args``; verified, counter advanced. No role check (callers do it)."""
     from keyadmin.b64 import encode_url
-    from keyadmin.flows.stepup import get_assertion
-    from keyadmin.stepup.api import StepUpChallenge
+    from keyadmin.device.ceremony import AssertionRequest
+    from keyadmin.device.errors import NoCredentials
     from keyadmin.stepup.verify import (
         check_auth_data,
         check_client_data,
@@ -211,32 +219,25 @@ def prove(
     same_rp = [c for c in creds if c.rp_id == rp_id]
     stmt = statement(action, args, seq, at)
     challenge = challenge_of(stmt)
-    request = StepUpChallenge(
-        challenge_id=stmt["nonce"],
-        user=user,
-        action=action,
-        action_hash=challenge.hex(),
-        challenge=challenge,
+    request = AssertionRequest(
         rp_id=rp_id,
         origin=same_rp[0].origins[0],
-        expires_at="",
+        challenge=challenge,
         allow_credentials=tuple(c.credential_id for c in same_rp),
-        options={"timeout": ASSERTION_TIMEOUT_MS},
+        timeout_ms=ASSERTION_TIMEOUT_MS,
     )
     try:
-        assertion = get_assertion(device, interaction, request)
-    except DeviceProtocolError as e:
-        if e.data.get("ctap") == 0x2E:  # NO_CREDENTIALS
-            from keyadmin.store import registry
+        assertion = device.get_assertion(request, interaction)
+    except NoCredentials:
+        from keyadmin.store import registry
 
-            with transaction(db_url) as s:
-                held = registry.list_credentials(s, user=user, status="active")
-            raise NotAuthorized(
-                f"this key holds none of {user}'s active credentials: "
-                + "; ".join(c.label() for c in held),
-                hint=f"{user} authorizes with their own key named above",
-            ) from None
-        raise
+        with transaction(db_url) as s:
+            held = registry.list_credentials(s, user=user, status="active")
+        raise NotAuthorized(
+            f"this key holds none of {user}'s active credentials: "
+            + "; ".join(c.label() for c in held),
+            hint=f"{user} authorizes with their own key named above",
+        ) from None
     cred = next((c for c in same_rp if c.credential_id == assertion.credential_id), None)
     if cred is None:
         raise NotAuthorized(f"the key answered with a credential that is not {user}'s")
@@ -349,8 +350,8 @@ def witness(
     operator: Authority,
     subject: str,
     args: dict[str, Any],
-    device: Any,
-    interaction: Any,
+    device: Device,
+    interaction: Interaction,
 ) -> WitnessProof:
     """The witness proves presence with a UV assertion of their OWN credential over the
     enrolment's statement. Outside lab mode the witness must be an operator with the enrol
@@ -391,7 +392,9 @@ def _require_witness_role(db_url: str, user: str) -> None:
         ) from None
 
 
-def ensure_not_on_key(db_url: str, device: Any, interaction: Any, user: str, *, why: str) -> None:
+def ensure_not_on_key(
+    db_url: str, device: Device, interaction: Interaction, user: str, *, why: str
+) -> None:
     """Refuse when ``device`` holds any credential of ``user`` in the registry.
 
     Credential management with the key's PIN lists every discoverable credential (keyadmin
@@ -399,8 +402,7 @@ def ensure_not_on_key(db_url: str, device: Any, interaction: Any, user: str, *, 
     probe (up=false, no UV) would not see those, and always-UV keys refuse it. A key without
     credential management cannot be checked: refused (fail closed).
     """
-    from fido2.ctap2 import ClientPin
-
+    from keyadmin.device.interaction import pin_or_ask
     from keyadmin.errors import KeyadminError, PinError
     from keyadmin.flows.enrol import EnrolmentRefused
     from keyadmin.store import operators
@@ -410,9 +412,7 @@ def ensure_not_on_key(db_url: str, device: Any, interaction: Any, user: str, *, 
         creds = operators.active_credentials(s, user)
     ids = {c.credential_id.hex() for c in creds}
     for rp_id in sorted({c.rp_id for c in creds if c.rp_id}):
-        known = getattr(interaction, "known_pin", None)
-        pin = known() if callable(known) else None
-        pin = pin or interaction.request_pin(ClientPin.PERMISSION.CREDENTIAL_MGMT, rp_id)
+        pin = pin_or_ask(interaction, rp_id)
         if not pin:
             raise PinError("the key's PIN is needed to check which credentials it holds")
         try:

@@ -20,16 +20,17 @@ device.prepare (docs/operator-guide.md lists what each row holds).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from keyadmin.errors import KeyadminError
 
 if TYPE_CHECKING:
-    from keyadmin.device.session import DeviceIdentity
+    from keyadmin.device.session import DeviceIdentity, StoredCredential
 
 
-def credential_details(cred: Any) -> dict[str, Any]:
+def credential_details(cred: StoredCredential) -> dict[str, object]:
     """What a row says about a credential deleted from a key (a StoredCredential)."""
     return {
         "credential_id": cred.credential_id,
@@ -51,7 +52,7 @@ class UnloggedChange(KeyadminError):
 class DeviceLog:
     url: str
     actor: str
-    authority: dict[str, Any] | None = None  # the operator's evidence, on every row
+    authority: dict[str, object] | None = None  # the operator's evidence, on every row
 
     @classmethod
     def open(cls, url: str, actor: str) -> DeviceLog:
@@ -71,7 +72,11 @@ class DeviceLog:
         return cls(url, actor)
 
     def write(
-        self, action: str, device: DeviceIdentity, subject: str | None, details: dict[str, Any]
+        self,
+        action: str,
+        device: DeviceIdentity,
+        subject: str | None,
+        details: Mapping[str, object],
     ) -> None:
         """Append the action's row in its own transaction; UnloggedChange when it fails."""
         from keyadmin.store.audit import record

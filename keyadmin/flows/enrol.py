@@ -1,13 +1,16 @@
 """Enrol a hardware key for a user: only a credential that passes the policy is kept.
 
-Order (each step raises; nothing is stored until the last one):
- 1. metadata gate: freshness (and signatures, when the policy demands them)
- 2. device readiness: firmware floor, PIN, min PIN length, always-UV, AAGUID not denied
- 3. the ceremony: a discoverable credential with direct attestation, UV required,
+Order (each step raises; nothing is stored until the last one), one function each:
+ 1. ``_gate``: dual control (the witness), the metadata gate (freshness, and signatures
+    when the policy demands them), device readiness (firmware floor, PIN, min PIN length,
+    always-UV, AAGUID not denied)
+ 2. ``_ceremony``: a discoverable credential with direct attestation, UV required,
     credProtect as the policy says, an excludeList of the user's credentials
- 4. verification: challenge, then every policy rule on the attestation (Decision), then
-    enterprise attestation when the policy asks for it (keyadmin.flows.enterprise)
- 5. approved: user, credential, evidence, decision, policy version, metadata no.,
+    (``Device.make_credential``: keyadmin.device.ceremony builds python-fido2's client)
+ 3. ``_verify``: challenge, then every policy rule on the attestation (Decision)
+ 4. ``_decide``: enterprise attestation when the policy asks for it
+    (keyadmin.flows.enterprise) and the key inventory's rule; a refusal raises here
+ 5. ``_store``: user, credential, evidence, decision, policy version, metadata no.,
     operator and witness, with an audit row, in ONE transaction
  Refused, interrupted (Ctrl-C), or a database that refuses the commit: the new
  credential is deleted from the key (credential management) and nothing is stored
@@ -20,13 +23,29 @@ import hmac
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from keyadmin.device.errors import device_errors
-from keyadmin.errors import DeviceError, KeyadminError, PinError, PolicyRefused, failed_summary
+from keyadmin.device.cleanup import discard, discard_unknown
+from keyadmin.device.errors import CredentialExcluded, UnsupportedAlgorithm
+from keyadmin.errors import KeyadminError, PinError, PolicyRefused, failed_summary
+
+if TYPE_CHECKING:
+    from keyadmin.device.ceremony import NewCredential
+    from keyadmin.device.interaction import Interaction
+    from keyadmin.device.port import Device
+    from keyadmin.device.session import DeviceInfo
+    from keyadmin.flows.authority import WitnessProof
+    from keyadmin.flows.enterprise import EnterpriseAsk
+    from keyadmin.mds.freshness import Freshness
+    from keyadmin.policy.metadata import MetadataSource
+    from keyadmin.policy.model import Decision, Policy
+    from keyadmin.policy.readiness import DeviceFacts
 
 #: pubKeyCredParams in the RP's order of preference; only those the policy allows are sent.
 _REQUESTED_ALGORITHMS = (-7, -8, -35, -257, -48, -49, -50)  # ES256, EdDSA, ES384, RS256, ML-DSA
+
+#: a log row's details, and the authority's evidence in it (JSON objects)
+Details = dict[str, object]
 
 
 class EnrolmentRefused(PolicyRefused):
@@ -47,14 +66,14 @@ class EnrolResult:
     operator: str
     witness: str | None
     reasons: list[dict[str, str]] = field(default_factory=list)
-    witness_proof: dict[str, Any] | None = None
+    witness_proof: Details | None = None
     removed_from_key: bool | None = None
     metadata_override: bool = False
     key_serial: str | None = None
     flags: list[str] = field(default_factory=list)  # warnings (inventory.serial_reuse = "flag")
 
 
-def _reasons(decision: Any) -> list[dict[str, str]]:
+def _reasons(decision: Decision) -> list[dict[str, str]]:
     return [{"rule": r.rule, "outcome": r.outcome, "detail": r.detail} for r in decision.reasons]
 
 
@@ -70,8 +89,8 @@ def _log(
     actor: str,
     action: str,
     subject: str,
-    details: dict[str, Any],
-    authority: dict[str, Any] | None = None,
+    details: Details,
+    authority: Details | None = None,
 ) -> None:
     from keyadmin.store.audit import record
 
@@ -101,8 +120,8 @@ def _log_refusal(
     *,
     actor: str,
     subject: str,
-    details: dict[str, Any],
-    authority: dict[str, Any] | None = None,
+    details: Details,
+    authority: Details | None = None,
 ) -> str:
     """Log an ``enrol.refused`` row. The refusal stands whatever happens to its log row:
     returns "" when logged, else a note for the refusal's message."""
@@ -120,14 +139,16 @@ def _log_refusal(
     return ""
 
 
-def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: bool) -> Any:
+def metadata_gate(
+    policy: Policy, metadata: MetadataSource | None, now: datetime, override_stale: bool
+) -> Freshness | None:
     """Freshness (and signature) gate for policies that need metadata; None when not needed."""
     if not policy.metadata.required:
         return None
     from keyadmin.mds.freshness import require_fresh
 
     return require_fresh(
-        metadata.snapshot(),
+        metadata.snapshot() if metadata is not None else None,
         now,
         timedelta(days=policy.metadata.freshness_grace_days),
         override=override_stale,
@@ -136,7 +157,7 @@ def metadata_gate(policy: Any, metadata: Any, now: datetime, override_stale: boo
     )
 
 
-def device_facts(info: Any) -> Any:
+def device_facts(info: DeviceInfo) -> DeviceFacts:
     from keyadmin.policy.readiness import DeviceFacts
 
     return DeviceFacts(
@@ -168,22 +189,85 @@ def check_witness(witness: str | None, *, user: str, operator: str) -> None:
         )
 
 
+@dataclass
+class _Enrolment:
+    """One enrolment as its steps share it: the inputs, and what each step learnt."""
+
+    user: str
+    display_name: str | None
+    policy: Policy
+    session: Device
+    interaction: Interaction
+    db_url: str
+    metadata: MetadataSource | None
+    operator: str
+    nickname: str | None
+    witness: str | None
+    witness_proof: WitnessProof | None
+    now: datetime
+    authority: Details | None
+    user_handle: bytes | None
+    base: Details = field(default_factory=dict)  # in every log row's details
+    fresh: Freshness | None = None  # the metadata gate's verdict (1)
+    metadata_no: int | None = None
+    info: DeviceInfo | None = None  # the key's getInfo (1)
+    known: set[str] = field(default_factory=set)  # the user's credentials in the registry (2)
+    ea_ask: EnterpriseAsk | None = None  # what enterprise attestation was asked for (2)
+    challenge: bytes | None = None  # the ceremony's challenge (2)
+
+    @property
+    def device(self) -> str:
+        return self.session.ref.selector
+
+    @property
+    def rp_id(self) -> str:
+        return self.policy.relying_party.rp_id
+
+    @property
+    def stale_override(self) -> bool:
+        return bool(self.fresh and self.fresh.override_used)
+
+    def key_info(self) -> DeviceInfo:
+        if self.info is None:  # _gate reads it before anything else needs it
+            raise KeyadminError("internal: the key's getInfo was not read")
+        return self.info
+
+    def refuse(self, details: Details) -> str:
+        """Log an ``enrol.refused`` row with the base details; "" or a note (_log_refusal)."""
+        return _log_refusal(
+            self.db_url,
+            actor=self.operator,
+            authority=self.authority,
+            subject=self.user,
+            details={**self.base, **details},
+        )
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What ``_decide`` approved: the reasons, and the inventory's serial and flags."""
+
+    reasons: list[dict[str, str]]
+    key_serial: str | None
+    flags: list[str]
+
+
 def enrol(
     *,
     user: str,
     display_name: str | None,
-    policy: Any,
-    session: Any,
-    interaction: Any,
+    policy: Policy,
+    session: Device,
+    interaction: Interaction,
     db_url: str,
-    metadata: Any,
+    metadata: MetadataSource | None,
     operator: str,
     nickname: str | None = None,
     witness: str | None = None,
-    witness_proof: Any = None,
+    witness_proof: WitnessProof | None = None,
     override_stale_metadata: bool = False,
     now: datetime | None = None,
-    authority: dict[str, Any] | None = None,
+    authority: Details | None = None,
     user_handle: bytes | None = None,
 ) -> EnrolResult:
     """``user_handle``: the WebAuthn user handle for a new user (the application's own, so
@@ -191,81 +275,149 @@ def enrol(
     ``witness_proof`` is the WitnessProof of ``keyadmin.flows.authority.witness``: the
     witness proved presence with their own credential, for this enrolment, just now.
     ``authority`` (keyadmin.flows.authority's evidence) goes into every log row's details."""
-    from keyadmin.policy.readiness import evaluate_device
     from keyadmin.store import registry
-    from keyadmin.store.db import transaction
 
-    now = now or datetime.now(UTC)
     user = registry.user_name(user)  # NFC; control/bidi/invisible refused before the key
     if display_name is not None:
         display_name = registry.user_name(display_name, "display name")
-    device = session.ref.selector
-    base: dict[str, Any] = {
+    ctx = _Enrolment(
+        user=user,
+        display_name=display_name,
+        policy=policy,
+        session=session,
+        interaction=interaction,
+        db_url=db_url,
+        metadata=metadata,
+        operator=operator,
+        nickname=nickname,
+        witness=witness,
+        witness_proof=witness_proof,
+        now=now or datetime.now(UTC),
+        authority=authority,
+        user_handle=user_handle,
+    )
+    ctx.base = {
         "user": user,
-        "device": device,
+        "device": ctx.device,
         "policy": policy.name,
         "policy_sha256": policy.sha256,
         "operator": operator,
         "witness": witness,
     }
+    _gate(ctx, override_stale_metadata)
+    made = _ceremony(ctx)
+    cred_id = made.credential_id
+    # from here on, anything but success removes the credential from the key
+    try:
+        decision = _verify(ctx, made)
+        verdict = _decide(ctx, made, decision)
+        registry_id = _store(ctx, made, decision, verdict)
+    except EnrolmentRefused:
+        raise
+    except BaseException as e:
+        if _registered(db_url, cred_id):
+            # Ctrl-C landed after the commit (on its way out of the transaction): the
+            # enrolment is complete, so the credential stays on the key with its row.
+            raise
+        removed = discard(session, interaction, cred_id)
+        if isinstance(e, KeyadminError):
+            e.data["removed_from_key"] = removed
+            if not removed:
+                e.message += " (the new credential could NOT be removed from the key)"
+        raise
+    return EnrolResult(
+        approved=True,
+        user=user,
+        device=ctx.device,
+        aaguid=made.aaguid,
+        credential_id=cred_id.hex(),
+        registry_id=registry_id,
+        policy=policy.name,
+        policy_sha256=policy.sha256,
+        metadata_no=ctx.metadata_no,
+        operator=operator,
+        witness=witness,
+        reasons=verdict.reasons,
+        witness_proof=_witness_details(witness_proof),
+        metadata_override=ctx.stale_override,
+        key_serial=verdict.key_serial,
+        flags=verdict.flags,
+    )
 
-    # 0. dual control
-    check_witness(witness, user=user, operator=operator)
-    if witness_proof is not None and (witness is None or witness_proof.user != witness):
+
+def _witness_details(proof: WitnessProof | None) -> Details | None:
+    """What the log rows and the result say of the witness's assertion."""
+    if proof is None:
+        return None
+    return {
+        "credential": proof.credential_id,
+        "counter": proof.counter,
+        "challenge": proof.challenge_id,
+        "action_hash": proof.action_hash,
+        "audit_seq": proof.audit_seq,
+    }
+
+
+def _gate(ctx: _Enrolment, override_stale_metadata: bool) -> None:
+    """Step 1: dual control, the metadata gate, the key's readiness. Raises on a refusal;
+    notes the metadata's verdict and the key's getInfo in ``ctx``."""
+    from keyadmin.policy.readiness import evaluate_device
+
+    policy, witness, proof = ctx.policy, ctx.witness, ctx.witness_proof
+    # dual control
+    check_witness(witness, user=ctx.user, operator=ctx.operator)
+    if proof is not None and (witness is None or proof.user != witness):
         raise KeyadminError("the witness proof is for another operator")
-    if policy.enrolment.witness_required and witness_proof is None:
+    if policy.enrolment.witness_required and proof is None:
         raise EnrolmentRefused(
             f"the policy {policy.name} requires a witness (dual control)",
             hint="name the witness and their key: --witness NAME --witness-device DEVICE",
         )
-    if witness is not None and witness_proof is None:
+    if witness is not None and proof is None:
         raise EnrolmentRefused(
             f"the witness {witness} has not proved presence",
             hint="pass --witness-device with the witness's enrolled key",
         )
-    if witness_proof is not None:
-        base["witness_proof"] = {
-            "credential": witness_proof.credential_id,
-            "counter": witness_proof.counter,
-            "challenge": witness_proof.challenge_id,
-            "action_hash": witness_proof.action_hash,
-            "audit_seq": witness_proof.audit_seq,
-        }
+    if proof is not None:
+        ctx.base["witness_proof"] = _witness_details(proof)
 
-    # 1. metadata
-    fresh = metadata_gate(policy, metadata, now, override_stale_metadata)
-    if fresh is not None and fresh.override_used:
+    # metadata
+    ctx.fresh = metadata_gate(policy, ctx.metadata, ctx.now, override_stale_metadata)
+    if ctx.fresh is not None and ctx.fresh.override_used:
         _log(
-            db_url,
-            actor=operator,
+            ctx.db_url,
+            actor=ctx.operator,
             action="override.stale-metadata",
-            subject=user,
-            details={"no": fresh.no, "deadline": fresh.deadline, "device": device},
-            authority=authority,
+            subject=ctx.user,
+            details={"no": ctx.fresh.no, "deadline": ctx.fresh.deadline, "device": ctx.device},
+            authority=ctx.authority,
         )
-    snap = metadata.snapshot() if metadata is not None else None
-    metadata_no = snap.no if snap is not None else None
+    snap = ctx.metadata.snapshot() if ctx.metadata is not None else None
+    ctx.metadata_no = snap.no if snap is not None else None
 
-    # 2. device readiness
-    info = session.info()
+    # device readiness
+    ctx.info = info = ctx.session.info()
     readiness = evaluate_device(policy, device_facts(info))
     if not readiness.allowed:
         reasons = _reasons(readiness)
-        unlogged = _log_refusal(
-            db_url,
-            actor=operator,
-            authority=authority,
-            subject=user,
-            details={**base, "stage": "device", "aaguid": info.aaguid, "reasons": reasons},
-        )
+        unlogged = ctx.refuse({"stage": "device", "aaguid": info.aaguid, "reasons": reasons})
         raise EnrolmentRefused(
             f"the key is not ready for enrolment: {_failed(reasons)}{unlogged}",
             hint=f"prepare it with: keyadmin device prepare --policy {policy.path}",
             reasons=reasons,
         )
 
-    # 3. the ceremony
-    with transaction(db_url) as s:
+
+def _ceremony(ctx: _Enrolment) -> NewCredential:
+    """Step 2: the registry's limits for the user, then makeCredential on the key. A
+    refusal is logged; an interruption or failure cleans the key of the user's new
+    credential. Notes the user handle and the user's known credentials in ``ctx``."""
+    from keyadmin.flows import enterprise
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+
+    user, policy, info = ctx.user, ctx.policy, ctx.key_info()
+    with transaction(ctx.db_url) as s:
         existing_user = registry.find_user(s, user)
         existing = registry.list_credentials(s, user=user) if existing_user else []
     live = [c for c in existing if c.status in ("active", "suspended", "quarantined")]
@@ -276,8 +428,8 @@ def enrol(
         )
     if (
         existing_user
-        and user_handle is not None
-        and not hmac.compare_digest(existing_user.user_handle, user_handle)
+        and ctx.user_handle is not None
+        and not hmac.compare_digest(existing_user.user_handle, ctx.user_handle)
     ):
         from keyadmin.errors import UsageError
 
@@ -286,33 +438,23 @@ def enrol(
             hint="leave out --user-handle: a user keeps the handle of their first enrolment",
         )
     if existing_user:
-        user_handle = existing_user.user_handle
-    elif user_handle is None:
-        user_handle = os.urandom(32)
+        ctx.user_handle = existing_user.user_handle
+    elif ctx.user_handle is None:
+        ctx.user_handle = os.urandom(32)
+    user_handle = ctx.user_handle
+    ctx.known = {c.credential_id for c in existing}
     challenge = os.urandom(32)
-    from keyadmin.flows import enterprise
-
     try:
-        ea_ask = enterprise.plan(policy, info)
-        response = _make_credential(
-            session,
-            interaction,
-            policy,
-            user,
-            display_name,
+        ctx.ea_ask = enterprise.plan(policy, info)
+        made = _make_credential(
+            ctx,
             user_handle,
             challenge,
             [bytes.fromhex(c.credential_id) for c in existing],
-            ea_ask,
         )
     except EnrolmentRefused as refused:
-        refused.message += _log_refusal(
-            db_url,
-            actor=operator,
-            authority=authority,
-            subject=user,
-            details={
-                **base,
+        refused.message += ctx.refuse(
+            {
                 "stage": "ceremony",
                 "aaguid": info.aaguid,
                 "reasons": [
@@ -322,7 +464,7 @@ def enrol(
                         "detail": refused.message,
                     }
                 ],
-            },
+            }
         )
         raise
     except PinError:
@@ -330,299 +472,188 @@ def enrol(
     except BaseException:
         # Interrupted (Ctrl-C) or failed while the key may already hold the new credential:
         # delete any credential of this user handle that the registry does not know.
-        _remove_unknown(
-            session,
-            interaction,
-            policy.relying_party.rp_id,
-            user_handle,
-            {c.credential_id for c in existing},
-        )
+        discard_unknown(ctx.session, ctx.interaction, ctx.rp_id, user_handle, ctx.known)
         raise
-    att_obj = bytes(response.response.attestation_object)
-    client_data = bytes(response.response.client_data)
-    auth_data = response.response.attestation_object.auth_data
-    cred_data = auth_data.credential_data
-    cred_id = bytes(cred_data.credential_id)
-    aaguid = str(cred_data.aaguid)
+    ctx.challenge = challenge
+    return made
 
-    # 4 and 5: from here on, anything but success removes the credential from the key
-    try:
-        if not hmac.compare_digest(response.response.client_data.challenge, challenge):
-            raise KeyadminError("the client data does not carry our challenge")
-        from keyadmin.policy.evaluate import evaluate_registration
 
-        decision = evaluate_registration(
-            policy,
-            att_obj,
-            client_data,
-            at=now,
-            metadata=metadata,
-            stale_metadata_override=bool(fresh and fresh.override_used),
+def _verify(ctx: _Enrolment, made: NewCredential) -> Decision:
+    """Step 3: our challenge in the client data, then every policy rule on the attestation."""
+    from keyadmin.policy.evaluate import evaluate_registration
+
+    if ctx.challenge is None or not hmac.compare_digest(
+        made.client_data_challenge, ctx.challenge
+    ):
+        raise KeyadminError("the client data does not carry our challenge")
+    return evaluate_registration(
+        ctx.policy,
+        made.attestation_object,
+        made.client_data_json,
+        at=ctx.now,
+        metadata=ctx.metadata,
+        stale_metadata_override=ctx.stale_override,
+    )
+
+
+def _decide(ctx: _Enrolment, made: NewCredential, decision: Decision) -> _Verdict:
+    """Step 4: the attestation's decision, enterprise attestation and the key inventory's
+    rule. A refusal removes the credential from the key, is logged, and raises."""
+    from keyadmin.flows import enterprise
+    from keyadmin.flows.inventory import check_enrolment
+    from keyadmin.store.db import transaction
+
+    reasons = _reasons(decision)
+    ea_reason, key_serial = enterprise.judge(ctx.policy, ctx.ea_ask, decision.evidence)
+    if ea_reason is not None:
+        reasons.append(ea_reason)
+    with transaction(ctx.db_url) as s:
+        inv_reason, flags = check_enrolment(s, ctx.policy, key_serial, ctx.user)
+    if inv_reason is not None:
+        reasons.append(inv_reason)
+    if decision.allowed and not any(
+        r is not None and r["outcome"] == "fail" for r in (ea_reason, inv_reason)
+    ):
+        return _Verdict(reasons, key_serial, flags)
+    removed = discard(ctx.session, ctx.interaction, made.credential_id)
+    unlogged = ctx.refuse(
+        {
+            "stage": "attestation",
+            "aaguid": made.aaguid,
+            "credential": made.credential_id.hex(),
+            "reasons": reasons,
+            "removed_from_key": removed,
+        }
+    )
+    raise EnrolmentRefused(
+        f"the policy refused this key: {_failed(reasons)}"
+        + ("" if removed else " (the credential could NOT be removed from the key)")
+        + unlogged,
+        reasons=reasons,
+        removed_from_key=removed,
+        logged=not unlogged,
+    )
+
+
+def _store(ctx: _Enrolment, made: NewCredential, decision: Decision, verdict: _Verdict) -> int:
+    """Step 5: user, credential, evidence, decision, policy version, inventory binding and
+    their log rows, in ONE transaction. Returns the credential's registry id."""
+    from keyadmin.store import registry
+    from keyadmin.store.db import transaction
+
+    if decision.evidence is None:  # an allowed decision always rests on verified evidence
+        raise KeyadminError("internal: an allowed decision without evidence")
+    if ctx.user_handle is None:  # _ceremony chose it
+        raise KeyadminError("internal: no user handle")
+    policy, info, operator, authority = ctx.policy, ctx.key_info(), ctx.operator, ctx.authority
+    evidence = decision.evidence.to_dict()
+    with transaction(ctx.db_url) as s:
+        u = registry.get_or_create_user(
+            s, ctx.user, ctx.display_name, user_handle=ctx.user_handle
         )
-        reasons = _reasons(decision)
-        ea_reason, key_serial = enterprise.judge(policy, ea_ask, decision.evidence)
-        if ea_reason is not None:
-            reasons.append(ea_reason)
-        from keyadmin.flows.inventory import check_enrolment
+        policy_id = registry.record_policy(
+            s,
+            sha256=policy.sha256,
+            name=policy.name,
+            path=str(policy.path),
+            content=policy.text,
+            authority=authority,
+        )
+        record = registry.add_credential(
+            s,
+            user=u,
+            credential_id=made.credential_id,
+            # the COSE_Key exactly as the authenticator encoded it in authData
+            public_key_cose=decision.evidence.credential_public_key_cbor,
+            sign_count=made.sign_count,
+            aaguid=made.aaguid,
+            transports=list(info.transports),
+            backup_eligible=bool(made.flags & 0x08),
+            backed_up=bool(made.flags & 0x10),
+            nickname=ctx.nickname,
+            evidence=evidence,
+            decision={
+                "allowed": True,
+                "reasons": verdict.reasons,
+                "subject": decision.subject,
+                "witness_proof": ctx.base.get("witness_proof"),
+                "device": {
+                    "firmware": info.firmware,
+                    "transport": info.transport,
+                    "min_pin_length": info.min_pin_length,
+                    "always_uv": info.always_uv,
+                },
+            },
+            attestation_object=made.attestation_object,
+            client_data_json=made.client_data_json,
+            policy_version_id=policy_id,
+            metadata_no=ctx.metadata_no,
+            operator=operator,
+            witness=ctx.witness,
+            authority=authority,
+            key_serial=verdict.key_serial,
+            firmware=info.firmware,
+            flags=verdict.flags,
+        )
+        if verdict.key_serial is not None:
+            from keyadmin.store.inventory import bind
 
-        with transaction(db_url) as s:
-            inv_reason, flags = check_enrolment(s, policy, key_serial, user)
-        if inv_reason is not None:
-            reasons.append(inv_reason)
-        if not decision.allowed or any(
-            r is not None and r["outcome"] == "fail" for r in (ea_reason, inv_reason)
-        ):
-            removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
-            unlogged = _log_refusal(
-                db_url,
+            bind(
+                s,
+                verdict.key_serial,
+                user=u,
+                credential_id=made.credential_id.hex(),
+                firmware=info.firmware,
                 actor=operator,
                 authority=authority,
-                subject=user,
-                details={
-                    **base,
-                    "stage": "attestation",
-                    "aaguid": aaguid,
-                    "credential": cred_id.hex(),
-                    "reasons": reasons,
-                    "removed_from_key": removed,
-                },
             )
-            raise EnrolmentRefused(
-                f"the policy refused this key: {_failed(reasons)}"
-                + ("" if removed else " (the credential could NOT be removed from the key)")
-                + unlogged,
-                reasons=reasons,
-                removed_from_key=removed,
-                logged=not unlogged,
-            )
-        if decision.evidence is None:  # an allowed decision always rests on verified evidence
-            raise KeyadminError("internal: an allowed decision without evidence")
-        evidence = decision.evidence.to_dict()
-        with transaction(db_url) as s:
-            u = registry.get_or_create_user(s, user, display_name, user_handle=user_handle)
-            policy_id = registry.record_policy(
-                s,
-                sha256=policy.sha256,
-                name=policy.name,
-                path=str(policy.path),
-                content=policy.text,
-                authority=authority,
-            )
-            record = registry.add_credential(
-                s,
-                user=u,
-                credential_id=cred_id,
-                # the COSE_Key exactly as the authenticator encoded it in authData
-                public_key_cose=decision.evidence.credential_public_key_cbor,
-                sign_count=auth_data.counter,
-                aaguid=aaguid,
-                transports=list(info.transports),
-                backup_eligible=bool(auth_data.flags & 0x08),
-                backed_up=bool(auth_data.flags & 0x10),
-                nickname=nickname,
-                evidence=evidence,
-                decision={
-                    "allowed": True,
-                    "reasons": reasons,
-                    "subject": decision.subject,
-                    "witness_proof": base.get("witness_proof"),
-                    "device": {
-                        "firmware": info.firmware,
-                        "transport": info.transport,
-                        "min_pin_length": info.min_pin_length,
-                        "always_uv": info.always_uv,
-                    },
-                },
-                attestation_object=att_obj,
-                client_data_json=client_data,
-                policy_version_id=policy_id,
-                metadata_no=metadata_no,
-                operator=operator,
-                witness=witness,
-                authority=authority,
-                key_serial=key_serial,
-                firmware=info.firmware,
-                flags=flags,
-            )
-            if key_serial is not None:
-                from keyadmin.store.inventory import bind
-
-                bind(
-                    s,
-                    key_serial,
-                    user=u,
-                    credential_id=cred_id.hex(),
-                    firmware=info.firmware,
-                    actor=operator,
-                    authority=authority,
-                )
-    except EnrolmentRefused:
-        raise
-    except BaseException as e:
-        if _registered(db_url, cred_id):
-            # Ctrl-C landed after the commit (on its way out of the transaction): the
-            # enrolment is complete, so the credential stays on the key with its row.
-            raise
-        removed = _remove(session, interaction, cred_id, policy.relying_party.rp_id)
-        if isinstance(e, KeyadminError):
-            e.data["removed_from_key"] = removed
-            if not removed:
-                e.message += " (the new credential could NOT be removed from the key)"
-        raise
-    return EnrolResult(
-        approved=True,
-        aaguid=aaguid,
-        credential_id=cred_id.hex(),
-        registry_id=record.id,
-        metadata_no=metadata_no,
-        reasons=reasons,
-        metadata_override=bool(fresh and fresh.override_used),
-        key_serial=key_serial,
-        flags=flags,
-        **base,
-    )
+    return record.id
 
 
 def _make_credential(
-    session: Any,
-    interaction: Any,
-    policy: Any,
-    user: str,
-    display_name: str | None,
-    user_handle: bytes,
-    challenge: bytes,
-    exclude: list[bytes],
-    ea_ask: Any = None,
-) -> Any:
-    """``ea_ask`` (keyadmin.flows.enterprise.EnterpriseAsk): ask for enterprise attestation;
-    its ``ep_att`` is set from the key's answer."""
-    from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
-    from fido2.ctap import CtapError
-    from fido2.webauthn import (
-        AttestationConveyancePreference,
-        AuthenticatorSelectionCriteria,
-        PublicKeyCredentialCreationOptions,
-        PublicKeyCredentialDescriptor,
-        PublicKeyCredentialParameters,
-        PublicKeyCredentialRpEntity,
-        PublicKeyCredentialType,
-        PublicKeyCredentialUserEntity,
-        ResidentKeyRequirement,
-        UserVerificationRequirement,
-    )
+    ctx: _Enrolment, user_handle: bytes, challenge: bytes, exclude: list[bytes]
+) -> NewCredential:
+    """makeCredential as the policy asks. ``ctx.ea_ask`` (keyadmin.flows.enterprise): ask
+    for enterprise attestation; its ``ep_att`` is set from the key's answer."""
+    from keyadmin.device.ceremony import CredentialRequest, EnterpriseRequest
 
+    policy, ea_ask = ctx.policy, ctx.ea_ask
     rp = policy.relying_party
-    extensions: dict[str, Any] = {}
-    if policy.credential.cred_protect:
-        names = {
-            1: "userVerificationOptional",
-            2: "userVerificationOptionalWithCredentialIDList",
-            3: "userVerificationRequired",
-        }
-        extensions["credentialProtectionPolicy"] = names[policy.credential.cred_protect]
-        extensions["enforceCredentialProtectionPolicy"] = True
-    algs = [a for a in _REQUESTED_ALGORITHMS if a in policy.credential.algorithms]
-    options = PublicKeyCredentialCreationOptions(
-        rp=PublicKeyCredentialRpEntity(name=policy.name, id=rp.rp_id),
-        user=PublicKeyCredentialUserEntity(
-            name=user, id=user_handle, display_name=display_name or user
-        ),
+    algs = tuple(a for a in _REQUESTED_ALGORITHMS if a in policy.credential.algorithms)
+    asked = ea_ask is not None and ea_ask.asked
+    request = CredentialRequest(
+        rp_id=rp.rp_id,
+        rp_name=policy.name,
+        origin=rp.origins[0],
+        user_id=user_handle,
+        user_name=ctx.user,
+        user_display_name=ctx.display_name or ctx.user,
         challenge=challenge,
-        pub_key_cred_params=[
-            PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=a)
-            for a in algs
-        ],
-        timeout=60000,
-        exclude_credentials=[
-            PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c)
-            for c in exclude
-        ],
-        authenticator_selection=AuthenticatorSelectionCriteria(
-            resident_key=ResidentKeyRequirement.REQUIRED,
-            user_verification=UserVerificationRequirement.REQUIRED,
-        ),
-        attestation=(
-            AttestationConveyancePreference.ENTERPRISE
-            if ea_ask is not None and ea_ask.asked
-            else AttestationConveyancePreference.DIRECT
-        ),
-        extensions=extensions or None,
+        algorithms=algs,
+        exclude=tuple(exclude),
+        resident_key=True,
+        cred_protect=policy.credential.cred_protect,
+        enterprise=EnterpriseRequest(ea_ask.platform_rp_ids) if ea_ask and asked else None,
+        timeout_ms=60000,
     )
-    client = Fido2Client(
-        session.device, DefaultClientDataCollector(rp.origins[0]), user_interaction=interaction
-    )
-    ep_att = None
-    if ea_ask is not None and ea_ask.asked:
-        from keyadmin.device.enterprise import request_enterprise
-
-        ep_att = request_enterprise(client, ea_ask.platform_rp_ids)
     try:
-        with device_errors():
-            made = client.make_credential(options)
-        if ep_att is not None:
-            ea_ask.ep_att = ep_att()
-        return made
-    except DeviceError as e:
-        cause = e.__cause__
-        inner = cause.cause if isinstance(cause, ClientError) else cause
-        if isinstance(inner, CtapError) and inner.code == CtapError.ERR.CREDENTIAL_EXCLUDED:
-            raise EnrolmentRefused(
-                f"this key already holds a credential of {user} in the registry",
-                hint="the same key cannot be enrolled twice for one user; use another key",
-            ) from None
-        if isinstance(inner, CtapError) and inner.code == CtapError.ERR.UNSUPPORTED_ALGORITHM:
-            from keyadmin.policy.model import ALGORITHM_NAMES
+        made = ctx.session.make_credential(request, ctx.interaction)
+    except CredentialExcluded:
+        raise EnrolmentRefused(
+            f"this key already holds a credential of {ctx.user} in the registry",
+            hint="the same key cannot be enrolled twice for one user; use another key",
+        ) from None
+    except UnsupportedAlgorithm:
+        from keyadmin.policy.model import ALGORITHM_NAMES
 
-            wanted = ", ".join(ALGORITHM_NAMES.get(a, str(a)) for a in algs) or "none"
-            raise EnrolmentRefused(
-                f"the key makes credentials with none of the algorithms requested ({wanted}; "
-                "the policy's credential.algorithms that enrolment can request)",
-                hint="use a key that supports one of them, or a policy allowing the key's "
-                "algorithms (keyadmin device info lists them)",
-                rule="algorithm",
-            ) from None
-        raise
-
-
-def _known_pin(interaction: Any, rp_id: str) -> str | None:
-    """The PIN the operator already gave (never a new prompt during a clean-up)."""
-    known = getattr(interaction, "known_pin", None)
-    if callable(known):
-        pin = known()
-        return pin if isinstance(pin, str) and pin else None
-    from fido2.ctap2 import ClientPin
-
-    pin = interaction.request_pin(ClientPin.PERMISSION.CREDENTIAL_MGMT, rp_id)
-    return pin if isinstance(pin, str) and pin else None
-
-
-def _remove(session: Any, interaction: Any, credential_id: bytes, rp_id: str) -> bool:
-    """Delete a just-made credential from the key. True when it is gone."""
-    try:
-        pin = _known_pin(interaction, rp_id)
-        if not pin:
-            return False
-        session.delete_credential(pin, credential_id)
-        return True
-    except BaseException:  # noqa: BLE001 - a failed clean-up is reported, never raised
-        return False
-
-
-def _remove_unknown(
-    session: Any, interaction: Any, rp_id: str, user_handle: bytes, known: set[str]
-) -> int:
-    """Delete the user's credentials for ``rp_id`` that are not in the registry; best effort."""
-    try:
-        pin = _known_pin(interaction, rp_id)
-        if not pin:
-            return 0
-        stray = [
-            c
-            for c in session.list_credentials(pin, rp_id)
-            if c.user_id == user_handle.hex() and c.credential_id not in known
-        ]
-        for cred in stray:
-            session.delete_credential(pin, bytes.fromhex(cred.credential_id))
-        return len(stray)
-    except BaseException:  # noqa: BLE001 - a failed clean-up must not hide the first error
-        return 0
+        wanted = ", ".join(ALGORITHM_NAMES.get(a, str(a)) for a in algs) or "none"
+        raise EnrolmentRefused(
+            f"the key makes credentials with none of the algorithms requested ({wanted}; "
+            "the policy's credential.algorithms that enrolment can request)",
+            hint="use a key that supports one of them, or a policy allowing the key's "
+            "algorithms (keyadmin device info lists them)",
+            rule="algorithm",
+        ) from None
+    if ea_ask is not None and asked:
+        ea_ask.ep_att = made.ep_att
+    return made

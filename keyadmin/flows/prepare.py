@@ -18,14 +18,16 @@ error, before the error goes on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from keyadmin.errors import KeyadminError, PinError
 from keyadmin.flows.device_log import credential_details
 
 if TYPE_CHECKING:
+    from keyadmin.device.port import Device
     from keyadmin.flows.device_log import DeviceLog
+    from keyadmin.policy.model import Policy
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,41 @@ class PrepareResult:
         return any(s.changed for s in self.steps)
 
 
+@dataclass
+class _Changes:
+    """What reached the key so far, noted as soon as the key made each change."""
+
+    policy: str
+    policy_sha256: str
+    pin_set: bool = False
+    deleted: list[dict[str, object]] = field(default_factory=list)
+    min_pin_length: dict[str, int] | None = None  # {"from": old, "to": new}
+    force_pin_change: bool | None = None
+    always_uv: dict[str, bool] | None = None  # {"from": False, "to": True}
+
+    def made(self) -> bool:
+        """Whether any change reached the key."""
+        return bool(self.pin_set or self.deleted or self.min_pin_length or self.always_uv)
+
+    def details(self) -> dict[str, object]:
+        """The ``device.prepare`` row's details (a setting appears only when it changed)."""
+        out: dict[str, object] = {
+            "policy": self.policy,
+            "policy_sha256": self.policy_sha256,
+            "pin_set": self.pin_set,
+            "deleted": self.deleted,
+        }
+        if self.min_pin_length is not None:
+            out["min_pin_length"] = self.min_pin_length
+            out["force_pin_change"] = self.force_pin_change
+        if self.always_uv is not None:
+            out["always_uv"] = self.always_uv
+        return out
+
+
 def prepare(
-    session: Any,
-    policy: Any,
+    session: Device,
+    policy: Policy,
     *,
     current_pin: Callable[[], str],
     new_pin: Callable[[], str],
@@ -58,41 +92,29 @@ def prepare(
     log: DeviceLog,
 ) -> PrepareResult:
     identity = session.identity()
-    changes: dict[str, Any] = {
-        "policy": policy.name,
-        "policy_sha256": policy.sha256,
-        "pin_set": False,
-        "deleted": [],
-    }
+    changes = _Changes(policy.name, policy.sha256)
     subject = session.ref.selector
     try:
         result = _apply(session, policy, current_pin, new_pin, known_credential_ids, changes)
     except (Exception, KeyboardInterrupt) as e:
-        if _made(changes):
+        if changes.made():
             why = e.message if isinstance(e, KeyadminError) else type(e).__name__
-            details = {**changes, "completed": False, "error": why}
+            details = {**changes.details(), "completed": False, "error": why}
             log.write("device.prepare", identity, subject, details)
         raise
     if result.changed:
-        details = {**changes, "completed": True, "ready": result.ready}
+        details = {**changes.details(), "completed": True, "ready": result.ready}
         log.write("device.prepare", identity, subject, details)
     return result
 
 
-def _made(changes: dict[str, Any]) -> bool:
-    """Whether any change reached the key."""
-    return bool(
-        changes["pin_set"] or changes["deleted"] or {"min_pin_length", "always_uv"} & set(changes)
-    )
-
-
 def _apply(
-    session: Any,
-    policy: Any,
+    session: Device,
+    policy: Policy,
     current_pin: Callable[[], str],
     new_pin: Callable[[], str],
     known_credential_ids: set[str],
-    changes: dict[str, Any],
+    changes: _Changes,
 ) -> PrepareResult:
     """The five steps; every change is noted in ``changes`` as soon as the key made it."""
     from keyadmin.flows.enrol import device_facts
@@ -116,7 +138,7 @@ def _apply(
             if len(pin) < want_min:
                 raise PinError(f"the policy asks for a PIN of at least {want_min} characters")
             session.set_pin(pin)
-            changes["pin_set"] = True
+            changes.pin_set = True
             steps.append(PrepareStep("pin", True, "PIN set"))
 
     # 2. minimum PIN length
@@ -125,11 +147,11 @@ def _apply(
         session.set_min_pin_length(
             policy.device.min_pin_length, pin or None, [policy.relying_party.rp_id], force
         )
-        changes["min_pin_length"] = {
+        changes.min_pin_length = {
             "from": info.min_pin_length,
             "to": policy.device.min_pin_length,
         }
-        changes["force_pin_change"] = force
+        changes.force_pin_change = force
         detail = f"raised from {info.min_pin_length} to {policy.device.min_pin_length}"
         steps.append(
             PrepareStep("min-pin-length", True, detail + (", PIN change forced" if force else ""))
@@ -141,7 +163,7 @@ def _apply(
     if policy.device.always_uv:
         changed = session.set_always_uv(True, pin or None)
         if changed:
-            changes["always_uv"] = {"from": False, "to": True}
+            changes.always_uv = {"from": False, "to": True}
         steps.append(PrepareStep("always-uv", changed, "turned on" if changed else "already on"))
 
     # 4. stray credentials for the policy's RP
@@ -154,7 +176,7 @@ def _apply(
         ]
         for cred in stray:
             session.delete_credential(pin, bytes.fromhex(cred.credential_id))
-            changes["deleted"].append(credential_details(cred))
+            changes.deleted.append(credential_details(cred))
         steps.append(
             PrepareStep(
                 "stray-credentials",

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from keyadmin.device.errors import device_errors
 from keyadmin.errors import KeyadminError
+
+if TYPE_CHECKING:
+    from keyadmin.device.interaction import Interaction
+    from keyadmin.device.port import Device
 
 
 class SelftestFailed(KeyadminError):
@@ -35,35 +38,45 @@ class SelftestResult:
 
 
 def run_selftest(
-    device: Any,
-    device_label: str,
-    interaction: Any,
+    device: Device,
+    interaction: Interaction,
     *,
     rp_id: str = "keyadmin.example",
     trust_root_der: bytes | None = None,
 ) -> SelftestResult:
-    from fido2.attestation import AttestationVerifier, UnsupportedType
-    from fido2.client import DefaultClientDataCollector, Fido2Client
+    """Register (UV required, not discoverable) and authenticate once on ``device``; each
+    response is verified by python-fido2's server, the attestation against
+    ``trust_root_der`` (the software key's lab root) when given."""
+    from fido2.attestation import AttestationResult, AttestationVerifier, UnsupportedType
     from fido2.server import Fido2Server
     from fido2.webauthn import (
         AttestationConveyancePreference,
+        AttestationObject,
+        AuthenticationResponse,
+        AuthenticatorAssertionResponse,
+        AuthenticatorAttestationResponse,
+        AuthenticatorData,
+        CollectedClientData,
         PublicKeyCredentialRpEntity,
         PublicKeyCredentialUserEntity,
+        RegistrationResponse,
         ResidentKeyRequirement,
         UserVerificationRequirement,
     )
 
+    from keyadmin.device.ceremony import AssertionRequest, CredentialRequest
+
     class _LabRoot(AttestationVerifier):
-        def ca_lookup(self, result: Any, auth_data: Any) -> bytes | None:
+        def ca_lookup(
+            self, result: AttestationResult, auth_data: AuthenticatorData
+        ) -> bytes | None:
             return trust_root_der
 
+    origin = f"https://{rp_id}"
     rp = PublicKeyCredentialRpEntity(name="keyadmin selftest", id=rp_id)
     verifier = _LabRoot()
     server = Fido2Server(
         rp, attestation=AttestationConveyancePreference.DIRECT, verify_attestation=verifier
-    )
-    client = Fido2Client(
-        device, DefaultClientDataCollector(f"https://{rp_id}"), user_interaction=interaction
     )
     user = PublicKeyCredentialUserEntity(
         name="selftest", id=os.urandom(16), display_name="keyadmin selftest"
@@ -73,42 +86,85 @@ def run_selftest(
         user_verification=UserVerificationRequirement.REQUIRED,
         resident_key_requirement=ResidentKeyRequirement.DISCOURAGED,
     )
+    create = options.public_key
     t0 = time.perf_counter()
-    with device_errors():
-        response = client.make_credential(options.public_key)
+    made = device.make_credential(
+        CredentialRequest(
+            rp_id=rp_id,
+            rp_name=rp.name,
+            origin=origin,
+            user_id=bytes(user.id),
+            user_name=str(user.name),
+            user_display_name=str(user.display_name),
+            challenge=bytes(create.challenge),
+            algorithms=tuple(int(p.alg) for p in create.pub_key_cred_params),
+            resident_key=False,
+            timeout_ms=create.timeout,
+        ),
+        interaction,
+    )
     t1 = time.perf_counter()
-    fmt = response.response.attestation_object.fmt
+    fmt = made.fmt
+    registration = RegistrationResponse(
+        raw_id=made.credential_id,
+        response=AuthenticatorAttestationResponse(
+            client_data=CollectedClientData(made.client_data_json),
+            attestation_object=AttestationObject(made.attestation_object),
+        ),
+    )
     try:
-        auth_data = server.register_complete(state, response)
+        auth_data = server.register_complete(state, registration)
     except UnsupportedType:
         raise SelftestFailed(f"attestation format {fmt!r} is not supported") from None
     except Exception as e:  # noqa: BLE001 - any verification failure fails the selftest
         raise SelftestFailed(f"registration did not verify: {e}") from None
     cred = auth_data.credential_data
-    assert cred is not None
+    if cred is None:
+        raise SelftestFailed("registration did not verify: no attested credential data")
     trusted_by = "lab root (software key)" if trust_root_der and fmt != "none" else "none"
     req, state = server.authenticate_begin(
         [cred], user_verification=UserVerificationRequirement.REQUIRED
     )
+    get = req.public_key
     t2 = time.perf_counter()
-    with device_errors():
-        assertion = client.get_assertion(req.public_key).get_response(0)
+    signed = device.get_assertion(
+        AssertionRequest(
+            rp_id=rp_id,
+            origin=origin,
+            challenge=bytes(get.challenge),
+            allow_credentials=tuple(bytes(c.id) for c in get.allow_credentials or ()),
+            timeout_ms=get.timeout,
+        ),
+        interaction,
+    )
     t3 = time.perf_counter()
+    signed_data = AuthenticatorData(signed.authenticator_data)
     try:
-        server.authenticate_complete(state, [cred], assertion)
+        server.authenticate_complete(
+            state,
+            [cred],
+            AuthenticationResponse(
+                raw_id=signed.credential_id,
+                response=AuthenticatorAssertionResponse(
+                    client_data=CollectedClientData(signed.client_data_json),
+                    authenticator_data=signed_data,
+                    signature=signed.signature,
+                    user_handle=signed.user_handle,
+                ),
+            ),
+        )
     except Exception as e:  # noqa: BLE001
         raise SelftestFailed(f"assertion did not verify: {e}") from None
-    counter = assertion.response.authenticator_data.counter
     return SelftestResult(
-        device=device_label,
+        device=device.ref.selector,
         rp_id=rp_id,
         aaguid=str(cred.aaguid),
         attestation_format=fmt,
         attestation_trusted_by=trusted_by,
         credential_id=cred.credential_id.hex(),
-        user_verified=assertion.response.authenticator_data.is_user_verified(),
+        user_verified=signed_data.is_user_verified(),
         counter_after_register=auth_data.counter,
-        counter_after_authenticate=counter,
+        counter_after_authenticate=signed_data.counter,
         register_ms=round((t1 - t0) * 1000, 2),
         authenticate_ms=round((t3 - t2) * 1000, 2),
     )

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from keyadmin.device.errors import device_errors
+from keyadmin.device.errors import NoCredentials
 from keyadmin.stepup.api import StepUpChallenge, begin, finish
 from keyadmin.stepup.verify import Assertion
+
+if TYPE_CHECKING:
+    from keyadmin.device.ceremony import AssertionRequest
+    from keyadmin.device.interaction import Interaction
+    from keyadmin.device.port import Device
+    from keyadmin.policy.metadata import MetadataSource
+    from keyadmin.policy.model import Policy
+    from keyadmin.stepup.receipts import ReceiptSigner
 
 
 @dataclass(frozen=True)
@@ -39,29 +47,32 @@ class StepUpOutcome:
     receipt_expires_at: str | None
 
 
-def get_assertion(session: Any, interaction: Any, challenge: StepUpChallenge) -> Assertion:
+def assertion_request(challenge: StepUpChallenge) -> AssertionRequest:
+    """What the key is asked to sign for ``challenge`` (UV required)."""
+    from keyadmin.device.ceremony import AssertionRequest
+
+    timeout = challenge.options.get("timeout")
+    return AssertionRequest(
+        rp_id=challenge.rp_id,
+        origin=challenge.origin,
+        challenge=challenge.challenge,
+        allow_credentials=tuple(challenge.allow_credentials),
+        timeout_ms=int(timeout) if timeout else None,
+    )
+
+
+def get_assertion(
+    session: Device, interaction: Interaction, challenge: StepUpChallenge
+) -> Assertion:
     """Run getAssertion on the key for ``challenge`` (UV required) and decode the response."""
-    from fido2.client import DefaultClientDataCollector, Fido2Client
-
-    client = Fido2Client(
-        session.device,
-        DefaultClientDataCollector(challenge.origin),
-        user_interaction=interaction,
-    )
-    with device_errors():
-        selection = client.get_assertion(challenge.request_options())
-        response = selection.get_response(0)
-    inner = response.response
+    signed = session.get_assertion(assertion_request(challenge), interaction)
     return Assertion(
-        credential_id=bytes(response.raw_id),
-        client_data_json=bytes(inner.client_data),
-        authenticator_data=bytes(inner.authenticator_data),
-        signature=bytes(inner.signature),
-        user_handle=bytes(inner.user_handle) if inner.user_handle else None,
+        credential_id=signed.credential_id,
+        client_data_json=signed.client_data_json,
+        authenticator_data=signed.authenticator_data,
+        signature=signed.signature,
+        user_handle=signed.user_handle,
     )
-
-
-NO_CREDENTIALS = 0x2E  # CTAP2: the key holds none of the credentials asked for
 
 
 def wrong_key(db_url: str, user: str, challenge: StepUpChallenge, actor: str) -> Exception:
@@ -111,24 +122,20 @@ def step_up(
     *,
     user: str,
     action: str,
-    policy: Any,
-    session: Any,
-    interaction: Any,
+    policy: Policy,
+    session: Device,
+    interaction: Interaction,
     db_url: str,
-    metadata: Any = None,
-    signer: Any = None,
+    metadata: MetadataSource | None = None,
+    signer: ReceiptSigner | None = None,
     receipt_lifetime_seconds: int = 300,
     actor: str | None = None,
 ) -> StepUpOutcome:
     """Prove ``user`` holds an enrolled key and its PIN, for ``action``; return the receipt."""
-    from keyadmin.errors import DeviceProtocolError
-
     challenge = begin(db_url, policy, user=user, action=action)
     try:
         assertion = get_assertion(session, interaction, challenge)
-    except DeviceProtocolError as e:
-        if e.data.get("ctap") != NO_CREDENTIALS:
-            raise
+    except NoCredentials:
         raise wrong_key(db_url, user, challenge, actor or user) from None
     result = finish(
         db_url,
