@@ -17,13 +17,21 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keyadmin.errors import ConfigError, KeyadminError
 
-_engines: dict[str, Any] = {}
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlmodel import Session
+
+_engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 #: The environment variable that opts SQLite into ``synchronous=NORMAL``.
@@ -109,7 +117,7 @@ def sqlite_synchronous() -> str:
     return mode
 
 
-def get_engine(url: str) -> Any:
+def get_engine(url: str) -> Engine:
     """One engine per URL per process, migrated to the current schema.
 
     A database that cannot be reached (or refuses the migration) is DatabaseError."""
@@ -165,10 +173,10 @@ def driver_url(url: str) -> str:
 def new_engine(
     url: str,
     *,
-    sqlite_setup: Callable[[Any, Path | None], None] | None = None,
+    sqlite_setup: Callable[[Engine, Path | None], None] | None = None,
     private_file: bool = True,
     what: str = "database",
-) -> Any:
+) -> Engine:
     """The one engine factory: the registry, the metadata index and the application's table.
 
     PostgreSQL URLs in any spelling (``postgres://``, ``postgresql://``,
@@ -234,10 +242,10 @@ def database_errors(doing: str) -> Iterator[None]:
         ) from e
 
 
-def _create(url: str) -> Any:
+def _create(url: str) -> Engine:
     synchronous = sqlite_synchronous() if sqlite_file(url) is not None else ""
 
-    def registry_sqlite(engine: Any, path: Path | None) -> None:
+    def registry_sqlite(engine: Engine, path: Path | None) -> None:
         if path is None:
             return
         from sqlalchemy import event
@@ -245,11 +253,11 @@ def _create(url: str) -> Any:
         _sqlite_settings[url] = (path, synchronous)
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        def _on_connect(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
             _configure_sqlite(dbapi_conn, synchronous)
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
+        def _on_begin(conn: Connection) -> None:
             writer_lock(path)
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -258,17 +266,17 @@ def _create(url: str) -> Any:
                 raise
 
         @event.listens_for(engine, "commit")
-        def _on_commit(_conn: Any) -> None:
+        def _on_commit(_conn: Connection) -> None:
             writer_unlock(path)
 
         @event.listens_for(engine, "rollback")
-        def _on_rollback(_conn: Any) -> None:
+        def _on_rollback(_conn: Connection) -> None:
             writer_unlock(path)
 
     return new_engine(url, sqlite_setup=registry_sqlite, what="database")
 
 
-def _configure_sqlite(dbapi_conn: Any, synchronous: str) -> None:
+def _configure_sqlite(dbapi_conn: sqlite3.Connection, synchronous: str) -> None:
     """Every SQLite connection keyadmin opens, pooled or hot: the same settings."""
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
     cur = dbapi_conn.cursor()
@@ -368,13 +376,14 @@ _HOT_PER_THREAD = 4
 
 class _HotConnections(threading.local):
     def __init__(self) -> None:
-        self.by_url: dict[str, tuple[int, int, Any]] = {}  # url -> (pid, generation, conn)
+        # url -> (pid, generation, conn)
+        self.by_url: dict[str, tuple[int, int, sqlite3.Connection]] = {}
 
 
 _hot = _HotConnections()
 
 
-def hot_sqlite_connection(url: str) -> Any | None:
+def hot_sqlite_connection(url: str) -> sqlite3.Connection | None:
     """This thread's own sqlite3 connection to ``url`` (None when ``url`` is not a SQLite
     file): opened once per thread and process, configured like the engine's connections,
     never shared. The step-up hot path uses it instead of a pool checkout (which costs more
@@ -422,10 +431,10 @@ def drop_hot_connection(url: str) -> None:
         pass
 
 
-_inherited: list[Any] = []
+_inherited: list[sqlite3.Connection] = []
 
 
-def _migrate(engine: Any) -> None:
+def _migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -437,7 +446,7 @@ def _migrate(engine: Any) -> None:
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[Any]:
+def transaction(url: str) -> Iterator[Session]:
     """A sqlmodel Session in one transaction: committed at the end, rolled back on any error.
 
     A failure of the database itself (gone away, refused the commit) becomes DatabaseError,
@@ -467,3 +476,30 @@ def transaction(url: str) -> Iterator[Any]:
         raise
     finally:
         session.close()
+
+
+@dataclass(frozen=True)
+class Registry:
+    """keyadmin's registry database, named by its URL (``sqlite:///PATH`` or
+    ``postgresql://…``): the handle the step-up API is given, instead of a bare string.
+
+    ``transaction()`` is its unit of work (a sqlmodel Session, committed at the end); its
+    engine is the process's one engine for the URL (``get_engine``). The URL may carry a
+    password: it is left out of ``repr``.
+    """
+
+    url: str = field(repr=False)
+
+    @classmethod
+    def of(cls, db: Registry | str) -> Registry:
+        """``db`` as a Registry (a URL string is wrapped)."""
+        return db if isinstance(db, Registry) else cls(db)
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        return transaction(self.url)
+
+    def engine(self) -> Engine:
+        return get_engine(self.url)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.url.split('://', 1)[0]}://…)"
