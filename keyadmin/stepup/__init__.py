@@ -17,6 +17,7 @@ See docs/stepup.md for the checks, the counter compare-and-set and the receipt f
 
 from keyadmin.stepup.admission import policy_admits
 from keyadmin.stepup.challenge import Limits, StepUpChallenge, begin, binding
+from keyadmin.stepup.completion import StepUpResult, finish
 from keyadmin.stepup.errors import (
     AssertionReplayed,
     AttemptsExceeded,
@@ -28,7 +29,6 @@ from keyadmin.stepup.errors import (
     TooManyChallenges,
     UserVerificationMissing,
 )
-from keyadmin.stepup.finish import StepUpResult, finish
 from keyadmin.stepup.receipts import (
     Receipt,
     ReceiptSigner,

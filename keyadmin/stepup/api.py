@@ -8,8 +8,9 @@ had when it held all three (``from keyadmin.stepup.api import begin`` still work
   the input bounds, ``Limits`` (the policy's ``[step_up]``), purging expired challenges.
 * ``keyadmin.stepup.admission``: ``policy_admits``, whether the policy still admits the
   model of the key being used (cached per policy, metadata snapshot and model).
-* ``keyadmin.stepup.finish``: ``finish``, the checks in their fixed order, the commit, and
-  the recording of every refusal.
+* ``keyadmin.stepup.completion``: ``finish``, the checks in their fixed order, the commit,
+  and the recording of every refusal (not ``finish.py``: ``keyadmin.stepup.finish`` is the
+  function).
 
 See docs/stepup.md.
 """
@@ -31,7 +32,7 @@ from keyadmin.stepup.challenge import (
     begin,
     binding,
 )
-from keyadmin.stepup.finish import StepUpResult, finish
+from keyadmin.stepup.completion import StepUpResult, finish
 
 __all__ = [
     "ADMIT_CACHE_TTL_SECONDS",

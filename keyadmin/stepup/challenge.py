@@ -3,7 +3,7 @@
 The challenge (64 bytes) is ``nonce || binding``: 32 fresh random bytes, then
 ``SHA-256("keyadmin-stepup-v1" || 0x00 || SHA-256(action) || challenge id)``. The row in
 ka_challenge stores the challenge, the action and its hash; ``finish``
-(keyadmin.stepup.finish) recomputes the binding from the action it is told. Before a
+(keyadmin.stepup.completion) recomputes the binding from the action it is told. Before a
 challenge is issued ``begin`` purges the user's expired ones and applies the limits
 (``Limits``, read from the policy's ``[step_up]``). See docs/stepup.md.
 """
