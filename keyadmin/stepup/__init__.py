@@ -15,15 +15,9 @@ For an application server (no CLI involved)::
 See docs/stepup.md for the checks, the counter compare-and-set and the receipt format.
 """
 
-from keyadmin.stepup.api import (
-    Limits,
-    StepUpChallenge,
-    StepUpResult,
-    begin,
-    binding,
-    finish,
-    policy_admits,
-)
+from keyadmin.stepup.admission import policy_admits
+from keyadmin.stepup.challenge import Limits, StepUpChallenge, begin, binding
+from keyadmin.stepup.completion import StepUpResult, finish
 from keyadmin.stepup.errors import (
     AssertionReplayed,
     AttemptsExceeded,

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from keyadmin.b64 import decode_url, encode_url
 from keyadmin.stepup.errors import AssertionReplayed, StepUpRefused, UserVerificationMissing
@@ -44,13 +44,13 @@ MAX_SIZES = {
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-def _short(value: Any, limit: int = 64) -> str:
+def _short(value: object, limit: int = 64) -> str:
     """``repr(value)`` cut to ``limit`` characters: a message quoting client input stays short."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def trace(value: str | bytes, keep: int = 16) -> dict[str, Any]:
+def trace(value: str | bytes, keep: int = 16) -> dict[str, str | int]:
     """What the log keeps of an oversized value: its length, SHA-256 and first characters."""
     data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
     prefix = value[:keep] if isinstance(value, str) else value[:keep].hex()
@@ -64,6 +64,23 @@ def _too_large(name: str, size: int) -> StepUpRefused:
     )
 
 
+class AssertionResponseJSON(TypedDict):
+    clientDataJSON: str  # base64url, as every field here
+    authenticatorData: str
+    signature: str
+    userHandle: NotRequired[str]
+
+
+class AssertionJSON(TypedDict):
+    """``PublicKeyCredential.toJSON()`` of an assertion."""
+
+    id: str
+    rawId: str
+    type: str
+    response: AssertionResponseJSON
+    clientExtensionResults: dict[str, object]
+
+
 @dataclass(frozen=True)
 class Assertion:
     """The browser's response, decoded; nothing in it is verified yet."""
@@ -74,9 +91,9 @@ class Assertion:
     signature: bytes
     user_handle: bytes | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> AssertionJSON:
         """The ``PublicKeyCredential.toJSON()`` shape (what ``finish`` accepts)."""
-        out: dict[str, Any] = {
+        out: AssertionJSON = {
             "id": encode_url(self.credential_id),
             "rawId": encode_url(self.credential_id),
             "type": "public-key",
@@ -103,8 +120,8 @@ class _DuplicateKey(Exception):
     pass
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
     for key, value in pairs:
         if key in obj:
             raise _DuplicateKey(key)
@@ -112,7 +129,7 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def loads(text: str | bytes, what: str) -> Any:
+def loads(text: str | bytes, what: str) -> object:
     """JSON from a browser or a key: refused (StepUpRefused) when it is not JSON, holds a key
     twice (parsers disagree on which one wins) or is nested too deeply for the parser."""
     try:
@@ -127,7 +144,7 @@ def loads(text: str | bytes, what: str) -> Any:
         raise StepUpRefused(f"the {what} is not JSON") from None
 
 
-def _field(obj: Mapping[str, Any], key: str, name: str) -> bytes:
+def _field(obj: Mapping[str, object], key: str, name: str) -> bytes:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
         raise StepUpRefused(f"the response lacks {key}")
@@ -153,16 +170,18 @@ def check_sizes(assertion: Assertion) -> None:
             raise _too_large(name, size)
 
 
-def parse_response(response: Mapping[str, Any] | str | bytes) -> Assertion:
+def parse_response(response: Mapping[str, object] | str | bytes) -> Assertion:
     """Decode ``PublicKeyCredential`` JSON (a dict, or its JSON text), every field bounded."""
+    decoded: object = response
     if isinstance(response, (str, bytes)):
         if len(response) > MAX_RESPONSE_BYTES:
             raise StepUpRefused(
                 f"the response is {len(response)} bytes; at most {MAX_RESPONSE_BYTES} are read"
             )
-        response = loads(response, "response")
-    if not isinstance(response, Mapping):
+        decoded = loads(response, "response")
+    if not isinstance(decoded, Mapping):
         raise StepUpRefused("the response is not a PublicKeyCredential object")
+    response = decoded
     if response.get("type", "public-key") != "public-key":
         raise StepUpRefused(f"credential type {_short(response.get('type'))} is not public-key")
     inner = response.get("response")
@@ -227,7 +246,7 @@ def check_client_data(
     _check_cross_origin(cd, origins)
 
 
-def _check_cross_origin(cd: dict[str, Any], origins: tuple[str, ...]) -> None:
+def _check_cross_origin(cd: Mapping[str, object], origins: tuple[str, ...]) -> None:
     """crossOrigin absent or a JSON boolean, and not true (no policy allows cross-origin
     step-up); topOrigin, which a client sends only for a cross-origin call, refused with the
     reason that names what is wrong with it."""
@@ -309,7 +328,7 @@ def verifier_for(cose_key: bytes) -> Verifier:
     return _cose_verifier(params)
 
 
-def _cose_verifier(params: Mapping[int, Any]) -> Verifier:
+def _cose_verifier(params: Mapping[int, object]) -> Verifier:
     """Every other algorithm (ML-DSA, ES384, RS256, ...) through keyadmin's one COSE reader."""
     from cryptography.exceptions import InvalidSignature
 

@@ -18,13 +18,22 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keyadmin.errors import ConfigError, KeyadminError
 
-_engines: dict[str, Any] = {}
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlmodel import Session
+
+_engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 #: The environment variable that opts SQLite into ``synchronous=NORMAL``.
@@ -55,13 +64,15 @@ def dbapi_sql(text: str, postgres: bool) -> str:
     return out
 
 
-_sqlite_time: Callable[[Any], str] | None = None
+_sqlite_time: Callable[[datetime], str] | None = None
 
 
-def sqlite_time(at: Any) -> str:
+def sqlite_time(at: datetime) -> str:
     """``at`` (an aware datetime) as the ORM stores it in SQLite: SQLAlchemy's own DateTime
     bind processor for the dialect, in UTC, for statements written without the ORM."""
     global _sqlite_time
+    from datetime import UTC
+
     if _sqlite_time is None:
         from sqlalchemy import DateTime
         from sqlalchemy.dialects import sqlite
@@ -69,8 +80,6 @@ def sqlite_time(at: Any) -> str:
         dialect = sqlite.dialect()
         _sqlite_time = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
     assert _sqlite_time is not None
-    from datetime import UTC
-
     return _sqlite_time(at.astimezone(UTC))
 
 
@@ -144,7 +153,7 @@ def sqlite_synchronous() -> str:
     return mode
 
 
-def get_engine(url: str) -> Any:
+def get_engine(url: str) -> Engine:
     """One engine per URL per process, migrated to the current schema.
 
     A database that cannot be reached (or refuses the migration) is DatabaseError."""
@@ -200,10 +209,10 @@ def driver_url(url: str) -> str:
 def new_engine(
     url: str,
     *,
-    sqlite_setup: Callable[[Any, Path | None], None] | None = None,
+    sqlite_setup: Callable[[Engine, Path | None], None] | None = None,
     private_file: bool = True,
     what: str = "database",
-) -> Any:
+) -> Engine:
     """The one engine factory: the registry, the metadata index and the application's table.
 
     PostgreSQL URLs in any spelling (``postgres://``, ``postgresql://``,
@@ -269,10 +278,10 @@ def database_errors(doing: str) -> Iterator[None]:
         ) from e
 
 
-def _create(url: str) -> Any:
+def _create(url: str) -> Engine:
     synchronous = sqlite_synchronous() if sqlite_file(url) is not None else ""
 
-    def registry_sqlite(engine: Any, path: Path | None) -> None:
+    def registry_sqlite(engine: Engine, path: Path | None) -> None:
         if path is None:
             return
         from sqlalchemy import event
@@ -280,11 +289,11 @@ def _create(url: str) -> Any:
         _sqlite_settings[url] = (path, synchronous)
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        def _on_connect(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
             _configure_sqlite(dbapi_conn, synchronous)
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
+        def _on_begin(conn: Connection) -> None:
             writer_lock(path)
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -293,17 +302,17 @@ def _create(url: str) -> Any:
                 raise
 
         @event.listens_for(engine, "commit")
-        def _on_commit(_conn: Any) -> None:
+        def _on_commit(_conn: Connection) -> None:
             writer_unlock(path)
 
         @event.listens_for(engine, "rollback")
-        def _on_rollback(_conn: Any) -> None:
+        def _on_rollback(_conn: Connection) -> None:
             writer_unlock(path)
 
     return new_engine(url, sqlite_setup=registry_sqlite, what="database")
 
 
-def _configure_sqlite(dbapi_conn: Any, synchronous: str) -> None:
+def _configure_sqlite(dbapi_conn: sqlite3.Connection, synchronous: str) -> None:
     """Every SQLite connection keyadmin opens, pooled or hot: the same settings."""
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
     cur = dbapi_conn.cursor()
@@ -403,13 +412,14 @@ _HOT_PER_THREAD = 4
 
 class _HotConnections(threading.local):
     def __init__(self) -> None:
-        self.by_url: dict[str, tuple[int, int, Any]] = {}  # url -> (pid, generation, conn)
+        # url -> (pid, generation, conn)
+        self.by_url: dict[str, tuple[int, int, sqlite3.Connection]] = {}
 
 
 _hot = _HotConnections()
 
 
-def hot_sqlite_connection(url: str) -> Any | None:
+def hot_sqlite_connection(url: str) -> sqlite3.Connection | None:
     """This thread's own sqlite3 connection to ``url`` (None when ``url`` is not a SQLite
     file): opened once per thread and process, configured like the engine's connections,
     never shared. The step-up hot path uses it instead of a pool checkout (which costs more
@@ -457,10 +467,10 @@ def drop_hot_connection(url: str) -> None:
         pass
 
 
-_inherited: list[Any] = []
+_inherited: list[sqlite3.Connection] = []
 
 
-def _migrate(engine: Any) -> None:
+def _migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -472,7 +482,7 @@ def _migrate(engine: Any) -> None:
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[Any]:
+def transaction(url: str) -> Iterator[Session]:
     """A sqlmodel Session in one transaction: committed at the end, rolled back on any error.
 
     A failure of the database itself (gone away, refused the commit) becomes DatabaseError,
@@ -502,3 +512,30 @@ def transaction(url: str) -> Iterator[Any]:
         raise
     finally:
         session.close()
+
+
+@dataclass(frozen=True)
+class Registry:
+    """keyadmin's registry database, named by its URL (``sqlite:///PATH`` or
+    ``postgresql://…``): the handle the step-up API is given, instead of a bare string.
+
+    ``transaction()`` is its unit of work (a sqlmodel Session, committed at the end); its
+    engine is the process's one engine for the URL (``get_engine``). The URL may carry a
+    password: it is left out of ``repr``.
+    """
+
+    url: str = field(repr=False)
+
+    @classmethod
+    def of(cls, db: Registry | str) -> Registry:
+        """``db`` as a Registry (a URL string is wrapped)."""
+        return db if isinstance(db, Registry) else cls(db)
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        return transaction(self.url)
+
+    def engine(self) -> Engine:
+        return get_engine(self.url)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.url.split('://', 1)[0]}://…)"

@@ -8,12 +8,19 @@ issued only through enrolment (``bind``), which ties the credential, the serial 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from keyadmin.errors import KeyadminError, UsageError
 from keyadmin.store import audit
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from keyadmin.store.models import KeyRow
+    from keyadmin.store.registry import CredentialRecord, UserRecord
 
 STATES = ("in-stock", "issued", "lost", "returned", "destroyed")
 #: verb -> (states it may start from, the state it leaves the key in)
@@ -77,7 +84,7 @@ def normal_serial(text: str) -> str:
     return serial
 
 
-def _record(row: Any, user: str | None) -> KeyRecord:
+def _record(row: KeyRow, user: str | None) -> KeyRecord:
     return KeyRecord(
         serial=row.serial,
         model=row.model,
@@ -92,7 +99,7 @@ def _record(row: Any, user: str | None) -> KeyRecord:
     )
 
 
-def _user_name(session: Any, user_id: int | None) -> str | None:
+def _user_name(session: Session, user_id: int | None) -> str | None:
     from keyadmin.store.models import UserRow
 
     if user_id is None:
@@ -101,7 +108,7 @@ def _user_name(session: Any, user_id: int | None) -> str | None:
     return row.name if row else None
 
 
-def _row(session: Any, serial: str) -> Any:
+def _row(session: Session, serial: str) -> KeyRow | None:
     from sqlmodel import select
 
     from keyadmin.store.models import KeyRow
@@ -109,12 +116,12 @@ def _row(session: Any, serial: str) -> Any:
     return session.exec(select(KeyRow).where(KeyRow.serial == normal_serial(serial))).first()
 
 
-def find_key(session: Any, serial: str) -> KeyRecord | None:
+def find_key(session: Session, serial: str) -> KeyRecord | None:
     row = _row(session, serial)
     return _record(row, _user_name(session, row.user_id)) if row else None
 
 
-def get_key(session: Any, serial: str) -> KeyRecord:
+def get_key(session: Session, serial: str) -> KeyRecord:
     found = find_key(session, serial)
     if found is None:
         raise KeyNotFound(f"no key {serial!r} in the inventory", hint="see: keyadmin keys list")
@@ -122,7 +129,7 @@ def get_key(session: Any, serial: str) -> KeyRecord:
 
 
 def list_keys(
-    session: Any, *, state: str | None = None, user: str | None = None
+    session: Session, *, state: str | None = None, user: str | None = None
 ) -> list[KeyRecord]:
     from sqlmodel import select
 
@@ -142,7 +149,7 @@ def list_keys(
     return [_record(row, name) for row, name in session.exec(q).all()]
 
 
-def credentials_on(session: Any, serial: str) -> list[Any]:
+def credentials_on(session: Session, serial: str) -> list[CredentialRecord]:
     """The registry's credentials (CredentialRecord) enrolled on the key with this serial."""
     from keyadmin.store import registry
     from keyadmin.store.models import CredentialRow
@@ -153,7 +160,11 @@ def credentials_on(session: Any, serial: str) -> list[Any]:
 
 
 def import_keys(
-    session: Any, keys: list[NewKey], *, actor: str, authority: dict[str, Any] | None = None
+    session: Session,
+    keys: list[NewKey],
+    *,
+    actor: str,
+    authority: Mapping[str, object] | None = None,
 ) -> int:
     """Add keys in stock, one log row each; all or nothing (a known serial is refused)."""
     from sqlmodel import select
@@ -207,14 +218,14 @@ def import_keys(
 
 
 def _log_change(
-    session: Any,
-    row: Any,
+    session: Session,
+    row: KeyRow,
     action: str,
     *,
     actor: str,
     before: str,
-    details: dict[str, Any],
-    authority: dict[str, Any] | None,
+    details: Mapping[str, object],
+    authority: Mapping[str, object] | None,
 ) -> None:
     entry = audit.append(
         session,
@@ -235,7 +246,7 @@ def _log_change(
     session.flush()
 
 
-def _plan(session: Any, serial: str, verb: str, reason: str) -> tuple[Any, str]:
+def _plan(session: Session, serial: str, verb: str, reason: str) -> tuple[KeyRow, str]:
     """The key's row and the state ``verb`` would give it, or the change's own error."""
     if verb not in TRANSITIONS:
         raise UsageError(f"unknown key state change {verb!r}")
@@ -253,7 +264,7 @@ def _plan(session: Any, serial: str, verb: str, reason: str) -> tuple[Any, str]:
     return row, after
 
 
-def _to_suspend(session: Any, serial: str, after: str) -> list[Any]:
+def _to_suspend(session: Session, serial: str, after: str) -> list[CredentialRecord]:
     """The active credentials a key going to state ``after`` takes down with it."""
     if after not in ("lost", "destroyed"):
         return []
@@ -261,8 +272,8 @@ def _to_suspend(session: Any, serial: str, after: str) -> list[Any]:
 
 
 def plan_state_change(
-    session: Any, serial: str, verb: str, reason: str
-) -> tuple[KeyRecord, str, list[Any]]:
+    session: Session, serial: str, verb: str, reason: str
+) -> tuple[KeyRecord, str, list[CredentialRecord]]:
     """What change_state would do, writing nothing: the key, its new state and the
     credentials it would suspend; or the error change_state raises."""
     row, after = _plan(session, serial, verb, reason)
@@ -271,14 +282,14 @@ def plan_state_change(
 
 
 def change_state(
-    session: Any,
+    session: Session,
     serial: str,
     verb: str,
     *,
     reason: str,
     actor: str,
-    authority: dict[str, Any] | None = None,
-) -> tuple[KeyRecord, list[Any]]:
+    authority: Mapping[str, object] | None = None,
+) -> tuple[KeyRecord, list[CredentialRecord]]:
     """Move a key along TRANSITIONS, logged as ``key.VERB``. A key that is lost (or destroyed
     while issued) has its active credentials suspended in the same transaction, each with its
     own ``credential.suspend`` log row. Returns the key and the suspended credentials."""
@@ -314,14 +325,14 @@ def change_state(
 
 
 def bind(
-    session: Any,
+    session: Session,
     serial: str,
     *,
-    user: Any,
+    user: UserRecord,
     credential_id: str,
     firmware: str | None,
     actor: str,
-    authority: dict[str, Any] | None = None,
+    authority: Mapping[str, object] | None = None,
 ) -> None:
     """Enrolment: the key (when in the inventory, in stock or returned) is issued to ``user``
     with this credential. A key already issued to the same user stays issued (a second
@@ -357,15 +368,24 @@ class Estate:
     """Every key and credential as plain tuples, read in three queries (keys report and
     advisories run over 100,000 of each)."""
 
-    keys: list[tuple[str, str, str | None, str | None, str | None, str | None]]
-    # (serial, state, user, model, aaguid, firmware)
-    credentials: list[tuple[int, str, str, str, str | None, str, str | None, int | None, str]]
-    # (registry id, credential id hex, user, status, key serial, aaguid, firmware,
-    #  metadata no., enrolment date YYYY-MM-DD UTC)
+    keys: list[EstateKey]
+    credentials: list[EstateCredential]
     users: list[str]
 
 
-def _day(value: Any) -> str:
+#: (serial, state, user, model, aaguid, firmware)
+EstateKey = tuple[str, str, str | None, str | None, str | None, str | None]
+#: (registry id, credential id hex, user, status, key serial, aaguid, firmware, metadata no.,
+#: enrolment date YYYY-MM-DD UTC)
+EstateCredential = tuple[int, str, str, str, str | None, str, str | None, int | None, str]
+#: SQL_ESTATE_CREDENTIALS's row as the driver returns it (created_at: SQLite's text or a
+#: PostgreSQL datetime)
+_CredentialColumns = tuple[
+    int, bytes, str, str, str | None, str, str | None, int | None, "datetime | str"
+]
+
+
+def _day(value: datetime | str) -> str:
     """A stored timestamp's UTC date (SQLite hands back text, PostgreSQL a datetime)."""
     if isinstance(value, datetime):
         return (
@@ -387,11 +407,15 @@ SQL_ESTATE_CREDENTIALS = (
     "c.metadata_no, c.created_at FROM ka_credential c JOIN ka_user u ON u.id = c.user_id "
     "ORDER BY c.id"
 )
+SQL_ESTATE_USERS = "SELECT name FROM ka_user ORDER BY name"
 
 
-def _rows(session: Any, sql: str) -> list[Any]:
+def _rows(session: Session, sql: str) -> list[tuple[object, ...]]:
     """Rows of a parameterless query straight from the DB-API cursor (sqlite3, psycopg)."""
-    cursor = session.connection().connection.dbapi_connection.cursor()
+    dbapi = session.connection().connection.dbapi_connection
+    if dbapi is None:  # a pooled connection that was invalidated under the session
+        raise KeyadminError("the registry connection was closed", hint="retry the command")
+    cursor = dbapi.cursor()
     try:
         cursor.execute(sql)
         return list(cursor.fetchall())
@@ -399,12 +423,13 @@ def _rows(session: Any, sql: str) -> list[Any]:
         cursor.close()
 
 
-def read_estate(session: Any) -> Estate:
-    creds = _rows(session, SQL_ESTATE_CREDENTIALS)
+def read_estate(session: Session) -> Estate:
+    # the column types are the SQL's (and the schema's): named here, not converted per value
+    creds = cast("list[_CredentialColumns]", _rows(session, SQL_ESTATE_CREDENTIALS))
     return Estate(
-        keys=[tuple(r) for r in _rows(session, SQL_ESTATE_KEYS)],
+        keys=cast("list[EstateKey]", [tuple(r) for r in _rows(session, SQL_ESTATE_KEYS)]),
         credentials=[
             (r[0], bytes(r[1]).hex(), r[2], r[3], r[4], r[5], r[6], r[7], _day(r[8])) for r in creds
         ],
-        users=[r[0] for r in _rows(session, "SELECT name FROM ka_user ORDER BY name")],
+        users=[r[0] for r in cast("list[tuple[str]]", _rows(session, SQL_ESTATE_USERS))],
     )

@@ -11,7 +11,11 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+    from sqlmodel import Session
 
 from keyadmin.errors import UsageError
 
@@ -57,7 +61,7 @@ class SessionRecord:
     login_seq: int
 
 
-def lock(session: Any) -> None:
+def lock(session: Session) -> None:
     """Hold the audit head row (FOR UPDATE) until the transaction ends."""
     from sqlmodel import select
 
@@ -66,7 +70,7 @@ def lock(session: Any) -> None:
     session.exec(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()).one()
 
 
-def head_seq(session: Any) -> int:
+def head_seq(session: Session) -> int:
     from sqlmodel import select
 
     from keyadmin.store.models import AuditHeadRow
@@ -74,7 +78,7 @@ def head_seq(session: Any) -> int:
     return int(session.exec(select(AuditHeadRow.seq).where(AuditHeadRow.id == 1)).one())
 
 
-def any_operator(session: Any) -> bool:
+def any_operator(session: Session) -> bool:
     from sqlmodel import select
 
     from keyadmin.store.models import OperatorRoleRow
@@ -82,7 +86,7 @@ def any_operator(session: Any) -> bool:
     return session.exec(select(OperatorRoleRow.id).limit(1)).first() is not None
 
 
-def _user_id(session: Any, user: str) -> int | None:
+def _user_id(session: Session, user: str) -> int | None:
     from sqlmodel import select
 
     from keyadmin.store.models import UserRow
@@ -90,7 +94,7 @@ def _user_id(session: Any, user: str) -> int | None:
     return session.exec(select(UserRow.id).where(UserRow.name == user)).first()
 
 
-def roles_of(session: Any, user: str) -> set[str]:
+def roles_of(session: Session, user: str) -> set[str]:
     from sqlmodel import select
 
     from keyadmin.store.models import OperatorRoleRow, UserRow
@@ -103,7 +107,7 @@ def roles_of(session: Any, user: str) -> set[str]:
     return set(session.exec(q).all())
 
 
-def holders(session: Any, role: str) -> list[str]:
+def holders(session: Session, role: str) -> list[str]:
     from sqlmodel import select
 
     from keyadmin.store.models import OperatorRoleRow, UserRow
@@ -116,7 +120,7 @@ def holders(session: Any, role: str) -> list[str]:
     return sorted(session.exec(q).all())
 
 
-def list_operators(session: Any) -> list[OperatorRecord]:
+def list_operators(session: Session) -> list[OperatorRecord]:
     from sqlmodel import select
 
     from keyadmin.store.models import OperatorRoleRow, UserRow
@@ -146,7 +150,7 @@ def check_roles(roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
-def grant(session: Any, user: str, roles: list[str], *, seq: int) -> list[str]:
+def grant(session: Session, user: str, roles: list[str], *, seq: int) -> list[str]:
     """Give ``user`` these roles; returns the ones that were new."""
     from keyadmin.store.models import OperatorRoleRow
 
@@ -162,7 +166,7 @@ def grant(session: Any, user: str, roles: list[str], *, seq: int) -> list[str]:
     return new
 
 
-def take(session: Any, user: str, roles: list[str]) -> list[str]:
+def take(session: Session, user: str, roles: list[str]) -> list[str]:
     """Remove these roles from ``user``; returns the ones that were held."""
     from sqlmodel import col, delete
 
@@ -196,7 +200,7 @@ def _relying_party(content: str | None) -> tuple[str | None, tuple[str, ...]]:
     )
 
 
-def _credentials(session: Any, where: Any) -> list[OperatorCredential]:
+def _credentials(session: Session, where: ColumnElement[bool]) -> list[OperatorCredential]:
     from sqlmodel import select
 
     from keyadmin.store.models import CredentialRow, PolicyVersionRow, UserRow
@@ -214,6 +218,7 @@ def _credentials(session: Any, where: Any) -> list[OperatorCredential]:
     out = []
     for c, name, content in session.exec(q).all():
         rp_id, origins = _relying_party(content)
+        assert c.id is not None  # a stored row
         out.append(
             OperatorCredential(
                 row_id=c.id,
@@ -230,7 +235,7 @@ def _credentials(session: Any, where: Any) -> list[OperatorCredential]:
     return out
 
 
-def active_credentials(session: Any, user: str) -> list[OperatorCredential]:
+def active_credentials(session: Session, user: str) -> list[OperatorCredential]:
     from sqlmodel import col
 
     from keyadmin.store.models import UserRow
@@ -242,7 +247,7 @@ def active_credentials(session: Any, user: str) -> list[OperatorCredential]:
     ]
 
 
-def credential(session: Any, credential_id: bytes) -> OperatorCredential | None:
+def credential(session: Session, credential_id: bytes) -> OperatorCredential | None:
     """Any credential by id, whatever its status now (for checking old log rows)."""
     from sqlmodel import col
 
@@ -253,7 +258,7 @@ def credential(session: Any, credential_id: bytes) -> OperatorCredential | None:
 
 
 def advance_counter(
-    session: Any,
+    session: Session,
     row_id: int,
     new: int,
     *,
@@ -294,7 +299,7 @@ def advance_counter(
     q = update(t).where(t.c.id == row_id)
     if strict:
         q = q.where(t.c.sign_count < new)
-    if session.execute(q.values(sign_count=new)).rowcount != 1:
+    if session.exec(q.values(sign_count=new)).rowcount != 1:
         return False
     entry = audit.append(
         session,
@@ -321,7 +326,7 @@ def advance_counter(
 
 # ----------------------------------------------------------------------------- sessions
 def create_session(
-    session: Any,
+    session: Session,
     *,
     id: str,
     user: str,
@@ -349,7 +354,7 @@ def create_session(
     session.flush()
 
 
-def get_session(session: Any, id: str) -> SessionRecord | None:
+def get_session(session: Session, id: str) -> SessionRecord | None:
     from sqlmodel import select
 
     from keyadmin.store.models import OperatorSessionRow, UserRow
@@ -374,7 +379,7 @@ def get_session(session: Any, id: str) -> SessionRecord | None:
     )
 
 
-def end_sessions(session: Any, *, id: str | None = None, user: str | None = None) -> list[str]:
+def end_sessions(session: Session, *, id: str | None = None, user: str | None = None) -> list[str]:
     """Revoke one session, or every live session of a user; returns the ids revoked."""
     from sqlmodel import col, select
 

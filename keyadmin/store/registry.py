@@ -10,12 +10,21 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from keyadmin.errors import KeyadminError, UsageError
 from keyadmin.store import audit, state
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+    from sqlmodel.sql.expression import Select
+
+    from keyadmin.store.models import CredentialRow, UserRow
+
+_Row = TypeVar("_Row", "UserRow", "CredentialRow")
 
 STATUSES = ("active", "suspended", "revoked", "quarantined")
 #: WebAuthn signature counters are unsigned 32-bit.
@@ -86,15 +95,30 @@ class CredentialRecord:
         )
 
 
-def _user_record(row: Any) -> UserRecord:
+def _id(row: UserRow | CredentialRow) -> int:
+    """A stored row's id (rows are flushed before they are read back)."""
+    if row.id is None:
+        raise KeyadminError(f"a {type(row).__name__} was read before it was stored")
+    return row.id
+
+
+def _stored(session: Session, model: type[_Row], id: int) -> _Row:
+    """The row ``id`` of ``model``, read in this transaction (it must exist)."""
+    row = session.get(model, id)
+    if row is None:
+        raise NotFound(f"{model.__name__} {id} is not in the registry")
+    return row
+
+
+def _user_record(row: UserRow) -> UserRecord:
     return UserRecord(
-        row.id, row.name, row.display_name, row.user_handle, _iso(row.created_at) or ""
+        _id(row), row.name, row.display_name, row.user_handle, _iso(row.created_at) or ""
     )
 
 
-def _cred_record(row: Any, user: Any, policy_sha: str | None) -> CredentialRecord:
+def _cred_record(row: CredentialRow, user: UserRow, policy_sha: str | None) -> CredentialRecord:
     return CredentialRecord(
-        id=row.id,
+        id=_id(row),
         credential_id=row.credential_id.hex(),
         user=user.name,
         user_handle=user.user_handle.hex(),
@@ -138,7 +162,7 @@ def user_name(name: str, what: str = "user name") -> str:
     return norm
 
 
-def find_user(session: Any, name: str) -> UserRecord | None:
+def find_user(session: Session, name: str) -> UserRecord | None:
     from sqlmodel import select
 
     from keyadmin.store.models import UserRow
@@ -149,7 +173,10 @@ def find_user(session: Any, name: str) -> UserRecord | None:
 
 
 def get_or_create_user(
-    session: Any, name: str, display_name: str | None = None, user_handle: bytes | None = None
+    session: Session,
+    name: str,
+    display_name: str | None = None,
+    user_handle: bytes | None = None,
 ) -> UserRecord:
     from keyadmin.store.models import UserRow
 
@@ -172,13 +199,13 @@ def get_or_create_user(
 
 # ----------------------------------------------------------------------------- policy versions
 def record_policy(
-    session: Any,
+    session: Session,
     *,
     sha256: str,
     name: str,
     path: str,
     content: str,
-    authority: dict[str, Any] | None = None,
+    authority: Mapping[str, object] | None = None,
 ) -> int:
     """Store a policy's text once per hash; log the first sighting (with the ``authority``
     of the command that brought it, when given). Returns its row id."""
@@ -209,7 +236,7 @@ def record_policy(
 
 # ----------------------------------------------------------------------------- credentials
 def add_credential(
-    session: Any,
+    session: Session,
     *,
     user: UserRecord,
     credential_id: bytes,
@@ -220,15 +247,15 @@ def add_credential(
     backup_eligible: bool,
     backed_up: bool,
     nickname: str | None,
-    evidence: dict[str, Any],
-    decision: dict[str, Any],
+    evidence: Mapping[str, object],
+    decision: Mapping[str, object],
     attestation_object: bytes,
     client_data_json: bytes,
     policy_version_id: int,
     metadata_no: int | None,
     operator: str,
     witness: str | None,
-    authority: dict[str, Any] | None = None,
+    authority: Mapping[str, object] | None = None,
     key_serial: str | None = None,
     firmware: str | None = None,
     flags: list[str] | None = None,
@@ -304,10 +331,11 @@ def add_credential(
     row.change_seq = entry.seq
     session.add(row)
     session.flush()
-    return _cred_record(row, session.get(UserRow, user.id), policy.sha256 if policy else None)
+    owner = _stored(session, UserRow, user.id)
+    return _cred_record(row, owner, policy.sha256 if policy else None)
 
 
-def _query_credentials(session: Any) -> Any:
+def _query_credentials(session: Session) -> Select[CredentialRow, UserRow, str]:
     from sqlmodel import select
 
     from keyadmin.store.models import CredentialRow, PolicyVersionRow, UserRow
@@ -323,7 +351,7 @@ def _query_credentials(session: Any) -> Any:
 
 
 def list_credentials(
-    session: Any, *, user: str | None = None, status: str | None = None
+    session: Session, *, user: str | None = None, status: str | None = None
 ) -> list[CredentialRecord]:
     from keyadmin.store.models import CredentialRow, UserRow
 
@@ -338,7 +366,7 @@ def list_credentials(
     return [_cred_record(c, u, sha) for c, u, sha in session.exec(q).all()]
 
 
-def get_credential(session: Any, ref: str | int) -> CredentialRecord:
+def get_credential(session: Session, ref: str | int) -> CredentialRecord:
     """By registry id (an int; or text: a number under 8 digits, or ``#N`` of any size), by
     ``USER/NICKNAME``, or by credential id (hex, or a unique hex prefix >= 8). keyadmin's own
     code passes ints."""
@@ -389,7 +417,7 @@ ALLOWED_TRANSITIONS = {
 
 
 def plan_status_change(
-    session: Any, ref: str | int, verb: str, reason: str
+    session: Session, ref: str | int, verb: str, reason: str
 ) -> tuple[CredentialRecord, str]:
     """The credential ``ref`` and the status ``verb`` would give it, or the error the change
     itself raises (unknown verb, no reason, unknown ref, a transition not allowed). Writes
@@ -409,19 +437,23 @@ def plan_status_change(
 
 
 def change_status(
-    session: Any,
-    ref: str | int,
+    session: Session,
+    ref: str | int | None,
     verb: str,
     *,
     reason: str,
     actor: str,
-    authority: dict[str, Any] | None = None,
+    authority: Mapping[str, object] | None = None,
 ) -> CredentialRecord:
-    """``authority`` (keyadmin.flows.authority's evidence) goes into the log row's details."""
+    """``authority`` (keyadmin.flows.authority's evidence) goes into the log row's details.
+    ``ref`` None is a row's id before it was stored (``CredentialRow.id`` is optional):
+    NotFound."""
     from keyadmin.store.models import CredentialRow
 
+    if ref is None:
+        raise NotFound("no credential without a registry id", hint="see: keyadmin creds list")
     record, after = plan_status_change(session, ref, verb, reason)
-    row = session.get(CredentialRow, record.id)
+    row = _stored(session, CredentialRow, record.id)
     row.status, row.status_reason, row.updated_at = after, reason, _now()
     before_state = state.logged_state(session, row.change_seq, row.credential_id)
     entry = audit.append(
@@ -452,7 +484,7 @@ def change_status(
     return get_credential(session, record.id)
 
 
-def plan_set_counter(session: Any, ref: str | int, value: int, reason: str) -> CredentialRecord:
+def plan_set_counter(session: Session, ref: str | int, value: int, reason: str) -> CredentialRecord:
     """The credential whose counter set_counter would set, or its error; writes nothing."""
     if not reason.strip():
         raise UsageError("a reason is required", hint="pass --reason TEXT")
@@ -465,13 +497,13 @@ def plan_set_counter(session: Any, ref: str | int, value: int, reason: str) -> C
 
 
 def set_counter(
-    session: Any,
+    session: Session,
     ref: str | int,
     value: int,
     *,
     reason: str,
     actor: str,
-    authority: dict[str, Any] | None = None,
+    authority: Mapping[str, object] | None = None,
 ) -> CredentialRecord:
     """Set a credential's signature counter on purpose (a repair), logged with the old and
     new value. Compare-and-set on the value read: a step-up committed meanwhile makes this
@@ -504,7 +536,7 @@ def set_counter(
         },
     )
     t = CredentialRow.__table__  # type: ignore[attr-defined]
-    done = session.execute(
+    done = session.exec(
         update(t)
         .where(t.c.id == record.id, t.c.sign_count == record.sign_count)
         .values(sign_count=value, change_seq=entry.seq, updated_at=_now())
@@ -531,7 +563,7 @@ class UserCoverage:
     compliant: bool | None
 
 
-def user_coverage(session: Any, minimum: int | None = None) -> list[UserCoverage]:
+def user_coverage(session: Session, minimum: int | None = None) -> list[UserCoverage]:
     from sqlmodel import select
 
     from keyadmin.store.models import CredentialRow, UserRow
@@ -543,7 +575,7 @@ def user_coverage(session: Any, minimum: int | None = None) -> list[UserCoverage
         counts[uid][status] += 1
     out = []
     for u in users:
-        c = counts.get(u.id, {})
+        c = counts.get(_id(u), {})
         active = c.get("active", 0)
         out.append(
             UserCoverage(

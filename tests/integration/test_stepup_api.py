@@ -411,3 +411,23 @@ def test_a_stranger_cannot_burn_the_users_attempts(tmp_path: Path) -> None:
             finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action="x", response=a)
     r = finish(lab.db_url, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
     assert r.user == "alice"  # the real key's assertion still passes: nothing was burnt
+
+
+def test_begin_and_finish_take_a_registry_handle(lab: Lab) -> None:
+    """The registry as a typed handle (keyadmin.store.db.Registry) instead of its URL: the
+    same challenge, the same commit, the same recorded refusal."""
+    from keyadmin.store.db import Registry
+
+    registry = Registry(lab.db_url)
+    before = stored(lab.db_url).sign_count
+    ch = begin(registry, lab.policy, user="alice", action=ACTION)
+    a = assertion_for(lab.keys["alice"], ch)
+    r = finish(
+        registry, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a.to_json()
+    )
+    assert r.previous_counter == before and stored(lab.db_url).sign_count == r.counter
+    with pytest.raises(ChallengeRefused) as replay:
+        finish(registry, lab.policy, challenge_id=ch.challenge_id, action=ACTION, response=a)
+    assert replay.value.data["audit_seq"] == r.audit_seq + 1
+    assert [e.action for e in _log(lab)][-2:] == ["stepup.ok", "stepup.refused"]
+    _audit_ok(lab)
