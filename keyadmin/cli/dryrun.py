@@ -10,16 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
-
 from keyadmin.cli.render import emit_json, out, say
-
-DRY_RUN_OPT = typer.Option(
-    False,
-    "--dry-run",
-    help="Print what would change and exit 0: nothing is written, no PIN, confirmation "
-    "or operator authorization is asked.",
-)
 
 
 def change(action: str, name: str, before: Any, after: Any, **more: Any) -> dict[str, Any]:
