@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy import ForeignKey, MetaData
     from sqlalchemy.engine import Connection
     from sqlmodel import Session
 
@@ -191,11 +192,11 @@ class NewSnapshot:
     anchor_name: str | None = None
     anchor_sha256: str | None = None
     anchor_pinned: bool | None = None
-    operator_roots: list[dict[str, Any]] = field(default_factory=list)
+    operator_roots: list[dict[str, object]] = field(default_factory=list)
     allow_missing_crl: bool = False
     verified_at: str | None = None
     at_explicit: bool = False
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -215,11 +216,11 @@ class NewEntry:
     blocked: bool
     key_protection: Sequence[str]
     transports: Sequence[str]
-    doc: dict[str, Any]
-    raw: dict[str, Any]
+    doc: dict[str, object]
+    raw: dict[str, object]
     key_ids: Sequence[str]
-    status_reports: Sequence[dict[str, Any]]  # status, effective_date, certificate_number, url
-    roots: Sequence[dict[str, Any]]  # sha256, subject, der_b64
+    status_reports: Sequence[dict[str, object]]  # status, effective_date, certificate_number, url
+    roots: Sequence[dict[str, object]]  # sha256, subject, der_b64
     facets: Sequence[tuple[str, str]] = ()  # (facet, value): fips_level, profile, retired
 
 
@@ -230,7 +231,7 @@ class NewSkipped:
     aaid: str | None
     description: str | None
     reason: str
-    raw: Any
+    raw: object  # the entry as the BLOB lists it (JSON)
 
 
 #: ``check(max_no_in_series, same_no_row)`` of :meth:`MdsIndex.store_snapshot`.
@@ -270,10 +271,10 @@ def _set_text(values: Sequence[str]) -> str:
 
 # -- the tables (SQLAlchemy Core, built lazily so that reads never import SQLAlchemy) ----------
 
-_sa_metadata: Any = None
+_sa_metadata: MetaData | None = None
 
 
-def sa_metadata() -> Any:
+def sa_metadata() -> MetaData:
     """The ``MetaData`` holding the ``mds_*`` tables (imports SQLAlchemy)."""
     global _sa_metadata
     if _sa_metadata is not None:
@@ -321,7 +322,7 @@ def sa_metadata() -> Any:
         Index("ix_mds_snapshot_series_no", "series", "no"),
     )
 
-    def snap_fk() -> Any:
+    def snap_fk() -> ForeignKey:
         return ForeignKey("mds_snapshot.id", ondelete="CASCADE")
 
     Table(
