@@ -4,7 +4,7 @@ report). docs/inventory.md is the desk workflow."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,9 @@ from keyadmin.cli.options import (
 )
 from keyadmin.cli.registry import _db
 from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
+
+if TYPE_CHECKING:
+    from keyadmin.flows.fleet import AdvisoryReport, KeysReport
 
 app = typer.Typer(
     help="The physical key inventory: import a delivery, list, show, lost, return, restock, "
@@ -120,7 +123,7 @@ def keys_show(serial: SerialArg, db: DbOpt = None, json_out: JsonOpt = False) ->
     with transaction(_db(db)) as s:
         key = get_key(s, serial)
         creds = credentials_on(s, key.serial)
-    shown: dict[str, Any] = {
+    shown: dict[str, object] = {
         **vars(key),
         "credentials": [
             {"id": c.id, "credential_id": c.credential_id, "user": c.user, "status": c.status}
@@ -137,7 +140,9 @@ def keys_show(serial: SerialArg, db: DbOpt = None, json_out: JsonOpt = False) ->
     emit_kv(f"Key {key.serial}", rows)
 
 
-def _state_command(verb: str, command_name: str) -> Any:
+def _state_command(verb: str, command_name: str) -> None:
+    """Register ``keyadmin keys COMMAND_NAME`` (the state change ``verb``)."""
+
     def command(
         serial: SerialArg,
         reason: ReasonOpt,
@@ -193,7 +198,7 @@ def _state_command(verb: str, command_name: str) -> Any:
         f"\n\nExamples: keyadmin keys {command_name} 23456789 --reason 'reported by the user'"
         f"\nkeyadmin keys {command_name} 23456789 --reason 'reported by the user' --dry-run"
     )
-    return command
+    app.command(command_name)(command)
 
 
 for _verb, _name in (
@@ -202,7 +207,7 @@ for _verb, _name in (
     ("restocked", "restock"),
     ("destroyed", "destroy"),
 ):
-    app.command(_name)(_state_command(_verb, _name))
+    _state_command(_verb, _name)
 
 
 REPORT_COLUMNS = ["category", "serial", "user", "registry_id", "credential_id", "detail", "action"]
@@ -218,7 +223,11 @@ def output_format(output: str, json_out: bool) -> str:
 
 
 def emit_findings(
-    fmt: str, result: Any, title: str, columns: list[str], label: str = "category"
+    fmt: str,
+    result: KeysReport | AdvisoryReport,
+    title: str,
+    columns: list[str],
+    label: str = "category",
 ) -> None:
     """Render a report whose ``findings`` are dataclasses with ``columns``; ``label`` names
     the attribute that heads each finding in the table."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -91,7 +91,7 @@ def lost(
         confirm(f"{describe(c)} is lost: {verb} it and push to {where}?")
     interaction = CliInteraction()
 
-    def authorize(action: str, args: dict[str, Any]) -> Authority:
+    def authorize(action: str, args: dict[str, object]) -> Authority:
         return authorize_cli(url, action, args, operator, operator_device, interaction)
 
     result = report_lost(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from keyadmin.cli.options import (
 )
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, out, say
 from keyadmin.errors import UsageError
+
+if TYPE_CHECKING:
+    from keyadmin.store.registry import CredentialRecord
 
 creds_app = typer.Typer(
     help="Credentials in the registry: list, show, lost, revoke, suspend, reinstate, "
@@ -252,7 +255,9 @@ def creds_show(
         emit_kv(f"Credential #{c.id}", list(vars(c).items()))
 
 
-def _status_command(verb: str) -> Any:
+def _status_command(verb: str) -> None:
+    """Register ``keyadmin creds VERB``."""
+
     def command(
         ref: RefArg,
         reason: ReasonOpt,
@@ -303,10 +308,10 @@ def _status_command(verb: str) -> Any:
         "--operator olivia --operator-device hid:/dev/hidraw4\n"
         f"keyadmin creds {verb} alice/primary --reason 'key reported lost' --dry-run"
     )
-    return command
+    creds_app.command(verb)(command)
 
 
-def _next_after_status(url: str, c: Any, verb: str) -> None:
+def _next_after_status(url: str, c: CredentialRecord, verb: str) -> None:
     from keyadmin.cli.naming import (
         configured_minimum,
         coverage_steps,
@@ -325,7 +330,7 @@ def _next_after_status(url: str, c: Any, verb: str) -> None:
 
 
 for _verb in ("revoke", "suspend", "reinstate"):
-    creds_app.command(_verb)(_status_command(_verb))
+    _status_command(_verb)
 
 
 @creds_app.command("set-counter")
@@ -558,7 +563,7 @@ def log_verify(
         except OSError as e:
             raise UsageError(f"cannot read the anchor {anchor}: {e.strerror}") from None
         pinned = anchors.read(token, key)
-    rows: list[tuple[int, str, Any, Any]] = []
+    rows: list[tuple[int, str, object, object]] = []
     with transaction(_db(db)) as s:
         result = audit.verify(s, anchor=(pinned.seq, pinned.hash) if pinned else None, rows=rows)
         replayed = state.replay(s, rows)
@@ -579,7 +584,7 @@ def log_verify(
             }  # fmt: skip
         )
     else:
-        chain_rows: list[tuple[str, Any]] = [
+        chain_rows: list[tuple[str, object]] = [
             ("rows", result.rows_checked),
             ("head", f"{result.head_seq} {result.head_hash}"),
         ]
@@ -674,7 +679,7 @@ def log_anchor(
         text = os.environ.get(ENV_LOG_PASSPHRASE) or _read_line("Log key passphrase: ")
         passphrase = text.encode() or None
     signer = ReceiptSigner.load(path, passphrase)
-    rows: list[tuple[int, str, Any, Any]] = []
+    rows: list[tuple[int, str, object, object]] = []
     with transaction(_db(db)) as s:
         result = audit.verify(s, rows=rows)
         replayed = state.replay(s, rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -29,6 +29,10 @@ from keyadmin.cli.render import (
     say,
     to_jsonable,
 )
+
+if TYPE_CHECKING:
+    from keyadmin.flows.audit import AuditResult
+    from keyadmin.flows.sync import SyncResult
 
 MAPPING_OPT = typer.Option(
     None,
@@ -147,7 +151,7 @@ def sync(
         )
 
 
-def _sync_table(result: Any, prune: bool) -> None:
+def _sync_table(result: SyncResult, prune: bool) -> None:
     title = "Sync (dry run, nothing written)" if result.dry_run else "Sync done"
     emit_kv(
         f"{title}: {result.target}",
@@ -274,7 +278,7 @@ def audit(
         )
 
 
-def _csv(result: Any) -> None:
+def _csv(result: AuditResult) -> None:
     emit_csv(
         ["kind", "severity", "subject", "user", "aaguid", "registry_id", "rule", "detail"],
         [
@@ -285,7 +289,7 @@ def _csv(result: Any) -> None:
     )  # fmt: skip
 
 
-def _table(result: Any) -> None:
+def _table(result: AuditResult) -> None:
     fails = [f for f in result.findings if f.severity == "fail"]
     warns = [f for f in result.findings if f.severity == "warn"]
     meta = result.metadata
