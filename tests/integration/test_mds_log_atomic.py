@@ -99,3 +99,42 @@ def test_sqlite_log_refusal_stores_no_snapshot(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_log_refusal_stores_no_snapshot(pg_url: str) -> None:
     _refused_then_accepted(pg_url, PG_REFUSE, PG_ALLOW)
+
+
+
+def test_update_stores_its_snapshot_with_its_log_row_or_neither(tmp_path: Path) -> None:
+    """`keyadmin mds update`: a BLOB downloaded over real HTTP from a local server, signed by a
+    CA made here (an operator trust root, valid 2025-2030)."""
+    from tests.unit.test_mds_crl import _Server
+    from tests.unit.test_mds_support import TestPki, small_payload
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    get_engine(url)
+    dispose_all()
+    pki = TestPki.create()
+    server = _Server()
+    try:
+        server.files["/blob"] = pki.jws(small_payload(7))
+        blob = server.base + "/blob"
+        args = ["mds", "update", "--url", blob, "--trust-root", str(pki.ca_pem(tmp_path)),
+                "--allow-missing-crl", "--db", url, "--json"]  # fmt: skip
+        _sql(url, SQLITE_REFUSE)
+        refused = invoke(*args, env={"KEYADMIN_OPERATOR": "olivia"})
+        dispose_all()
+        assert refused.code == 1 and "refused" in refused.stderr, refused.stderr
+        if _has_snapshots(url):
+            stored = _sql(url, "SELECT COUNT(*) FROM mds_snapshot")[0][0]
+            assert stored == 0, "a snapshot was stored although its log row was refused"
+        _sql(url, "DROP TRIGGER ka_audit_refused")
+        done = invoke(*args, env={"KEYADMIN_OPERATOR": "olivia"})
+        dispose_all()
+    finally:
+        server.close()
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout)["no"] == 7
+    rows = _sql(url, "SELECT actor, action, subject, details FROM ka_audit ORDER BY seq")
+    assert [r[:3] for r in rows] == [("olivia", "mds.update", "mds no. 7")]
+    details = json.loads(str(rows[0][3]))
+    assert details["source"] == blob and details["no"] == 7
+    assert any(str(r).startswith("operator trust roots") for r in details["recorded"])
+    assert any(str(r).startswith("--allow-missing-crl") for r in details["recorded"])
