@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from keyadmin.cli.keys import FORMAT_OPT, emit_findings, output_format
-from keyadmin.cli.registry import DB_OPT, _db
+from keyadmin.cli.keys import emit_findings, output_format
+from keyadmin.cli.options import DbOpt, FormatJsonOpt, FormatOpt
+from keyadmin.cli.registry import _db
 from keyadmin.errors import UsageError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "advisories.toml"
@@ -25,9 +26,9 @@ def advisories(
         envvar="KEYADMIN_ADVISORIES",
         help="The advisory file (default: policies/advisories.toml of this checkout).",
     ),
-    output: str = FORMAT_OPT,
-    json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
-    db: str = DB_OPT,
+    output: FormatOpt = "table",
+    json_out: FormatJsonOpt = False,
+    db: DbOpt = None,
 ) -> None:
     """List the keys a vendor advisory affects, per user, with what to do; and the FIDO
     metadata status changes (REVOKED, ATTESTATION_KEY_COMPROMISE, …) dated after each

@@ -7,11 +7,11 @@ are imported inside the command body, so ``keyadmin --help`` stays fast.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from keyadmin.cli.options import DbOpt, JsonOpt, PolicyOpt
 from keyadmin.cli.render import emit_json, out
 
 app = typer.Typer(
@@ -114,7 +114,7 @@ def verify_cmd(
         str,
         typer.Option("--client-data", help="clientDataJSON, base64url (or @FILE holding it)."),
     ],
-    policy: Annotated[Path, typer.Option("--policy", help="The policy TOML file.")],
+    policy: PolicyOpt,
     rp_id: Annotated[
         str | None, typer.Option("--rp-id", help="Judge for this RP ID instead of the policy's.")
     ] = None,
@@ -128,10 +128,8 @@ def verify_cmd(
             "--at", help="Decision time, ISO 8601 (certificate validity, metadata freshness)."
         ),
     ] = None,
-    db: Annotated[
-        str | None, typer.Option("--db", help="Registry database URL with the FIDO metadata.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Verify one recorded registration against a policy, offline, rule by rule.
 

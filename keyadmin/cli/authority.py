@@ -1,48 +1,30 @@
-"""The shared operator options and the one helper every privileged command calls.
+"""The one helper every privileged command calls.
 
-Wiring a command: add ``operator: str = OPERATOR_OPT, operator_device: str =
-OPERATOR_DEVICE_OPT`` to its parameters and call ``authorize_cli(url, ACTION, ARGS, operator,
-operator_device)`` before it changes anything; put ``authority.evidence`` into its log row's
-details under ``authority``. ``keyadmin.flows.authority.ROLE_FOR`` names the role it needs.
+Wiring a command: add ``operator: OperatorOpt = None, operator_device: OperatorDeviceOpt =
+None`` (keyadmin.cli.options) to its parameters and call ``authorize_cli(url, ACTION, ARGS,
+operator, operator_device)`` before it changes anything; put ``authority.evidence`` into its
+log row's details under ``authority``. ``keyadmin.flows.authority.ROLE_FOR`` names the role
+it needs.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import typer
-
+from keyadmin.cli.options import operator_name
 from keyadmin.cli.render import say
 
 if TYPE_CHECKING:
     from keyadmin.device.interaction import Interaction
     from keyadmin.device.session import DeviceSession
-
-OPERATOR_OPT = typer.Option(
-    None,
-    "--operator",
-    envvar="KEYADMIN_OPERATOR",
-    help="The operator acting (default: the login name); proven by --operator-device or a "
-    "session (keyadmin operator login), never by the name alone.",
-)
-OPERATOR_DEVICE_OPT = typer.Option(
-    None,
-    "--operator-device",
-    envvar="KEYADMIN_OPERATOR_DEVICE",
-    help="The operator's own key (hid:, nfc:, sim:): its UV assertion authorizes this command.",
-)
+    from keyadmin.flows.authority import Authority
 
 LAB_NOTICE = (
     "lab mode: no operator is bootstrapped, authority is not provable "
     "(keyadmin operator bootstrap USER)"
 )
-
-
-def operator_name(operator: str | None) -> str:
-    """The claimed name: --operator, else $KEYADMIN_OPERATOR, else the login name."""
-    return operator or os.environ.get("KEYADMIN_OPERATOR") or getpass.getuser()
 
 
 def _only_configured(operator_device: str) -> bool:
@@ -56,11 +38,11 @@ def _only_configured(operator_device: str) -> bool:
 def authorize_cli(
     url: str,
     action: str,
-    args: dict[str, Any],
+    args: Mapping[str, object],
     operator: str | None,
     operator_device: str | None,
     interaction: Interaction | None = None,
-) -> Any:
+) -> Authority:
     """Authorize ``action`` (keyadmin.flows.authority.authorize); says how on stderr.
     Pass one ``interaction`` to several calls of one command to ask the PIN once."""
     from keyadmin.cli.device import _session
@@ -68,10 +50,12 @@ def authorize_cli(
     from keyadmin.flows.authority import authorize
 
     name = operator_name(operator)
+    args = dict(args)
 
     def open_device() -> DeviceSession:
         say(f"Operator {name}: authorize {action} with your own key (your PIN)")
-        return _session(operator_device)
+        session: DeviceSession = _session(operator_device)
+        return session
 
     authority = None
     if operator_device and _only_configured(operator_device) and action != "operator.login":

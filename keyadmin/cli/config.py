@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from keyadmin.cli.options import JsonOpt
 from keyadmin.cli.render import emit_json, emit_kv
 
 app = typer.Typer(
@@ -13,7 +14,7 @@ app = typer.Typer(
 
 
 @app.command("show")
-def show(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
+def show(json_out: JsonOpt = False) -> None:
     """Show the file keyadmin reads and each setting's value and source (env, file, default).
 
     The file: $KEYADMIN_CONFIG, else config.toml in the data directory. Command-line options

@@ -6,17 +6,21 @@ from pathlib import Path
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
 from keyadmin.cli.device_common import (
-    DB_OPT,
-    DEVICE_OPT,
-    JSON_OPT,
     _done,
     _log,
     _session,
 )
 from keyadmin.cli.device_config import config_app
-from keyadmin.cli.registry import CSV_OPT
+from keyadmin.cli.options import (
+    CsvOpt,
+    DbOpt,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    OperatorDeviceOpt,
+    OperatorOpt,
+)
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, say, to_jsonable
 from keyadmin.errors import UsageError, failed_summary
 
@@ -42,9 +46,9 @@ app.add_typer(creds_app, name="credentials")
 
 @app.command("list")
 def list_cmd(
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
-    csv_out: bool = CSV_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
 ) -> None:
     """List every FIDO device on USB HID and on PC/SC readers, with its AAGUID and model.
 
@@ -72,10 +76,10 @@ def list_cmd(
 
 @app.command("info")
 def info(
-    device: str = DEVICE_OPT,
+    device: DeviceOpt = None,
     policy: Path = typer.Option(None, "--policy", help="Judge readiness against this policy."),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Show the decoded getInfo of a key, its PIN retries, its metadata model, and with
     --policy a readiness verdict (firmware floor, PIN, minimum PIN length, always-UV).
@@ -144,11 +148,11 @@ def info(
 # ---------------------------------------------------------------------------- PIN
 @pin_app.command("set")
 def pin_set(
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Set the PIN of a key that has none (hidden prompt, or one line on stdin). Logged as
     device.pin.set (never the PIN).
@@ -167,11 +171,11 @@ def pin_set(
 
 @pin_app.command("change")
 def pin_change(
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Change the PIN (current, then new: prompts, or two lines on stdin). Logged as
     device.pin.change (never a PIN).
@@ -190,7 +194,7 @@ def pin_change(
 
 
 @pin_app.command("verify")
-def pin_verify(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+def pin_verify(device: DeviceOpt = None, json_out: JsonOpt = False) -> None:
     """Check a PIN against the key (a wrong PIN costs one retry).
 
     Example: keyadmin device pin verify --device nfc:vpcd
@@ -204,7 +208,7 @@ def pin_verify(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
 
 
 @pin_app.command("retries")
-def pin_retries(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
+def pin_retries(device: DeviceOpt = None, json_out: JsonOpt = False) -> None:
     """Show how many PIN attempts are left, and whether the key needs re-plugging.
 
     A key without a PIN has no retry counter to show: pin_set is false, retries null.
@@ -234,8 +238,8 @@ def pin_retries(device: str = DEVICE_OPT, json_out: bool = JSON_OPT) -> None:
 @creds_app.command("list")
 def creds_list(
     rp_id: str = typer.Option(None, "--rp-id", help="Only this relying party."),
-    device: str = DEVICE_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """List the discoverable credentials on the key (needs the PIN).
 
@@ -267,12 +271,12 @@ def creds_list(
 @creds_app.command("delete")
 def creds_delete(
     credential_id: str = typer.Argument(..., help="Credential ID in hex ('credentials list')."),
-    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    force: ForceOpt = False,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Delete one credential from the key (asks first unless --force). Logged as
     device.credential.delete with the credential's id, RP and user.
@@ -307,12 +311,12 @@ def creds_delete(
 # ---------------------------------------------------------------------------- reset
 @app.command("reset")
 def reset(
-    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    force: ForceOpt = False,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Factory-reset the key: destroys EVERY credential on it and removes the PIN.
 
@@ -342,11 +346,11 @@ def reset(
 @app.command("prepare")
 def prepare_cmd(
     policy: Path = typer.Option(..., "--policy", help="The policy whose device profile to apply."),
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Apply the policy's device profile (PIN, minimum PIN length, always-UV, no stray
     credentials for its RP) and read the key back to prove each setting took.

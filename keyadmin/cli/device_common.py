@@ -5,28 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from keyadmin.cli.render import emit_json, emit_kv
 
 if TYPE_CHECKING:
     from keyadmin.device.session import DeviceSession
     from keyadmin.flows.device_log import DeviceLog
-
-DEVICE_OPT = typer.Option(
-    None,
-    "--device",
-    "-d",
-    envvar="KEYADMIN_DEVICE",
-    help="hid:PATH, nfc:READER or sim:STATEFILE. Default: the one device present.",
-)
-JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
-DB_OPT = typer.Option(
-    None,
-    "--db",
-    envvar="KEYADMIN_DATABASE_URL",
-    help="Registry URL; commands that change the key log there (default: the SQLite registry).",
-)
 
 
 def _session(selector: str | None) -> DeviceSession:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
 from keyadmin.cli.device_common import (
-    DB_OPT,
-    DEVICE_OPT,
-    JSON_OPT,
     _done,
     _log,
     _pin_if_set,
     _session,
 )
+from keyadmin.cli.options import DbOpt, DeviceOpt, JsonOpt, OperatorDeviceOpt, OperatorOpt
 from keyadmin.errors import UsageError
 
 config_app = typer.Typer(
@@ -26,11 +23,11 @@ config_app = typer.Typer(
 @config_app.command("always-uv")
 def config_always_uv(
     state: str = typer.Argument(..., help="on or off"),
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Require user verification (PIN) for every operation, or stop requiring it. A change
     is logged as device.config.always-uv.
@@ -62,11 +59,11 @@ def config_min_pin_length(
         [], "--rp-id", help="RP ID allowed to read the minimum PIN length (repeatable)."
     ),
     force_change: bool = typer.Option(False, "--force-change", help="Force a PIN change."),
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Raise the key's minimum PIN length, optionally forcing a PIN change. A change is
     logged as device.config.min-pin-length (old and new length).
@@ -100,11 +97,11 @@ def config_min_pin_length(
 
 @config_app.command("enable-ep")
 def config_enable_ep(
-    device: str = DEVICE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    device: DeviceOpt = None,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Enable enterprise attestation on the key. A change is logged as device.config.enable-ep.
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import typer
 
+from keyadmin.cli.options import DbOpt, JsonOpt
 from keyadmin.cli.render import emit_json, out
 
 
 def doctor(
-    db: str = typer.Option(None, "--db", help="Registry database URL (default: the SQLite file)."),
+    db: DbOpt = None,
     transport: str = typer.Option(
         "all",
         "--transport",
         help="usb (a USB-only station: pcscd is not checked), nfc (PC/SC only), or all.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    json_out: JsonOpt = False,
 ) -> None:
     """Check USB HID access (udev), pcscd and readers, the database and the metadata.
 

@@ -8,27 +8,24 @@ would; it then hands the planned changes here instead of asking, authorizing and
 
 from __future__ import annotations
 
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING
 
 from keyadmin.cli.render import emit_json, out, say
 
-DRY_RUN_OPT = typer.Option(
-    False,
-    "--dry-run",
-    help="Print what would change and exit 0: nothing is written, no PIN, confirmation "
-    "or operator authorization is asked.",
-)
+if TYPE_CHECKING:
+    from keyadmin.settings import Target
+    from keyadmin.store.registry import CredentialRecord
 
 
-def change(action: str, name: str, before: Any, after: Any, **more: Any) -> dict[str, Any]:
+def change(
+    action: str, name: str, before: object, after: object, **more: object
+) -> dict[str, object]:
     """One planned change: the log action it would write, what it names (as the real command
     names it), and the value before and after (a status, a state, a counter)."""
     return {"action": action, "name": name, "from": before, "to": after, **more}
 
 
-def credential_change(record: Any, verb: str, after: str) -> dict[str, Any]:
+def credential_change(record: CredentialRecord, verb: str, after: str) -> dict[str, object]:
     from keyadmin.cli.naming import describe
 
     return change(
@@ -40,7 +37,7 @@ def credential_change(record: Any, verb: str, after: str) -> dict[str, Any]:
     )
 
 
-def push(target: Any) -> dict[str, Any]:
+def push(target: Target) -> dict[str, object]:
     """A sync target the real command would push to (a --target's name is its URL: both are
     shown without a password)."""
     from keyadmin.store.appstore import redact
@@ -48,7 +45,7 @@ def push(target: Any) -> dict[str, Any]:
     return change("sync", redact(target.name), None, None, target=redact(target.url))
 
 
-def emit_plan(changes: list[dict[str, Any]], json_out: bool) -> None:
+def emit_plan(changes: list[dict[str, object]], json_out: bool) -> None:
     """Print the plan (a list under --json) and say that nothing was changed."""
     if json_out:
         emit_json(changes)

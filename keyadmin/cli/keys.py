@@ -4,21 +4,38 @@ report). docs/inventory.md is the desk workflow."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
-from keyadmin.cli.dryrun import DRY_RUN_OPT, change, credential_change, emit_plan
-from keyadmin.cli.registry import DB_OPT, JSON_OPT, _db
+from keyadmin.cli.authority import authorize_cli
+from keyadmin.cli.dryrun import change, credential_change, emit_plan
+from keyadmin.cli.options import (
+    CoveragePolicyOpt,
+    DbOpt,
+    DryRunOpt,
+    ForceOpt,
+    FormatJsonOpt,
+    FormatOpt,
+    JsonOpt,
+    OperatorDeviceOpt,
+    OperatorOpt,
+    ReasonOpt,
+)
+from keyadmin.cli.registry import _db
 from keyadmin.cli.render import clean, emit_json, emit_kv, out, say
+
+if TYPE_CHECKING:
+    from keyadmin.flows.fleet import AdvisoryReport, KeysReport
 
 app = typer.Typer(
     help="The physical key inventory: import a delivery, list, show, lost, return, restock, "
     "destroy, and the reconciliation report.\n\nExample: keyadmin keys import delivery.csv"
 )
 
-SERIAL_ARG = typer.Argument(..., help="The key's serial (as printed on it, e.g. 23456789).")
+SerialArg = Annotated[
+    str, typer.Argument(help="The key's serial (as printed on it, e.g. 23456789).")
+]
 SYNC_NOTE = (
     "run keyadmin sync to carry the suspension to the applications (until then they still "
     "accept the credential)"
@@ -28,10 +45,10 @@ SYNC_NOTE = (
 @app.command("import")
 def keys_import(
     file: Path = typer.Argument(..., help="CSV: serial, model and/or aaguid, batch, location."),
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Add a delivery of keys to the inventory, in stock (one log row per key). One bad row
     imports nothing and is named by its line. Once an operator is bootstrapped, an operator
@@ -67,8 +84,8 @@ def keys_list(
         None, "--state", help="in-stock, issued, lost, returned or destroyed."
     ),
     user: str = typer.Option(None, "--user", help="Only keys issued to this user."),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """List the keys in the inventory.
 
@@ -95,7 +112,7 @@ def keys_list(
 
 
 @app.command("show")
-def keys_show(serial: str = SERIAL_ARG, db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def keys_show(serial: SerialArg, db: DbOpt = None, json_out: JsonOpt = False) -> None:
     """Show one key: its state, who holds it, and the credentials enrolled on it.
 
     Example: keyadmin keys show 23456789 --json
@@ -106,7 +123,7 @@ def keys_show(serial: str = SERIAL_ARG, db: str = DB_OPT, json_out: bool = JSON_
     with transaction(_db(db)) as s:
         key = get_key(s, serial)
         creds = credentials_on(s, key.serial)
-    shown: dict[str, Any] = {
+    shown: dict[str, object] = {
         **vars(key),
         "credentials": [
             {"id": c.id, "credential_id": c.credential_id, "user": c.user, "status": c.status}
@@ -123,16 +140,18 @@ def keys_show(serial: str = SERIAL_ARG, db: str = DB_OPT, json_out: bool = JSON_
     emit_kv(f"Key {key.serial}", rows)
 
 
-def _state_command(verb: str, command_name: str) -> Any:
+def _state_command(verb: str, command_name: str) -> None:
+    """Register ``keyadmin keys COMMAND_NAME`` (the state change ``verb``)."""
+
     def command(
-        serial: str = SERIAL_ARG,
-        reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
-        force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
-        dry_run: bool = DRY_RUN_OPT,
-        operator: str = OPERATOR_OPT,
-        operator_device: str = OPERATOR_DEVICE_OPT,
-        db: str = DB_OPT,
-        json_out: bool = JSON_OPT,
+        serial: SerialArg,
+        reason: ReasonOpt,
+        force: ForceOpt = False,
+        dry_run: DryRunOpt = False,
+        operator: OperatorOpt = None,
+        operator_device: OperatorDeviceOpt = None,
+        db: DbOpt = None,
+        json_out: JsonOpt = False,
     ) -> None:
         from keyadmin.cli.interact import confirm
         from keyadmin.store.db import transaction
@@ -179,7 +198,7 @@ def _state_command(verb: str, command_name: str) -> Any:
         f"\n\nExamples: keyadmin keys {command_name} 23456789 --reason 'reported by the user'"
         f"\nkeyadmin keys {command_name} 23456789 --reason 'reported by the user' --dry-run"
     )
-    return command
+    app.command(command_name)(command)
 
 
 for _verb, _name in (
@@ -188,10 +207,9 @@ for _verb, _name in (
     ("restocked", "restock"),
     ("destroyed", "destroy"),
 ):
-    app.command(_name)(_state_command(_verb, _name))
+    _state_command(_verb, _name)
 
 
-FORMAT_OPT = typer.Option("table", "--format", help="table, json or csv.")
 REPORT_COLUMNS = ["category", "serial", "user", "registry_id", "credential_id", "detail", "action"]
 
 
@@ -205,7 +223,11 @@ def output_format(output: str, json_out: bool) -> str:
 
 
 def emit_findings(
-    fmt: str, result: Any, title: str, columns: list[str], label: str = "category"
+    fmt: str,
+    result: KeysReport | AdvisoryReport,
+    title: str,
+    columns: list[str],
+    label: str = "category",
 ) -> None:
     """Render a report whose ``findings`` are dataclasses with ``columns``; ``label`` names
     the attribute that heads each finding in the table."""
@@ -229,12 +251,10 @@ def emit_findings(
 
 @app.command("report")
 def keys_report(
-    policy: Path = typer.Option(
-        None, "--policy", help="The policy whose keys_per_user.minimum users must meet."
-    ),
-    output: str = FORMAT_OPT,
-    json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
-    db: str = DB_OPT,
+    policy: CoveragePolicyOpt = None,
+    output: FormatOpt = "table",
+    json_out: FormatJsonOpt = False,
+    db: DbOpt = None,
 ) -> None:
     """Reconcile the inventory with the registry: issued keys without an active credential,
     credentials on keys not in the inventory, lost or destroyed keys with active credentials,

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
-from keyadmin.cli.dryrun import DRY_RUN_OPT, credential_change, emit_plan, push
+from keyadmin.cli.authority import authorize_cli
+from keyadmin.cli.dryrun import credential_change, emit_plan, push
+from keyadmin.cli.options import (
+    CoveragePolicyOpt,
+    DbOpt,
+    DryRunOpt,
+    ForceOpt,
+    JsonOpt,
+    OperatorDeviceOpt,
+    OperatorOpt,
+    ReasonOpt,
+)
 from keyadmin.cli.render import emit_json, emit_kv, say
+
+if TYPE_CHECKING:
+    from keyadmin.flows.authority import Authority
 
 
 def lost(
-    ref: str = typer.Argument(..., help="The lost key: USER/NICKNAME (alice/primary) or its id."),
-    reason: str = typer.Option(..., "--reason", help="What happened (recorded in the log)."),
+    ref: Annotated[
+        str, typer.Argument(help="The lost key: USER/NICKNAME (alice/primary) or its id.")
+    ],
+    reason: ReasonOpt,
     revoke: bool = typer.Option(
         False, "--revoke", help="Revoke for good instead of suspending (stolen, destroyed)."
     ),
@@ -25,17 +40,13 @@ def lost(
         "every [[sync.targets]] of the configuration file.",
     ),
     no_push: bool = typer.Option(False, "--no-push", help="Change the registry only."),
-    policy: Path = typer.Option(
-        None, "--policy", help="Judge the user's coverage by this policy's minimum."
-    ),
-    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
-    dry_run: bool = DRY_RUN_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = typer.Option(
-        None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    policy: CoveragePolicyOpt = None,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """A key was reported lost: suspend it (or --revoke), push the change to the application's
     databases at once, and show what the user still holds and what to enrol next.
@@ -80,7 +91,7 @@ def lost(
         confirm(f"{describe(c)} is lost: {verb} it and push to {where}?")
     interaction = CliInteraction()
 
-    def authorize(action: str, args: dict[str, Any]) -> Any:
+    def authorize(action: str, args: dict[str, object]) -> Authority:
         return authorize_cli(url, action, args, operator, operator_device, interaction)
 
     result = report_lost(

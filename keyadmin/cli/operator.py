@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli, operator_name
-from keyadmin.cli.registry import CSV_OPT, DB_OPT, JSON_OPT, _db
+from keyadmin.cli.authority import authorize_cli
+from keyadmin.cli.options import (
+    CsvOpt,
+    DbOpt,
+    JsonOpt,
+    OperatorDeviceOpt,
+    OperatorOpt,
+    operator_name,
+)
+from keyadmin.cli.registry import _db
 from keyadmin.cli.render import emit_json, emit_kv, say
 from keyadmin.errors import UsageError
 
@@ -34,8 +42,8 @@ def bootstrap(
     device: str = typer.Option(
         None, "--device", "-d", envvar="KEYADMIN_DEVICE", help="USER's own enrolled key."
     ),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Make USER the first operator, with every role (once per registry; logged).
 
@@ -81,10 +89,10 @@ def _change(
 def add(
     user: str = typer.Argument(..., help="A registry user with an active enrolled key."),
     role: list[str] = ROLE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Give USER operator roles (needs an operator-admin's authorization; logged).
 
@@ -98,10 +106,10 @@ def add(
 def remove(
     user: str = typer.Argument(..., help="The operator."),
     role: list[str] = ROLE_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Take roles from USER (needs operator-admin; the last operator-admin stays; logged).
     An operator left with no role loses their sessions.
@@ -113,9 +121,9 @@ def remove(
 
 @app.command("list")
 def list_cmd(
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
-    csv_out: bool = CSV_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
 ) -> None:
     """List operators and their roles (none: the registry is in lab mode).
 
@@ -138,10 +146,10 @@ def list_cmd(
 @app.command("login")
 def login(
     minutes: int = typer.Option(10, "--minutes", help="Session length (1 to 60 minutes)."),
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Start a short operator session with a UV assertion of your key: the commands you run
     until it expires (or you log out) are authorized by it, without your key.
@@ -167,7 +175,7 @@ def login(
 
 
 @app.command("logout")
-def logout(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def logout(db: DbOpt = None, json_out: JsonOpt = False) -> None:
     """End the operator session for this registry (revoked in the registry, file deleted).
 
     Example: keyadmin operator logout
@@ -179,7 +187,7 @@ def logout(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
 
 
 @app.command("verify-log")
-def verify_log(db: str = DB_OPT, json_out: bool = JSON_OPT) -> None:
+def verify_log(db: DbOpt = None, json_out: JsonOpt = False) -> None:
     """Check every log row's authority evidence offline: assertions verify under the logged
     (registry) public key over SHA-256 of a statement that matches the row; session rows lie
     inside a verified login; no lab-mode row after the bootstrap. Exit 1 on any problem.

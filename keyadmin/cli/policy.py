@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from keyadmin.cli.options import DbOpt, JsonOpt
 from keyadmin.cli.render import emit_json, emit_kv, err, out
 
 app = typer.Typer(
@@ -26,8 +27,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-_JSON = typer.Option("--json", help="Print JSON on stdout.")
-_DB = typer.Option("--db", help="Registry database URL with the FIDO metadata.")
 _AT = typer.Option("--at", help="Evaluation time, ISO 8601 (metadata freshness); default now.")
 
 
@@ -37,7 +36,7 @@ def check_cmd(
         Path | None,
         typer.Argument(help="The policy TOML file (default: the configured policy)."),
     ] = None,
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Load a policy file (default: the configured one) and report its rules, version and
     SHA-256, or the first error.
@@ -119,8 +118,8 @@ def explain_cmd(
     file: Annotated[Path, typer.Argument(help="The policy TOML file.")],
     aaguid: Annotated[str, typer.Argument(help="The model's AAGUID.")],
     at: Annotated[str | None, _AT] = None,
-    db: Annotated[str | None, _DB] = None,
-    as_json: Annotated[bool, _JSON] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Would this authenticator model pass the policy, and if not, why not.
 
@@ -161,8 +160,8 @@ def models_cmd(
         typer.Option("--diff", help="A previous `policy models --json` output to compare with."),
     ] = None,
     at: Annotated[str | None, _AT] = None,
-    db: Annotated[str | None, _DB] = None,
-    as_json: Annotated[bool, _JSON] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the metadata models the policy admits, with the list's SHA-256, for review.
 

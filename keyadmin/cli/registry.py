@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keyadmin.cli.authority import OPERATOR_DEVICE_OPT, OPERATOR_OPT, authorize_cli
-from keyadmin.cli.dryrun import DRY_RUN_OPT, credential_change, emit_plan
+from keyadmin.cli.authority import authorize_cli
+from keyadmin.cli.dryrun import credential_change, emit_plan
+from keyadmin.cli.options import (
+    CoveragePolicyOpt,
+    CsvOpt,
+    DbOpt,
+    DeviceOpt,
+    DryRunOpt,
+    ForceOpt,
+    JsonOpt,
+    OperatorDeviceOpt,
+    OperatorOpt,
+    PolicyOpt,
+    ReasonOpt,
+)
 from keyadmin.cli.render import emit_json, emit_kv, emit_table, list_format, out, say
 from keyadmin.errors import UsageError
 
-DB_OPT = typer.Option(
-    None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
-)
-JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
-CSV_OPT = typer.Option(False, "--csv", help="Print CSV (with a header row) on stdout.")
-DEVICE_OPT = typer.Option(
-    None, "--device", "-d", envvar="KEYADMIN_DEVICE", help="hid:PATH, nfc:READER or sim:FILE."
-)
+if TYPE_CHECKING:
+    from keyadmin.store.registry import CredentialRecord
 
 creds_app = typer.Typer(
     help="Credentials in the registry: list, show, lost, revoke, suspend, reinstate, "
@@ -39,6 +46,7 @@ REF_HELP = (
     "USER/NICKNAME (alice/backup), registry id (3; #12345678 for any size), or credential id "
     "(hex prefix)."
 )
+RefArg = Annotated[str, typer.Argument(help=REF_HELP)]
 
 
 def _db(db: str | None, *, create: bool = False) -> str:
@@ -50,9 +58,9 @@ def _db(db: str | None, *, create: bool = False) -> str:
 
 
 def enrol(
-    user: str = typer.Argument(..., help="The user (account name) the key is enrolled for."),
-    policy: Path = typer.Option(..., "--policy", help="The policy file (TOML)."),
-    device: str = DEVICE_OPT,
+    user: Annotated[str, typer.Argument(help="The user (account name) the key is enrolled for.")],
+    policy: PolicyOpt,
+    device: DeviceOpt = None,
     nickname: str = typer.Option(None, "--nickname", help="A name for the key, e.g. 'backup'."),
     display_name: str = typer.Option(None, "--display-name", help="The user's display name."),
     witness: str = typer.Option(
@@ -70,10 +78,10 @@ def enrol(
         help="A new user's WebAuthn user handle: the application's own (its UTF-8 text, or "
         "hex:… for raw bytes; 1-64 bytes). Default: 32 random bytes. See docs/sync.md.",
     ),
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Enrol a key for USER: make a credential with direct attestation and keep it only if the
     policy approves. A refused credential is deleted from the key again.
@@ -190,9 +198,9 @@ def _user_handle(text: str | None) -> bytes | None:
 def creds_list(
     user: str = typer.Option(None, "--user", help="Only this user's credentials."),
     status: str = typer.Option(None, "--status", help="active, suspended, revoked, quarantined."),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
-    csv_out: bool = CSV_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
 ) -> None:
     """List credentials in the registry (a table, --json or --csv).
 
@@ -228,9 +236,9 @@ def creds_list(
 
 @creds_app.command("show")
 def creds_show(
-    ref: str = typer.Argument(..., help=REF_HELP),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    ref: RefArg,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Show one credential with its evidence summary.
 
@@ -247,16 +255,18 @@ def creds_show(
         emit_kv(f"Credential #{c.id}", list(vars(c).items()))
 
 
-def _status_command(verb: str) -> Any:
+def _status_command(verb: str) -> None:
+    """Register ``keyadmin creds VERB``."""
+
     def command(
-        ref: str = typer.Argument(..., help=REF_HELP),
-        reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
-        force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
-        dry_run: bool = DRY_RUN_OPT,
-        operator: str = OPERATOR_OPT,
-        operator_device: str = OPERATOR_DEVICE_OPT,
-        db: str = DB_OPT,
-        json_out: bool = JSON_OPT,
+        ref: RefArg,
+        reason: ReasonOpt,
+        force: ForceOpt = False,
+        dry_run: DryRunOpt = False,
+        operator: OperatorOpt = None,
+        operator_device: OperatorDeviceOpt = None,
+        db: DbOpt = None,
+        json_out: JsonOpt = False,
     ) -> None:
         from keyadmin.cli.interact import confirm
         from keyadmin.cli.naming import describe
@@ -298,10 +308,10 @@ def _status_command(verb: str) -> Any:
         "--operator olivia --operator-device hid:/dev/hidraw4\n"
         f"keyadmin creds {verb} alice/primary --reason 'key reported lost' --dry-run"
     )
-    return command
+    creds_app.command(verb)(command)
 
 
-def _next_after_status(url: str, c: Any, verb: str) -> None:
+def _next_after_status(url: str, c: CredentialRecord, verb: str) -> None:
     from keyadmin.cli.naming import (
         configured_minimum,
         coverage_steps,
@@ -320,20 +330,22 @@ def _next_after_status(url: str, c: Any, verb: str) -> None:
 
 
 for _verb in ("revoke", "suspend", "reinstate"):
-    creds_app.command(_verb)(_status_command(_verb))
+    _status_command(_verb)
 
 
 @creds_app.command("set-counter")
 def creds_set_counter(
-    ref: str = typer.Argument(..., help=REF_HELP),
-    value: int = typer.Argument(..., min=0, max=2**32 - 1, help="The new counter, 0..4294967295."),
-    reason: str = typer.Option(..., "--reason", help="Why (recorded in the log)."),
-    force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
-    dry_run: bool = DRY_RUN_OPT,
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    ref: RefArg,
+    value: Annotated[
+        int, typer.Argument(min=0, max=2**32 - 1, help="The new counter, 0..4294967295.")
+    ],
+    reason: ReasonOpt,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Set a credential's signature counter on purpose: a repair, e.g. after a wrong value
     was adopted (asks first unless --force; logged with the old and new value and the reason).
@@ -395,13 +407,13 @@ def creds_set_counter(
 # ---------------------------------------------------------------------------- users
 @users_app.command("list")
 def users_list(
-    policy: Path = typer.Option(None, "--policy", help="Judge coverage by this policy's minimum."),
+    policy: CoveragePolicyOpt = None,
     check: bool = typer.Option(
         False, "--check", help="Exit 3 when a user is below the minimum (cron, CI); needs --policy."
     ),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
-    csv_out: bool = CSV_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
 ) -> None:
     """List users with how many active keys each holds against the policy's minimum.
 
@@ -459,9 +471,9 @@ def log_show(
     since: str = typer.Option(None, "--since", help="ISO 8601 time, e.g. 2026-11-01."),
     action: str = typer.Option(None, "--action", help="Only this action, e.g. enrol.approved."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the last N rows."),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
-    csv_out: bool = CSV_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
 ) -> None:
     """Show the log (a table, --json or --csv; the details column is JSON).
 
@@ -524,8 +536,8 @@ def log_verify(
         "--log-public-key",
         help="The log key's public half (default: the .pub.pem beside the default log key).",
     ),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Recompute the hash chain and replay the registry's state from the log.
 
@@ -551,7 +563,7 @@ def log_verify(
         except OSError as e:
             raise UsageError(f"cannot read the anchor {anchor}: {e.strerror}") from None
         pinned = anchors.read(token, key)
-    rows: list[tuple[int, str, Any, Any]] = []
+    rows: list[tuple[int, str, object, object]] = []
     with transaction(_db(db)) as s:
         result = audit.verify(s, anchor=(pinned.seq, pinned.hash) if pinned else None, rows=rows)
         replayed = state.replay(s, rows)
@@ -572,7 +584,7 @@ def log_verify(
             }  # fmt: skip
         )
     else:
-        chain_rows: list[tuple[str, Any]] = [
+        chain_rows: list[tuple[str, object]] = [
             ("rows", result.rows_checked),
             ("head", f"{result.head_seq} {result.head_hash}"),
         ]
@@ -615,7 +627,7 @@ def log_keygen(
         False, "--no-passphrase", help="Store unencrypted (mode 0600 is then enforced)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing key."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOpt = False,
 ) -> None:
     """Create the log signing key (P-256, PKCS#8, mode 0600): it signs anchors of the log head.
 
@@ -651,8 +663,8 @@ def log_anchor(
         None, "--out", "-o", help="Write the anchor here (default: stdout). Keep it elsewhere."
     ),
     log_key: Path = LOG_KEY_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Sign the log head with the log key: a statement that later logs must extend.
 
@@ -671,7 +683,7 @@ def log_anchor(
         text = os.environ.get(ENV_LOG_PASSPHRASE) or _read_line("Log key passphrase: ")
         passphrase = text.encode() or None
     signer = ReceiptSigner.load(path, passphrase)
-    rows: list[tuple[int, str, Any, Any]] = []
+    rows: list[tuple[int, str, object, object]] = []
     with transaction(_db(db)) as s:
         result = audit.verify(s, rows=rows)
         replayed = state.replay(s, rows)
@@ -702,10 +714,10 @@ def log_anchor(
 
 @log_app.command("bind-state")
 def log_bind_state(
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Record in the log the state of credentials enrolled before state binding.
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from keyadmin.cli.options import JsonOpt
 from keyadmin.cli.render import emit_json, emit_kv, out, say
 from keyadmin.errors import UsageError
 
@@ -20,7 +21,6 @@ app = typer.Typer(
 )
 
 STATE_OPT = typer.Option(..., "--state", help="The key's state file (credentials, PIN, counters).")
-JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
 
 FAULT_COMMANDS = {
     "makeCredential": 0x01,
@@ -101,7 +101,7 @@ def init(
         None, "--serial", help="The key's serial (enterprise attestation); default: random."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing state file."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOpt = False,
 ) -> None:
     """Create a SOFTWARE key in a new state file, with its own lab attestation PKI.
 
@@ -186,7 +186,7 @@ def _show(key: object, json_out: bool, title: str) -> None:
 
 
 @app.command("show")
-def show(state: Path = STATE_OPT, json_out: bool = JSON_OPT) -> None:
+def show(state: Path = STATE_OPT, json_out: JsonOpt = False) -> None:
     """Show a SOFTWARE key's settings and how many credentials it holds.
 
     Example: keyadmin sim show --state lab.key --json
@@ -329,7 +329,7 @@ def _serve_uhid(key: object, state: Path, uhid: str) -> None:
 def selftest(
     state: Path = STATE_OPT,
     rp_id: str = typer.Option("keyadmin.example", help="RP ID for the test credential."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOpt = False,
 ) -> None:
     """Register and authenticate once with the SOFTWARE key through python-fido2's client.
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from keyadmin.cli.registry import DB_OPT, DEVICE_OPT, JSON_OPT
+from keyadmin.cli.options import DbOpt, DeviceOpt, JsonOpt, operator_name
 from keyadmin.cli.render import ask_hidden, emit_json, emit_kv, err, out, say
 
 if TYPE_CHECKING:
@@ -65,13 +65,13 @@ def step_up(
     user: str = typer.Argument(..., help="The administrator who steps up."),
     action: str = typer.Option(..., "--action", help="What they are about to do (signed)."),
     policy: Path = typer.Option(..., "--policy", envvar="KEYADMIN_POLICY", help="Policy file."),
-    device: str = DEVICE_OPT,
+    device: DeviceOpt = None,
     receipt_key: Path = KEY_OPT,
     receipt_ttl: int = typer.Option(
         None, "--receipt-ttl", help="Receipt lifetime in seconds (default: the policy's)."
     ),
-    db: str = DB_OPT,
-    json_out: bool = JSON_OPT,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Prove, right now, that USER holds an enrolled key and its PIN, for one action.
 
@@ -113,7 +113,7 @@ def step_up(
             metadata=metadata,
             signer=signer,
             receipt_lifetime_seconds=receipt_ttl or loaded.step_up.receipt_lifetime_seconds,
-            actor=os.environ.get("KEYADMIN_OPERATOR") or user,
+            actor=operator_name(None, fallback=user),
         )
     for flag in result.flags:
         err(f"warning: {flag} (logged)\n")
@@ -146,7 +146,7 @@ def verify(
         None, "--public-key", help="The receipt public key (default: beside the signing key)."
     ),
     receipt_key: Path = KEY_OPT,
-    json_out: bool = JSON_OPT,
+    json_out: JsonOpt = False,
 ) -> None:
     """Check a step-up receipt offline: signature, key, expiry, and the action.
 
@@ -190,7 +190,7 @@ def keygen(
         False, "--no-passphrase", help="Store unencrypted (mode 0600 is then enforced)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing key."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOpt = False,
 ) -> None:
     """Create the receipt signing key (P-256): PKCS#8 encrypted with a passphrase, mode 0600,
     and its public key beside it (*.pub.pem) for verifiers. Never stored in the registry.

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from keyadmin.cli.authority import (
-    OPERATOR_DEVICE_OPT,
-    OPERATOR_OPT,
-    authorize_cli,
+from keyadmin.cli.authority import authorize_cli
+from keyadmin.cli.options import (
+    DbOpt,
+    FormatCsvOpt,
+    FormatJsonOpt,
+    FormatOpt,
+    JsonOpt,
+    OperatorDeviceOpt,
+    OperatorOpt,
+    PolicyOpt,
     operator_name,
 )
 from keyadmin.cli.render import (
@@ -24,9 +30,10 @@ from keyadmin.cli.render import (
     to_jsonable,
 )
 
-DB_OPT = typer.Option(
-    None, "--db", envvar="KEYADMIN_DATABASE_URL", help="Registry URL (default: SQLite file)."
-)
+if TYPE_CHECKING:
+    from keyadmin.flows.audit import AuditResult
+    from keyadmin.flows.sync import SyncResult
+
 MAPPING_OPT = typer.Option(
     None,
     "--mapping",
@@ -34,10 +41,6 @@ MAPPING_OPT = typer.Option(
     "(see policies/app-mapping.example.toml). Presets for real applications: "
     "policies/apps/flask-security.toml, policies/apps/django-otp-webauthn.toml.",
 )
-
-
-def _operator() -> str:
-    return operator_name(None)
 
 
 def sync(
@@ -71,10 +74,10 @@ def sync(
         help="Policy whose step_up.counter_jump_threshold bounds the counters pulled back "
         "(default 1000).",
     ),
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
-    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Write active credentials into the application's credential table, in one transaction.
 
@@ -103,7 +106,7 @@ def sync(
 
         loaded = load_policy(policy)
     url = database_url(db, create=create_table)  # --create-table sets up a new desk
-    actor, evidence = _operator(), None
+    actor, evidence = operator_name(operator), None
     if not dry_run:  # a dry run writes nothing
         args = {"requested_full": full, "requested_prune": prune}
         authority = authorize_cli(url, "sync", args, operator, operator_device)
@@ -148,7 +151,7 @@ def sync(
         )
 
 
-def _sync_table(result: Any, prune: bool) -> None:
+def _sync_table(result: SyncResult, prune: bool) -> None:
     title = "Sync (dry run, nothing written)" if result.dry_run else "Sync done"
     emit_kv(
         f"{title}: {result.target}",
@@ -196,13 +199,13 @@ def _sync_table(result: Any, prune: bool) -> None:
 
 
 def audit(
-    policy: Path = typer.Option(..., "--policy", help="The policy file (TOML) to judge by."),
+    policy: PolicyOpt,
     enforce: bool = typer.Option(
         False, "--enforce", help="Quarantine every credential that fails (logged)."
     ),
-    output: str = typer.Option("table", "--format", help="table, json or csv."),
-    json_out: bool = typer.Option(False, "--json", help="Same as --format json."),
-    csv_out: bool = typer.Option(False, "--csv", help="Same as --format csv."),
+    output: FormatOpt = "table",
+    json_out: FormatJsonOpt = False,
+    csv_out: FormatCsvOpt = False,
     target: str = typer.Option(
         None,
         "--target",
@@ -213,9 +216,9 @@ def audit(
     deep: bool = typer.Option(
         False, "--deep", help="Re-verify every credential's signature too (slow)."
     ),
-    operator: str = OPERATOR_OPT,
-    operator_device: str = OPERATOR_DEVICE_OPT,
-    db: str = DB_OPT,
+    operator: OperatorOpt = None,
+    operator_device: OperatorDeviceOpt = None,
+    db: DbOpt = None,
 ) -> None:
     """Re-evaluate every credential against the current policy and metadata.
 
@@ -239,7 +242,7 @@ def audit(
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"unknown --format {output!r}", hint="one of table, json, csv")
     url = database_url(db)
-    actor, evidence = _operator(), None
+    actor, evidence = operator_name(operator), None
     if target is not None and not target.strip():
         raise UsageError("--target is empty", hint="give the application's database URL")
     if enforce:  # quarantines: an operator with the audit role decides that
@@ -275,7 +278,7 @@ def audit(
         )
 
 
-def _csv(result: Any) -> None:
+def _csv(result: AuditResult) -> None:
     emit_csv(
         ["kind", "severity", "subject", "user", "aaguid", "registry_id", "rule", "detail"],
         [
@@ -286,7 +289,7 @@ def _csv(result: Any) -> None:
     )  # fmt: skip
 
 
-def _table(result: Any) -> None:
+def _table(result: AuditResult) -> None:
     fails = [f for f in result.findings if f.severity == "fail"]
     warns = [f for f in result.findings if f.severity == "warn"]
     meta = result.metadata

@@ -16,11 +16,16 @@ rollback check (``no`` only goes up within a series) and as evidence.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import ForeignKey, MetaData
+    from sqlalchemy.engine import Connection
+    from sqlmodel import Session
 
 #: The index layout a snapshot was written with (``mds_snapshot.schema_version``). 2 added the
 #: table ``mds_entry_facet`` (MDS 3.1: FIPS level, certification profiles, retirement); a
@@ -187,11 +192,11 @@ class NewSnapshot:
     anchor_name: str | None = None
     anchor_sha256: str | None = None
     anchor_pinned: bool | None = None
-    operator_roots: list[dict[str, Any]] = field(default_factory=list)
+    operator_roots: list[dict[str, object]] = field(default_factory=list)
     allow_missing_crl: bool = False
     verified_at: str | None = None
     at_explicit: bool = False
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,11 +216,11 @@ class NewEntry:
     blocked: bool
     key_protection: Sequence[str]
     transports: Sequence[str]
-    doc: dict[str, Any]
-    raw: dict[str, Any]
+    doc: dict[str, object]
+    raw: dict[str, object]
     key_ids: Sequence[str]
-    status_reports: Sequence[dict[str, Any]]  # status, effective_date, certificate_number, url
-    roots: Sequence[dict[str, Any]]  # sha256, subject, der_b64
+    status_reports: Sequence[dict[str, object]]  # status, effective_date, certificate_number, url
+    roots: Sequence[dict[str, object]]  # sha256, subject, der_b64
     facets: Sequence[tuple[str, str]] = ()  # (facet, value): fips_level, profile, retired
 
 
@@ -226,7 +231,14 @@ class NewSkipped:
     aaid: str | None
     description: str | None
     reason: str
-    raw: Any
+    raw: object  # the entry as the BLOB lists it (JSON)
+
+
+#: ``check(max_no_in_series, same_no_row)`` of :meth:`MdsIndex.store_snapshot`.
+RollbackCheck = Callable[[int | None, dict[str, object] | None], None]
+#: Writes the log row of a stored snapshot, in its transaction: (session, snapshot, number of
+#: entries, number of skipped entries).
+SnapshotLog = Callable[["Session", NewSnapshot, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -259,10 +271,10 @@ def _set_text(values: Sequence[str]) -> str:
 
 # -- the tables (SQLAlchemy Core, built lazily so that reads never import SQLAlchemy) ----------
 
-_sa_metadata: Any = None
+_sa_metadata: MetaData | None = None
 
 
-def sa_metadata() -> Any:
+def sa_metadata() -> MetaData:
     """The ``MetaData`` holding the ``mds_*`` tables (imports SQLAlchemy)."""
     global _sa_metadata
     if _sa_metadata is not None:
@@ -310,7 +322,7 @@ def sa_metadata() -> Any:
         Index("ix_mds_snapshot_series_no", "series", "no"),
     )
 
-    def snap_fk() -> Any:
+    def snap_fk() -> ForeignKey:
         return ForeignKey("mds_snapshot.id", ondelete="CASCADE")
 
     Table(
@@ -402,10 +414,11 @@ def sqlite_path(url: str) -> Path | None:
 class MdsIndex:
     """The ``mds_*`` tables of one registry database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, log: SnapshotLog | None = None) -> None:
         self.url = url
         self._sqlite = sqlite_path(url)
         self._engine: Any = None
+        self.log = log  # writes each stored snapshot's log row, in the snapshot's transaction
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -547,18 +560,20 @@ class MdsIndex:
     # -- writes -----------------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
-        from keyadmin.store.db import database_errors
+    def _write(self) -> Iterator[tuple[Session, Connection]]:
+        """One registry transaction (keyadmin.store.db.transaction: the registry's engine, its
+        writers' lock on SQLite) for a snapshot, its entries and its log row."""
+        from keyadmin.store.db import database_errors, transaction
 
-        with database_errors("the metadata index refused the write; nothing was stored"):
-            self.ensure_schema()
-            engine = self.engine()
-            with engine.begin() as conn:
-                if engine.dialect.name == "postgresql":
+        with transaction(self.url) as session:
+            with database_errors("the metadata index refused the write; nothing was stored"):
+                conn = session.connection()
+                sa_metadata().create_all(conn, checkfirst=True)
+                if conn.dialect.name == "postgresql":
                     from sqlalchemy import text
 
                     conn.execute(text("LOCK TABLE mds_snapshot IN EXCLUSIVE MODE"))
-                yield conn
+                yield session, conn
 
     def store_snapshot(
         self,
@@ -566,18 +581,19 @@ class MdsIndex:
         entries: Sequence[NewEntry],
         skipped: Sequence[NewSkipped],
         *,
-        check: Any = None,
+        check: RollbackCheck | None = None,
     ) -> int:
-        """Store a snapshot and make it current, in one transaction.
+        """Store a snapshot and make it current, in one transaction, with its log row
+        (``self.log``) in the same transaction: both are stored, or neither.
 
-        ``check(max_no_in_series: int | None, same_sha_row: dict | None)`` runs inside the
-        transaction, before anything is written, and may raise to refuse (rollback check).
+        ``check(max_no_in_series, same_no_row)`` runs inside the transaction, before anything
+        is written, and may raise to refuse (rollback check).
         """
         from sqlalchemy import func, select, update
 
         md = sa_metadata()
         t_snap = md.tables["mds_snapshot"]
-        with self._write() as conn:
+        with self._write() as (session, conn):
             if check is not None:
                 max_no = conn.execute(
                     select(func.max(t_snap.c.no)).where(t_snap.c.series == snap.series)
@@ -626,12 +642,16 @@ class MdsIndex:
                     schema_version=SCHEMA_VERSION,
                 )
             )
-            sid = int(res.inserted_primary_key[0])
+            key = res.inserted_primary_key
+            assert key is not None  # an INSERT of one row
+            sid = int(key[0])
             self._insert_entries(conn, sid, entries, skipped)
+            if self.log is not None:
+                self.log(session, snap, len(entries), len(skipped))
         return sid
 
     def _insert_entries(
-        self, conn: Any, sid: int, entries: Sequence[NewEntry], skipped: Sequence[NewSkipped]
+        self, conn: Connection, sid: int, entries: Sequence[NewEntry], skipped: Sequence[NewSkipped]
     ) -> None:
         md = sa_metadata()
         rows, keyids, reports, roots, facets = [], [], [], [], []

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from keyadmin.flows.audit import audit
 from keyadmin.policy.loader import load_policy
 from keyadmin.store.db import transaction
-from keyadmin.store.estate import bulk_add_credentials
 from tests.support.bulk import (
     ORIGIN,
     LabModel,
@@ -35,6 +34,7 @@ from tests.support.bulk import (
     registration,
     write_policy,
 )
+from tests.support.estate import bulk_add_credentials
 
 AAGUIDS = ("6b657961-646d-4e00-8000-0000000000a1", "6b657961-646d-4e00-8000-0000000000a2")
 EVIL = "https://evil.example"

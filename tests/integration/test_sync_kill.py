@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from keyadmin.flows.sync import sync
-from keyadmin.store import estate
 from keyadmin.store.appstore import load_mapping
 from keyadmin.store.db import transaction
+from tests.support import estate
 from tests.support.bulk import generate, lab_model
 
 pytestmark = pytest.mark.postgres

@@ -3,7 +3,7 @@
 Each generated credential has its own P-256 key and a real ``packed`` attestation signed by a
 lab model's attestation key (``keyadmin.sim.pki.generate_lab_pki``), so ``keyadmin audit``
 re-verifies it for real. Rows go into the registry through
-``keyadmin.store.estate.bulk_add_credentials`` (one audit entry per batch), because enrolling
+``tests.support.estate.bulk_add_credentials`` (one audit entry per batch), because enrolling
 100,000 keys through the CTAP ceremony would take minutes. Nothing here is used by keyadmin.
 """
 
@@ -121,7 +121,7 @@ def new_credential(
     decision: dict[str, Any] | None = None,
 ) -> Any:
     """A ``NewCredential`` for ``bulk_add_credentials`` from a :func:`registration` result."""
-    from keyadmin.store.estate import NewCredential
+    from tests.support.estate import NewCredential
 
     att, cd, cid, cose = made
     return NewCredential(
@@ -155,7 +155,7 @@ def generate(
     in each decision the way an enrolment records the device's firmware.
     """
     from keyadmin.store.db import transaction
-    from keyadmin.store.estate import NewCredential, bulk_add_credentials
+    from tests.support.estate import NewCredential, bulk_add_credentials
 
     users = users or max(1, count // 2)
     ids: list[bytes] = []
