@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 from keyadmin.store import audit, state
 
 ACTIVE = "active"
+#: Registry credentials read per batch (a transaction each) when every one is compared.
+BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -174,27 +176,63 @@ def _aware(value: datetime | str) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
+def _fetch(session: Any, query: Any) -> Iterator[list[RegistryCredential]]:
+    """Run ``query`` (no user input: only integers rendered as literals by SQLAlchemy's
+    compiler for this dialect) on the driver's own cursor, in batches of records.
+
+    The driver's cursor because a first sync reads every credential: SQLAlchemy's per-row
+    processing would cost as much as the rest of the run."""
+    conn = session.connection()
+    text = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(text)
+        while chunk := cur.fetchmany(BATCH):
+            yield [_record(r) for r in chunk]
+    finally:
+        cur.close()
+
+
 def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
     """Credentials whose last change has seq in (last_seq, upto_seq] (uses the index).
 
     From 0 (a first or full run) every credential up to ``upto_seq`` counts, including rows
-    migration 0002 left at change_seq 0 (enrolled before change_seq existed)."""
+    migration 0002 left at change_seq 0 (enrolled before change_seq existed). For a run's
+    changes (small); every credential is read in batches by :func:`iter_all`."""
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
     lower = int(last_seq) if int(last_seq) > 0 else -1
     q = _cred_select().where(c.change_seq > lower, c.change_seq <= int(upto_seq)).order_by(c.id)
-    # The driver's own cursor (a first sync reads every credential; SQLAlchemy's per-row
-    # processing would cost as much as the rest of the run). The only parameters are the two
-    # integers above, rendered as literals by SQLAlchemy's compiler for this dialect.
-    conn = session.connection()
-    text = str(q.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cur = conn.connection.dbapi_connection.cursor()
-    try:
-        cur.execute(text)
-        return [_record(r) for r in cur.fetchall()]
-    finally:
-        cur.close()
+    return [rec for batch in _fetch(session, q) for rec in batch]
+
+
+def iter_all(registry_url: str, upto_seq: int) -> Iterator[list[RegistryCredential]]:
+    """Every credential whose last change has seq <= ``upto_seq``, in batches of BATCH by
+    registry id (keyset pagination on the primary key): each batch is read in a short
+    transaction of its own, so a long run holds no registry lock and no whole-table list.
+
+    A credential changed while the batches are read gets a seq above ``upto_seq`` and is
+    left to the next run, which starts from ``upto_seq``."""
+    from keyadmin.store.db import transaction
+    from keyadmin.store.models import CredentialRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    after = -1
+    while True:
+        q = (
+            _cred_select()
+            .where(c.id > after, c.change_seq <= int(upto_seq))
+            .order_by(c.id)
+            .limit(BATCH)
+        )
+        with transaction(registry_url) as s:
+            batch = [rec for part in _fetch(s, q) for rec in part]
+        if batch:
+            yield batch
+        if len(batch) < BATCH:
+            return
+        after = batch[-1].id
 
 
 def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
