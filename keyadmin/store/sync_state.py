@@ -213,26 +213,25 @@ def iter_all(registry_url: str, upto_seq: int) -> Iterator[list[RegistryCredenti
     transaction of its own, so a long run holds no registry lock and no whole-table list.
 
     A credential changed while the batches are read gets a seq above ``upto_seq`` and is
-    left to the next run, which starts from ``upto_seq``."""
+    left to the next run, which starts from ``upto_seq``. (The bound is applied here, not in
+    the statement, so the statement walks the primary key.)"""
     from keyadmin.store.db import transaction
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
     after = -1
     while True:
-        q = (
-            _cred_select()
-            .where(c.id > after, c.change_seq <= int(upto_seq))
-            .order_by(c.id)
-            .limit(BATCH)
-        )
+        # by the primary key alone: with the change_seq bound in the statement, a planner may
+        # take the change_seq index and sort every row for each batch
+        q = _cred_select().where(c.id > after).order_by(c.id).limit(BATCH)
         with transaction(registry_url) as s:
-            batch = [rec for part in _fetch(s, q) for rec in part]
+            read = [rec for part in _fetch(s, q) for rec in part]
+        batch = [rec for rec in read if rec.change_seq <= upto_seq]
         if batch:
             yield batch
-        if len(batch) < BATCH:
+        if len(read) < BATCH:
             return
-        after = batch[-1].id
+        after = read[-1].id
 
 
 def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
