@@ -25,13 +25,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.b64 import decode_url, encode_url
 from keyadmin.errors import KeyadminError
 from keyadmin.store.appmapping import DERIVED_PREFIX, FIELDS, Derived, Mapping
 from keyadmin.store.appmapping import load_mapping as load_mapping  # the callers' one import
 from keyadmin.store.registry import MAX_SIGN_COUNT
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from keyadmin.store.sync_state import RegistryCredential
 
 #: Values per IN list.
 CHUNK = 1000
@@ -57,7 +62,7 @@ def encode_id(raw: bytes, encoding: str) -> bytes | str:
     return encode_url(raw)
 
 
-def decode_id(value: Any, encoding: str) -> bytes:
+def decode_id(value: object, encoding: str) -> bytes:
     if value is None:
         return b""
     if isinstance(value, memoryview):
@@ -92,7 +97,7 @@ def display_id(raw: bytes) -> str:
     return raw.hex()
 
 
-def utc(value: Any) -> datetime | None:
+def utc(value: object) -> datetime | None:
     """Aware UTC datetimes from whatever a driver returns (naive means UTC)."""
     if value is None:
         return None
@@ -107,7 +112,7 @@ def utc(value: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def parse_counter(value: Any) -> int | None:
+def parse_counter(value: object) -> int | None:
     """The application's stored counter as an int, or None when it is not a WebAuthn counter
     (not a whole number, negative, above 2^32-1). A NULL counter reads as 0."""
     if value is None:
@@ -136,7 +141,7 @@ class AppRow:
 
     credential_id: bytes
     sign_count: int | None  # None: the stored value is not a counter (values has it as stored)
-    values: dict[str, Any]  # field -> value as the database returned it (normalised)
+    values: Values  # field -> value as the database returned it (normalised)
     disabled: bool
     last_used_at: datetime | None
     created_at: datetime | None
@@ -162,7 +167,7 @@ def _engine(url: str) -> Any:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
+        def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     # the application's own file: created and permissioned by the application, not by us
@@ -261,7 +266,7 @@ class AppStore:
             cols.append(Column(m.disabled_column, Boolean, nullable=False, default=False))
         return Table(m.table, md, *cols, schema=m.schema)
 
-    def prepare(self, conn: Any, *, create: bool = False) -> None:
+    def prepare(self, conn: Connection, *, create: bool = False) -> None:
         """Reflect the table (or create it when ``create``); check every mapped column exists."""
         from sqlalchemy import MetaData, Table, inspect
 
@@ -314,7 +319,13 @@ class AppStore:
                 self._reflect(conn, md, "table", lk.table, lk.schema, ("handle_column",))
 
     def _reflect(
-        self, conn: Any, md: Any, key: str, name: str, schema: str | None, columns: Sequence[str]
+        self,
+        conn: Connection,
+        md: Any,
+        key: str,
+        name: str,
+        schema: str | None,
+        columns: Sequence[str],
     ) -> Any:
         """A table of the user lookup; an error names the mapping file, key and column."""
         from sqlalchemy import Table, inspect
@@ -341,7 +352,7 @@ class AppStore:
         return table
 
     # -- the application's users ---------------------------------------------------------------
-    def resolve_users(self, conn: Any, creds: Iterable[Any]) -> None:
+    def resolve_users(self, conn: Connection, creds: Iterable[RegistryCredential]) -> None:
         """Find the application's user of each credential's keyadmin user (user_lookup):
         by name or user handle, in chunked IN lists. A user with none, or whose WebAuthn
         user handle in the application is another, is remembered with the reason
@@ -428,14 +439,14 @@ class AppStore:
                     continue
             self._app_users[handle] = (app_id, "")
 
-    def user_problem(self, cred: Any) -> str | None:
+    def user_problem(self, cred: RegistryCredential) -> str | None:
         """Why no row can be written for this credential's user (None: it can)."""
         if self.mapping.user_lookup is None:
             return None
         app_id, why = self._app_users.get(cred.user_handle, (None, "not looked up"))
         return why if app_id is None else None
 
-    def write_user_handles(self, conn: Any) -> int:
+    def write_user_handles(self, conn: Connection) -> int:
         """Give the application's users planned by :meth:`resolve_users` keyadmin's user
         handle, only where their handle column is still empty."""
         from sqlalchemy import bindparam, or_
@@ -472,7 +483,7 @@ class AppStore:
 
     # -- transactions ----------------------------------------------------------------------------
     @contextmanager
-    def transaction(self, *, create: bool = False, commit: bool = True) -> Iterator[Any]:
+    def transaction(self, *, create: bool = False, commit: bool = True) -> Iterator[Connection]:
         """One transaction on the application's database; ``commit=False`` rolls back."""
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -504,7 +515,7 @@ class AppStore:
                 hint="check the target URL, the mapping and the table's permissions",
             ) from e
 
-    def _serialise(self, conn: Any) -> None:
+    def _serialise(self, conn: Connection) -> None:
         """One sync per table at a time on PostgreSQL (SQLite's BEGIN IMMEDIATE already is).
 
         A transaction-scoped advisory lock: it serialises keyadmin runs only, never the
@@ -524,7 +535,7 @@ class AppStore:
         )
 
     # -- encoding ----------------------------------------------------------------------------------
-    def _cid_param(self, raw: bytes) -> Any:
+    def _cid_param(self, raw: bytes) -> bytes | str:
         if raw.startswith(NOT_CANONICAL):  # a row spelt otherwise: its stored text
             return raw[len(NOT_CANONICAL) :].decode("utf-8", "surrogateescape")
         if self._kind.get("credential_id") == "bytes":
@@ -532,13 +543,13 @@ class AppStore:
         enc = self.mapping.credential_id_encoding
         return encode_id(raw, "base64url" if enc == "bytes" else enc)
 
-    def _cid_decode(self, value: Any) -> bytes:
+    def _cid_decode(self, value: object) -> bytes:
         if self._kind.get("credential_id") == "bytes":
             return decode_id(value, "bytes")
         enc = self.mapping.credential_id_encoding
         return decode_id(value, "base64url" if enc == "bytes" else enc)
 
-    def desired(self, cred: Any) -> dict[str, Any]:
+    def desired(self, cred: RegistryCredential) -> Values:
         """The column values (keyed by field) an approved credential should have.
 
         With a user lookup, :meth:`resolve_users` must have found the user
@@ -565,7 +576,7 @@ class AppStore:
         last_used = utc(cred.last_used_at)
         if last_used is None and m.last_used_unset == "created_at":
             last_used = utc(cred.created_at)
-        out: dict[str, Any] = {
+        out: Values = {
             "credential_id": self._cid_param(cred.credential_id),
             "user_id": user_id,
             "public_key": cred.public_key,
@@ -580,7 +591,7 @@ class AppStore:
             out[DERIVED_PREFIX + d.column] = self._derive(d, cred)
         return {f: out[f] for f in self._fields}
 
-    def _derive(self, d: Derived, cred: Any) -> Any:
+    def _derive(self, d: Derived, cred: RegistryCredential) -> object:
         if d.source is None:
             return d.value
         binary = self._kind.get(DERIVED_PREFIX + d.column) == "bytes"
@@ -612,7 +623,7 @@ class AppStore:
             fmt = d.format if d.format != "auto" else ("bytes" if binary else "base64url")
         return raw if fmt == "bytes" else encode_id(raw, fmt)
 
-    def normalise(self, f: str, value: Any) -> Any:
+    def normalise(self, f: str, value: object) -> object:
         if value is None:
             return None
         if isinstance(value, memoryview):
@@ -622,7 +633,7 @@ class AppStore:
         if f == "backed_up":
             return bool(value)
         if f == "transports" and self._kind.get("transports") == "json":
-            return list(value)
+            return list(value) if isinstance(value, Iterable) else value
         return value
 
     # -- reads --------------------------------------------------------------------------------
@@ -639,8 +650,8 @@ class AppStore:
             sign_count=parse_counter(values["sign_count"]),
             values=values,
             disabled=disabled,
-            last_used_at=values.get("last_used_at"),
-            created_at=values.get("created_at"),
+            last_used_at=utc(values.get("last_used_at")),
+            created_at=utc(values.get("created_at")),
         )
 
     def _select(self) -> Any:
@@ -648,7 +659,7 @@ class AppStore:
 
         return select(self.table)
 
-    def rows_for(self, conn: Any, credential_ids: Sequence[bytes]) -> dict[bytes, AppRow]:
+    def rows_for(self, conn: Connection, credential_ids: Sequence[bytes]) -> dict[bytes, AppRow]:
         """The table's rows for these credential ids (chunked IN lists)."""
         col = self.table.c[self.mapping.column("credential_id")]
         out: dict[bytes, AppRow] = {}
@@ -660,18 +671,18 @@ class AppStore:
                 out[row.credential_id] = row
         return out
 
-    def all_rows(self, conn: Any) -> Iterator[AppRow]:
+    def all_rows(self, conn: Connection) -> Iterator[AppRow]:
         for rows in self.row_batches(conn, 5000):
             yield from rows
 
-    def row_batches(self, conn: Any, size: int) -> Iterator[list[AppRow]]:
+    def row_batches(self, conn: Connection, size: int) -> Iterator[list[AppRow]]:
         """Every row of the table, ``size`` at a time, streamed: a server-side cursor on
         PostgreSQL (SQLAlchemy's ``yield_per``), SQLite's own stepping cursor. The caller
         may run other statements on ``conn`` between batches, but not write this table."""
         for part in conn.execute(self._select()).yield_per(size).partitions():
             yield [self._row(r) for r in part]
 
-    def _dt(self, field: str, value: Any) -> Any:
+    def _dt(self, field: str, value: object) -> object:
         """A time bound for ``field``'s column as the column holds it: a column without a
         time zone holds UTC wall time (how keyadmin reads it), so it gets a naive UTC value -
         never a timestamptz that PostgreSQL would shift by the session's time zone."""
@@ -689,7 +700,7 @@ class AppStore:
         return value
 
     def rows_touched_since(
-        self, conn: Any, used_since: datetime | None, created_since: datetime | None
+        self, conn: Connection, used_since: datetime | None, created_since: datetime | None
     ) -> list[AppRow]:
         """Rows the application used (last_used_at >= mark) or added (created_at > mark).
 
@@ -714,7 +725,7 @@ class AppStore:
         ]
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
-    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:
+    def marks(self, conn: Connection) -> tuple[datetime | None, datetime | None]:
         """(max last_used_at, max created_at) in the table, each None without its column
         (or any value): the next run's marks, read in one statement."""
         from sqlalchemy import func, select
@@ -728,7 +739,7 @@ class AppStore:
         used, created = (utc(next(found)) if c else None for c in cols)
         return used, created
 
-    def census(self, conn: Any, created_since: datetime | None) -> tuple[int, int]:
+    def census(self, conn: Connection, created_since: datetime | None) -> tuple[int, int]:
         """(rows in the table, rows added since the mark: created_at after ``created_since``,
         or with any created_at when there was no mark). Without a created_at column no row
         can be told to be new: (rows, 0).
@@ -755,10 +766,10 @@ class AppStore:
         return int(r[0]), int(r[1])
 
     # -- writes -------------------------------------------------------------------------------
-    def _cols(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _cols(self, values: Values) -> Values:
         return {name: self._dt(f, values[f]) for f, name in self._names if f in values}
 
-    def insert(self, conn: Any, rows: Sequence[dict[str, Any]]) -> int:
+    def insert(self, conn: Connection, rows: Sequence[Values]) -> int:
         if not rows:
             return 0
         m = self.mapping
@@ -778,7 +789,7 @@ class AppStore:
             conn.execute(self.table.insert(), payload[i : i + 5000])
         return len(payload)
 
-    def _executemany(self, conn: Any, payload: Sequence[dict[str, Any]]) -> None:
+    def _executemany(self, conn: Connection, payload: Sequence[Values]) -> None:
         """SQLite: the INSERT compiled by SQLAlchemy for these columns, each value encoded by
         its column type's own bind processor (SQLAlchemy's, so the stored text of a datetime
         is exactly what SQLAlchemy writes and reads), run by the driver's ``executemany`` on
@@ -803,13 +814,15 @@ class AppStore:
                 if vals[i] is not None:
                     vals[i] = proc(vals[i])
             params.append(vals)
-        cur = conn.connection.dbapi_connection.cursor()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None  # a connection checked out of the pool
+        cur = raw.cursor()
         try:
             cur.executemany(str(compiled), params)
         finally:
             cur.close()
 
-    def _copy_in(self, conn: Any, payload: Sequence[dict[str, Any]]) -> None:
+    def _copy_in(self, conn: Connection, payload: Sequence[Values]) -> None:
         """PostgreSQL: COPY … FROM STDIN on the same connection (and transaction).
 
         Names are composed with psycopg.sql.Identifier (quoted); values are rows handed to
@@ -823,12 +836,12 @@ class AppStore:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
             ident, sql.SQL(", ").join(sql.Identifier(c) for c in cols)
         )
-        raw = conn.connection.dbapi_connection
+        raw: Any = conn.connection.dbapi_connection  # psycopg's Connection (its COPY API)
         with raw.cursor() as cur, cur.copy(stmt) as copy:
             for row in payload:
                 copy.write_row(tuple(row[c] for c in cols))
 
-    def update(self, conn: Any, changes: Sequence[tuple[bytes, dict[str, Any]]]) -> int:
+    def update(self, conn: Connection, changes: Sequence[tuple[bytes, Values]]) -> int:
         """Apply per-row changes (field -> value); sign_count never goes down."""
         from sqlalchemy import bindparam, case, or_
 
@@ -838,7 +851,7 @@ class AppStore:
         t = self.table
         cid_col = t.c[m.column("credential_id")]
         count_col = t.c[m.column("sign_count")]
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, ...], list[Values]] = {}
         for cid, values in changes:
             key = tuple(sorted(values))
             one = {f"v_{f}": self._dt(f, v) if f != "disabled" else v for f, v in values.items()}
@@ -866,7 +879,7 @@ class AppStore:
                 done += changed if changed is not None and changed >= 0 else len(batch)
         return done
 
-    def delete(self, conn: Any, credential_ids: Iterable[bytes]) -> int:
+    def delete(self, conn: Connection, credential_ids: Iterable[bytes]) -> int:
         ids = [self._cid_param(c) for c in credential_ids]
         if not ids:
             return 0
@@ -879,7 +892,7 @@ class AppStore:
         return done
 
 
-def _spell(handle: bytes, encoding: str) -> Any:
+def _spell(handle: bytes, encoding: str) -> bytes | str | None:
     """A user handle as the application's column spells it (None: it cannot)."""
     if encoding == "utf8":
         try:
@@ -889,7 +902,7 @@ def _spell(handle: bytes, encoding: str) -> Any:
     return encode_id(handle, encoding)
 
 
-def _same(stored: Any, mine: Any) -> bool:
+def _same(stored: object, mine: object) -> bool:
     import hmac
 
     a = stored if isinstance(stored, bytes) else str(stored).encode("utf-8")
@@ -897,7 +910,7 @@ def _same(stored: Any, mine: Any) -> bool:
     return hmac.compare_digest(a, b)
 
 
-def _kind(sa_type: Any) -> str:
+def _kind(sa_type: object) -> str:
     """bytes, json, int, bool, datetime or text: how values for a column are encoded."""
     from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary
     from sqlalchemy.types import ARRAY

@@ -12,9 +12,21 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keyadmin.store import audit, state
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from sqlmodel import Session
+
+#: One row of :func:`_cred_select`: id, credential id, user name, user handle, public key,
+#: counter, transports (JSON), backup flags, status, created, last used, change_seq, AAGUID,
+#: nickname (times as a driver returns them: datetime, or ISO text from SQLite's cursor).
+CredRow = tuple[
+    int, bytes, str, bytes, bytes, int, "str | None", bool, bool, str,
+    "datetime | str", "datetime | str | None", int, "str | None", "str | None",
+]  # fmt: skip
 
 ACTIVE = "active"
 #: Registry credentials read per batch (a transaction each) when every one is compared.
@@ -48,7 +60,7 @@ class SyncState:
     target_label: str
     last_seq: int
     last_run_at: datetime | None
-    details: dict[str, Any]
+    details: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ def target_key(label: str) -> str:
     return hashlib.sha256(label.encode("utf-8")).hexdigest()
 
 
-def load_state(session: Any, target: str) -> SyncState | None:
+def load_state(session: Session, target: str) -> SyncState | None:
     from keyadmin.store.models import SyncStateRow
 
     row = session.get(SyncStateRow, target)
@@ -79,12 +91,12 @@ def load_state(session: Any, target: str) -> SyncState | None:
 
 
 def save_state(
-    session: Any,
+    session: Session,
     *,
     target: str,
     label: str,
     last_seq: int,
-    details: dict[str, Any],
+    details: dict[str, object],
     at: datetime,
 ) -> None:
     from keyadmin.store.models import SyncStateRow
@@ -100,7 +112,7 @@ def save_state(
     session.flush()
 
 
-def head_seq(session: Any) -> int:
+def head_seq(session: Session) -> int:
     from sqlmodel import select
 
     from keyadmin.store.models import AuditHeadRow
@@ -109,7 +121,7 @@ def head_seq(session: Any) -> int:
     return int(head.seq) if head is not None else 0
 
 
-def _cred_select() -> Any:
+def _cred_select() -> Select[CredRow]:
     from sqlalchemy import select
 
     from keyadmin.store.models import CredentialRow, UserRow
@@ -135,7 +147,7 @@ def _cred_select() -> Any:
     ).join_from(CredentialRow.__table__, UserRow.__table__, c.user_id == u.id)  # type: ignore[attr-defined]
 
 
-def _record(r: Any) -> RegistryCredential:
+def _record(r: CredRow) -> RegistryCredential:
     return RegistryCredential(
         id=r[0],
         credential_id=bytes(r[1]),
@@ -176,7 +188,7 @@ def _aware(value: datetime | str) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-def _fetch(session: Any, query: Any) -> Iterator[list[RegistryCredential]]:
+def _fetch(session: Session, query: Select[CredRow]) -> Iterator[list[RegistryCredential]]:
     """Run ``query`` (no user input: only integers rendered as literals by SQLAlchemy's
     compiler for this dialect) on the driver's own cursor, in batches of records.
 
@@ -184,7 +196,9 @@ def _fetch(session: Any, query: Any) -> Iterator[list[RegistryCredential]]:
     processing would cost as much as the rest of the run."""
     conn = session.connection()
     text = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cur = conn.connection.dbapi_connection.cursor()
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # a connection checked out of the pool
+    cur = raw.cursor()
     try:
         cur.execute(text)
         while chunk := cur.fetchmany(BATCH):
@@ -193,7 +207,7 @@ def _fetch(session: Any, query: Any) -> Iterator[list[RegistryCredential]]:
         cur.close()
 
 
-def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
+def changed_since(session: Session, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
     """Credentials whose last change has seq in (last_seq, upto_seq] (uses the index).
 
     From 0 (a first or full run) every credential up to ``upto_seq`` counts, including rows
@@ -234,7 +248,7 @@ def iter_all(registry_url: str, upto_seq: int) -> Iterator[list[RegistryCredenti
         after = read[-1].id
 
 
-def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
+def by_credential_ids(session: Session, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
@@ -248,12 +262,12 @@ def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, Registr
 
 
 def pull_counters(
-    session: Any,
+    session: Session,
     pulls: Sequence[CounterPull],
     *,
     actor: str,
     target_label: str,
-    authority: dict[str, Any] | None = None,
+    authority: dict[str, object] | None = None,
 ) -> int:
     """Raise registry counters to what the application saw; log and mark each changed row.
 
@@ -272,7 +286,7 @@ def pull_counters(
         now = datetime.now(UTC)
         moved: list[tuple[int, bytes]] = []
         for p in batch:
-            values: dict[str, Any] = {"sign_count": p.app_count, "updated_at": now}
+            values: dict[str, object] = {"sign_count": p.app_count, "updated_at": now}
             if p.app_last_used_at is not None:
                 values["last_used_at"] = p.app_last_used_at
             res = session.execute(
@@ -280,7 +294,7 @@ def pull_counters(
                 .where(t.c.id == p.registry_id, t.c.sign_count < p.app_count)
                 .values(**values)
             )
-            if res.rowcount:
+            if getattr(res, "rowcount", 0):  # a CursorResult for an UPDATE
                 moved.append((p.registry_id, p.credential_id))
         if not moved:
             continue
