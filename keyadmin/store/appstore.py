@@ -268,7 +268,7 @@ class AppStore:
 
     def prepare(self, conn: Connection, *, create: bool = False) -> None:
         """Reflect the table (or create it when ``create``); check every mapped column exists."""
-        from sqlalchemy import MetaData, Table, inspect
+        from sqlalchemy import MetaData, inspect
 
         m = self.mapping
         exists = inspect(conn).has_table(m.table, schema=m.schema)
@@ -283,7 +283,7 @@ class AppStore:
             table = self._default_table(md)
             md.create_all(conn)
         else:
-            table = Table(m.table, md, autoload_with=conn, schema=m.schema)
+            table = _columns_of(conn, md, m.table, m.schema)
         wanted = [m.column(f) for f in FIELDS if m.column(f)] + (
             [m.disabled_column] if m.disabled_column else []
         )
@@ -328,7 +328,7 @@ class AppStore:
         columns: Sequence[str],
     ) -> Any:
         """A table of the user lookup; an error names the mapping file, key and column."""
-        from sqlalchemy import Table, inspect
+        from sqlalchemy import inspect
 
         lk = self.mapping.user_lookup
         src = self.mapping.source
@@ -341,7 +341,7 @@ class AppStore:
                 hint="name the application's table",
             )
         else:
-            table = Table(name, md, autoload_with=conn, schema=schema)
+            table = _columns_of(conn, md, name, schema)
         for k in columns:
             col = getattr(lk, k)
             if col is not None and col not in table.c:
@@ -890,6 +890,22 @@ class AppStore:
             gone = conn.execute(self.table.delete().where(col.in_(batch))).rowcount
             done += gone if gone is not None and gone >= 0 else len(batch)
         return done
+
+
+def _columns_of(conn: Connection, md: Any, name: str, schema: str | None) -> Any:
+    """The table's columns (names, reflected types, nullability) as a ``Table`` in ``md``: one
+    catalog query, where a full reflection asks for keys, indexes, constraints and comments
+    too (most of a no-change sync's time on PostgreSQL). keyadmin's statements name their
+    columns and never rely on the table's keys or defaults."""
+    from sqlalchemy import Column, Table, inspect
+
+    cols = inspect(conn).get_columns(name, schema=schema)
+    return Table(
+        name,
+        md,
+        *(Column(c["name"], c["type"], nullable=c.get("nullable", True)) for c in cols),
+        schema=schema,
+    )
 
 
 def _spell(handle: bytes, encoding: str) -> bytes | str | None:
