@@ -40,6 +40,9 @@ from keyadmin.errors import PolicyRefused
 if TYPE_CHECKING:
     from keyadmin.policy.metadata import MetadataSource
     from keyadmin.policy.model import Policy
+    from keyadmin.store.appmapping import Mapping
+    from keyadmin.store.appstore import AppRow, AppStore
+    from keyadmin.store.sync_state import RegistryCredential
 
 #: Rules about the metadata snapshot as a whole: reported once for the estate, not per key.
 ESTATE_RULES = frozenset({"metadata.fresh", "metadata.signed"})
@@ -426,20 +429,21 @@ def _firmware_verdict(fw: str | None, floor: Any) -> tuple[str, str] | None:
 
 
 def _drift(
-    registry_url: str, target_url: str, mapping: Any, jump: int
+    registry_url: str, target_url: str, mapping: Mapping, jump: int
 ) -> tuple[str, list[Finding]]:
-    """Compare every application row with the registry (a full read of both): rows never
-    approved, inactive credentials still usable, approved rows tampered with
-    (keyadmin.flows.tamper), active credentials missing."""
+    """Compare every application row with the registry (a full read of both, streamed in
+    batches: application rows looked up in the registry, then registry credentials by id;
+    memory holds the set of credential ids the table has): rows never approved, inactive
+    credentials still usable, approved rows tampered with (keyadmin.flows.tamper), active
+    credentials missing."""
     from keyadmin.flows.sync import target_label
-    from keyadmin.flows.tamper import inspect_row, shown
     from keyadmin.store import sync_state as st
-    from keyadmin.store.appstore import AppStore, display_id
+    from keyadmin.store.appstore import AppStore
     from keyadmin.store.db import transaction
 
     label = target_label(target_url, mapping)
     with transaction(registry_url) as s:
-        creds = {c.credential_id: c for c in st.changed_since(s, 0, st.head_seq(s))}
+        upto = st.head_seq(s)
         state = st.load_state(s, st.target_key(label))
     synced_seq = state.last_seq if state is not None else -1
     store = AppStore(target_url, mapping)
@@ -447,67 +451,89 @@ def _drift(
     seen: set[bytes] = set()
     try:
         with store.transaction(commit=False) as conn:
-            store.resolve_users(conn, [c for c in creds.values() if c.status == "active"])
-            for row in store.all_rows(conn):
-                seen.add(row.credential_id)
-                rec = creds.get(row.credential_id)
-                subject = display_id(row.credential_id)
-                if rec is None:
-                    bad = (
-                        ""
-                        if row.sign_count is not None
-                        else f"; its sign_count {shown(row.values.get('sign_count'))!r} is "
-                        "not a counter"
+            for rows in store.row_batches(conn, st.BATCH):
+                with transaction(registry_url) as s:
+                    known = st.by_credential_ids(s, [r.credential_id for r in rows])
+                store.resolve_users(conn, [c for c in known.values() if c.status == st.ACTIVE])
+                for row in rows:
+                    seen.add(row.credential_id)
+                    out.extend(
+                        _row_findings(store, row, known.get(row.credential_id), synced_seq, jump)
                     )
+            for batch in st.iter_all(registry_url, upto):
+                missing = [
+                    c for c in batch if c.status == st.ACTIVE and c.credential_id not in seen
+                ]
+                store.resolve_users(conn, missing)
+                for rec in missing:
+                    problem = store.user_problem(rec)
                     out.append(
                         Finding(
                             "drift",
-                            subject,
-                            "sync.unapproved",
-                            "in the application's table but never approved by keyadmin "
-                            f"(keyadmin sync --prune removes it){bad}",
+                            rec.credential_id.hex(),
+                            "sync.missing",
+                            "active in the registry but not in the application's table "
+                            + (
+                                "(run keyadmin sync)"
+                                if problem is None
+                                else f"and cannot be: {problem}"
+                            ),
+                            "warn",
                         )
                     )
-                elif rec.status != "active":
-                    if not row.disabled:
-                        out.append(
-                            Finding(
-                                "drift",
-                                subject,
-                                "sync.inactive-present",
-                                f"{rec.status} in the registry but usable in the application "
-                                "(run keyadmin sync)",
-                            )
-                        )
-                elif store.user_problem(rec) is None:
-                    synced = 0 <= rec.change_seq <= synced_seq
-                    for kind, detail in inspect_row(
-                        store, store.desired(rec), rec, row, synced=synced, jump=jump
-                    ):
-                        out.append(
-                            Finding(
-                                "tamper",
-                                subject,
-                                f"sync.tampered.{kind}",
-                                f"the application's row: {detail} (keyadmin sync --full writes "
-                                "the registry's values back where it can)",
-                                registry_id=rec.id,
-                                user=rec.user_name,
-                            )
-                        )
     finally:
         store.close()
-    for cid, rec in creds.items():
-        if rec.status == "active" and cid not in seen:
-            problem = store.user_problem(rec)
-            out.append(
-                Finding(
-                    "drift",
-                    cid.hex(),
-                    "sync.missing",
-                    "active in the registry but not in the application's table "
-                    + ("(run keyadmin sync)" if problem is None else f"and cannot be: {problem}"),
-                    "warn",
-                )
-            )
     return label, out
+
+
+def _row_findings(
+    store: AppStore, row: AppRow, rec: RegistryCredential | None, synced_seq: int, jump: int
+) -> list[Finding]:
+    """What one application row says against its registry credential (None: it has none)."""
+    from keyadmin.flows.tamper import inspect_row, shown
+    from keyadmin.store.appstore import display_id
+
+    subject = display_id(row.credential_id)
+    if rec is None:
+        bad = (
+            ""
+            if row.sign_count is not None
+            else f"; its sign_count {shown(row.values.get('sign_count'))!r} is not a counter"
+        )
+        return [
+            Finding(
+                "drift",
+                subject,
+                "sync.unapproved",
+                "in the application's table but never approved by keyadmin "
+                f"(keyadmin sync --prune removes it){bad}",
+            )
+        ]
+    if rec.status != "active":
+        if row.disabled:
+            return []
+        return [
+            Finding(
+                "drift",
+                subject,
+                "sync.inactive-present",
+                f"{rec.status} in the registry but usable in the application (run keyadmin sync)",
+            )
+        ]
+    if store.user_problem(rec) is not None:
+        return []
+    synced = 0 <= rec.change_seq <= synced_seq
+    return [
+        Finding(
+            "tamper",
+            subject,
+            f"sync.tampered.{kind}",
+            f"the application's row: {detail} (keyadmin sync --full writes the registry's "
+            "values back where it can)",
+            registry_id=rec.id,
+            user=rec.user_name,
+        )
+        for kind, detail in inspect_row(
+            store, store.desired(rec), rec, row, synced=synced, jump=jump
+        )
+    ]

@@ -2,9 +2,9 @@
 
 keyadmin writes approved credentials into that table; the application reads them at sign-in
 and advances their counters. A mapping file (``policies/app-mapping.example.toml``, loaded by
-:func:`load_mapping`) names the table and its columns; the defaults follow the common schema
-(credential_id, user_id, public_key as COSE bytes, sign_count, transports, device_type,
-backed_up, created_at, last_used_at).
+:func:`keyadmin.store.appmapping.load_mapping`) names the table and its columns; the
+defaults follow the common schema (credential_id, user_id, public_key as COSE bytes,
+sign_count, transports, device_type, backed_up, created_at, last_used_at).
 
 Everything here is SQLAlchemy Core on the target URL: table and column names come from the
 mapping and are quoted by SQLAlchemy's compiler (``Table``/``Column`` objects, never string
@@ -19,283 +19,36 @@ PostgreSQL runs READ COMMITTED and every counter write is guarded (never lowers 
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.b64 import decode_url, encode_url
-from keyadmin.errors import ConfigError, KeyadminError
-from keyadmin.files import read_input
+from keyadmin.errors import KeyadminError
+from keyadmin.store.appmapping import DERIVED_PREFIX, FIELDS, Derived, Mapping
+from keyadmin.store.appmapping import load_mapping as load_mapping  # the callers' one import
 from keyadmin.store.registry import MAX_SIGN_COUNT
 
-FIELDS = (
-    "credential_id",
-    "user_id",
-    "public_key",
-    "sign_count",
-    "transports",
-    "device_type",
-    "backed_up",
-    "created_at",
-    "last_used_at",
-)
-REQUIRED_FIELDS = ("credential_id", "user_id", "public_key", "sign_count")
-ENCODINGS = ("bytes", "base64url", "hex")
-USER_ID_SOURCES = ("user_handle", "user_name")
-ON_INACTIVE = ("delete", "disable")
-TRANSPORT_ENCODINGS = ("json", "comma")
-LAST_USED_UNSET = ("null", "created_at")
-#: What a derived column can hold (``[derived.COLUMN] from = …``); or a constant ``value``.
-DERIVED_SOURCES = (
-    "credential_id_sha256",
-    "aaguid",
-    "nickname",
-    "user_name",
-    "credential_id",
-    "backup_eligible",
-)
-DERIVED_FORMATS = ("auto", "bytes", "hex", "base64url", "uuid")
-#: How a user handle is spelt in an application's column (``utf8``: the handle's bytes are
-#: the UTF-8 text in the column, as Flask-Security-Too compares them).
-HANDLE_ENCODINGS = ("bytes", "hex", "base64url", "utf8")
-LOOKUP_MATCH = ("user_name", "user_handle")
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from keyadmin.store.sync_state import RegistryCredential
+
+#: Values per IN list.
 CHUNK = 1000
+#: The page cache of keyadmin's connection to an application's SQLite file, in KiB.
+APP_SQLITE_CACHE_KB = 64 * 1024
+#: The column values of one credential's row, keyed by field (``DERIVED_PREFIX`` + column for
+#: a derived column): bytes, text, numbers, booleans, datetimes, a list of transports, None.
+Values = dict[str, object]
 
 
 class AppStoreError(KeyadminError):
     """The application's database refused an operation; nothing was written there."""
-
-
-@dataclass(frozen=True)
-class UserLookup:
-    """The application's user table: the credential row's user id is that table's
-    ``id_column`` of the user whose ``match_column`` equals the keyadmin user's name (or
-    user handle). ``handle_column``: the user row's WebAuthn user handle, which must be
-    keyadmin's (written there when empty)."""
-
-    table: str
-    schema: str | None
-    id_column: str
-    match_column: str
-    match: str = "user_name"
-    match_encoding: str = "utf8"
-    handle_column: str | None = None
-    handle_encoding: str = "utf8"
-    # the handle in a related table (one row per user) rather than on the user row
-    handle_table: str | None = None
-    handle_user_column: str | None = None
-
-    def describe(self) -> str:
-        return f"{self.schema + '.' if self.schema else ''}{self.table}"
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A column of the credential table computed from the credential, or a constant."""
-
-    column: str
-    source: str | None  # one of DERIVED_SOURCES; None: ``value``
-    value: Any = None
-    format: str = "auto"
-    default: Any = None  # for a source that may be empty (nickname)
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """Where and how credentials go in the application's table (see the example file)."""
-
-    table: str = "webauthn_credentials"
-    schema: str | None = None
-    columns: dict[str, str | None] = field(default_factory=lambda: {f: f for f in FIELDS})
-    credential_id_encoding: str = "bytes"
-    user_id_source: str = "user_handle"
-    user_id_encoding: str = "bytes"
-    on_inactive: str = "delete"
-    disabled_column: str | None = None
-    device_type_single: str = "singleDevice"
-    device_type_multi: str = "multiDevice"
-    source: str = "(defaults)"
-    transports_encoding: str = "json"
-    last_used_unset: str = "null"
-    user_lookup: UserLookup | None = None
-    derived: tuple[Derived, ...] = ()
-
-    def column(self, name: str) -> str | None:
-        if name.startswith(DERIVED_PREFIX):
-            return name[len(DERIVED_PREFIX) :]
-        return self.columns.get(name)
-
-    def describe(self) -> str:
-        return f"{self.schema + '.' if self.schema else ''}{self.table}"
-
-
-def load_mapping(path: str | Path | None) -> Mapping:
-    """Read a mapping file (TOML); ``None`` gives the common-schema defaults."""
-    if path is None:
-        return Mapping()
-    p = Path(path)
-    try:
-        doc = tomllib.loads(read_input(p).decode("utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read mapping file {p}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
-
-    def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"{p}: {key}: {why}", hint="see policies/app-mapping.example.toml")
-
-    known = {"table", "columns", "encoding", "inactive", "device_type", "user_lookup", "derived"}
-    for key in doc:
-        if key not in known:
-            raise bad(key, f"unknown section (known: {', '.join(sorted(known))})")
-    table = doc.get("table", {})
-    if not isinstance(table, dict) or not isinstance(table.get("name", "x"), str):
-        raise bad("table", "must be a table with name = '…'")
-    name = table.get("name", Mapping.table)
-    schema = table.get("schema") or None
-    columns: dict[str, str | None] = {f: f for f in FIELDS}
-    for key, value in (doc.get("columns") or {}).items():
-        if key not in FIELDS:
-            raise bad(f"columns.{key}", f"unknown field (known: {', '.join(FIELDS)})")
-        if not isinstance(value, str):
-            raise bad(f"columns.{key}", "must be a column name, or '' to leave it out")
-        if value == "" and key in REQUIRED_FIELDS:
-            raise bad(f"columns.{key}", "this column is required")
-        columns[key] = value or None
-    enc = doc.get("encoding") or {}
-    cid_enc = enc.get("credential_id", "bytes")
-    uid_src = enc.get("user_id_source", "user_handle")
-    uid_enc = enc.get("user_id", "bytes")
-    if cid_enc not in ENCODINGS:
-        raise bad("encoding.credential_id", f"one of {', '.join(ENCODINGS)}")
-    if uid_src not in USER_ID_SOURCES:
-        raise bad("encoding.user_id_source", f"one of {', '.join(USER_ID_SOURCES)}")
-    if uid_enc not in ENCODINGS:
-        raise bad("encoding.user_id", f"one of {', '.join(ENCODINGS)}")
-    inactive = doc.get("inactive") or {}
-    action = inactive.get("action", "delete")
-    if action not in ON_INACTIVE:
-        raise bad("inactive.action", f"one of {', '.join(ON_INACTIVE)}")
-    disabled = inactive.get("disabled_column") or None
-    if action == "disable" and not disabled:
-        raise bad("inactive.disabled_column", "needed with action = 'disable'")
-    transports_enc = enc.get("transports", "json")
-    if transports_enc not in TRANSPORT_ENCODINGS:
-        raise bad("encoding.transports", f"one of {', '.join(TRANSPORT_ENCODINGS)}")
-    unset = enc.get("last_used_at_unset", "null")
-    if unset not in LAST_USED_UNSET:
-        raise bad("encoding.last_used_at_unset", f"one of {', '.join(LAST_USED_UNSET)}")
-    lookup = _load_lookup(doc.get("user_lookup"), bad)
-    derived = _load_derived(doc.get("derived"), bad, {c for c in columns.values() if c})
-    dt = doc.get("device_type") or {}
-    return Mapping(
-        table=name,
-        schema=schema,
-        columns=columns,
-        credential_id_encoding=cid_enc,
-        user_id_source=uid_src,
-        user_id_encoding=uid_enc,
-        on_inactive=action,
-        disabled_column=disabled if action == "disable" else None,
-        device_type_single=str(dt.get("single", "singleDevice")),
-        device_type_multi=str(dt.get("multi", "multiDevice")),
-        source=str(p),
-        transports_encoding=transports_enc,
-        last_used_unset=unset,
-        user_lookup=lookup,
-        derived=derived,
-    )
-
-
-DERIVED_PREFIX = "derived:"
-
-
-def _name(value: Any, key: str, bad: Any, *, required: bool = True) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise bad(key, "a column or table name is required")
-        return None
-    if not isinstance(value, str):
-        raise bad(key, "must be a name (a string)")
-    return value
-
-
-def _load_lookup(doc: Any, bad: Any) -> UserLookup | None:
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise bad("user_lookup", "must be a table")
-    known = {"table", "schema", "id_column", "match_column", "match", "match_encoding"}
-    known |= {"handle_column", "handle_encoding", "handle_table", "handle_user_column"}
-    for key in doc:
-        if key not in known:
-            raise bad(f"user_lookup.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-    match = doc.get("match", "user_name")
-    if doc.get("handle_table") and not doc.get("handle_column"):
-        raise bad("user_lookup.handle_column", "needed with handle_table")
-    if match not in LOOKUP_MATCH:
-        raise bad("user_lookup.match", f"one of {', '.join(LOOKUP_MATCH)}")
-    for key in ("match_encoding", "handle_encoding"):
-        if doc.get(key, "utf8") not in HANDLE_ENCODINGS:
-            raise bad(f"user_lookup.{key}", f"one of {', '.join(HANDLE_ENCODINGS)}")
-    return UserLookup(
-        table=str(_name(doc.get("table"), "user_lookup.table", bad)),
-        schema=_name(doc.get("schema"), "user_lookup.schema", bad, required=False),
-        id_column=str(_name(doc.get("id_column"), "user_lookup.id_column", bad)),
-        match_column=str(_name(doc.get("match_column"), "user_lookup.match_column", bad)),
-        match=match,
-        match_encoding=doc.get("match_encoding", "utf8"),
-        handle_column=_name(
-            doc.get("handle_column"), "user_lookup.handle_column", bad, required=False
-        ),
-        handle_encoding=doc.get("handle_encoding", "utf8"),
-        handle_table=_name(
-            doc.get("handle_table"), "user_lookup.handle_table", bad, required=False
-        ),
-        handle_user_column=_name(
-            doc.get("handle_user_column"),
-            "user_lookup.handle_user_column",
-            bad,
-            required=bool(doc.get("handle_table")),
-        ),
-    )
-
-
-def _load_derived(doc: Any, bad: Any, mapped: set[str]) -> tuple[Derived, ...]:
-    if doc is None:
-        return ()
-    if not isinstance(doc, dict):
-        raise bad("derived", "must be a table of [derived.COLUMN] tables")
-    out = []
-    for column, spec in doc.items():
-        key = f"derived.{column}"
-        if not isinstance(spec, dict):
-            raise bad(key, "must be a table with from = '…' or value = …")
-        if column in mapped:
-            raise bad(key, "this column is already mapped in [columns]")
-        for k in spec:
-            if k not in ("from", "value", "format", "default"):
-                raise bad(f"{key}.{k}", "unknown key (known: default, format, from, value)")
-        source = spec.get("from")
-        if (source is None) == ("value" not in spec):
-            raise bad(key, "give exactly one of from = '…' and value = …")
-        if source is not None and source not in DERIVED_SOURCES:
-            raise bad(f"{key}.from", f"one of {', '.join(DERIVED_SOURCES)}")
-        fmt = spec.get("format", "auto")
-        if fmt not in DERIVED_FORMATS:
-            raise bad(f"{key}.format", f"one of {', '.join(DERIVED_FORMATS)}")
-        if fmt == "uuid" and source != "aaguid":
-            raise bad(f"{key}.format", "uuid is for from = 'aaguid'")
-        value = spec.get("value")
-        if isinstance(value, (dict, list)):
-            raise bad(f"{key}.value", "must be a string, number or boolean")
-        out.append(Derived(column, source, value, fmt, spec.get("default")))
-    return tuple(out)
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -309,7 +62,7 @@ def encode_id(raw: bytes, encoding: str) -> bytes | str:
     return encode_url(raw)
 
 
-def decode_id(value: Any, encoding: str) -> bytes:
+def decode_id(value: object, encoding: str) -> bytes:
     if value is None:
         return b""
     if isinstance(value, memoryview):
@@ -344,7 +97,7 @@ def display_id(raw: bytes) -> str:
     return raw.hex()
 
 
-def utc(value: Any) -> datetime | None:
+def utc(value: object) -> datetime | None:
     """Aware UTC datetimes from whatever a driver returns (naive means UTC)."""
     if value is None:
         return None
@@ -359,7 +112,7 @@ def utc(value: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def parse_counter(value: Any) -> int | None:
+def parse_counter(value: object) -> int | None:
     """The application's stored counter as an int, or None when it is not a WebAuthn counter
     (not a whole number, negative, above 2^32-1). A NULL counter reads as 0."""
     if value is None:
@@ -388,7 +141,7 @@ class AppRow:
 
     credential_id: bytes
     sign_count: int | None  # None: the stored value is not a counter (values has it as stored)
-    values: dict[str, Any]  # field -> value as the database returned it (normalised)
+    values: Values  # field -> value as the database returned it (normalised)
     disabled: bool
     last_used_at: datetime | None
     created_at: datetime | None
@@ -408,10 +161,13 @@ def _engine(url: str) -> Any:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout=30000")
+            # this connection's page cache (SQLite's default is 2 MB): a first sync of a
+            # million rows inserts random credential ids into the table's indexes
+            cur.execute(f"PRAGMA cache_size={-APP_SQLITE_CACHE_KB}")
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
+        def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     # the application's own file: created and permissioned by the application, not by us
@@ -437,6 +193,7 @@ class AppStore:
         self.engine = _engine(url)
         self.table: Any = None
         self._kind: dict[str, str] = {}
+        self._naive: dict[str, bool] = {}  # field -> its column holds times without a zone
         self._fields: list[str] = [f for f in FIELDS if mapping.column(f)]
         self._fields += [DERIVED_PREFIX + d.column for d in mapping.derived]
         self._names: list[tuple[str, str]] = [(f, str(mapping.column(f))) for f in self._fields]
@@ -509,9 +266,9 @@ class AppStore:
             cols.append(Column(m.disabled_column, Boolean, nullable=False, default=False))
         return Table(m.table, md, *cols, schema=m.schema)
 
-    def prepare(self, conn: Any, *, create: bool = False) -> None:
+    def prepare(self, conn: Connection, *, create: bool = False) -> None:
         """Reflect the table (or create it when ``create``); check every mapped column exists."""
-        from sqlalchemy import MetaData, Table, inspect
+        from sqlalchemy import MetaData, inspect
 
         m = self.mapping
         exists = inspect(conn).has_table(m.table, schema=m.schema)
@@ -526,7 +283,7 @@ class AppStore:
             table = self._default_table(md)
             md.create_all(conn)
         else:
-            table = Table(m.table, md, autoload_with=conn, schema=m.schema)
+            table = _columns_of(conn, md, m.table, m.schema)
         wanted = [m.column(f) for f in FIELDS if m.column(f)] + (
             [m.disabled_column] if m.disabled_column else []
         )
@@ -544,6 +301,7 @@ class AppStore:
                     hint="name an existing column of the credential table",
                 )
         self.table = table
+        self._naive.clear()
         for f in self._fields:
             name = m.column(f)
             if name:
@@ -561,10 +319,16 @@ class AppStore:
                 self._reflect(conn, md, "table", lk.table, lk.schema, ("handle_column",))
 
     def _reflect(
-        self, conn: Any, md: Any, key: str, name: str, schema: str | None, columns: Sequence[str]
+        self,
+        conn: Connection,
+        md: Any,
+        key: str,
+        name: str,
+        schema: str | None,
+        columns: Sequence[str],
     ) -> Any:
         """A table of the user lookup; an error names the mapping file, key and column."""
-        from sqlalchemy import Table, inspect
+        from sqlalchemy import inspect
 
         lk = self.mapping.user_lookup
         src = self.mapping.source
@@ -577,7 +341,7 @@ class AppStore:
                 hint="name the application's table",
             )
         else:
-            table = Table(name, md, autoload_with=conn, schema=schema)
+            table = _columns_of(conn, md, name, schema)
         for k in columns:
             col = getattr(lk, k)
             if col is not None and col not in table.c:
@@ -588,7 +352,7 @@ class AppStore:
         return table
 
     # -- the application's users ---------------------------------------------------------------
-    def resolve_users(self, conn: Any, creds: Iterable[Any]) -> None:
+    def resolve_users(self, conn: Connection, creds: Iterable[RegistryCredential]) -> None:
         """Find the application's user of each credential's keyadmin user (user_lookup):
         by name or user handle, in chunked IN lists. A user with none, or whose WebAuthn
         user handle in the application is another, is remembered with the reason
@@ -675,14 +439,14 @@ class AppStore:
                     continue
             self._app_users[handle] = (app_id, "")
 
-    def user_problem(self, cred: Any) -> str | None:
+    def user_problem(self, cred: RegistryCredential) -> str | None:
         """Why no row can be written for this credential's user (None: it can)."""
         if self.mapping.user_lookup is None:
             return None
         app_id, why = self._app_users.get(cred.user_handle, (None, "not looked up"))
         return why if app_id is None else None
 
-    def write_user_handles(self, conn: Any) -> int:
+    def write_user_handles(self, conn: Connection) -> int:
         """Give the application's users planned by :meth:`resolve_users` keyadmin's user
         handle, only where their handle column is still empty."""
         from sqlalchemy import bindparam, or_
@@ -719,7 +483,7 @@ class AppStore:
 
     # -- transactions ----------------------------------------------------------------------------
     @contextmanager
-    def transaction(self, *, create: bool = False, commit: bool = True) -> Iterator[Any]:
+    def transaction(self, *, create: bool = False, commit: bool = True) -> Iterator[Connection]:
         """One transaction on the application's database; ``commit=False`` rolls back."""
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -751,7 +515,7 @@ class AppStore:
                 hint="check the target URL, the mapping and the table's permissions",
             ) from e
 
-    def _serialise(self, conn: Any) -> None:
+    def _serialise(self, conn: Connection) -> None:
         """One sync per table at a time on PostgreSQL (SQLite's BEGIN IMMEDIATE already is).
 
         A transaction-scoped advisory lock: it serialises keyadmin runs only, never the
@@ -771,7 +535,7 @@ class AppStore:
         )
 
     # -- encoding ----------------------------------------------------------------------------------
-    def _cid_param(self, raw: bytes) -> Any:
+    def _cid_param(self, raw: bytes) -> bytes | str:
         if raw.startswith(NOT_CANONICAL):  # a row spelt otherwise: its stored text
             return raw[len(NOT_CANONICAL) :].decode("utf-8", "surrogateescape")
         if self._kind.get("credential_id") == "bytes":
@@ -779,13 +543,13 @@ class AppStore:
         enc = self.mapping.credential_id_encoding
         return encode_id(raw, "base64url" if enc == "bytes" else enc)
 
-    def _cid_decode(self, value: Any) -> bytes:
+    def _cid_decode(self, value: object) -> bytes:
         if self._kind.get("credential_id") == "bytes":
             return decode_id(value, "bytes")
         enc = self.mapping.credential_id_encoding
         return decode_id(value, "base64url" if enc == "bytes" else enc)
 
-    def desired(self, cred: Any) -> dict[str, Any]:
+    def desired(self, cred: RegistryCredential) -> Values:
         """The column values (keyed by field) an approved credential should have.
 
         With a user lookup, :meth:`resolve_users` must have found the user
@@ -812,7 +576,7 @@ class AppStore:
         last_used = utc(cred.last_used_at)
         if last_used is None and m.last_used_unset == "created_at":
             last_used = utc(cred.created_at)
-        out: dict[str, Any] = {
+        out: Values = {
             "credential_id": self._cid_param(cred.credential_id),
             "user_id": user_id,
             "public_key": cred.public_key,
@@ -827,7 +591,7 @@ class AppStore:
             out[DERIVED_PREFIX + d.column] = self._derive(d, cred)
         return {f: out[f] for f in self._fields}
 
-    def _derive(self, d: Derived, cred: Any) -> Any:
+    def _derive(self, d: Derived, cred: RegistryCredential) -> object:
         if d.source is None:
             return d.value
         binary = self._kind.get(DERIVED_PREFIX + d.column) == "bytes"
@@ -859,7 +623,7 @@ class AppStore:
             fmt = d.format if d.format != "auto" else ("bytes" if binary else "base64url")
         return raw if fmt == "bytes" else encode_id(raw, fmt)
 
-    def normalise(self, f: str, value: Any) -> Any:
+    def normalise(self, f: str, value: object) -> object:
         if value is None:
             return None
         if isinstance(value, memoryview):
@@ -869,7 +633,7 @@ class AppStore:
         if f == "backed_up":
             return bool(value)
         if f == "transports" and self._kind.get("transports") == "json":
-            return list(value)
+            return list(value) if isinstance(value, Iterable) else value
         return value
 
     # -- reads --------------------------------------------------------------------------------
@@ -886,8 +650,8 @@ class AppStore:
             sign_count=parse_counter(values["sign_count"]),
             values=values,
             disabled=disabled,
-            last_used_at=values.get("last_used_at"),
-            created_at=values.get("created_at"),
+            last_used_at=utc(values.get("last_used_at")),
+            created_at=utc(values.get("created_at")),
         )
 
     def _select(self) -> Any:
@@ -895,7 +659,7 @@ class AppStore:
 
         return select(self.table)
 
-    def rows_for(self, conn: Any, credential_ids: Sequence[bytes]) -> dict[bytes, AppRow]:
+    def rows_for(self, conn: Connection, credential_ids: Sequence[bytes]) -> dict[bytes, AppRow]:
         """The table's rows for these credential ids (chunked IN lists)."""
         col = self.table.c[self.mapping.column("credential_id")]
         out: dict[bytes, AppRow] = {}
@@ -907,24 +671,36 @@ class AppStore:
                 out[row.credential_id] = row
         return out
 
-    def all_rows(self, conn: Any) -> Iterator[AppRow]:
-        for r in conn.execute(self._select()).yield_per(5000):
-            yield self._row(r)
+    def all_rows(self, conn: Connection) -> Iterator[AppRow]:
+        for rows in self.row_batches(conn, 5000):
+            yield from rows
 
-    def _dt(self, field: str, value: Any) -> Any:
+    def row_batches(self, conn: Connection, size: int) -> Iterator[list[AppRow]]:
+        """Every row of the table, ``size`` at a time, streamed: a server-side cursor on
+        PostgreSQL (SQLAlchemy's ``yield_per``), SQLite's own stepping cursor. The caller
+        may run other statements on ``conn`` between batches, but not write this table."""
+        for part in conn.execute(self._select()).yield_per(size).partitions():
+            yield [self._row(r) for r in part]
+
+    def _dt(self, field: str, value: object) -> object:
         """A time bound for ``field``'s column as the column holds it: a column without a
         time zone holds UTC wall time (how keyadmin reads it), so it gets a naive UTC value -
         never a timestamptz that PostgreSQL would shift by the session's time zone."""
         if not isinstance(value, datetime) or value.tzinfo is None:
             return value
-        name = self.mapping.column(field)
-        col_type = self.table.c[name].type if name else None
-        if col_type is not None and getattr(col_type, "timezone", True) is False:
+        naive = self._naive.get(field)
+        if naive is None:
+            name = self.mapping.column(field)
+            col_type = self.table.c[name].type if name else None
+            naive = self._naive[field] = (
+                col_type is not None and getattr(col_type, "timezone", True) is False
+            )
+        if naive:
             return value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def rows_touched_since(
-        self, conn: Any, used_since: datetime | None, created_since: datetime | None
+        self, conn: Connection, used_since: datetime | None, created_since: datetime | None
     ) -> list[AppRow]:
         """Rows the application used (last_used_at >= mark) or added (created_at > mark).
 
@@ -949,7 +725,7 @@ class AppStore:
         ]
         return [self._row(r) for r in conn.execute(self._select().where(or_(*conds)))]
 
-    def marks(self, conn: Any) -> tuple[datetime | None, datetime | None]:
+    def marks(self, conn: Connection) -> tuple[datetime | None, datetime | None]:
         """(max last_used_at, max created_at) in the table, each None without its column
         (or any value): the next run's marks, read in one statement."""
         from sqlalchemy import func, select
@@ -963,32 +739,37 @@ class AppStore:
         used, created = (utc(next(found)) if c else None for c in cols)
         return used, created
 
-    def census(self, conn: Any, created_since: datetime | None) -> tuple[int, int]:
+    def census(self, conn: Connection, created_since: datetime | None) -> tuple[int, int]:
         """(rows in the table, rows added since the mark: created_at after ``created_since``,
-        or with any created_at when there was no mark), in one statement. Without a
-        created_at column no row can be told to be new: (rows, 0)."""
-        from sqlalchemy import case, func, select
+        or with any created_at when there was no mark). Without a created_at column no row
+        can be told to be new: (rows, 0).
 
+        One statement of two counts: both see the same snapshot (under PostgreSQL's READ
+        COMMITTED two statements would not, and a back-dated row plus a new one committed
+        between them would cancel out), and each is answered its own way - the row count
+        from the table's smallest index, the new rows from an index on created_at where the
+        table has one (the common schema does) - instead of judging every row in one scan."""
+        from sqlalchemy import func, select
+
+        total = select(func.count()).select_from(self.table).scalar_subquery()
         created_col = self.mapping.column("created_at")
         if not created_col:
-            n = int(conn.execute(select(func.count()).select_from(self.table)).scalar_one())
-            return n, 0
+            return int(conn.execute(select(total)).scalar_one()), 0
         created = self.table.c[created_col]
         new = (
             created.is_not(None)
             if created_since is None
             else created > self._dt("created_at", created_since)
         )
-        r = conn.execute(
-            select(func.count(), func.sum(case((new, 1), else_=0))).select_from(self.table)
-        ).one()
-        return int(r[0]), int(r[1] or 0)
+        added = select(func.count()).select_from(self.table).where(new).scalar_subquery()
+        r = conn.execute(select(total, added)).one()
+        return int(r[0]), int(r[1])
 
     # -- writes -------------------------------------------------------------------------------
-    def _cols(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _cols(self, values: Values) -> Values:
         return {name: self._dt(f, values[f]) for f, name in self._names if f in values}
 
-    def insert(self, conn: Any, rows: Sequence[dict[str, Any]]) -> int:
+    def insert(self, conn: Connection, rows: Sequence[Values]) -> int:
         if not rows:
             return 0
         m = self.mapping
@@ -1001,11 +782,47 @@ class AppStore:
         if conn.dialect.name == "postgresql" and "json" not in self._kind.values():
             self._copy_in(conn, payload)
             return len(payload)
+        if conn.dialect.name == "sqlite":
+            self._executemany(conn, payload)
+            return len(payload)
         for i in range(0, len(payload), 5000):
             conn.execute(self.table.insert(), payload[i : i + 5000])
         return len(payload)
 
-    def _copy_in(self, conn: Any, payload: Sequence[dict[str, Any]]) -> None:
+    def _executemany(self, conn: Connection, payload: Sequence[Values]) -> None:
+        """SQLite: the INSERT compiled by SQLAlchemy for these columns, each value encoded by
+        its column type's own bind processor (SQLAlchemy's, so the stored text of a datetime
+        is exactly what SQLAlchemy writes and reads), run by the driver's ``executemany`` on
+        the same connection and transaction. SQLAlchemy's per-row parameter handling would
+        cost more than SQLite's own work at 100,000s of rows."""
+        dialect = conn.dialect
+        keys = list(payload[0])
+        compiled = self.table.insert().compile(dialect=dialect, column_keys=keys)
+        order = list(compiled.positiontup or ())
+        if sorted(order) != sorted(keys):  # not the plain positional statement expected
+            conn.execute(self.table.insert(), list(payload))
+            return
+        procs = [
+            (i, proc)
+            for i, k in enumerate(order)
+            if (proc := self.table.c[k].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        params = []
+        for row in payload:
+            vals = [row[k] for k in order]
+            for i, proc in procs:
+                if vals[i] is not None:
+                    vals[i] = proc(vals[i])
+            params.append(vals)
+        raw = conn.connection.dbapi_connection
+        assert raw is not None  # a connection checked out of the pool
+        cur = raw.cursor()
+        try:
+            cur.executemany(str(compiled), params)
+        finally:
+            cur.close()
+
+    def _copy_in(self, conn: Connection, payload: Sequence[Values]) -> None:
         """PostgreSQL: COPY … FROM STDIN on the same connection (and transaction).
 
         Names are composed with psycopg.sql.Identifier (quoted); values are rows handed to
@@ -1019,12 +836,12 @@ class AppStore:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
             ident, sql.SQL(", ").join(sql.Identifier(c) for c in cols)
         )
-        raw = conn.connection.dbapi_connection
+        raw: Any = conn.connection.dbapi_connection  # psycopg's Connection (its COPY API)
         with raw.cursor() as cur, cur.copy(stmt) as copy:
             for row in payload:
                 copy.write_row(tuple(row[c] for c in cols))
 
-    def update(self, conn: Any, changes: Sequence[tuple[bytes, dict[str, Any]]]) -> int:
+    def update(self, conn: Connection, changes: Sequence[tuple[bytes, Values]]) -> int:
         """Apply per-row changes (field -> value); sign_count never goes down."""
         from sqlalchemy import bindparam, case, or_
 
@@ -1034,7 +851,7 @@ class AppStore:
         t = self.table
         cid_col = t.c[m.column("credential_id")]
         count_col = t.c[m.column("sign_count")]
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, ...], list[Values]] = {}
         for cid, values in changes:
             key = tuple(sorted(values))
             one = {f"v_{f}": self._dt(f, v) if f != "disabled" else v for f, v in values.items()}
@@ -1062,7 +879,7 @@ class AppStore:
                 done += changed if changed is not None and changed >= 0 else len(batch)
         return done
 
-    def delete(self, conn: Any, credential_ids: Iterable[bytes]) -> int:
+    def delete(self, conn: Connection, credential_ids: Iterable[bytes]) -> int:
         ids = [self._cid_param(c) for c in credential_ids]
         if not ids:
             return 0
@@ -1075,7 +892,23 @@ class AppStore:
         return done
 
 
-def _spell(handle: bytes, encoding: str) -> Any:
+def _columns_of(conn: Connection, md: Any, name: str, schema: str | None) -> Any:
+    """The table's columns (names, reflected types, nullability) as a ``Table`` in ``md``: one
+    catalog query, where a full reflection asks for keys, indexes, constraints and comments
+    too (most of a no-change sync's time on PostgreSQL). keyadmin's statements name their
+    columns and never rely on the table's keys or defaults."""
+    from sqlalchemy import Column, Table, inspect
+
+    cols = inspect(conn).get_columns(name, schema=schema)
+    return Table(
+        name,
+        md,
+        *(Column(c["name"], c["type"], nullable=c.get("nullable", True)) for c in cols),
+        schema=schema,
+    )
+
+
+def _spell(handle: bytes, encoding: str) -> bytes | str | None:
     """A user handle as the application's column spells it (None: it cannot)."""
     if encoding == "utf8":
         try:
@@ -1085,7 +918,7 @@ def _spell(handle: bytes, encoding: str) -> Any:
     return encode_id(handle, encoding)
 
 
-def _same(stored: Any, mine: Any) -> bool:
+def _same(stored: object, mine: object) -> bool:
     import hmac
 
     a = stored if isinstance(stored, bytes) else str(stored).encode("utf-8")
@@ -1093,7 +926,7 @@ def _same(stored: Any, mine: Any) -> bool:
     return hmac.compare_digest(a, b)
 
 
-def _kind(sa_type: Any) -> str:
+def _kind(sa_type: object) -> str:
     """bytes, json, int, bool, datetime or text: how values for a column are encoded."""
     from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary
     from sqlalchemy.types import ARRAY

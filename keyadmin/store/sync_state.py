@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keyadmin.store import audit, state
 
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from sqlmodel import Session
+
+#: One row of :func:`_cred_select`: id, credential id, user name, user handle, public key,
+#: counter, transports (JSON), backup flags, status, created, last used, change_seq, AAGUID,
+#: nickname (times as a driver returns them: datetime, or ISO text from SQLite's cursor).
+CredRow = tuple[
+    int, bytes, str, bytes, bytes, int, "str | None", bool, bool, str,
+    "datetime | str", "datetime | str | None", int, "str | None", "str | None",
+]  # fmt: skip
+
 ACTIVE = "active"
+#: Registry credentials read per batch (a transaction each) when every one is compared.
+BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class SyncState:
     target_label: str
     last_seq: int
     last_run_at: datetime | None
-    details: dict[str, Any]
+    details: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ def target_key(label: str) -> str:
     return hashlib.sha256(label.encode("utf-8")).hexdigest()
 
 
-def load_state(session: Any, target: str) -> SyncState | None:
+def load_state(session: Session, target: str) -> SyncState | None:
     from keyadmin.store.models import SyncStateRow
 
     row = session.get(SyncStateRow, target)
@@ -77,12 +91,12 @@ def load_state(session: Any, target: str) -> SyncState | None:
 
 
 def save_state(
-    session: Any,
+    session: Session,
     *,
     target: str,
     label: str,
     last_seq: int,
-    details: dict[str, Any],
+    details: dict[str, object],
     at: datetime,
 ) -> None:
     from keyadmin.store.models import SyncStateRow
@@ -98,7 +112,7 @@ def save_state(
     session.flush()
 
 
-def head_seq(session: Any) -> int:
+def head_seq(session: Session) -> int:
     from sqlmodel import select
 
     from keyadmin.store.models import AuditHeadRow
@@ -107,7 +121,7 @@ def head_seq(session: Any) -> int:
     return int(head.seq) if head is not None else 0
 
 
-def _cred_select() -> Any:
+def _cred_select() -> Select[CredRow]:
     from sqlalchemy import select
 
     from keyadmin.store.models import CredentialRow, UserRow
@@ -133,7 +147,7 @@ def _cred_select() -> Any:
     ).join_from(CredentialRow.__table__, UserRow.__table__, c.user_id == u.id)  # type: ignore[attr-defined]
 
 
-def _record(r: Any) -> RegistryCredential:
+def _record(r: CredRow) -> RegistryCredential:
     return RegistryCredential(
         id=r[0],
         credential_id=bytes(r[1]),
@@ -174,30 +188,67 @@ def _aware(value: datetime | str) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-def changed_since(session: Any, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
+def _fetch(session: Session, query: Select[CredRow]) -> Iterator[list[RegistryCredential]]:
+    """Run ``query`` (no user input: only integers rendered as literals by SQLAlchemy's
+    compiler for this dialect) on the driver's own cursor, in batches of records.
+
+    The driver's cursor because a first sync reads every credential: SQLAlchemy's per-row
+    processing would cost as much as the rest of the run."""
+    conn = session.connection()
+    text = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # a connection checked out of the pool
+    cur = raw.cursor()
+    try:
+        cur.execute(text)
+        while chunk := cur.fetchmany(BATCH):
+            yield [_record(r) for r in chunk]
+    finally:
+        cur.close()
+
+
+def changed_since(session: Session, last_seq: int, upto_seq: int) -> list[RegistryCredential]:
     """Credentials whose last change has seq in (last_seq, upto_seq] (uses the index).
 
     From 0 (a first or full run) every credential up to ``upto_seq`` counts, including rows
-    migration 0002 left at change_seq 0 (enrolled before change_seq existed)."""
+    migration 0002 left at change_seq 0 (enrolled before change_seq existed). For a run's
+    changes (small); every credential is read in batches by :func:`iter_all`."""
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
     lower = int(last_seq) if int(last_seq) > 0 else -1
     q = _cred_select().where(c.change_seq > lower, c.change_seq <= int(upto_seq)).order_by(c.id)
-    # The driver's own cursor (a first sync reads every credential; SQLAlchemy's per-row
-    # processing would cost as much as the rest of the run). The only parameters are the two
-    # integers above, rendered as literals by SQLAlchemy's compiler for this dialect.
-    conn = session.connection()
-    text = str(q.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cur = conn.connection.dbapi_connection.cursor()
-    try:
-        cur.execute(text)
-        return [_record(r) for r in cur.fetchall()]
-    finally:
-        cur.close()
+    return [rec for batch in _fetch(session, q) for rec in batch]
 
 
-def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
+def iter_all(registry_url: str, upto_seq: int) -> Iterator[list[RegistryCredential]]:
+    """Every credential whose last change has seq <= ``upto_seq``, in batches of BATCH by
+    registry id (keyset pagination on the primary key): each batch is read in a short
+    transaction of its own, so a long run holds no registry lock and no whole-table list.
+
+    A credential changed while the batches are read gets a seq above ``upto_seq`` and is
+    left to the next run, which starts from ``upto_seq``. (The bound is applied here, not in
+    the statement, so the statement walks the primary key.)"""
+    from keyadmin.store.db import transaction
+    from keyadmin.store.models import CredentialRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    after = -1
+    while True:
+        # by the primary key alone: with the change_seq bound in the statement, a planner may
+        # take the change_seq index and sort every row for each batch
+        q = _cred_select().where(c.id > after).order_by(c.id).limit(BATCH)
+        with transaction(registry_url) as s:
+            read = [rec for part in _fetch(s, q) for rec in part]
+        batch = [rec for rec in read if rec.change_seq <= upto_seq]
+        if batch:
+            yield batch
+        if len(read) < BATCH:
+            return
+        after = read[-1].id
+
+
+def by_credential_ids(session: Session, ids: Sequence[bytes]) -> dict[bytes, RegistryCredential]:
     from keyadmin.store.models import CredentialRow
 
     c = CredentialRow.__table__.c  # type: ignore[attr-defined]
@@ -211,12 +262,12 @@ def by_credential_ids(session: Any, ids: Sequence[bytes]) -> dict[bytes, Registr
 
 
 def pull_counters(
-    session: Any,
+    session: Session,
     pulls: Sequence[CounterPull],
     *,
     actor: str,
     target_label: str,
-    authority: dict[str, Any] | None = None,
+    authority: dict[str, object] | None = None,
 ) -> int:
     """Raise registry counters to what the application saw; log and mark each changed row.
 
@@ -235,7 +286,7 @@ def pull_counters(
         now = datetime.now(UTC)
         moved: list[tuple[int, bytes]] = []
         for p in batch:
-            values: dict[str, Any] = {"sign_count": p.app_count, "updated_at": now}
+            values: dict[str, object] = {"sign_count": p.app_count, "updated_at": now}
             if p.app_last_used_at is not None:
                 values["last_used_at"] = p.app_last_used_at
             res = session.execute(
@@ -243,7 +294,7 @@ def pull_counters(
                 .where(t.c.id == p.registry_id, t.c.sign_count < p.app_count)
                 .values(**values)
             )
-            if res.rowcount:
+            if getattr(res, "rowcount", 0):  # a CursorResult for an UPDATE
                 moved.append((p.registry_id, p.credential_id))
         if not moved:
             continue
