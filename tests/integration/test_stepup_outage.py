@@ -202,19 +202,14 @@ def test_postgres_server_gone_between_begin_and_finish(
     _accepted_once_after(lab, ch, response, before)
 
 
-@pytest.mark.postgres
-def test_postgres_backend_killed_mid_commit(postgres_server: Any, tmp_path: Path) -> None:
-    """The commit has taken the challenge and set the counter, and waits for the audit head;
-    its server process is terminated there. The transaction dies with it: nothing stored."""
+def _kill_when_waiting(dsn: str, holder_sql: str, waits_on: str, lab: Lab, ch: Any,
+                       response: Any) -> list[Any]:  # fmt: skip
+    """Hold a lock (``holder_sql``), start the finish, terminate its server process once it
+    waits on a statement naming ``waits_on``; what the finish raised or returned."""
     import psycopg
 
-    url = postgres_server.create_database()
-    lab = make_lab(tmp_path, url)
-    ch, response, before = _prepared(lab)
-    rows = _stepup_rows(url)
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
     holder = psycopg.connect(dsn)
-    holder.execute("SELECT seq FROM ka_audit_head WHERE id = 1 FOR UPDATE")  # lock held
+    holder.execute(holder_sql)  # lock held
     outcome: list[Any] = []
 
     def worker() -> None:
@@ -232,16 +227,62 @@ def test_postgres_backend_killed_mid_commit(postgres_server: Any, tmp_path: Path
             while waiting is None and time.monotonic() < deadline:
                 waiting = admin.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query LIKE '%ka_audit_head%'"
+                    "AND wait_event_type = 'Lock' AND query LIKE %s",
+                    (f"%{waits_on}%",),
                 ).fetchone()
                 time.sleep(0.02)
-            assert waiting is not None, "the commit never reached the audit head lock"
-            # inside its transaction: challenge taken, counter set (not yet visible)
+            assert waiting is not None, f"the finish never waited on {waits_on}"
             assert admin.execute("SELECT pg_terminate_backend(%s)", waiting).fetchone()[0]
         t.join(60)
     finally:
         holder.rollback()
         holder.close()
+    return outcome
+
+
+@pytest.mark.postgres
+def test_postgres_backend_killed_mid_commit(postgres_server: Any, tmp_path: Path) -> None:
+    """The step-up's one write statement waits for the credential's row; its server process
+    is terminated there. The transaction dies with it: nothing stored."""
+    url = postgres_server.create_database()
+    lab = make_lab(tmp_path, url)
+    ch, response, before = _prepared(lab)
+    rows = _stepup_rows(url)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    outcome = _kill_when_waiting(
+        dsn, "SELECT id FROM ka_credential FOR UPDATE", "ka_credential", lab, ch, response
+    )
     assert len(outcome) == 1 and isinstance(outcome[0], DatabaseError), outcome
+    assert "nothing was stored" in str(outcome[0])
     _nothing_stored(lab, ch, before, rows)
     _accepted_once_after(lab, ch, response, before)
+
+
+@pytest.mark.postgres
+def test_postgres_backend_killed_while_sealing(postgres_server: Any, tmp_path: Path) -> None:
+    """The step-up has committed; its seal waits for the log's head (another writer holds it)
+    and its server process is terminated there. The step-up is stored and said to be; its
+    row waits unsealed, `log verify` says so, the next write seals it; no replay."""
+    from keyadmin.store import audit
+
+    url = postgres_server.create_database()
+    lab = make_lab(tmp_path, url)
+    ch, response, before = _prepared(lab)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    outcome = _kill_when_waiting(
+        dsn, "SELECT seq FROM ka_audit_head WHERE id = 1 FOR UPDATE", "ka_audit_head", lab, ch,
+        response,
+    )  # fmt: skip
+    assert len(outcome) == 1 and isinstance(outcome[0], DatabaseError), outcome
+    assert "the step-up is stored" in str(outcome[0]), outcome[0]
+    assert stored(url).sign_count > before
+    with transaction(url) as s:
+        chain = audit.verify(s)
+    assert chain.ok and chain.unsealed == 1, chain
+    with pytest.raises(ChallengeRefused):  # stored once: the challenge is used
+        _finish(lab, ch, response)
+    ch2, response2, _ = _prepared(lab)
+    result = _finish(lab, ch2, response2)
+    with transaction(url) as s:
+        chain = audit.verify(s)
+    assert chain.ok and chain.unsealed == 0 and chain.head_seq == result.audit_seq, chain
