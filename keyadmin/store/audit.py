@@ -132,45 +132,37 @@ def append(
     details: dict[str, Any],
     at: datetime | None = None,
 ) -> LogEntry:
-    """Append one row inside the caller's transaction (so it commits or rolls back with it):
-    take the head's lock, insert the row unsealed, then ``seal`` up to and including it."""
+    """Append one row inside the caller's transaction (so it commits or rolls back with it).
+
+    PostgreSQL: take the head's lock, the seq from the sequence and the writer's lock on it,
+    insert the row unsealed, then ``seal`` up to and including it. SQLite: ``insert_sealed``
+    (the transaction holds the one write lock)."""
     from keyadmin.store.models import AuditHeadRow, AuditRow
 
     conn = session.connection()
-    postgres = conn.dialect.name == "postgresql"
     cur = conn.connection.cursor()  # the transaction's own DBAPI connection
     now = (at or datetime.now(UTC)).astimezone(UTC)
-    cur.execute(_HEAD_LOCKED if postgres else _HEAD)
-    head_seq = cur.fetchone()[0]
-    if postgres:
+    text = _canonical(details)
+    if conn.dialect.name == "postgresql":
+        cur.execute(_HEAD_LOCKED)
+        cur.fetchone()
         cur.execute(_NEXT_SEQ)
         (seq,) = cur.fetchone()
         cur.execute(_q(_WRITER_LOCK, True), {"cls": SEAL_LOCK_CLASS, "seq": seq})
+        cur.execute(_q(_INSERT_ROW, True), {"seq": seq, "at": now, "actor": actor,
+                    "action": action, "subject": subject, "details": text,
+                    "prev": UNSEALED, "hash": UNSEALED})  # fmt: skip
+        while True:
+            sealed = seal(cur, upto=seq)
+            if sealed.mine is not None:
+                break
+            if sealed.waiting_on is None:  # not possible: this transaction sees its own row
+                raise RuntimeError(f"the log could not be sealed up to row {seq}")
+            wait_for_writer(cur, sealed.waiting_on)
+        digest = sealed.mine[1]
     else:
-        seq = int(head_seq) + 1  # BEGIN IMMEDIATE: no other writer until this one commits
-    text = _canonical(details)
-    session.add(
-        AuditRow(
-            seq=seq,
-            at=now,
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=text,
-            prev_hash=UNSEALED,
-            hash=UNSEALED,
-        )
-    )
-    session.flush()
-    while True:
-        sealed = seal(cur, postgres=postgres)
-        if sealed.head_seq >= seq:
-            break
-        if sealed.waiting_on is None:  # not possible: this transaction sees its own row
-            raise RuntimeError(f"the log could not be sealed up to row {seq}")
-        wait_for_writer(cur, sealed.waiting_on)
-    cur.execute(_q(_ROW_HASH, postgres), {"seq": seq})
-    (digest,) = cur.fetchone()
+        seq, digest = insert_sealed(cur, at=now, actor=actor, action=action, subject=subject,
+                                    details=text)  # fmt: skip
     for obj in list(session.identity_map.values()):  # written behind the ORM's back
         if isinstance(obj, AuditHeadRow | AuditRow):
             session.expire(obj)
@@ -189,39 +181,20 @@ _HEAD = "SELECT seq, hash FROM ka_audit_head WHERE id = 1"
 _HEAD_LOCKED = _HEAD + " FOR UPDATE"
 _NEXT_SEQ = "SELECT nextval('ka_audit_seq_next')"
 _WRITER_LOCK = "SELECT pg_advisory_xact_lock(:cls, :seq)"
-_ROW_HASH = "SELECT hash FROM ka_audit WHERE seq = :seq"
-_ROW = (
-    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit "
-    "WHERE seq = :seq"
-)
-_TRY_GAP = "SELECT pg_try_advisory_xact_lock_shared(:cls, :seq)"
 _WAIT_WRITER = "SELECT pg_advisory_lock_shared(:cls, :seq), pg_advisory_unlock_shared(:cls, :seq)"
-_AFTER_HEAD = (
-    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM ka_audit "
-    "WHERE seq > :head ORDER BY seq LIMIT :n"
-)
 _INSERT_ROW = (
     "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
 )
-#: PostgreSQL: the head, locked, with the rows after it (and the row :mine), in one statement;
-#: ``lazy`` makes this transaction's commit not wait for the disk
-_HEAD_AND_AFTER_PG = (
-    "SELECT h.seq, h.hash, set_config('synchronous_commit', CASE WHEN :lazy THEN 'off' "
-    "ELSE current_setting('synchronous_commit') END, true), "
-    "a.seq, a.at, a.actor, a.action, a.subject, a.details, a.prev_hash, a.hash "
-    "FROM ka_audit_head h LEFT JOIN LATERAL (SELECT * FROM ka_audit r WHERE r.seq > h.seq "
-    "OR r.seq = :mine ORDER BY r.seq LIMIT :n) a ON true WHERE h.id = 1 ORDER BY a.seq "
-    "FOR UPDATE OF h"
+#: PostgreSQL: the seal, in the server (migration 0006: the same chaining as ``seal`` below,
+#: one round trip; ``ka_audit_row_hash`` is ``row_hash_text`` in SQL)
+_SEAL_PG = (
+    "SELECT head_seq, head_hash, waiting_on, mine_prev, mine_hash "
+    "FROM ka_audit_seal(CAST(:batch AS integer), CAST(:lazy AS boolean), "
+    "CAST(:mine AS integer), CAST(:cls AS integer), CAST(:skipped AS text))"
 )
-#: PostgreSQL: every sealed row's hashes and the head, in one statement
-_SEAL_ROWS_PG = (
-    "WITH v AS (SELECT * FROM unnest(CAST(:seqs AS integer[]), CAST(:prevs AS text[]), "
-    "CAST(:hashes AS text[])) AS v(seq, prev, hash)), "
-    "u AS (UPDATE ka_audit a SET prev_hash = v.prev, hash = v.hash FROM v WHERE a.seq = v.seq) "
-    "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
-)
-_SEAL_ROW = "UPDATE ka_audit SET prev_hash = :prev, hash = :hash WHERE seq = :seq"
+#: SQLSTATE of ``ka_audit_seal``'s refusal (a row after the head sealed already)
+UNSEALABLE_SQLSTATE = "KA001"
 _MOVE_HEAD = "UPDATE ka_audit_head SET seq = :seq, hash = :hash WHERE id = 1"
 
 
@@ -236,8 +209,8 @@ class Sealed:
     head_seq: int
     head_hash: str
     waiting_on: int | None = None
-    #: the row ``upto`` as sealed: (seq, at, actor, action, subject, details, prev_hash, hash)
-    row: tuple[Any, ...] | None = None
+    #: the row ``upto`` as sealed (prev_hash, hash), once it is (by this seal or before it)
+    mine: tuple[str, str] | None = None
 
 
 class Unsealable(DatabaseError):
@@ -245,125 +218,95 @@ class Unsealable(DatabaseError):
     moved back over it). Nothing after it is chained until someone looks (log verify)."""
 
 
-def seal(
-    cur: Any, *, postgres: bool, upto: int | None = None, lazy: bool = False, batch: int = 500
-) -> Sealed:
-    """Chain the rows after the head, in seq order, inside the caller's transaction, and move
-    the head. The one place hashes are computed for rows written to the database.
+def seal(cur: Any, *, upto: int | None = None, lazy: bool = False, batch: int = 500) -> Sealed:
+    """PostgreSQL: chain the committed rows after the head, in seq order, and move the head,
+    inside the caller's transaction (``ka_audit_seal``, migration 0006: one server call).
 
-    Takes the head row's lock (PostgreSQL ``FOR UPDATE``, in the statement that reads the rows
-    after it; on SQLite the caller holds the write lock). A seq with no row is a gap: on
-    PostgreSQL, while its writer still holds the advisory lock (``SEAL_LOCK_CLASS``, seq) the
-    seal stops before it (``waiting_on``); once the lock is free and the row is still missing,
-    its transaction rolled back and a ``log.skipped`` row takes its place (its writer, if it
-    was only about to insert, then fails on the seq and retries with a new one). On SQLite a
-    gap cannot be being written. With ``upto``, a head already at or past it is left as it
-    is, and ``Sealed.row`` is that row as sealed. ``lazy`` (PostgreSQL): this transaction's
-    commit does not wait for the disk (a lost seal is redone identically).
+    Takes the head row's lock. A seq with no row is a gap: while its writer still holds the
+    advisory lock (``SEAL_LOCK_CLASS``, seq) the seal stops before it (``waiting_on``); once
+    the lock is free and the row is still missing, its transaction rolled back and a
+    ``log.skipped`` row takes its place (its writer, if it was only about to insert, then
+    fails on the seq and retries with a new one). A row after the head that carries a hash
+    already (the head was moved back over it) is refused: ``Unsealable``. With ``upto``,
+    ``Sealed.mine`` is that row's (prev_hash, hash) once it is sealed, by this call or an
+    earlier one. ``lazy``: this transaction's commit does not wait for the disk (a lost seal
+    is redone identically).
     """
-    rows: list[Any] | None = None
-    mine: tuple[Any, ...] | None = None
-    if postgres:
-        cur.execute(_q(_HEAD_AND_AFTER_PG, True), {"n": batch, "mine": upto or 0, "lazy": lazy})
-        got = cur.fetchall()
-        if not got:  # (not expected) the head's lock is held: read it plainly
-            cur.execute(_HEAD_LOCKED)
-            got = [(*cur.fetchone(), None, None)]
-        head_seq, prev = int(got[0][0]), got[0][1]
-        rows = [tuple(r[3:]) for r in got if r[3] is not None]
-        mine = next((r for r in rows if r[0] == upto and r[0] <= head_seq), None)
-        rows = [r for r in rows if r[0] > head_seq]
-    else:
-        head_seq, prev = cur.execute(_HEAD).fetchone()
-    if upto is not None and head_seq >= upto:  # sealed already (by another writer)
-        if postgres and (mine is None or mine[7] == UNSEALED):
-            # read before the lock was granted, sealed meanwhile: read it again
-            cur.execute(_q(_ROW, True), {"seq": upto})
-            mine = cur.fetchone()
-        return Sealed(head_seq, prev, row=mine)
-    waiting: int | None = None
-    while waiting is None:
-        if rows is None:
-            cur.execute(_q(_AFTER_HEAD, postgres), {"head": head_seq, "n": int(batch)})
-            rows = cur.fetchall()
-        if not rows:
-            break
-        for r in rows:
-            if r[6] != UNSEALED or r[7] != UNSEALED:
-                raise Unsealable(
-                    f"log row {r[0]} comes after the log's head but is sealed already: the "
-                    "head was moved back (the log was edited); nothing more is written to it",
-                    hint="run: keyadmin log verify",
-                )
-        sealed: list[tuple[int, str, str]] = []
-        skipped: list[dict[str, object]] = []
-        seq, reread = head_seq, False
-        for r in rows:
-            while r[0] > seq + 1:  # a gap before this row
-                state = _gap(cur, seq + 1, postgres)
-                if state != "rolled-back":
-                    waiting = seq + 1 if state == "writing" else None
-                    reread = state == "appeared"
-                    break
-                seq += 1
-                digest = recompute(
-                    prev, seq, r[1], "keyadmin", SKIPPED_ACTION, None, SKIPPED_DETAILS
-                )
-                skipped.append({"seq": seq, "at": r[1], "actor": "keyadmin",
-                                "action": SKIPPED_ACTION, "subject": None,
-                                "details": SKIPPED_DETAILS, "prev": prev,
-                                "hash": digest})  # fmt: skip
-                prev = digest
-            if waiting is not None or reread:
-                break
-            digest = recompute(prev, r[0], r[1], r[2], r[3], r[4], r[5])
-            if not digest:
-                raise Unsealable(
-                    f"log row {r[0]} cannot be read; nothing after it is chained",
-                    hint="run: keyadmin log verify",
-                )
-            sealed.append((r[0], prev, digest))
-            if r[0] == upto:
-                mine = (r[0], r[1], r[2], r[3], r[4], r[5], prev, digest)
-            seq, prev = r[0], digest
-        if skipped:
-            cur.executemany(_q(_INSERT_ROW, postgres), skipped)
-        if postgres and seq != head_seq:  # the rows and the head: one statement
-            seqs, prevs, hashes = (
-                (list(c) for c in zip(*sealed, strict=True)) if sealed else ([], [], [])
-            )
-            cur.execute(
-                _q(_SEAL_ROWS_PG, True),
-                {"seqs": seqs, "prevs": prevs, "hashes": hashes, "seq": seq, "hash": prev},
-            )
-        elif seq != head_seq:
-            cur.executemany(
-                _q(_SEAL_ROW, False), [{"seq": a, "prev": b, "hash": c} for a, b, c in sealed]
-            )
-            cur.execute(_q(_MOVE_HEAD, False), {"seq": seq, "hash": prev})
-        head_seq = seq
-        if len(rows) < batch and not reread:
-            break
-        rows = None
-    return Sealed(head_seq, prev, waiting, row=mine)
+    sql, params = seal_statement(upto=upto, lazy=lazy, batch=batch)
+    try:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+    except Exception as e:
+        raise_if_unsealable(e)
+        raise
+    return sealed_from_row(row)
 
 
-def _gap(cur: Any, seq: int, postgres: bool) -> str:
-    """What a missing seq is: "writing" (its writer holds the lock), "appeared" (committed
-    since the rows were read), or "rolled-back"."""
-    if not postgres:
-        return "rolled-back"  # SQLite: this transaction holds the one write lock
-    cur.execute(_q(_TRY_GAP, True), {"cls": SEAL_LOCK_CLASS, "seq": seq})
-    if not cur.fetchone()[0]:
-        return "writing"
-    cur.execute(_q(_ROW_HASH, True), {"seq": seq})  # a new snapshot
-    return "appeared" if cur.fetchone() else "rolled-back"
+def insert_sealed(
+    cur: Any,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str | None,
+    details: str,
+    head: tuple[int, str] | None = None,
+) -> tuple[int, str]:
+    """SQLite: write a row already chained, and move the head; (seq, hash). The caller holds
+    the one write lock (BEGIN IMMEDIATE), so no other row can be written between the head's
+    read (or ``head``, read by the caller under that lock) and this row: its seq is the
+    head's + 1, its hash follows the head's. A row already there (the log was edited) makes
+    the insert fail on the seq: nothing is written."""
+    from keyadmin.store.db import sqlite_time
+
+    head_seq, head_hash = head if head is not None else cur.execute(_HEAD).fetchone()
+    seq = int(head_seq) + 1
+    digest = row_hash(head_hash, seq, at, actor, action, subject, details)
+    cur.execute(_q(_INSERT_ROW, False), {"seq": seq, "at": sqlite_time(at), "actor": actor,
+                "action": action, "subject": subject, "details": details,
+                "prev": head_hash, "hash": digest})  # fmt: skip
+    cur.execute(_q(_MOVE_HEAD, False), {"seq": seq, "hash": digest})
+    return seq, digest
 
 
-def wait_for_writer(cur: Any, seq: int) -> None:
-    """PostgreSQL: wait until the transaction writing row ``seq`` has ended."""
+def seal_statement(
+    *, upto: int | None = None, lazy: bool = False, batch: int = 500, upto_last_taken: bool = False
+) -> tuple[str, dict[str, object]]:
+    """PostgreSQL: the statement ``seal`` runs, and its parameters (psycopg's spelling), for a
+    caller that sends it together with other statements (store/stepup.py). With
+    ``upto_last_taken`` the row is the one whose seq this session took last from the
+    sequence (``currval``: a write sent in the same round trip)."""
+    sql = _SEAL_PG.replace(":mine", "currval('ka_audit_seq_next')") if upto_last_taken else _SEAL_PG
+    params: dict[str, object] = {"batch": int(batch), "lazy": lazy, "cls": SEAL_LOCK_CLASS,
+                                 "skipped": SKIPPED_DETAILS}  # fmt: skip
+    if not upto_last_taken:
+        params["mine"] = upto or 0
+    return _q(sql, True), params
+
+
+def sealed_from_row(row: Any) -> Sealed:
+    """``Sealed`` from the row of ``seal_statement``."""
+    head_seq, head_hash, waiting_on, mine_prev, mine_hash = row
+    mine = (mine_prev, mine_hash) if mine_hash is not None else None
+    return Sealed(int(head_seq), head_hash, waiting_on, mine=mine)
+
+
+def raise_if_unsealable(error: BaseException) -> None:
+    """The server's refusal to seal (SQLSTATE KA001) raised as ``Unsealable``; anything else
+    is left to the caller."""
+    if getattr(error, "sqlstate", None) != UNSEALABLE_SQLSTATE:
+        return
+    diag = getattr(error, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(error)
+    raise Unsealable(text, hint="run: keyadmin log verify") from error
+
+
+def wait_for_writer(cur: Any, seq: int, *, fetch: bool = True) -> None:
+    """PostgreSQL: wait until the transaction writing row ``seq`` has ended (``fetch`` False:
+    in a pipeline, the statement only sent)."""
     cur.execute(_q(_WAIT_WRITER, True), {"cls": SEAL_LOCK_CLASS, "seq": seq})
-    cur.fetchone()
+    if fetch:
+        cur.fetchone()
 
 
 def check_writable(url: str) -> None:

@@ -22,16 +22,20 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from keyadmin.errors import ConfigError, KeyadminError
 
 if TYPE_CHECKING:
     import sqlite3
 
+    from psycopg import Connection as _PsycopgConnection
+    from psycopg.rows import TupleRow
     from sqlalchemy import Connection, Engine
     from sqlalchemy.pool import ConnectionPoolEntry
     from sqlmodel import Session
+
+    PgConnection = _PsycopgConnection[TupleRow]
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -188,7 +192,7 @@ def dispose_all() -> None:
     global _generation
     with _lock:
         _generation += 1
-        drop_all = list(_hot.by_url)
+        drop_all = [*_hot.by_url, *_hot.pg_by_url]
         for url in drop_all:
             drop_hot_connection(url)
         _sqlite_settings.clear()
@@ -414,6 +418,7 @@ class _HotConnections(threading.local):
     def __init__(self) -> None:
         # url -> (pid, generation, conn)
         self.by_url: dict[str, tuple[int, int, sqlite3.Connection]] = {}
+        self.pg_by_url: dict[str, tuple[int, int, PgConnection]] = {}
 
 
 _hot = _HotConnections()
@@ -433,7 +438,7 @@ def hot_sqlite_connection(url: str) -> sqlite3.Connection | None:
     pid = os.getpid()
     hit = _hot.by_url.get(url)
     if hit is not None:
-        if hit[0] == pid and hit[1] == _generation:
+        if hit[0] == pid and hit[1] == _generation :
             return hit[2]
         drop_hot_connection(url)
     import sqlite3
@@ -450,12 +455,44 @@ def hot_sqlite_connection(url: str) -> sqlite3.Connection | None:
     return conn
 
 
+def hot_postgres_connection(url: str) -> tuple[PgConnection | None, bool]:
+    """This thread's own psycopg connection to ``url`` in autocommit mode, and whether it was
+    used before; (None, False) when ``url`` is not PostgreSQL. Taken once from the engine's
+    pool (pre-pinged there) and detached from it, then kept for the thread's next step-ups
+    (a checkout's pre-ping costs a round trip each time). A connection that failed is
+    dropped with ``drop_hot_connection``; the caller replaces one found dead at its first,
+    read-only statement.
+    """
+    engine = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        return None, False
+    pid = os.getpid()
+    hit = _hot.pg_by_url.get(url)
+    if hit is not None:
+        if hit[0] == pid and hit[1] == _generation:
+            return hit[2], True
+        drop_hot_connection(url)
+    proxied = engine.raw_connection()
+    proxied.detach()  # closed when dropped, never given back to the pool
+    conn = cast("PgConnection", proxied.dbapi_connection)
+    try:
+        conn.rollback()
+        conn.autocommit = True
+    except BaseException:
+        conn.close()
+        raise
+    while len(_hot.pg_by_url) >= _HOT_PER_THREAD:
+        drop_hot_connection(next(iter(_hot.pg_by_url)))
+    _hot.pg_by_url[url] = (pid, _generation, conn)
+    return conn, False
+
+
 def drop_hot_connection(url: str) -> None:
     """Forget (and, in the process that opened it, close) this thread's hot connection.
 
     One inherited through fork() is never touched in the child, not even closed (SQLite
     forbids using a connection across fork): it is parked here for the child's lifetime."""
-    hit = _hot.by_url.pop(url, None)
+    hit = _hot.by_url.pop(url, None) or _hot.pg_by_url.pop(url, None)
     if hit is None:
         return
     if hit[0] != os.getpid():
@@ -467,7 +504,7 @@ def drop_hot_connection(url: str) -> None:
         pass
 
 
-_inherited: list[sqlite3.Connection] = []
+_inherited: list[sqlite3.Connection | PgConnection] = []
 
 
 def _migrate(engine: Engine) -> None:

@@ -45,6 +45,7 @@ from keyadmin.store.db import (
     dbapi_sql,
     drop_hot_connection,
     get_engine,
+    hot_postgres_connection,
     hot_sqlite_connection,
     sqlite_file,
     sqlite_time,
@@ -209,28 +210,32 @@ def _raw(url: str, *, write: bool) -> Iterator[_Raw]:
 
 
 class FinishConnection:
-    """ONE DBAPI connection for a whole ``finish``: the reads, then the commit (SQLite: the
-    thread's own hot connection; PostgreSQL: one from the engine's pool).
+    """ONE DBAPI connection for a whole ``finish``: the reads, then the commit. It is the
+    thread's own hot connection (SQLite: ``db.hot_sqlite_connection``; PostgreSQL:
+    ``db.hot_postgres_connection``, in autocommit), kept between step-ups: a pool checkout
+    with its pre-ping costs a round trip per step-up.
 
-    Between the two the connection is idle (no transaction open), so the checks and the
-    signature run without holding any lock. ``close`` gives it back idle (to the pool, or
-    to the thread); ``finish`` closes it before a refusal is recorded (through its own
-    session), so a thread never holds two pooled connections at once. A database failure
-    drops a hot connection (``failed``): the next step-up in that thread opens a new one.
+    Between the reads and the write the connection is idle (no transaction open), so the
+    checks and the signature run without holding any lock. ``close`` leaves it idle for the
+    thread's next step-up; ``finish`` closes it before a refusal is recorded (through its own
+    session). A database failure drops it (``failed``): the next step-up in that thread opens
+    a new one. A PostgreSQL connection found dead at the first read (the server restarted
+    since the thread's last step-up) is replaced once, there: nothing was written yet.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.postgres = False
+        self.reused = False
         with _database_errors():
-            hot = hot_sqlite_connection(url)
-            self.hot = hot is not None
-            if hot is None:
-                engine = get_engine(url)
-                self.postgres = engine.dialect.name == "postgresql"
-                self._conn: Any = engine.raw_connection()
-            else:
-                self.postgres = False
-                self._conn = hot
+            conn: Any = hot_sqlite_connection(url)
+            self.hot = conn is not None
+            if conn is None:
+                conn, self.reused = hot_postgres_connection(url)
+                self.postgres = self.hot = conn is not None
+            if conn is None:  # an in-memory SQLite database: the engine's own connection
+                conn = get_engine(url).raw_connection()
+        self._conn: Any = conn
         try:
             self.raw = _Raw(self._conn, self.postgres)
         except BaseException:
@@ -238,8 +243,8 @@ class FinishConnection:
             raise
 
     def close(self) -> None:
-        """Give the connection back: to the pool, or (SQLite) to this thread, idle. A hot
-        connection that cannot be brought back to idle is dropped, never reused."""
+        """Give the connection back: to this thread, idle (or to the pool). A hot connection
+        that cannot be brought back to idle is dropped, never reused."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -248,7 +253,10 @@ class FinishConnection:
             return
         try:
             self.raw.cur.close()
-            if conn.in_transaction:
+            if self.postgres:
+                if conn.info.transaction_status != 0:  # not IDLE
+                    conn.rollback()
+            elif conn.in_transaction:
                 conn.execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - whatever broke, this connection is not reused
             drop_hot_connection(self.url)
@@ -271,29 +279,26 @@ class FinishConnection:
     def load_context(
         self, *, challenge_id: str, credential_id: bytes, failures_since: datetime
     ) -> FinishContext:
-        """Everything ``finish`` checks before the write, in ONE statement.
-
-        SQLite: one SELECT is one read transaction (one WAL snapshot), no BEGIN/COMMIT.
-        PostgreSQL: the same SELECT inside a REPEATABLE READ READ ONLY transaction.
-        """
+        """Everything ``finish`` checks before the write, in ONE statement: one snapshot (a
+        SQLite SELECT is one read transaction; on PostgreSQL one autocommit statement)."""
         if self._conn is None:
             raise RuntimeError("the connection was closed")
-        r = self.raw
-        params = {"id": challenge_id, "cid": credential_id, "since": r.time(failures_since)}
-        if r.postgres:  # ONE statement: one snapshot, one round trip (no BEGIN/COMMIT)
-            conn = self._conn.dbapi_connection
-            with _database_errors():
-                conn.autocommit = True
-                try:
-                    row = r.execute(_CONTEXT, params).fetchone()
-                finally:
-                    conn.autocommit = False
-        else:
+        params = {"id": challenge_id, "cid": credential_id,
+                  "since": self.raw.time(failures_since)}  # fmt: skip
+        if self.postgres and self.reused:
+            from psycopg import OperationalError
+
             try:
-                row = r.cur.execute(_CONTEXT, params).fetchone()
-            except Exception:
+                row = self.raw.execute(_CONTEXT, params).fetchone()
+                return _context(row)
+            except OperationalError:  # the server closed it since the thread's last use
+                drop_hot_connection(self.url)
+                self._conn = None
                 with _database_errors():
-                    raise
+                    self._conn, self.reused = hot_postgres_connection(self.url)
+                    self.raw = _Raw(self._conn, True)
+        with _database_errors():
+            row = self.raw.execute(_CONTEXT, params).fetchone()
         return _context(row)
 
     # ------------------------------------------------------------------------- the write
@@ -311,9 +316,9 @@ class FinishConnection:
     ) -> tuple[CommitOutcome, int | None, str | None]:
         """Consume the challenge and compare-and-set the counter in one transaction.
 
-        Returns (OK, audit seq, its hash), or the guard that refused, with nothing written.
-        ``counter_checked`` False (a credential that never counts, where the policy allows
-        it) still requires ``sign_count = 0`` and an active credential.
+        Returns (OK, audit seq, its row's hash), or the guard that refused, with nothing
+        written. ``counter_checked`` False (a credential that never counts, where the policy
+        allows it) still requires ``sign_count = 0`` and an active credential.
         """
         if self._conn is None:
             raise RuntimeError("the connection was closed")
@@ -324,59 +329,77 @@ class FinishConnection:
         return self._commit_postgres(w) if self.postgres else self._commit_sqlite(w)
 
     def _commit_postgres(self, w: _Write) -> tuple[CommitOutcome, int | None, str | None]:
-        """ONE statement takes the challenge, compare-and-sets the counter (lock order as
+        """ONE round trip: BEGIN, the write statement, COMMIT and the seal, sent together.
+
+        The write statement takes the challenge, compare-and-sets the counter (lock order as
         everywhere: challenge, then credential), takes the change's seq from the sequence
-        (stamped as ``change_seq``) and inserts the row unsealed; then COMMIT. No lock shared
-        with other credentials' step-ups is held across the commit: the row is chained by
-        ``_seal`` afterwards, before this returns."""
+        (stamped as ``change_seq``), takes the writer's advisory lock on it and inserts the
+        row unsealed; a guard that does not hold makes it raise (``ka_refuse``), so COMMIT
+        never commits half a step-up. No lock shared with other credentials' step-ups is
+        held across the commit. The seal (``ka_audit_seal``, its own transaction, not
+        waiting for the disk) then chains every committed row after the head, this one
+        included unless a seq before it is still being written; then this waits for that
+        writer and seals again (``_sealed``)."""
         from psycopg import errors as pg_errors
 
-        conn = self._conn.dbapi_connection  # psycopg's own connection
+        conn = self._conn
         params = {"now": w.at, "cid": w.challenge_id, "new": w.new_count,
                   "id": w.credential_row_id, "details": w.details_text, "actor": w.actor,
                   "subject": w.subject, "lock": audit.SEAL_LOCK_CLASS}  # fmt: skip
         sql = self.raw.sql(_WRITE_STRICT_PG if w.counter_checked else _WRITE_ZERO_PG)
+        seal_sql, seal_params = audit.seal_statement(lazy=True, upto_last_taken=True)
         for attempt in range(3):
-            with _transaction(self.raw, write=True) as r:
-                try:
-                    with conn.pipeline():  # BEGIN and the statement: one round trip
-                        taken, cas, seq = r.cur.execute(sql, params).fetchone()
-                except pg_errors.UniqueViolation:
+            write, commit, seal = conn.cursor(), conn.cursor(), conn.cursor()
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    write.execute(sql, params)
+                    commit.execute("COMMIT")
+                    seal.execute(seal_sql, seal_params)
+            except Exception as e:
+                committed = _ok(commit)
+                if not committed and getattr(e, "sqlstate", None) == _REFUSED:
+                    conn.rollback()
+                    reason = getattr(e.diag, "message_primary", "")  # type: ignore[attr-defined]
+                    if reason == "challenge-gone":
+                        return CommitOutcome.CHALLENGE_GONE, None, None
+                    return CommitOutcome.COUNTER_REFUSED, None, None
+                if not committed and isinstance(e, pg_errors.UniqueViolation) and attempt < 2:
                     # A sealer filled this seq as rolled back while the statement was between
                     # taking it and locking it: nothing was written; again with a new seq.
-                    r.rollback()
-                    if attempt == 2:
-                        raise
+                    conn.rollback()
                     continue
-                if taken != 1:
-                    r.rollback()
-                    return CommitOutcome.CHALLENGE_GONE, None, None
-                if cas != 1:
-                    r.rollback()
-                    return CommitOutcome.COUNTER_REFUSED, None, None
+                if not committed:
+                    with _database_errors():
+                        raise
+                seq = int(write.fetchone()[2])
+                with _database_errors(stored=seq):
+                    audit.raise_if_unsealable(e)
+                    raise
             break
-        digest = self._seal(int(seq), w)
-        return CommitOutcome.OK, int(seq), digest
+        taken, cas, seq = write.fetchone()
+        if (taken, cas) != (1, 1):  # ka_refuse did not raise: it was replaced
+            raise DatabaseError(
+                f"the registry committed a step-up whose guard did not hold (challenge taken: "
+                f"{taken}, counter set: {cas}): its function ka_refuse was changed",
+                hint="the registry is being edited outside keyadmin: run keyadmin log verify",
+            )
+        seq = int(seq)
+        sealed = audit.sealed_from_row(seal.fetchone())
+        return CommitOutcome.OK, seq, self._sealed(seq, w, sealed)
 
-    def _seal(self, seq: int, w: _Write) -> str:
-        """Wait until row ``seq`` (this step-up's, committed) is chained, sealing it (and
-        every row before it) ourselves unless another step-up did; then check that the
-        row holds what this step-up wrote. Sealing is redone identically if lost, so its
-        commit does not wait for the disk (``synchronous_commit = off``)."""
-        conn = self._conn.dbapi_connection
-        cur = self.raw.cur
+    def _sealed(self, seq: int, w: _Write, sealed: audit.Sealed) -> str:
+        """This step-up's row ``seq`` (committed) as sealed; while a seq before it is still
+        being written, wait for that writer (who seals after its commit) and seal again. Then
+        check that the row holds what this step-up wrote: its hash as the server computed it
+        must be the one computed here (a row changed before its seal, or a server-side hash
+        that differs from ``audit.row_hash``, is not acknowledged)."""
+        conn = self._conn
         deadline = time.monotonic() + 30.0
+        seal_sql, seal_params = audit.seal_statement(lazy=True, upto=seq)
         with _database_errors(stored=seq):
-            while True:
-                with _transaction(self.raw, write=True, stored=seq) as r:
-                    with conn.pipeline():
-                        sealed = audit.seal(cur, postgres=True, upto=seq, lazy=True)
-                        conn.commit()  # with the seal's last statement: one round trip
-                        r.finished = True
-                row = sealed.row
-                if row is not None:
-                    break
-                if sealed.head_seq >= seq:
+            while sealed.mine is None:
+                if sealed.waiting_on is None:
                     raise DatabaseError(
                         f"log row {seq}, written by this step-up, is gone from the log",
                         hint="the registry is being edited outside keyadmin: run keyadmin "
@@ -388,16 +411,18 @@ class FinishConnection:
                         f"{sealed.waiting_on} is still being written)",
                         hint="the step-up is stored; its log row is sealed by the next write",
                     )
-                if sealed.waiting_on is not None:
-                    conn.autocommit = True
-                    try:
-                        audit.wait_for_writer(cur, sealed.waiting_on)
-                    finally:
-                        conn.autocommit = False
-        _, at, actor, action, subject, details, prev, digest = row
+                cur = self.raw.cur
+                try:
+                    with conn.pipeline():
+                        audit.wait_for_writer(cur, sealed.waiting_on, fetch=False)
+                        cur.execute(seal_sql, seal_params)
+                    sealed = audit.sealed_from_row(cur.fetchone())
+                except Exception as e:
+                    audit.raise_if_unsealable(e)
+                    raise
+        prev, digest = sealed.mine
         expected = audit.row_hash(prev, seq, w.at, w.actor, "stepup.ok", w.subject, w.details_text)
-        if (actor, action, subject, details) != (w.actor, "stepup.ok", w.subject,
-            w.details_text) or not audit.same(digest, expected) or at != w.at:  # fmt: skip
+        if not audit.same(digest, expected):
             raise DatabaseError(
                 f"log row {seq}, written by this step-up, was changed before it was sealed",
                 hint="the registry is being edited outside keyadmin: run keyadmin log verify",
@@ -407,7 +432,8 @@ class FinishConnection:
     def _commit_sqlite(self, w: _Write) -> tuple[CommitOutcome, int | None, str | None]:
         """BEGIN IMMEDIATE holds the one database write lock, so the audit head read right
         after it cannot move before COMMIT: its seq + 1 is the seq of this change, set as
-        ``change_seq`` by the compare-and-set itself (one UPDATE of the credential).
+        ``change_seq`` by the compare-and-set itself (one UPDATE of the credential), and the
+        row is written chained (``audit.insert_sealed``).
         """
         now = sqlite_time(w.at)
         cur = self.raw.cur
@@ -421,18 +447,19 @@ class FinishConnection:
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.CHALLENGE_GONE, None, None
-                seq = int(cur.execute(_HEAD).fetchone()[0]) + 1
+                head = cur.execute(_HEAD).fetchone()
                 cur.execute(
                     _CAS_STRICT_SEQ if w.counter_checked else _CAS_ZERO_SEQ,
-                    {"new": w.new_count, "now": now, "id": w.credential_row_id, "seq": seq},
-                )
+                    {"new": w.new_count, "now": now, "id": w.credential_row_id,
+                     "seq": int(head[0]) + 1},
+                )  # fmt: skip
                 if cur.rowcount != 1:
                     cur.execute("ROLLBACK")
                     return CommitOutcome.COUNTER_REFUSED, None, None
-                cur.execute(_INSERT_AUDIT, {"seq": seq, "at": now, "actor": w.actor,
-                            "action": "stepup.ok", "subject": w.subject,
-                            "details": w.details_text, "prev": "", "hash": ""})  # fmt: skip
-                sealed = audit.seal(cur, postgres=False)
+                seq, digest = audit.insert_sealed(
+                    cur, at=w.at, actor=w.actor, action="stepup.ok", subject=w.subject,
+                    details=w.details_text, head=(int(head[0]), head[1]),
+                )  # fmt: skip
                 cur.execute("COMMIT")
             except BaseException:
                 if self._conn is not None and self._conn.in_transaction:
@@ -441,7 +468,15 @@ class FinishConnection:
             finally:
                 if path is not None:
                     writer_unlock(path)
-        return CommitOutcome.OK, seq, sealed.head_hash
+        return CommitOutcome.OK, seq, digest
+
+
+def _ok(cur: Any) -> bool:
+    """Whether the statement ``cur`` ran in a pipeline completed (its result is in)."""
+    from psycopg import pq
+
+    result = cur.pgresult
+    return result is not None and result.status == pq.ExecStatus.COMMAND_OK
 
 
 # ----------------------------------------------------------------------------- challenges
@@ -646,14 +681,15 @@ _WRITE_PG = (
     "a AS (INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "SELECT c.change_seq, :now, :actor, 'stepup.ok', :subject, :details, '', '' "
     "FROM c, LATERAL (SELECT pg_advisory_xact_lock(:lock, c.change_seq)) AS l RETURNING seq) "
-    "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM c), (SELECT max(seq) FROM a)"
+    "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM c), "
+    "CASE WHEN (SELECT count(*) FROM t) <> 1 THEN ka_refuse('challenge-gone') "
+    "WHEN (SELECT count(*) FROM c) <> 1 THEN ka_refuse('counter-refused') "
+    "ELSE (SELECT max(seq) FROM a) END"
 )
 _WRITE_STRICT_PG = _WRITE_PG.format(guard="k.sign_count < :new")
 _WRITE_ZERO_PG = _WRITE_PG.format(guard="k.sign_count = 0 AND :new = 0")
-_INSERT_AUDIT = (
-    "INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
-    "VALUES (:seq, :at, :actor, :action, :subject, :details, :prev, :hash)"
-)
+#: the SQLSTATE ``ka_refuse`` raises (migration 0006); its message names the guard
+_REFUSED = "KA409"
 #: ``audit._canonical``: sorted keys, no spaces, UTF-8 kept (one encoder, made once).
 _DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

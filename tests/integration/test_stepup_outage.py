@@ -270,7 +270,7 @@ def test_postgres_backend_killed_while_sealing(postgres_server: Any, tmp_path: P
     ch, response, before = _prepared(lab)
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     outcome = _kill_when_waiting(
-        dsn, "SELECT seq FROM ka_audit_head WHERE id = 1 FOR UPDATE", "ka_audit_head", lab, ch,
+        dsn, "SELECT seq FROM ka_audit_head WHERE id = 1 FOR UPDATE", "ka_audit_seal", lab, ch,
         response,
     )  # fmt: skip
     assert len(outcome) == 1 and isinstance(outcome[0], DatabaseError), outcome
