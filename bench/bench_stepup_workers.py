@@ -8,9 +8,12 @@ ECDSA P-256 verifications per second in the same run.
 Set-up (not timed): one user and credential per worker, the challenges and the signed
 assertions (made the way a key makes them) written to a file per worker. The workers are
 fresh processes; each warms up, waits for a common start time, then times every
-``keyadmin.stepup.finish`` call. Targets (issue: the log must not serialise step-ups):
-PostgreSQL at 16 workers at least the 2-worker throughput with p99 under 20 ms; SQLite p99
-under 10 ms at 4 processes.
+``keyadmin.stepup.finish`` call. Beside each row: the workers' CPU per finish and, on
+PostgreSQL, the server's CPU per finish and the share of busy backends found waiting on a
+lock (sampled every 10 ms): on a machine with fewer cores than workers, throughput is
+bounded by (cores / CPU per finish) whatever the log does. Targets (issue: the log must
+not serialise step-ups): PostgreSQL at 16 workers at least the 2-worker throughput with p99
+under 20 ms; SQLite p99 under 10 ms at 4 processes.
 
 Two scenarios: ``distinct`` (each worker its own credential) and ``shared`` (all workers on
 the same 4 credentials). A counting key's assertions racing each other is, by design, one
@@ -125,15 +128,67 @@ def worker(job_file: Path) -> int:
     while time.time() < spec["start"]:
         time.sleep(0.001)
     lat = []
+    cpu0 = time.process_time()
     t_start = time.time()
     for cid, resp in jobs[WARMUP:]:
         t = time.perf_counter()
         finish(spec["db"], policy, challenge_id=cid, action=ACTION, response=resp)
         lat.append(time.perf_counter() - t)
     t_end = time.time()
+    cpu = time.process_time() - cpu0
     job_file.with_suffix(".out").write_text(json.dumps({"lat": lat, "start": t_start,
-                                                        "end": t_end}))  # fmt: skip
+                                                        "end": t_end, "cpu": cpu}))  # fmt: skip
     return 0
+
+
+def _server_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process of this machine (the private
+    server's backends, live and exited: the postmaster's reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        try:
+            st = (d / "stat").read_text() if d.name.isdigit() else ""
+        except OSError:
+            continue
+        if st[st.find("(") + 1 : st.rfind(")")] not in ("postgres", "postmaster"):
+            continue
+        f = st[st.rfind(")") + 2 :].split()
+        total += sum(int(x) for x in f[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+class _WaitSampler:
+    """Samples pg_stat_activity every 10 ms while the workers run: of the step-up backends
+    seen busy (a statement running), the share waiting on a lock (``wait_event_type =
+    'Lock'``: a row lock, the head's lock, an advisory lock) rather than on the CPU, the disk
+    or the client."""
+
+    def __init__(self, db_url: str) -> None:
+        import threading
+
+        self.dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+        self.busy = self.locked = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop.wait(0.01):
+                for (kind,) in conn.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE state = 'active' "
+                    "AND datname = current_database() AND pid <> pg_backend_pid()"
+                ):
+                    self.busy += 1
+                    self.locked += kind == "Lock"
+
+    def share(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return self.locked / self.busy if self.busy else 0.0
 
 
 def run_config(
@@ -160,12 +215,20 @@ def run_config(
         spec = json.loads(f.read_text())
         spec["start"] = start
         f.write_text(json.dumps(spec))
+    postgres = db_url.startswith("postgresql")
+    server0 = _server_cpu() if postgres else 0.0
     procs = [
         subprocess.Popen([sys.executable, __file__, "--worker", str(f)], env=env) for f in files
     ]
+    while postgres and time.time() < start:
+        time.sleep(0.01)
+    sampler = _WaitSampler(db_url) if postgres else None
     codes = [p.wait() for p in procs]
+    lock_share = sampler.share() if sampler is not None else None
     if any(codes):
         raise RuntimeError(f"a worker failed: exit codes {codes}")
+    time.sleep(0.3)  # the backends of the finished workers have exited
+    server = (_server_cpu() - server0) if postgres else None
     outs = [json.loads(f.with_suffix(".out").read_text()) for f in files]
     lat = sorted(x for o in outs for x in o["lat"])
     wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
@@ -178,6 +241,11 @@ def run_config(
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
         "max_ms": lat[-1] * 1e3,
         "late_start_s": late,
+        # CPU per timed finish: the workers' own, and (PostgreSQL) the server's, which also
+        # counts the workers' warm-up and connection start
+        "client_cpu_ms": sum(o["cpu"] for o in outs) / len(lat) * 1e3,
+        "server_cpu_ms": None if server is None else server / len(lat) * 1e3,
+        "lock_wait_share": lock_share,
     }
 
 
@@ -221,9 +289,14 @@ def main() -> int:
                         run_config(url, tmp, w, args.finishes, env, shared=scenario == "shared")
                     )
                     r = rows[-1]
+                    extra = ""
+                    if r["server_cpu_ms"] is not None:
+                        extra = (f"  server cpu {r['server_cpu_ms']:4.2f} ms  waiting on a lock "
+                                 f"{r['lock_wait_share']:4.0%}")  # fmt: skip
                     print(f"{name:<20} {scenario:<8} {w:>2} workers: {r['per_second']:7.0f}/s  "
                           f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  max "
-                          f"{r['max_ms']:6.1f} ms", flush=True)  # fmt: skip
+                          f"{r['max_ms']:6.1f} ms  cpu/finish {r['client_cpu_ms']:4.2f} ms"
+                          f"{extra}", flush=True)  # fmt: skip
                 results["backends"][f"{name} {scenario}"] = rows
         print(f"raw ECDSA P-256 verify: {results['raw_ecdsa_per_second']:,.0f}/s (one core)")
         if args.json:
