@@ -57,9 +57,6 @@ DECLARE
   sealed_n integer;
   again boolean;
   digest text;
-  seqs integer[] := '{}';
-  prevs text[] := '{}';
-  hashes text[] := '{}';
 BEGIN
   IF p_lazy THEN
     -- sealing is a pure function of committed rows: a seal lost in a crash is redone
@@ -102,9 +99,7 @@ BEGIN
       END LOOP;
       digest := ka_audit_row_hash(head_hash, r.seq, r.at, r.actor, r.action, r.subject,
                                   r.details);
-      seqs := seqs || r.seq;
-      prevs := prevs || head_hash;
-      hashes := hashes || digest;
+      UPDATE ka_audit SET prev_hash = head_hash, hash = digest WHERE seq = r.seq;
       IF r.seq = p_mine THEN
         mine_prev := head_hash;
         mine_hash := digest;
@@ -115,10 +110,6 @@ BEGIN
     END LOOP;
     EXIT passes WHEN NOT again AND sealed_n < p_batch;
   END LOOP;
-  IF cardinality(seqs) > 0 THEN
-    UPDATE ka_audit a SET prev_hash = v.prev, hash = v.hash
-      FROM unnest(seqs, prevs, hashes) AS v(seq, prev, hash) WHERE a.seq = v.seq;
-  END IF;
   IF head_seq <> start_seq THEN
     UPDATE ka_audit_head SET seq = head_seq, hash = head_hash WHERE id = 1;
   END IF;
