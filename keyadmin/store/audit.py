@@ -5,22 +5,23 @@ hash(n) = SHA-256(hash(n-1) || "\\n" || canonical JSON of row n's fields). The h
 first row that was edited, deleted, inserted or moved. What the chain cannot show: someone who
 can rewrite the whole table and the head together; anchor the head (``keyadmin log anchor``).
 
-Writing a row and chaining it are two steps (docs/architecture.md, "The log"):
+Writing a row and chaining it (docs/architecture.md, "The log"):
 
-* A writer inserts its row with its seq and empty ``prev_hash``/``hash`` (*unsealed*). On
-  PostgreSQL the seq comes from the sequence ``ka_audit_seq_next`` and the writer holds the
-  advisory lock (``SEAL_LOCK_CLASS``, seq) until its transaction ends, so a sealer can tell a
-  seq still being written from one whose transaction rolled back. On SQLite the seq is the
-  head's + 1 under the one write lock.
-* ``seal`` (the one function that computes hashes) chains the rows after the head in seq
+* PostgreSQL: a writer inserts its row with its seq and empty ``prev_hash``/``hash``
+  (*unsealed*). The seq comes from the sequence ``ka_audit_seq_next`` and the writer holds
+  the advisory lock (``SEAL_LOCK_CLASS``, seq) until its transaction ends, so a sealer can
+  tell a seq still being written from one whose transaction rolled back. ``seal`` (the
+  server function ``ka_audit_seal``, migration 0006) chains the rows after the head in seq
   order under the head row's lock, fills a seq whose writer rolled back with a
-  ``log.skipped`` row, stops before a seq still being written, and moves the head. Sealing is
-  a pure function of the committed rows, so a seal lost in a crash is redone identically.
+  ``log.skipped`` row, stops before a seq still being written, and moves the head. Sealing
+  is a pure function of the committed rows, so a seal lost in a crash is redone identically.
+* SQLite: one write lock for the whole database, so a writer chains its row as it writes it
+  (``insert_sealed``): its seq is the head's + 1.
 
-``append`` (the ORM path) inserts and seals in the caller's transaction. The step-up hot path
-(store/stepup.py) commits its row first and seals right after, before ``finish`` returns: two
-step-ups never hold one lock across their commits, and an acknowledged step-up's row is
-always chained.
+``append`` (the ORM path) writes and chains in the caller's transaction. The step-up hot path
+(store/stepup.py) sends its commit and the seal in one round trip on PostgreSQL: two step-ups
+never hold one lock across their commits, and an acknowledged step-up's row is always
+chained. ``verify`` recomputes every hash here, in Python, whoever computed it.
 """
 
 from __future__ import annotations
@@ -287,8 +288,13 @@ def seal_statement(
 def sealed_from_row(row: Any) -> Sealed:
     """``Sealed`` from the row of ``seal_statement``."""
     head_seq, head_hash, waiting_on, mine_prev, mine_hash = row
-    mine = (mine_prev, mine_hash) if mine_hash is not None else None
-    return Sealed(int(head_seq), head_hash, waiting_on, mine=mine)
+    if not isinstance(head_seq, int) or not isinstance(head_hash, str):
+        raise DatabaseError(
+            "the log's seal returned no head (the function ka_audit_seal was changed)",
+            hint="the registry is being edited outside keyadmin: run keyadmin log verify",
+        )
+    mine = (str(mine_prev), mine_hash) if isinstance(mine_hash, str) else None
+    return Sealed(head_seq, head_hash, waiting_on, mine=mine)
 
 
 def raise_if_unsealable(error: BaseException) -> None:

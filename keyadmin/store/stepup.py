@@ -2,16 +2,16 @@
 
 Two paths, on purpose:
 
-* The hot path, ``FinishConnection``: ONE DBAPI connection for a whole ``finish`` (on
-  SQLite the thread's own ``db.hot_sqlite_connection``, on PostgreSQL a pooled one).
+* The hot path, ``FinishConnection``: ONE DBAPI connection for a whole ``finish`` (the
+  thread's own: ``db.hot_sqlite_connection`` / ``db.hot_postgres_connection``).
   ``load_context`` reads the challenge, its user, the credential, its log row and both
   failure counts in ONE statement (one snapshot). ``commit_success`` then writes in ONE
   transaction: consume the challenge (``used_at IS NULL`` guard), compare-and-set the
   counter (``sign_count < :new`` guard, ``status = 'active'``), take the change's seq
-  (stamped as ``change_seq``) and insert its log row unsealed. Either guard changing no row
-  rolls the whole transaction back and tells the caller which guard refused. The row is
-  chained by ``audit.seal`` (on SQLite inside the same transaction; on PostgreSQL right after
-  the commit, before ``commit_success`` returns: docs/architecture.md, "The log").
+  (stamped as ``change_seq``) and insert its log row. Either guard changing no row rolls
+  the whole transaction back and tells the caller which guard refused. On SQLite the row
+  is written chained (``audit.insert_sealed``); on PostgreSQL it is written unsealed and the
+  server seals it in the same round trip as the COMMIT (docs/architecture.md, "The log").
 * ``record_refusal`` is the slow path, through the ORM session of ``db.transaction``:
   it consumes the challenge (when the attempt reached a live one), stores the failure,
   quarantines on a counter violation (``registry.change_status``, which stamps
@@ -385,8 +385,14 @@ class FinishConnection:
                 hint="the registry is being edited outside keyadmin: run keyadmin log verify",
             )
         seq = int(seq)
-        sealed = audit.sealed_from_row(seal.fetchone())
-        return CommitOutcome.OK, seq, self._sealed(seq, w, sealed)
+        try:
+            with _database_errors(stored=seq):
+                digest = self._sealed(seq, w, audit.sealed_from_row(seal.fetchone()))
+        except DatabaseError as e:  # committed: say so, whatever failed after
+            if e.message.startswith("the step-up is stored"):
+                raise
+            raise DatabaseError(f"the step-up is stored but {e.message}", hint=e.hint) from e
+        return CommitOutcome.OK, seq, digest
 
     def _sealed(self, seq: int, w: _Write, sealed: audit.Sealed) -> str:
         """This step-up's row ``seq`` (committed) as sealed; while a seq before it is still
@@ -397,29 +403,31 @@ class FinishConnection:
         conn = self._conn
         deadline = time.monotonic() + 30.0
         seal_sql, seal_params = audit.seal_statement(lazy=True, upto=seq)
-        with _database_errors(stored=seq):
-            while sealed.mine is None:
-                if sealed.waiting_on is None:
-                    raise DatabaseError(
-                        f"log row {seq}, written by this step-up, is gone from the log",
-                        hint="the registry is being edited outside keyadmin: run keyadmin "
-                        "log verify",
-                    )
-                if time.monotonic() > deadline:
-                    raise DatabaseError(
-                        f"the log could not be sealed up to row {seq} within 30 s (row "
-                        f"{sealed.waiting_on} is still being written)",
-                        hint="the step-up is stored; its log row is sealed by the next write",
-                    )
-                cur = self.raw.cur
-                try:
-                    with conn.pipeline():
-                        audit.wait_for_writer(cur, sealed.waiting_on, fetch=False)
-                        cur.execute(seal_sql, seal_params)
-                    sealed = audit.sealed_from_row(cur.fetchone())
-                except Exception as e:
-                    audit.raise_if_unsealable(e)
-                    raise
+        while sealed.mine is None:
+            if sealed.waiting_on is None:
+                what = "is gone from the log" if sealed.head_seq >= seq else (
+                    "was not sealed although nothing was in the way (the function "
+                    "ka_audit_seal was changed)")  # fmt: skip
+                raise DatabaseError(
+                    f"log row {seq}, written by this step-up, {what}",
+                    hint="the registry is being edited outside keyadmin: run keyadmin "
+                    "log verify",
+                )
+            if time.monotonic() > deadline:
+                raise DatabaseError(
+                    f"the log could not be sealed up to row {seq} within 30 s (row "
+                    f"{sealed.waiting_on} is still being written)",
+                    hint="the step-up is stored; its log row is sealed by the next write",
+                )
+            cur = self.raw.cur
+            try:
+                with conn.pipeline():
+                    audit.wait_for_writer(cur, sealed.waiting_on, fetch=False)
+                    cur.execute(seal_sql, seal_params)
+                sealed = audit.sealed_from_row(cur.fetchone())
+            except Exception as e:
+                audit.raise_if_unsealable(e)
+                raise
         prev, digest = sealed.mine
         expected = audit.row_hash(prev, seq, w.at, w.actor, "stepup.ok", w.subject, w.details_text)
         if not audit.same(digest, expected):

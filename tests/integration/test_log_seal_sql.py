@@ -191,3 +191,28 @@ def test_a_write_refused_by_its_counter_guard_leaves_no_half_step_up(lab: Lab) -
     assert _scalar(lab.db_url, "SELECT count(*) FROM ka_audit WHERE action = 'stepup.ok'") == rows
     outcome = _scalar(lab.db_url, "SELECT outcome FROM ka_challenge WHERE id = :id", id=job[0])
     assert outcome is not None and outcome != "ok", outcome
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "SELECT 0, '', NULL::integer, NULL::text, NULL::text",  # a seal that seals nothing
+        "SELECT NULL::integer, NULL::text, NULL::integer, NULL::text, NULL::text",  # no head
+    ],
+)
+def test_a_replaced_seal_function_fails_closed(lab: Lab, body: str) -> None:
+    _execute(
+        lab.db_url,
+        "CREATE OR REPLACE FUNCTION ka_audit_seal(p_batch integer, p_lazy boolean, "
+        "p_mine integer, p_lock_class integer, p_skipped_details text, OUT head_seq integer, "
+        "OUT head_hash text, OUT waiting_on integer, OUT mine_prev text, OUT mine_hash text) "
+        f"LANGUAGE sql VOLATILE AS $$ {body} $$",
+    )
+    before = _counter(lab, "bob")
+    with pytest.raises(DatabaseError) as caught:
+        _finish(lab, _prepared(lab, "bob"))
+    assert "the step-up is stored" in str(caught.value), caught.value
+    assert "ka_audit_seal was changed" in str(caught.value), caught.value
+    assert _counter(lab, "bob") > before
+    chain, _ = _verify(lab.db_url)
+    assert chain.ok and chain.unsealed == 1, chain  # pending, said to be
