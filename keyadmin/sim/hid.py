@@ -33,6 +33,9 @@ TYPE_INIT = 0x80
 MAX_MESSAGE = REPORT_SIZE - 7 + 128 * (REPORT_SIZE - 5)  # 7609 bytes
 KEEPALIVE_EVERY = 0.1
 READ_TIMEOUT = 30.0
+#: CTAPHID's transaction timeout: a message whose next packet has not come within this many
+#: seconds is abandoned with ERR_MSG_TIMEOUT (the spec leaves the value to the device)
+MSG_TIMEOUT = 1.0
 
 # pid.codes test VID/PID, so nothing mistakes it for a vendor's key.
 SIM_VID = 0x1209
@@ -56,6 +59,7 @@ class HidErr:
     INVALID_PAR = 0x02
     INVALID_LEN = 0x03
     INVALID_SEQ = 0x04
+    MSG_TIMEOUT = 0x05
     CHANNEL_BUSY = 0x06
     INVALID_CHANNEL = 0x0B
     OTHER = 0x7F
@@ -73,6 +77,8 @@ class _Incoming:
     length: int
     data: bytearray = field(default_factory=bytearray)
     seq: int = 0
+    #: time.monotonic() of its last packet
+    last: float = 0.0
 
 
 class SimHidConnection(CtapHidConnection):
@@ -125,6 +131,23 @@ class SimHidConnection(CtapHidConnection):
     def _error(self, cid: int, code: int) -> None:
         self._send(cid, HidCmd.ERROR, bytes([code]))
 
+    def _watch(self, inc: _Incoming, after: float) -> None:
+        timer = threading.Timer(after, self._expire, args=(inc,))
+        timer.daemon = True
+        timer.start()
+
+    def _expire(self, inc: _Incoming) -> None:
+        """The transaction timeout: ``inc``, still incomplete, had no packet for MSG_TIMEOUT."""
+        with self._lock:
+            if self._incoming is not inc or self._closed:
+                return  # completed, refused or replaced meanwhile
+            left = inc.last + MSG_TIMEOUT - time.monotonic()
+            if left > 0:
+                self._watch(inc, left)
+                return
+            self._incoming = None
+            self._error(inc.cid, HidErr.MSG_TIMEOUT)
+
     def _receive(self, packet: bytes) -> None:
         cid = struct.unpack_from(">I", packet)[0]
         if cid == 0:
@@ -153,6 +176,9 @@ class SimHidConnection(CtapHidConnection):
                 self._error(cid, HidErr.CHANNEL_BUSY)
                 return
             self._incoming = _Incoming(cid, cmd, length, bytearray(packet[7 : 7 + length]))
+            self._incoming.last = time.monotonic()
+            if length > len(self._incoming.data):
+                self._watch(self._incoming, MSG_TIMEOUT)
         else:
             inc = self._incoming
             if inc is None or inc.cid != cid:
@@ -162,6 +188,7 @@ class SimHidConnection(CtapHidConnection):
                 self._error(cid, HidErr.INVALID_SEQ)
                 return
             inc.seq += 1
+            inc.last = time.monotonic()
             inc.data += packet[5 : 5 + inc.length - len(inc.data)]
         inc = self._incoming
         if inc is not None and len(inc.data) >= inc.length:

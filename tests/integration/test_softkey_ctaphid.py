@@ -99,3 +99,22 @@ def test_busy_while_a_slow_request_runs_then_cancel(tmp_path) -> None:
             assert reply[7] == 0x2D  # CTAP2_ERR_KEEPALIVE_CANCEL
             break
     conn.close()
+
+
+def test_a_message_whose_continuation_never_comes_times_out(tmp_path) -> None:
+    """CTAPHID: a partly received message is abandoned after the transaction timeout with
+    ERR_MSG_TIMEOUT, and the channel works again (before: the key waited for the missing
+    packets forever, which hung the lab when the kernel dropped the last reports)."""
+    import time
+
+    conn, cid = _open(tmp_path)
+    conn.write_packet(_packet(cid, PING, b"a" * 57, length=100))  # its continuation is lost
+    started = time.monotonic()
+    assert _error_code(conn, cid) == 0x05  # ERR_MSG_TIMEOUT
+    assert time.monotonic() - started < 5
+    data = os.urandom(100)  # a slow but timely continuation still completes the message
+    conn.write_packet(_packet(cid, PING, data[:57], length=100))
+    time.sleep(0.3)
+    conn.write_packet(_cont(cid, 0, data[57:]))
+    first, second = conn.read_packet(), conn.read_packet()
+    assert first[4] == PING and first[7:] + second[5 : 5 + 43] == data
