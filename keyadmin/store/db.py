@@ -538,12 +538,19 @@ def transaction(url: str) -> Iterator[Session]:
             from keyadmin.notify import send
 
             send(pending)
-    except SQLAlchemyError as e:
+    except Exception as e:
         session.rollback()
-        raise DatabaseError(
-            f"the registry database refused the write; nothing was stored ({type(e).__name__})",
-            hint="check that the database is reachable and writable, then retry",
-        ) from e
+        # the ORM's errors, and the driver's own from statements run on the session's
+        # connection (the log's append writes and seals through its DBAPI cursor)
+        if isinstance(e, SQLAlchemyError) or (type(e).__module__ or "").startswith(
+            ("sqlite3", "psycopg")
+        ):
+            raise DatabaseError(
+                f"the registry database refused the write; nothing was stored "
+                f"({type(e).__name__})",
+                hint="check that the database is reachable and writable, then retry",
+            ) from e
+        raise
     except BaseException:
         session.rollback()
         raise
