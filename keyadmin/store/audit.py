@@ -32,9 +32,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _json_str
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.store.db import DatabaseError, dbapi_sql
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
 
 GENESIS = "0" * 64
 #: ``prev_hash`` and ``hash`` of a row written but not sealed yet
@@ -125,7 +129,7 @@ PENDING_NOTIFICATIONS = "keyadmin_notify"
 
 
 def append(
-    session: Any,
+    session: Session,
     *,
     actor: str,
     action: str,
@@ -141,7 +145,7 @@ def append(
     from keyadmin.store.models import AuditHeadRow, AuditRow
 
     conn = session.connection()
-    cur = conn.connection.cursor()  # the transaction's own DBAPI connection
+    cur: Any = conn.connection.cursor()  # the transaction's own DBAPI cursor (driver values)
     now = (at or datetime.now(UTC)).astimezone(UTC)
     text = _canonical(details)
     if conn.dialect.name == "postgresql":
@@ -336,7 +340,10 @@ def check_writable(url: str) -> None:
 
 
 def entries(
-    session: Any, since: datetime | None = None, action: str | None = None, limit: int | None = None
+    session: Session,
+    since: datetime | None = None,
+    action: str | None = None,
+    limit: int | None = None,
 ) -> list[LogEntry]:
     from sqlmodel import select
 
@@ -379,7 +386,7 @@ def _recomputed(prev: str, r: Any) -> str:
 
 
 def verify(
-    session: Any,
+    session: Session,
     *,
     anchor: tuple[int, str] | None = None,
     rows: list[tuple[int, str, Any, Any]] | None = None,

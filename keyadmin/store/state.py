@@ -27,9 +27,13 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyadmin.store import audit
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
 
 FIELDS = ("cred", "user", "pk", "aaguid", "status", "ctr")
 #: What a difference in each field means, for the messages.
@@ -89,7 +93,7 @@ def _state_in(details: Any, hexid: str) -> dict[str, Any] | None:
     return next((x for x in states_of(recorded) if x["cred"] == hexid), None)
 
 
-def logged_state(session: Any, change_seq: int, credential_id: bytes) -> dict[str, Any] | None:
+def logged_state(session: Session, change_seq: int, credential_id: bytes) -> dict[str, Any] | None:
     """The state that log row ``change_seq`` recorded for this credential, if any."""
     from sqlalchemy import text
 
@@ -113,7 +117,7 @@ def states_of(details: Any) -> list[dict[str, Any]]:
     return [s for s in found if isinstance(s, dict) and all(k in s for k in FIELDS)]
 
 
-def read_states(session: Any, credential_ids: Iterable[bytes]) -> list[dict[str, Any]]:
+def read_states(session: Session, credential_ids: Iterable[bytes]) -> list[dict[str, Any]]:
     """The current state of each credential, read from the registry (for batch log rows),
     with ``seen`` carried over from the state its ``change_seq`` row recorded."""
     from sqlalchemy import select
@@ -253,7 +257,7 @@ def _legacy(action: str, subject: Any, details: dict[str, Any]) -> dict[str, Any
     return None
 
 
-def replay(session: Any, rows: Iterable[tuple[int, str, Any, Any]] | None = None) -> Replay:
+def replay(session: Session, rows: Iterable[tuple[int, str, Any, Any]] | None = None) -> Replay:
     """Rebuild every credential's state from the log; compare it with ka_credential.
 
     ``rows`` is (seq, action, subject, details text) of the log in order (read here when
@@ -342,7 +346,9 @@ def _show(name: str, value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- upgrade
-def bind_unbound(session: Any, *, actor: str, authority: dict[str, Any] | None = None) -> list[str]:
+def bind_unbound(
+    session: Session, *, actor: str, authority: dict[str, Any] | None = None
+) -> list[str]:
     """Record the current state of every credential whose ``change_seq`` row has none.
 
     For registries written before the binding. Trust on first use: it records what the

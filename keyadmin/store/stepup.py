@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from keyadmin.b64 import decode_std
 from keyadmin.store import audit
@@ -52,6 +52,9 @@ from keyadmin.store.db import (
     writer_lock,
     writer_unlock,
 )
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
@@ -410,8 +413,7 @@ class FinishConnection:
                     "ka_audit_seal was changed)")  # fmt: skip
                 raise DatabaseError(
                     f"log row {seq}, written by this step-up, {what}",
-                    hint="the registry is being edited outside keyadmin: run keyadmin "
-                    "log verify",
+                    hint="the registry is being edited outside keyadmin: run keyadmin log verify",
                 )
             if time.monotonic() > deadline:
                 raise DatabaseError(
@@ -488,7 +490,7 @@ def _ok(cur: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- challenges
-def active_credentials(session: Any, user: str) -> tuple[int, bytes, list[bytes]]:
+def active_credentials(session: Session, user: str) -> tuple[int, bytes, list[bytes]]:
     """(user id, user handle, credential ids of the user's ACTIVE credentials)."""
     from sqlmodel import select
 
@@ -507,7 +509,7 @@ def active_credentials(session: Any, user: str) -> tuple[int, bytes, list[bytes]
 
 
 def insert_challenge(
-    session: Any,
+    session: Session,
     *,
     id: str,
     user_id: int,
@@ -537,7 +539,7 @@ def insert_challenge(
     session.flush()
 
 
-def purge_expired_challenges(session: Any, *, user_id: int, now: datetime, limit: int) -> int:
+def purge_expired_challenges(session: Session, *, user_id: int, now: datetime, limit: int) -> int:
     """Delete up to ``limit`` of the user's expired, never used challenges; how many went.
 
     Used challenges stay (the record that an id was spent). Scoped to the user (the user_id
@@ -564,7 +566,7 @@ def purge_expired_challenges(session: Any, *, user_id: int, now: datetime, limit
     return len(ids)
 
 
-def count_live_challenges(session: Any, *, user_id: int, now: datetime) -> int:
+def count_live_challenges(session: Session, *, user_id: int, now: datetime) -> int:
     """How many of the user's challenges are unused and unexpired."""
     from sqlalchemy import func
     from sqlmodel import select
@@ -582,7 +584,9 @@ def count_live_challenges(session: Any, *, user_id: int, now: datetime) -> int:
     )
 
 
-def count_failures(session: Any, *, user_id: int, since: datetime) -> tuple[int, dict[bytes, int]]:
+def count_failures(
+    session: Session, *, user_id: int, since: datetime
+) -> tuple[int, dict[bytes, int]]:
     """Failures of a user since ``since``: (total, per credential id)."""
     from sqlmodel import select
 
