@@ -261,6 +261,12 @@ def new_engine(
     )
 
 
+def driver_error(e: BaseException) -> bool:
+    """Whether ``e`` comes from the database or its driver (SQLAlchemy, psycopg, sqlite3):
+    recognised by its module, so asking imports nothing."""
+    return (type(e).__module__ or "").startswith(("sqlalchemy", "psycopg", "sqlite3"))
+
+
 @contextmanager
 def database_errors(doing: str) -> Iterator[None]:
     """A failure of the database or its driver (unreachable, refused) becomes DatabaseError.
@@ -272,8 +278,7 @@ def database_errors(doing: str) -> Iterator[None]:
     except DatabaseError:
         raise
     except Exception as e:
-        module = type(e).__module__ or ""
-        if not module.startswith(("sqlalchemy", "psycopg", "sqlite3")):
+        if not driver_error(e):
             raise
         first = str(getattr(e, "orig", None) or e).splitlines()
         raise DatabaseError(
@@ -525,7 +530,6 @@ def transaction(url: str) -> Iterator[Session]:
     A failure of the database itself (gone away, refused the commit) becomes DatabaseError,
     with nothing written.
     """
-    from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
     engine = get_engine(url)
@@ -542,9 +546,7 @@ def transaction(url: str) -> Iterator[Session]:
         session.rollback()
         # the ORM's errors, and the driver's own from statements run on the session's
         # connection (the log's append writes and seals through its DBAPI cursor)
-        if isinstance(e, SQLAlchemyError) or (type(e).__module__ or "").startswith(
-            ("sqlite3", "psycopg")
-        ):
+        if driver_error(e):
             raise DatabaseError(
                 f"the registry database refused the write; nothing was stored "
                 f"({type(e).__name__})",

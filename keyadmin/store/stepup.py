@@ -43,6 +43,7 @@ from keyadmin.store import audit
 from keyadmin.store.db import (
     DatabaseError,
     dbapi_sql,
+    driver_error,
     drop_hot_connection,
     get_engine,
     hot_postgres_connection,
@@ -138,8 +139,7 @@ def _database_errors(stored: int | None = None) -> Iterator[None]:
     except DatabaseError:
         raise
     except Exception as e:
-        mod = type(e).__module__ or ""
-        if mod.startswith(("sqlite3", "psycopg", "sqlalchemy")):
+        if driver_error(e):
             if stored is not None:
                 raise DatabaseError(
                     f"the step-up is stored but the registry database failed while its log "

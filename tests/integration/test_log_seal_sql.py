@@ -143,14 +143,16 @@ def _lose_a_race(lab: Lab, job: tuple[str, Any], winner_sql: str, table: str) ->
 
         t = threading.Thread(target=run, daemon=True)
         t.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not admin.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query LIKE %s",
-            (f"%{table}%",),
-        ).fetchone():
+        deadline, waiting = time.monotonic() + 20, None
+        while time.monotonic() < deadline and waiting is None:
+            waiting = admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE %s",
+                (f"%{table}%",),
+            ).fetchone()
             time.sleep(0.02)
         winner.commit()  # the waiting write's guard no longer holds
+        assert waiting is not None, f"the finish's write never waited on {table}"
         t.join(20)
     assert len(out) == 1, out
     return out[0]
