@@ -681,18 +681,23 @@ _CAS_ZERO_SEQ = (
 )
 #: PostgreSQL: the whole write of a step-up in one statement. The challenge is taken only
 #: while unused and unexpired; the credential is updated only when it was (``FROM t``) and
-#: its guard holds, and only then takes its seq (``nextval`` in its SET); the writer's
-#: advisory lock on that seq is taken before the row is inserted (``LATERAL``), so a sealer
-#: never mistakes it for a rolled-back seq while it is being written.
+#: its guard holds. The seq is taken, and the writer's advisory lock on it, in a CTE of its
+#: own (``n``, run once, only when the challenge was taken): a write that then waits on the
+#: credential's row (a rival holds it) keeps that seq and its lock while it waits, and the
+#: row, rechecked after the wait, gets that seq. (Taken in the credential's SET instead, the
+#: seq was taken again after the wait: the first one, unlocked, was then filled as a
+#: ``log.skipped`` row by a sealer; test_log_seal_sql.)
 _WRITE_PG = (
     "WITH t AS (UPDATE ka_challenge SET used_at = :now, outcome = 'ok' "
     "WHERE id = :cid AND used_at IS NULL AND expires_at > :now RETURNING id), "
+    "n AS (SELECT s.seq FROM (SELECT nextval('ka_audit_seq_next') AS seq FROM t) AS s, "
+    "LATERAL pg_advisory_xact_lock(CAST(:lock AS integer), CAST(s.seq AS integer)) AS l), "
     "c AS (UPDATE ka_credential k SET sign_count = :new, last_used_at = :now, "
-    "updated_at = :now, change_seq = nextval('ka_audit_seq_next') "
-    "FROM t WHERE k.id = :id AND k.status = 'active' AND {guard} RETURNING k.change_seq), "
+    "updated_at = :now, change_seq = n.seq "
+    "FROM n WHERE k.id = :id AND k.status = 'active' AND {guard} RETURNING k.change_seq), "
     "a AS (INSERT INTO ka_audit (seq, at, actor, action, subject, details, prev_hash, hash) "
     "SELECT c.change_seq, :now, :actor, 'stepup.ok', :subject, :details, '', '' "
-    "FROM c, LATERAL (SELECT pg_advisory_xact_lock(:lock, c.change_seq)) AS l RETURNING seq) "
+    "FROM c RETURNING seq) "
     "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM c), "
     "CASE WHEN (SELECT count(*) FROM t) <> 1 THEN ka_refuse('challenge-gone') "
     "WHEN (SELECT count(*) FROM c) <> 1 THEN ka_refuse('counter-refused') "
