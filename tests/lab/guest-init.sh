@@ -24,7 +24,7 @@ if [ "$mode" = bench ]; then
   timeout 150 "$repo/.venv/bin/python" "$repo/bench/bench_lab_hid.py" --guest /lab-results \
     > /lab-results/checks.log 2>&1
 else
-  timeout 150 "$repo/.venv/bin/python" "$repo/tests/lab/guest_checks.py" /lab-results \
+  timeout 390 "$repo/.venv/bin/python" "$repo/tests/lab/guest_checks.py" /lab-results \
     > /lab-results/checks.log 2>&1
 fi
 echo "lab-guest: checks exited $?"
