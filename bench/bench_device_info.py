@@ -25,19 +25,27 @@ from fido2.ctap2 import Ctap2
 from fido2.pcsc import CtapPcscDevice
 dev = next(CtapPcscDevice.list_devices(sys.argv[1]))
 info = Ctap2(dev).get_info()
+from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin
-ClientPin(Ctap2(dev)).get_pin_retries()
+try:
+    ClientPin(Ctap2(dev)).get_pin_retries()
+except CtapError as e:  # a key without a PIN (as YubiKeys answer)
+    assert e.code == CtapError.ERR.PIN_NOT_SET, e
 print(info.aaguid)
 """
 
 BARE_HID = """
 import sys
+from fido2.ctap import CtapError
 from fido2.ctap2 import Ctap2, ClientPin
 from keyadmin.sim.authenticator import SoftKey
 from keyadmin.sim.hid import open_hid
 dev = open_hid(SoftKey.open(sys.argv[1]))
 info = Ctap2(dev).get_info()
-ClientPin(Ctap2(dev)).get_pin_retries()
+try:
+    ClientPin(Ctap2(dev)).get_pin_retries()
+except CtapError as e:  # a key without a PIN (as YubiKeys answer)
+    assert e.code == CtapError.ERR.PIN_NOT_SET, e
 print(info.aaguid)
 """
 

@@ -86,7 +86,10 @@ def _policy(tmp: Path) -> Any:
 
     (tmp / "lab-root.pem").write_text(SoftKey.create(None).root_certificate_pem())
     text = (REPO / "policies" / "lab-softkey.toml").read_text()
-    text = text.replace("challenge_lifetime_seconds = 120", "challenge_lifetime_seconds = 3600")
+    text = text.replace(
+        "challenge_lifetime_seconds = 120",
+        "challenge_lifetime_seconds = 3600\nmax_live_challenges = 1000000",  # all issued first
+    )
     text = text.replace('algorithms = ["ES256", "EdDSA"]', 'algorithms = ["ES256", "ML-DSA-44"]')
     (tmp / "policy.toml").write_text(text)
     return load_policy(tmp / "policy.toml")

@@ -100,7 +100,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 def raw() -> None:
                     data, sw1, sw2 = conn.transmit(list(RAW_GET_INFO))
-                    if (sw1, sw2) != (0x90, 0x00) or data[:1] != [0]:
+                    while sw1 == 0x61:  # more to come (a getInfo longer than 256 bytes)
+                        more, sw1, sw2 = conn.transmit([0x00, 0xC0, 0x00, 0x00, sw2])
+                        data += more
+                    if (sw1, sw2) != (0x90, 0x00) or data[:1] != [0] or len(data) != info_size:
                         raise RuntimeError(f"raw getInfo failed: SW {sw1:02X}{sw2:02X}")
 
                 cdh = hashlib.sha256(b"bench").digest()

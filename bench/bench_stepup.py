@@ -121,6 +121,7 @@ def sql_floor(tmp: Path, n: int, synchronous: str) -> dict[str, Any]:
     best a step-up could do on this disk in this mode."""
     import sqlite3
 
+    from keyadmin.store import audit
     from keyadmin.store import stepup as st
     from keyadmin.store.db import _configure_sqlite, dispose_all, get_engine
 
@@ -152,7 +153,7 @@ def sql_floor(tmp: Path, n: int, synchronous: str) -> dict[str, Any]:
             raise RuntimeError(f"the floor's statements changed {taken}, {cas} rows, not 1, 1")
         digest = hashlib.sha256(f"{prev}{seq}".encode()).hexdigest()
         cur.execute(
-            st._INSERT_AUDIT,
+            audit._INSERT_ROW,
             {"seq": seq + 1, "at": now, "actor": "bench-admin", "action": "stepup.ok",
              "subject": "bench-admin", "details": details, "prev": prev, "hash": digest},
         )  # fmt: skip
