@@ -26,7 +26,13 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from keyadmin.store.db import DatabaseError
-from tests.integration.test_log_seal import _counter, _prepared, _scalar, _verify
+from tests.integration.test_log_seal import (
+    _counter,
+    _finish_in_thread,
+    _prepared,
+    _scalar,
+    _verify,
+)
 from tests.integration.test_stepup_support import ACTION, Lab, make_lab
 
 pytestmark = pytest.mark.postgres
@@ -220,62 +226,51 @@ def test_a_replaced_seal_function_fails_closed(lab: Lab, body: str) -> None:
     assert chain.ok and chain.unsealed == 1, chain  # pending, said to be
 
 
+def _waiting_on(admin: Any, event: str) -> bool:
+    """Whether a session of this database waits on a lock of kind ``event``."""
+    row = admin.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND wait_event = %s",
+        (event,),
+    ).fetchone()
+    return row is not None
+
+
 def test_a_write_waiting_on_its_credential_holds_its_seq(lab: Lab) -> None:
     """A step-up whose write waits on its credential's row (a rival transaction holds it)
     has taken its seq already: while it waits, another step-up's seal must stop before that
     seq and wait, not fill it as rolled back (a ``log.skipped`` row for a write that then
     commits under a new seq)."""
-    import threading
     import time
 
     import psycopg
 
     dsn = lab.db_url.replace("postgresql+psycopg://", "postgresql://")
     bob, alice = _prepared(lab, "bob"), _prepared(lab, "alice")
-    out: dict[str, Any] = {}
-
-    def run(name: str, job: tuple[str, Any]) -> None:
-        try:
-            out[name] = _finish(lab, job)
-        except Exception as e:  # noqa: BLE001 - asserted on below
-            out[name] = e
-
-    def waiting(admin: Any, what: str) -> bool:
-        return (
-            admin.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND wait_event = %s",
-                (what,),
-            ).fetchone()
-            is not None
-        )
-
     with psycopg.connect(dsn) as rival, psycopg.connect(dsn, autocommit=True) as admin:
         rival.execute(  # holds bob's credential row; leaves his counter as it is
             "UPDATE ka_credential SET last_used_at = last_used_at WHERE user_id = "
             "(SELECT id FROM ka_user WHERE name = 'bob')"
         )
-        threads = [threading.Thread(target=run, args=("bob", bob), daemon=True)]
-        threads[0].start()
+        bob_thread, bob_out = _finish_in_thread(lab, bob)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (bob_waits := waiting(admin, "transactionid")):
+        while time.monotonic() < deadline and not (
+            bob_waits := _waiting_on(admin, "transactionid")
+        ):
             time.sleep(0.02)
-        threads.append(threading.Thread(target=run, args=("alice", alice), daemon=True))
-        threads[1].start()
+        alice_thread, alice_out = _finish_in_thread(lab, alice)
         deadline = time.monotonic() + 5  # alice: done, or waiting for bob's seq
         while (
             time.monotonic() < deadline
-            and "alice" not in out
-            and not (alice_waits := waiting(admin, "advisory"))
+            and not alice_out
+            and not (alice_waits := _waiting_on(admin, "advisory"))
         ):
             time.sleep(0.02)
         rival.commit()
-        for t in threads:
-            t.join(30)
+        bob_thread.join(30)
+        alice_thread.join(30)
     assert bob_waits, "bob's write never waited on his credential's row"
-    assert not isinstance(out.get("bob"), Exception) and not isinstance(
-        out.get("alice"), Exception
-    ), out
+    assert "result" in bob_out and "result" in alice_out, (bob_out, alice_out)
     skipped = _scalar(lab.db_url, "SELECT count(*) FROM ka_audit WHERE action = 'log.skipped'")
     assert skipped == 0, "a seq still being written was filled as rolled back"
     assert alice_waits, "alice's step-up did not wait for the seq before hers"
