@@ -12,7 +12,6 @@ the file, the line and the key (docs/configuration.md).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +104,8 @@ def load() -> Settings:
 
 
 def _parse(path: Path) -> Settings:
+    import tomllib  # here, not at the top: most commands run without a config file
+
     from keyadmin.files import check_trusted_file
     from keyadmin.policy.loader import _KeyLines, _toml_error_line
 

@@ -196,7 +196,11 @@ class KeyadminGroup(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         cmd_name = ALIASES.get(cmd_name, cmd_name)
         if cmd_name in LAZY or cmd_name == "completion":
-            return _load(cmd_name)
+            # click asks twice per invocation (resolve_command below, then its own): build once
+            loaded = ctx.meta.setdefault("keyadmin.loaded", {})
+            if cmd_name not in loaded:
+                loaded[cmd_name] = _load(cmd_name)
+            return loaded[cmd_name]
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:

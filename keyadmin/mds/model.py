@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 #: Status reports that must block a model (FIDO MDS3 §3.1.4 AuthenticatorStatus).
 BLOCKING_STATUSES: frozenset[str] = frozenset(
@@ -65,6 +65,10 @@ class StatusReport:
     fips_revision: int | None = None  # 2 (FIPS 140-2) or 3 (FIPS 140-3)
     fips_physical_security_level: int | None = None
     batch_certificate: str | None = None  # base64 DER
+
+    def to_dict(self) -> dict[str, object]:
+        """Its fields by name (a shallow copy: every value is immutable)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _rank(r: StatusReport) -> tuple[str, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Protocol
 
 from keyadmin.b64 import decode_std, encode_std
@@ -110,7 +109,7 @@ def entry_for_attestation(entry: Entry) -> dict[str, object]:
             entry.attestation_certificate_key_identifiers
         ),
         "attestation_root_certificates": [encode_std(der) for der in entry_roots_der(entry)],
-        "status_reports": [asdict(r) for r in entry.status_reports],
+        "status_reports": [r.to_dict() for r in entry.status_reports],
     }
 
 

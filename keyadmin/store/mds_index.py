@@ -16,6 +16,7 @@ rollback check (``no`` only goes up within a series) and as evidence.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from sqlalchemy import ForeignKey, MetaData
     from sqlalchemy.engine import Connection
     from sqlmodel import Session
@@ -418,6 +421,7 @@ class MdsIndex:
         self.url = url
         self._sqlite = sqlite_path(url)
         self._engine: Any = None
+        self._local = threading.local()  # this thread's read connection (SQLite), see _reader
         self.log = log  # writes each stored snapshot's log row, in the snapshot's transaction
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -444,30 +448,60 @@ class MdsIndex:
         if self._sqlite is not None:
             import sqlite3
 
-            if not self._sqlite.exists():
+            con = self._reader()
+            if con is None:
                 return []
-            if not self._sqlite.is_file():  # a fifo would block the read forever
-                from keyadmin.errors import ConfigError
-
-                raise ConfigError(f"the registry database {self._sqlite} is not a regular file")
-            con = sqlite3.connect(f"file:{self._sqlite}?mode=ro", uri=True)
             try:
-                con.row_factory = sqlite3.Row
-                try:
-                    cur = con.execute(sql, params)
-                except sqlite3.OperationalError as e:
-                    if "no such table" in str(e):
-                        return []
-                    raise
-                return [dict(r) for r in cur.fetchall()]
-            finally:
-                con.close()
+                cur = con.execute(sql, params)
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):
+                    return []
+                raise
+            return [dict(r) for r in cur.fetchall()]
         from sqlalchemy import inspect, text
 
         with self.engine().connect() as conn:
             if not inspect(conn).has_table("mds_snapshot"):
                 return []
             return [dict(r) for r in conn.execute(text(sql), params).mappings().all()]
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection to the SQLite file (None: no file yet).
+
+        Kept while the path names the same file (device and inode) in this process, so that a
+        lookup does not open the database and read its schema again each time (a policy
+        decision makes one or two). Its statements run outside any transaction: each one sees
+        every commit."""
+        import os
+        import sqlite3
+        import stat
+
+        assert self._sqlite is not None
+        try:
+            st = os.stat(self._sqlite)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):  # a fifo would block the read forever
+            from keyadmin.errors import ConfigError
+
+            raise ConfigError(f"the registry database {self._sqlite} is not a regular file")
+        which = (os.getpid(), st.st_dev, st.st_ino)  # not a connection inherited by a fork
+        held = getattr(self._local, "reader", None)
+        if held is not None and held[0] == which:
+            return held[1]
+        if held is not None and held[0][0] == which[0]:
+            held[1].close()
+        con = sqlite3.connect(f"file:{self._sqlite}?mode=ro", uri=True)
+        con.row_factory = sqlite3.Row
+        self._local.reader = (which, con)
+        return con
+
+    def close(self) -> None:
+        """Close this thread's read connection (it is also closed with the object)."""
+        held = getattr(self._local, "reader", None)
+        if held is not None:
+            held[1].close()
+            self._local.reader = None
 
     # -- reads ------------------------------------------------------------------------------------
 
