@@ -29,7 +29,7 @@ import gc
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from keyadmin.policy.model import Policy
     from keyadmin.store.appmapping import Mapping
     from keyadmin.store.appstore import AppRow, AppStore
+    from keyadmin.store.estate import AuditRow
     from keyadmin.store.sync_state import RegistryCredential
 
 #: Rules about the metadata snapshot as a whole: reported once for the estate, not per key.
@@ -193,6 +194,13 @@ class _Group:
     members: list[int] = field(default_factory=list)  # registry ids
 
 
+#: From this many registry ids up (and with more than one CPU), the scan is split by id range
+#: across forked processes, one per CPU and at most ``MAX_SCAN_WORKERS``: grouping is CPU work
+#: (a CBOR decode and a strict authenticator-data parse per credential).
+PARALLEL_FROM = 20_000
+MAX_SCAN_WORKERS = 4
+
+
 def _scan(
     registry_url: str,
     deep: bool,
@@ -200,21 +208,132 @@ def _scan(
     decode: Callable[[bytes], Any],
     decode_first: Callable[[bytes], tuple[Any, bytes]],
 ) -> None:
-    """Stream the live credentials into evidence groups."""
-    from keyadmin.progress import report
-    from keyadmin.store import estate
-    from keyadmin.store.db import transaction
+    """Stream the live credentials into evidence groups.
 
-    with transaction(registry_url) as s:
-        for n, (rid, att, cd) in enumerate(estate.iter_audit_rows(s, LIVE), 1):
-            report("audit: reading credentials", n)
-            key = None if deep else group_key(att, cd, decode, decode_first)
-            if key is None:
-                key = ("single", rid)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = _Group(att, cd)
-            g.members.append(rid)
+    One read-only snapshot (on SQLite it holds no writer lock: step-ups and enrolments go on
+    meanwhile). A large registry is read in id ranges by forked processes, each in a snapshot
+    of its own, every id in exactly one range; their groups are merged in range order. A
+    process that fails leaves the whole scan to this one."""
+    from keyadmin.store import estate
+    from keyadmin.store.db import reading
+
+    with reading(registry_url) as reader:
+        bounds = estate.id_bounds(reader)
+        if bounds is None:
+            return
+        workers = 1 if deep else _scan_workers(bounds)
+        if workers == 1:
+            _group_rows(estate.iter_audit_rows(reader, LIVE), deep, groups, decode, decode_first)
+            return
+    parts = _scan_in_processes(registry_url, bounds, workers)
+    if parts is None:  # a process failed: read it all here (its error, if any, is raised here)
+        _scan_serial(registry_url, groups, decode, decode_first)
+        return
+    for part in parts:
+        for key, g in part.items():
+            have = groups.get(key)
+            if have is None:
+                groups[key] = g
+            else:
+                have.members.extend(g.members)
+
+
+def _group_rows(
+    rows: Iterator[AuditRow],
+    deep: bool,
+    groups: dict[Any, _Group],
+    decode: Callable[[bytes], Any],
+    decode_first: Callable[[bytes], tuple[Any, bytes]],
+) -> None:
+    from keyadmin.progress import report
+
+    for n, (rid, att, cd) in enumerate(rows, 1):
+        report("audit: reading credentials", n)
+        key = None if deep else group_key(att, cd, decode, decode_first)
+        if key is None:
+            key = ("single", rid)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group(att, cd)
+        g.members.append(rid)
+
+
+def _scan_serial(
+    registry_url: str,
+    groups: dict[Any, _Group],
+    decode: Callable[[bytes], Any],
+    decode_first: Callable[[bytes], tuple[Any, bytes]],
+) -> None:
+    from keyadmin.store import estate
+    from keyadmin.store.db import reading
+
+    groups.clear()
+    with reading(registry_url) as reader:
+        _group_rows(estate.iter_audit_rows(reader, LIVE), False, groups, decode, decode_first)
+
+
+def _scan_workers(bounds: tuple[int, int]) -> int:
+    import os
+
+    if bounds[1] - bounds[0] + 1 < PARALLEL_FROM:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_SCAN_WORKERS))
+
+
+def _scan_in_processes(
+    registry_url: str, bounds: tuple[int, int], workers: int
+) -> list[dict[Any, _Group]] | None:
+    """Each id range's groups, in range order; None when a process failed or died."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from keyadmin.progress import report
+
+    lo, hi = bounds
+    step = -(-(hi - lo + 1) // workers)
+    ranges = [(a, min(a + step - 1, hi)) for a in range(lo, hi + 1, step)]
+    out: list[dict[Any, _Group]] = []
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(ranges),
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_scan_process_init,
+        ) as pool:
+            done = 0
+            for part in pool.map(_scan_range, [(registry_url, r) for r in ranges]):
+                if part is None:
+                    return None
+                out.append(part)
+                done += sum(len(g.members) for g in part.values())
+                report("audit: reading credentials", done)
+    except Exception:  # noqa: BLE001 - a process failed or died: the parent scans it all
+        return None
+    return out
+
+
+def _scan_process_init() -> None:
+    from keyadmin import progress
+    from keyadmin.store.db import in_forked_child
+
+    in_forked_child()
+    progress.set_sink(None)  # the parent reports; children must not write to its terminal
+
+
+def _scan_range(job: tuple[str, tuple[int, int]]) -> dict[Any, _Group] | None:
+    """In a forked process: the groups of one id range (None if anything failed)."""
+    from keyadmin.store import estate
+    from keyadmin.store.db import reading
+
+    url, ids = job
+    groups: dict[Any, _Group] = {}
+    decode, decode_first = _decoders()
+    try:
+        with reading(url) as reader:
+            rows = estate.iter_audit_rows(reader, LIVE, ids)
+            _group_rows(rows, False, groups, decode, decode_first)
+    except Exception:  # noqa: BLE001 - the parent reads everything itself and reports it
+        return None
+    return groups
 
 
 # -- the audit -----------------------------------------------------------------------------------

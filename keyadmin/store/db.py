@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from psycopg import Connection as _PsycopgConnection
     from psycopg.rows import TupleRow
     from sqlalchemy import Connection, Engine
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine.interfaces import DBAPIConnection as DbapiConnection
     from sqlalchemy.pool import ConnectionPoolEntry
     from sqlmodel import Session
 
@@ -509,7 +511,7 @@ def drop_hot_connection(url: str) -> None:
         pass
 
 
-_inherited: list[sqlite3.Connection | PgConnection] = []
+_inherited: list[sqlite3.Connection | PgConnection | Engine] = []
 
 
 def _migrate(engine: Engine) -> None:
@@ -558,6 +560,54 @@ def transaction(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def reading(url: str) -> Iterator[tuple[DbapiConnection, Dialect]]:
+    """A read-only snapshot of the registry for a long read (the audit's scan): a DBAPI
+    connection in one transaction, and the dialect to compile statements for; rolled back
+    at the end.
+
+    On SQLite a connection of its own, opened read-only, whose deferred transaction takes
+    no writer lock: in WAL mode enrolments and step-ups go on while it reads (a
+    ``transaction`` would hold the one writer lock throughout). Elsewhere a connection of
+    the process's engine for the URL."""
+    engine = get_engine(url)  # created and migrated
+    path = sqlite_file(url)
+    with database_errors("the registry database cannot be read"):
+        if path is not None:
+            import sqlite3
+
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            try:
+                con.isolation_level = None
+                con.execute("BEGIN")
+                yield cast("DbapiConnection", con), engine.dialect
+            finally:
+                con.close()  # ends the read transaction
+            return
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            try:
+                yield raw, engine.dialect
+            finally:
+                conn.rollback()
+
+
+def in_forked_child() -> None:
+    """Call first in a process made by fork() that will use the registry. The parent's
+    engines (with their pooled connections) and hot connections are parked: never used,
+    never closed here (SQLite forbids using a connection across fork; closing a PostgreSQL
+    one would end the parent's session). This process opens its own; the schema was
+    migrated by the parent, so its engines are not migrated again."""
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    for url, engine in list(_engines.items()):
+        _inherited.append(engine)
+        _engines[url] = _create(url)
+    for url in [*_hot.by_url, *_hot.pg_by_url]:
+        drop_hot_connection(url)  # opened by another pid: parked
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,39 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+
+    Reader = tuple[DBAPIConnection, Dialect]
+    """What ``keyadmin.store.db.reading`` yields: a read-only snapshot's connection, its dialect."""
 
 AuditRow = tuple[int, bytes, bytes]
 """(registry id, attestation object, client data JSON)"""
 
 
-def iter_audit_rows(session: Any, statuses: Sequence[str]) -> Iterator[AuditRow]:
-    """Every credential in ``statuses`` with its evidence bytes (no particular order).
+def id_bounds(reader: Reader) -> tuple[int, int] | None:
+    """(smallest, largest) registry id of any credential, None when there is none (the
+    primary key answers both: no scan). ``reader``: ``keyadmin.store.db.reading``'s pair."""
+    from sqlalchemy import func, select
+
+    from keyadmin.store.models import CredentialRow
+
+    c = CredentialRow.__table__.c  # type: ignore[attr-defined]
+    for lo, hi in _rows(reader, select(func.min(c.id), func.max(c.id))):
+        if lo is not None:
+            return int(lo), int(hi)
+    return None
+
+
+def iter_audit_rows(
+    reader: Reader, statuses: Sequence[str], ids: tuple[int, int] | None = None
+) -> Iterator[AuditRow]:
+    """Every credential in ``statuses`` with its evidence bytes (no particular order); with
+    ``ids`` = (first, last), only those whose registry id lies in that closed range.
+    ``reader``: ``keyadmin.store.db.reading``'s pair.
 
     Only what grouping needs is read; names and ids of the few credentials that fail come
     from :func:`credential_details` afterwards.
@@ -37,20 +62,27 @@ def iter_audit_rows(session: Any, statuses: Sequence[str]) -> Iterator[AuditRow]
         .outerjoin(EvidenceRow.__table__, e.id == c.evidence_id)  # type: ignore[attr-defined]
         .where(c.status.in_(list(statuses)))
     )
-    # The driver's own cursor: SQLAlchemy's per-row result processing would cost as much as
-    # the read itself at 100,000 rows. The statement has no user input (constant statuses are
-    # rendered as literals by SQLAlchemy's compiler for this dialect).
-    conn = session.connection()
-    sql = str(q.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cur = conn.connection.dbapi_connection.cursor()
+    if ids is not None:
+        q = q.where(c.id.between(int(ids[0]), int(ids[1])))
+    for r in _rows(reader, q):
+        yield (r[0], bytes(r[1] or b""), bytes(r[2] or b""))
+
+
+def _rows(reader: Reader, q: Any) -> Iterator[Sequence[Any]]:
+    """``q``'s rows from the driver's own cursor: SQLAlchemy's per-row result processing
+    would cost as much as the read itself at 100,000 rows. The statements have no user input
+    (constant statuses and integer ids are rendered as literals by SQLAlchemy's compiler for
+    this dialect)."""
+    dbapi, dialect = reader
+    sql = str(q.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    cur = dbapi.cursor()
     try:
         cur.execute(sql)
         while True:
             chunk = cur.fetchmany(5000)
             if not chunk:
                 break
-            for r in chunk:
-                yield (r[0], bytes(r[1] or b""), bytes(r[2] or b""))
+            yield from chunk
     finally:
         cur.close()
 
