@@ -263,14 +263,14 @@ def _attested_credential(data: bytes, decode_item: ItemDecoder) -> tuple[Atteste
         and len(data) >= start + 77
     ):
         key_bytes = data[start : start + 77]
-        cose = {1: 2, 3: -7, -1: 1, -2: key_bytes[10:42], -3: key_bytes[45:]}
+        cose = {1: 2, 3: -7, -1: 1, -2: key_bytes[10:42], -3: key_bytes[45:]}  # a COSE_Key
     else:
         try:
             cose, used = decode_item(data[start:])
         except _DECODE_ERRORS as e:
             raise AttestationMalformed(f"credential public key is not valid CBOR: {e}") from None
         key_bytes = data[start : start + used]
-    if not isinstance(cose, dict) or not _INTEGER.issuperset(map(type, cose)):
-        raise AttestationMalformed("credential public key is not a COSE_Key map")
+        if not isinstance(cose, dict) or not _INTEGER.issuperset(map(type, cose)):
+            raise AttestationMalformed("credential public key is not a COSE_Key map")
     credential = AttestedCredential(data[37:53], data[55:start], cose, key_bytes)
     return credential, start + len(key_bytes)

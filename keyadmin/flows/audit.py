@@ -113,9 +113,11 @@ def group_key(
     decode: Callable[[bytes], Any],
     decode_first: Callable[[bytes], tuple[Any, bytes]],
 ) -> tuple[Any, ...] | None:
-    """Everything the policy's rules read except the signature, as a hashable tuple.
+    """Everything the policy's rules read except the signature, as a tuple.
 
-    None when the registration does not parse (it is then evaluated on its own).
+    None when the registration does not parse (it is then evaluated on its own). The tuple
+    is not hashable when the evidence holds a map where a scalar belongs; the caller then
+    evaluates it on its own too (its dictionary lookup hashes the key once, not twice).
     """
     try:
         obj = decode(att_obj)
@@ -142,7 +144,6 @@ def group_key(
         cose = att.public_key
         cred = (att.aaguid_raw, cose.get(1), cose.get(3), cose.get(-1), parsed.extensions_cbor)
         key = (obj["fmt"], ad[:33], stmt_key, cred, _client_data_key(client_data))
-        hash(key)
     except Exception:  # noqa: BLE001 - an unparsable registration is evaluated on its own
         return None
     return key
@@ -250,9 +251,13 @@ def _group_rows(
     for n, (rid, att, cd) in enumerate(rows, 1):
         report("audit: reading credentials", n)
         key = None if deep else group_key(att, cd, decode, decode_first)
+        try:
+            g = groups.get(key) if key is not None else None
+        except TypeError:  # an unhashable value in the evidence: judged on its own
+            key = None
         if key is None:
             key = ("single", rid)
-        g = groups.get(key)
+            g = None
         if g is None:
             g = groups[key] = _Group(att, cd)
         g.members.append(rid)

@@ -533,3 +533,27 @@ def test_the_es256_key_read_by_its_bytes_is_what_the_strict_decoder_reads() -> N
     short = bytes.fromhex("a5 01 02 03 26 20 01 21 58 20") + x + bytes.fromhex("22 58 20") + y[:31]
     with pytest.raises(AttestationMalformed, match="not valid CBOR"):
         authdata.parse(head + b"cred" + short, attested=True)
+
+
+def test_evidence_whose_group_key_cannot_be_hashed_is_judged_on_its_own() -> None:
+    """A statement holding a map where a scalar belongs makes an unhashable group key: each
+    such registration is its own group (never merged, never a crash), beside a good one."""
+    import cbor2
+
+    from keyadmin.flows.audit import _decoders, _group_rows
+
+    cap = capture("fidomds-yubikey_5_nfc")
+    obj = cbor2.loads(cap.attestation_object)
+    odd = cbor2.dumps({**obj, "attStmt": {**obj["attStmt"], "ecdaaKeyId": {"a": 1}}})
+    decode, first = _decoders()
+    groups: dict[Any, Any] = {}
+    rows = [
+        (1, cap.attestation_object, cap.client_data_json),
+        (2, odd, cap.client_data_json),
+        (3, odd, cap.client_data_json),
+        (4, cap.attestation_object, cap.client_data_json),
+    ]
+    _group_rows(iter(rows), False, groups, decode, first)
+    members = sorted(sorted(g.members) for g in groups.values())
+    assert members == [[1, 4], [2], [3]]
+    assert ("single", 2) in groups and ("single", 3) in groups
