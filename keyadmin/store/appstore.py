@@ -589,6 +589,8 @@ class AppStore:
         }
         for d in m.derived:
             out[DERIVED_PREFIX + d.column] = self._derive(d, cred)
+        if len(out) == len(self._fields):  # every field mapped (the common case): all of them
+            return out
         return {f: out[f] for f in self._fields}
 
     def _derive(self, d: Derived, cred: RegistryCredential) -> object:
@@ -810,7 +812,7 @@ class AppStore:
         cost more than SQLite's own work at 100,000s of rows: each row's parameters are built
         in one pass from its values. False (nothing written) when the statement is not the
         plain positional one expected."""
-        from sqlalchemy import LargeBinary
+        from sqlalchemy import Boolean, LargeBinary
 
         dialect = conn.dialect
         m = self.mapping
@@ -825,9 +827,15 @@ class AppStore:
         for k in order:
             col_type = self.table.c[k].type
             proc = col_type.dialect_impl(dialect).bind_processor(dialect)
-            if isinstance(col_type, LargeBinary):
-                proc = None  # sqlite3.Binary is a memoryview: the driver binds bytes the same
             f = field_of[k]
+            if isinstance(col_type, (LargeBinary, Boolean)) and not (f or "").startswith(
+                DERIVED_PREFIX
+            ):
+                # keyadmin's own fields hold bytes and bools here: sqlite3.Binary is a
+                # memoryview and SQLite's Boolean processor int(), and the driver binds bytes
+                # and bools (an int subclass) the same way without them. A derived column's
+                # configured value still goes through its type's processor (and its checks).
+                proc = None
             plan.append((f, f is not None and self._kind.get(f) == "datetime", proc))
         params = []
         for values in rows:
