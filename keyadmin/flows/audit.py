@@ -220,15 +220,12 @@ def _scan(
 
     with reading(registry_url) as reader:
         bounds = estate.id_bounds(reader)
-        if bounds is None:
-            return
-        workers = 1 if deep else _scan_workers(bounds)
-        if workers == 1:
-            _group_rows(estate.iter_audit_rows(reader, LIVE), deep, groups, decode, decode_first)
-            return
-    parts = _scan_in_processes(registry_url, bounds, workers)
-    if parts is None:  # a process failed: read it all here (its error, if any, is raised here)
-        _scan_serial(registry_url, groups, decode, decode_first)
+    if bounds is None:
+        return
+    workers = 1 if deep else _scan_workers(bounds)
+    parts = _scan_in_processes(registry_url, bounds, workers) if workers > 1 else None
+    if parts is None:  # one process, or a process failed: read it all here (errors raised here)
+        _scan_serial(registry_url, deep, groups, decode, decode_first)
         return
     for part in parts:
         for key, g in part.items():
@@ -265,6 +262,7 @@ def _group_rows(
 
 def _scan_serial(
     registry_url: str,
+    deep: bool,
     groups: dict[Any, _Group],
     decode: Callable[[bytes], Any],
     decode_first: Callable[[bytes], tuple[Any, bytes]],
@@ -274,7 +272,7 @@ def _scan_serial(
 
     groups.clear()
     with reading(registry_url) as reader:
-        _group_rows(estate.iter_audit_rows(reader, LIVE), False, groups, decode, decode_first)
+        _group_rows(estate.iter_audit_rows(reader, LIVE), deep, groups, decode, decode_first)
 
 
 def _scan_workers(bounds: tuple[int, int]) -> int:

@@ -842,8 +842,8 @@ class AppStore:
             vals: list[object] = []
             for f, when, proc in plan:
                 v = False if f is None else values[f]
-                if when:
-                    v = self._dt(f, v)  # type: ignore[arg-type]
+                if when and f is not None:
+                    v = self._dt(f, v)
                 if v is not None and proc is not None:
                     v = proc(v)
                 vals.append(v)

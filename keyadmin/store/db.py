@@ -562,6 +562,14 @@ def transaction(url: str) -> Iterator[Session]:
         session.close()
 
 
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a SQLite file (``mode=ro``): it can never write, and it
+    waits up to 30 s for a lock, as keyadmin's other connections do."""
+    import sqlite3
+
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+
+
 @contextmanager
 def reading(url: str) -> Iterator[tuple[DbapiConnection, Dialect]]:
     """A read-only snapshot of the registry for a long read (the audit's scan): a DBAPI
@@ -576,9 +584,7 @@ def reading(url: str) -> Iterator[tuple[DbapiConnection, Dialect]]:
     path = sqlite_file(url)
     with database_errors("the registry database cannot be read"):
         if path is not None:
-            import sqlite3
-
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            con = open_read_only(path)
             try:
                 con.isolation_level = None
                 con.execute("BEGIN")

@@ -491,17 +491,12 @@ class MdsIndex:
             return held[1]
         if held is not None and held[0][0] == which[0]:
             held[1].close()
-        con = sqlite3.connect(f"file:{self._sqlite}?mode=ro", uri=True)
+        from keyadmin.store.db import open_read_only
+
+        con = open_read_only(self._sqlite)
         con.row_factory = sqlite3.Row
         self._local.reader = (which, con)
         return con
-
-    def close(self) -> None:
-        """Close this thread's read connection (it is also closed with the object)."""
-        held = getattr(self._local, "reader", None)
-        if held is not None:
-            held[1].close()
-            self._local.reader = None
 
     # -- reads ------------------------------------------------------------------------------------
 
